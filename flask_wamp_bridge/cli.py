@@ -1,0 +1,90 @@
+"""``flask wamp ...``: generate the Crossbar config and run a development router.
+
+The extension attaches :data:`wamp_cli` with ``app.cli.add_command(wamp_cli)``:
+
+- ``flask wamp config [--output FILE]`` prints (or writes) the generated config JSON;
+- ``flask wamp router [--cbdir DIR]`` writes it to ``DIR/config.json`` and runs
+  Crossbar in the foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .crossbar import find_crossbar
+from .crossbar import make_config
+from .crossbar import save_config
+from .errors import ConfigError
+
+__all__ = ["wamp_cli"]
+
+#: The ``flask wamp`` command group.
+wamp_cli = AppGroup("wamp", help="WAMP bridge: Crossbar router config and a development router.")
+
+
+def _config() -> dict[str, t.Any]:
+    try:
+        return make_config(current_app.config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@wamp_cli.command("config")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write config.json here (mode 0600) instead of printing it.",
+)
+def config_command(output: Path | None) -> None:
+    """Print the Crossbar config generated from the app's WAMP_BRIDGE_* settings."""
+    config = _config()
+    if output is None:
+        click.echo(json.dumps(config, indent=2))
+        return
+    save_config(config, output)
+    click.echo(f"wrote {output}", err=True)
+
+
+@wamp_cli.command("router")
+@click.option(
+    "--cbdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".crossbar-run"),
+    show_default=True,
+    help="Crossbar node directory (config.json, keys, node.pid).",
+)
+def router_command(cbdir: Path) -> None:
+    """Run Crossbar in the foreground with the generated config (Ctrl-C stops it)."""
+    config = _config()
+    try:
+        crossbar = find_crossbar()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    save_config(config, cbdir / "config.json")
+    click.echo(f"starting Crossbar ({crossbar}) with {cbdir / 'config.json'}", err=True)
+    proc = subprocess.Popen([crossbar, "start", "--cbdir", str(cbdir)])
+    # Ctrl-C reaches Crossbar too (same process group); SIGTERM is passed on.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
+    try:
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            try:
+                code = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(0 if code in (0, -signal.SIGINT, -signal.SIGTERM) else code)
