@@ -1,0 +1,1 @@
+"""Example applications for flask_wamp_bridge (``examples.app:app``)."""

@@ -1,0 +1,360 @@
+"""The gunicorn worker: ``gunicorn -k flask_wamp_bridge.worker app:app``.
+
+:class:`BridgeWorker` is gunicorn's gevent pywsgi worker with
+:class:`BridgeHandler`, which turns WebSocket upgrade requests into an
+*unaccepted* :class:`~._websocket.WebSocket` in ``environ['wsgi.websocket']``
+and runs the app. Nothing is sent until the app calls ``ws.accept(...)`` (the
+101); a refusal is an ordinary HTTP response. Flask-Sockets-style code that
+never calls ``accept`` is accepted on its first ``receive()`` or ``send()``.
+
+Capacity: each worker serves at most gunicorn's ``worker_connections``
+(default 1000) connections at once, and an open WebSocket holds one of those
+slots for its whole life (keep-alive HTTP connections hold one while idle, up
+to the handshake timeout). When all slots are taken the worker stops
+accepting and new connections wait in the listen backlog. Greenlets the app
+spawns itself (e.g. a relay's upstream leg) are not counted. Size it as
+``workers * worker_connections >= expected sockets + HTTP concurrency``.
+
+Shutdown: on SIGTERM, SIGINT or SIGQUIT the worker stops accepting, runs the
+shutdown hooks (:func:`._lifecycle.run_shutdown_hooks`) and closes every live
+WebSocket with 1001 (or calls its ``on_server_shutdown``) at once, then exits
+as soon as its requests are done, instead of waiting out ``graceful_timeout``.
+When gunicorn replaces the worker on a SIGHUP reload the code is 1012
+(service restart), so clients know to reconnect.
+
+Settings (environment, e.g. ``gunicorn --env NAME=value``):
+``WAMP_BRIDGE_HANDSHAKE_TIMEOUT`` seconds a client has to send its request
+line and headers, on a new or kept-alive connection (default 10).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import struct
+import sys
+import time
+import typing as t
+import weakref
+
+import gevent
+from gevent.pool import Pool
+from gunicorn.http.wsgi import base_environ
+from gunicorn.sock import ssl_context
+from gunicorn.workers.ggevent import VERSION
+from gunicorn.workers.ggevent import GeventPyWSGIWorker
+from gunicorn.workers.ggevent import PyWSGIHandler
+
+from . import _frames
+from . import _lifecycle
+from . import _websocket
+from .errors import ConfigError
+
+__all__ = ["BridgeHandler", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
+
+#: Seconds a client has to send a complete request head (see WAMP_BRIDGE_HANDSHAKE_TIMEOUT).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+_SHUTDOWN_CLOSE_TIMEOUT = 5.0
+_QUICK_CLOSE_TIMEOUT = 1.0
+
+
+class _HeaderTimeout(ValueError):
+    """The request head did not arrive in time (a ValueError: gevent answers it with 400)."""
+
+
+class BridgeHandler(PyWSGIHandler):
+    """gunicorn's gevent handler (access log included) plus the WebSocket handshake."""
+
+    _header_timer: t.Any = None
+    _websocket: _websocket.WebSocket | None = None
+
+    # --- handshake timeout ---------------------------------------------------------
+
+    def _handshake_timeout(self) -> float:
+        return float(getattr(self.server, "handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT))
+
+    def handle_one_request(self) -> t.Any:
+        try:
+            return super().handle_one_request()
+        finally:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+    def read_requestline(self) -> str:
+        timeout = self._handshake_timeout()
+        self._header_timer = gevent.Timeout(timeout) if timeout > 0 else None
+        if self._header_timer is not None:
+            self._header_timer.start()
+        try:
+            return super().read_requestline()  # type: ignore[no-any-return]
+        except gevent.Timeout as exc:
+            if exc is not self._header_timer:
+                raise
+            return ""  # no request line in time: drop the connection silently
+
+    def read_request(self, raw_requestline: str) -> t.Any:
+        timer = self._header_timer
+        try:
+            return super().read_request(raw_requestline)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise _HeaderTimeout(
+                f"request headers not received within {self._handshake_timeout():g} s"
+            ) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._header_timer = None
+
+    # --- WebSocket upgrade ----------------------------------------------------------------
+
+    def run_application(self) -> None:
+        environ = self.environ
+        if "websocket" not in _frames.parse_header_tokens(environ.get("HTTP_UPGRADE", "").lower()):
+            super().run_application()
+            return
+        problem = self._upgrade_problem()
+        if problem is not None:
+            self._refuse(problem)
+            return
+        ws = _websocket.WebSocket(
+            self.socket,
+            role="server",
+            read=self.rfile.read1,
+            environ=environ,
+            accept_handler=self._send_101,
+        )
+        self._websocket = ws
+        environ["wsgi.websocket"] = ws
+        environ["wsgi.websocket_version"] = "13"
+        try:
+            self.result = self.application(environ, self._ws_start_response)
+            if not ws.accepted:
+                self.process_result()
+        except Exception:
+            if not ws.accepted:
+                raise
+            # The 101 is out: no HTTP error page can follow. Log, then close with 1011.
+            self._log_error(*sys.exc_info())
+            ws.close(1011, "internal server error")
+        finally:
+            close = getattr(self.result, "close", None)
+            self.result = None
+            try:
+                if close is not None:
+                    close()
+            finally:
+                if ws.accepted:
+                    ws._finish_server_session()
+                    self.close_connection = True
+                else:
+                    ws.close()  # never accepted: marks it closed, sends nothing
+                    self.close_connection = True  # no keep-alive after a refused upgrade
+
+    def _upgrade_problem(self) -> tuple[str, list[tuple[str, str]]] | None:
+        env = self.environ
+        if self.command != "GET":
+            return "A WebSocket handshake must be a GET request.", []
+        if self.request_version != "HTTP/1.1":
+            return "A WebSocket handshake needs HTTP/1.1.", []
+        if "upgrade" not in _frames.parse_header_tokens(env.get("HTTP_CONNECTION", "").lower()):
+            return "A WebSocket handshake needs 'Connection: Upgrade'.", []
+        if env.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() != "13":
+            return "Unsupported Sec-WebSocket-Version: this server speaks version 13.", [
+                ("Sec-WebSocket-Version", "13")
+            ]
+        if not _frames.is_valid_key(env.get("HTTP_SEC_WEBSOCKET_KEY", "")):
+            return "Missing or malformed Sec-WebSocket-Key.", []
+        return None
+
+    def _refuse(self, problem: tuple[str, list[tuple[str, str]]]) -> None:
+        message, extra = problem
+        body = (message + "\n").encode("utf-8")
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            *extra,
+        ]
+        self.close_connection = True
+        self.start_response("400 Bad Request", headers)
+        self.write(body)
+
+    def _ws_start_response(self, status: str, headers: list[tuple[str, str]], exc_info: t.Any = None) -> t.Any:
+        ws = self._websocket
+        if ws is not None and ws.accepted:
+            # The view returned after a WebSocket session: its response cannot be sent.
+            return _discard
+        return self.start_response(status, headers, exc_info)
+
+    def _send_101(self, subprotocol: str | None, extra: t.Sequence[tuple[str, str]]) -> None:
+        headers = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", _frames.accept_key(self.environ["HTTP_SEC_WEBSOCKET_KEY"])),
+        ]
+        if subprotocol is not None:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        headers.extend(extra)
+        head = bytearray(b"HTTP/1.1 101 Switching Protocols\r\n")
+        encoded = []
+        for name, value in headers:
+            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+                raise ConfigError(f"response header {name!r} contains a line break")
+            pair = (name.encode("latin-1"), value.encode("latin-1"))
+            encoded.append(pair)
+            head += pair[0] + b": " + pair[1] + b"\r\n"
+        head += b"\r\n"
+        # state read by gunicorn's access log
+        self.status = b"101 Switching Protocols"
+        self._orig_status = "101 Switching Protocols"
+        self.code = 101
+        self.response_headers = encoded
+        self.headers_sent = True
+        self.connection_upgraded = True
+        self.close_connection = True
+        try:  # small frames must not wait for ACKs (Nagle)
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a unix socket)
+        self._sendall(bytes(head))
+
+
+def _discard(data: bytes) -> None:
+    pass
+
+
+# --- telling a reload from a shutdown ---------------------------------------------------------
+#
+# gunicorn stops a worker with SIGTERM both on shutdown and when a SIGHUP reload
+# replaces it (Arbiter.reload(): app.reload() builds a new Config, spawn_worker()
+# constructs the new workers in the master, then manage_workers() SIGTERMs the
+# oldest). The worker class is constructed in the master right before each
+# fork, so the master can notice the new Config there and record, in memory
+# shared with every worker it forked, the age of the first replacement worker.
+# A worker that gets SIGTERM while an age above its own is recorded is being
+# replaced (1012); otherwise it is shutting down (1001). USR2 re-exec starts a
+# new master with its own board, so the old workers see 1001 there.
+
+_board: mmap.mmap | None = None
+_board_cfg: weakref.ref[t.Any] | None = None
+
+
+def _note_spawn(age: int, cfg: t.Any) -> None:
+    """In the master: remember which workers a reload replaces."""
+    global _board, _board_cfg
+    if _board is None:
+        _board = mmap.mmap(-1, 8)  # anonymous, MAP_SHARED: inherited by every fork
+    if _board_cfg is not None and _board_cfg() is not cfg:
+        struct.pack_into("q", _board, 0, age)
+    _board_cfg = weakref.ref(cfg)
+
+
+def _replaced_by_reload(age: int) -> bool:
+    return _board is not None and struct.unpack_from("q", _board, 0)[0] > age
+
+
+class BridgeWorker(GeventPyWSGIWorker):
+    """gunicorn gevent worker with WebSocket routes and prompt, coded shutdown.
+
+    See the module docstring for capacity (``worker_connections``) and signals.
+    """
+
+    wsgi_handler = BridgeHandler
+
+    def __init__(self, age: int, ppid: int, sockets: t.Any, app: t.Any, timeout: t.Any, cfg: t.Any, log: t.Any) -> None:
+        super().__init__(age, ppid, sockets, app, timeout, cfg, log)
+        if ppid == os.getpid():  # constructed by the arbiter, just before it forks
+            _note_spawn(age, cfg)
+        self._quick = False
+        self._servers: list[t.Any] = []
+
+    # signal handlers only set flags: the run loop does the work in a greenlet
+    def handle_exit(self, sig: int, frame: t.Any) -> None:
+        self.alive = False
+
+    def handle_quit(self, sig: int, frame: t.Any) -> None:
+        self._quick = True
+        self.alive = False
+
+    def shutdown_code(self) -> int:
+        """1012 when a reload replaces this worker, else 1001."""
+        return 1012 if _replaced_by_reload(self.age) else 1001
+
+    def run(self) -> None:
+        # GeventWorker.run, with a run loop that reacts to stop signals at once
+        # and a shutdown that closes WebSockets instead of waiting for them.
+        handshake_timeout = _env_seconds("WAMP_BRIDGE_HANDSHAKE_TIMEOUT", DEFAULT_HANDSHAKE_TIMEOUT)
+        _lifecycle.run_start_hooks()
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        for listener in self.sockets:
+            listener.setblocking(1)
+            environ = base_environ(self.cfg)
+            environ.update({"wsgi.multithread": True, "SERVER_SOFTWARE": VERSION})
+            server = self.server_class(
+                listener,
+                application=self.wsgi,
+                spawn=Pool(self.worker_connections),
+                log=self.log,
+                handler_class=self.wsgi_handler,
+                environ=environ,
+                **ssl_args,
+            )
+            server.handshake_timeout = handshake_timeout
+            server.start()
+            self._servers.append(server)
+
+        last_notify = 0.0
+        while self.alive:
+            now = time.monotonic()
+            if now - last_notify >= 1.0:
+                self.notify()
+                last_notify = now
+            gevent.sleep(0.1)  # short, so a stop signal is acted on at once
+
+        code = self.shutdown_code()
+        self.log.info("Worker %s stopping: closing WebSockets with %d", self.pid, code)
+        close_timeout = _QUICK_CLOSE_TIMEOUT if self._quick else _SHUTDOWN_CLOSE_TIMEOUT
+        shutdown = gevent.spawn(self._shutdown, code, close_timeout)
+        if self._quick:
+            shutdown.join(close_timeout + 1.0)
+            self.cfg.worker_int(self)
+            return
+
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while time.monotonic() < deadline:
+            if shutdown.dead and all(s.pool.free_count() == s.pool.size for s in self._servers):
+                return
+            if shutdown.dead and _websocket.live_sockets():
+                # a handshake that was in flight was accepted after the first pass
+                shutdown = gevent.spawn(_websocket.shutdown_all, code, close_timeout)
+            if time.monotonic() - last_notify >= 1.0:
+                self.notify()
+                last_notify = time.monotonic()
+            gevent.sleep(0.05)
+        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+        for server in self._servers:
+            server.stop(timeout=1)
+
+    def _shutdown(self, code: int, close_timeout: float) -> None:
+        for server in self._servers:
+            server.close()  # stop accepting
+        hooks = gevent.spawn(_lifecycle.run_shutdown_hooks, code)
+        _websocket.shutdown_all(code, timeout=close_timeout)
+        hooks.join(close_timeout)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value

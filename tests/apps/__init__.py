@@ -1,0 +1,1 @@
+"""Apps served by real gunicorn processes in the tests."""

@@ -1,0 +1,1 @@
+pytest_plugins = ["flask_wamp_bridge.testing"]
