@@ -28,6 +28,7 @@ from .errors import NotConnected as NotConnected
 from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import TransportError as TransportError
+from .extension import WampBridge as WampBridge
 
 __version__ = "0.1.0"
 

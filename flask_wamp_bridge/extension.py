@@ -1,0 +1,426 @@
+"""The Flask extension: :class:`WampBridge`.
+
+::
+
+    bridge = WampBridge()
+
+    @bridge.register()                 # procedure WAMP_BRIDGE_PREFIX + "add"
+    def add(a, b):
+        return a + b
+
+    @bridge.subscribe("app.chat")      # runs in every worker process
+    def on_chat(message):
+        ...
+
+    def create_app():
+        app = Flask(__name__)
+        bridge.init_app(app)
+        return app
+
+    @app.route("/sum")
+    def view():
+        return {"sum": g.wampy.rpc.add(1, 2)}     # or g.wampy.call("app.add", 1, 2)
+
+Each app gets one WAMP session per worker process (:class:`~flask_wamp_bridge.peer.Peer`),
+opened after fork by the worker's start hook (or on first use outside
+gunicorn, or by ``bridge.peer.start()``). Procedures and event handlers run in
+an app context with ``g.wamp_details`` (the
+:class:`~flask_wamp_bridge.peercore.InvocationDetails` /
+:class:`~flask_wamp_bridge.peercore.EventDetails`: caller identity when the
+router discloses it, ``progress(...)`` for progressive results) and ``g.wampy``.
+
+Subscribers run in every worker; work that must happen exactly once belongs in
+a procedure (registrations are shared, ``WAMP_BRIDGE_INVOKE`` = round-robin).
+
+This module imports neither gevent nor the peer until a peer is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import typing as t
+import weakref
+
+from flask import Flask
+from flask import current_app
+from flask import g
+
+from . import _lifecycle
+from .errors import ConfigError
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .peer import Peer
+
+__all__ = ["WampBridge", "BridgeState", "Wampy", "DEFAULTS"]
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+#: Config keys and defaults (``app.config.setdefault``). ``WAMP_BRIDGE_PEER_SECRET``
+#: falls back to the environment variable of the same name.
+DEFAULTS: dict[str, t.Any] = {
+    "WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/ws",
+    "WAMP_BRIDGE_REALM": "realm1",
+    #: The peer's login: "wampcra", "ticket" or "anonymous".
+    "WAMP_BRIDGE_PEER_AUTHMETHOD": "wampcra",
+    "WAMP_BRIDGE_PEER_AUTHID": "flask-app",
+    "WAMP_BRIDGE_PEER_SECRET": None,
+    #: Prefix of default procedure and topic URIs (a dot is added when missing).
+    "WAMP_BRIDGE_PREFIX": "",
+    #: Invocation policy of registrations: round-robin lets every worker register the same URI.
+    "WAMP_BRIDGE_INVOKE": "roundrobin",
+    #: Seconds a call waits for its result; then it is canceled (CallTimeout).
+    "WAMP_BRIDGE_CALL_TIMEOUT": 10.0,
+    #: CANCEL mode on timeout: "killnowait", "kill" or "skip".
+    "WAMP_BRIDGE_CANCEL_MODE": "killnowait",
+    #: Invocations and events handled at once per worker; more wait in the backlog.
+    "WAMP_BRIDGE_PEER_CONCURRENCY": 100,
+    "WAMP_BRIDGE_PEER_BACKLOG": 1000,
+    #: Start the peer in each gunicorn worker at boot (else on first use).
+    "WAMP_BRIDGE_PEER_AUTOSTART": True,
+    #: Seconds to connect and join.
+    "WAMP_BRIDGE_CONNECT_TIMEOUT": 10.0,
+    #: Reconnect backoff: first delay, growth factor, maximum (seconds; jittered).
+    "WAMP_BRIDGE_RECONNECT_INITIAL": 0.5,
+    "WAMP_BRIDGE_RECONNECT_FACTOR": 2.0,
+    "WAMP_BRIDGE_RECONNECT_MAX": 30.0,
+    #: The dynamic ticket authenticator procedure (registered by the peer, shared).
+    "WAMP_BRIDGE_AUTHENTICATOR": "wamp_bridge.authenticate",
+}
+
+_INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
+_AUTHMETHODS = ("wampcra", "ticket", "anonymous")
+_CANCEL_MODES = ("killnowait", "kill", "skip")
+
+
+class _Handler(t.NamedTuple):
+    kind: str  # "register" or "subscribe"
+    uri: str | None  # None: prefix + function name
+    fn: t.Callable[..., t.Any]
+    options: dict[str, t.Any]
+
+
+class _Rpc:
+    """``g.wampy.rpc.<name>(...)``: call procedure prefix + name."""
+
+    __slots__ = ("_wampy",)
+
+    def __init__(self, wampy: Wampy) -> None:
+        self._wampy = wampy
+
+    def __getattr__(self, name: str) -> t.Callable[..., t.Any]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        uri = self._wampy._state.prefix + name
+        return functools.partial(self._wampy.call, uri)
+
+
+class Wampy:
+    """The wampy-style surface in ``g.wampy``: ``rpc.<name>(...)``, ``call(...)``, ``publish(...)``."""
+
+    def __init__(self, state: BridgeState) -> None:
+        self._state = state
+        #: ``rpc.add(1, 2)`` calls ``WAMP_BRIDGE_PREFIX + "add"``.
+        self.rpc = _Rpc(self)
+
+    def call(self, procedure: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        """Call ``procedure``; see :meth:`flask_wamp_bridge.peer.Peer.call`."""
+        return self._state.peer.call(procedure, *args, **kwargs)
+
+    def publish(self, topic: str, *args: t.Any, **kwargs: t.Any) -> None:
+        """Publish to ``topic``; wampy's ``publish(topic=..., message=...)`` sends ``message`` as a kwarg."""
+        self._state.peer.publish(topic, *args, **kwargs)
+
+
+class BridgeState:
+    """Per-app state, in ``app.extensions["wamp_bridge"]``."""
+
+    def __init__(self, bridge: WampBridge, app: Flask) -> None:
+        self.bridge = bridge
+        self._app_ref = weakref.ref(app)
+        config = app.config
+        self.prefix = _normalize_prefix(config["WAMP_BRIDGE_PREFIX"])
+        self.wampy = Wampy(self)
+        self._internal: list[_Handler] = []
+        self._peer: Peer | None = None
+        self._peer_pid: int | None = None
+
+    @property
+    def app(self) -> Flask:
+        app = self._app_ref()
+        if app is None:
+            raise RuntimeError("the Flask app of this WampBridge state is gone")
+        return app
+
+    @property
+    def identity_loader(self) -> t.Callable[..., t.Any]:
+        """The app's identity loader (``@bridge.identity_loader``), or the default one."""
+        loader = self.bridge._identity_loader
+        if loader is None:
+            from .identity import default_identity_loader
+
+            return default_identity_loader
+        return loader
+
+    @property
+    def peer(self) -> Peer:
+        """This worker process's peer for the app (built on first access; not started)."""
+        pid = os.getpid()
+        if self._peer is None or self._peer_pid != pid:
+            # a peer inherited over fork (used in a --preload master) is not ours to use
+            self._peer = self._build_peer()
+            self._peer_pid = pid
+        return self._peer
+
+    @property
+    def has_peer(self) -> bool:
+        return self._peer is not None and self._peer_pid == os.getpid()
+
+    def uri_for(self, handler: _Handler) -> str:
+        return handler.uri if handler.uri is not None else self.prefix + handler.fn.__name__
+
+    def _build_peer(self) -> Peer:
+        from .auth import auth_from_config
+        from .peer import Peer
+
+        config = self.app.config
+        auth = auth_from_config(config["WAMP_BRIDGE_PEER_AUTHMETHOD"], config["WAMP_BRIDGE_PEER_AUTHID"],
+                                config["WAMP_BRIDGE_PEER_SECRET"])
+        peer = Peer(
+            config["WAMP_BRIDGE_ROUTER_URL"],
+            config["WAMP_BRIDGE_REALM"],
+            auth,
+            call_timeout=config["WAMP_BRIDGE_CALL_TIMEOUT"],
+            cancel_mode=config["WAMP_BRIDGE_CANCEL_MODE"],
+            concurrency=config["WAMP_BRIDGE_PEER_CONCURRENCY"],
+            backlog=config["WAMP_BRIDGE_PEER_BACKLOG"],
+            invoke=config["WAMP_BRIDGE_INVOKE"],
+            connect_timeout=config["WAMP_BRIDGE_CONNECT_TIMEOUT"],
+            reconnect_initial=config["WAMP_BRIDGE_RECONNECT_INITIAL"],
+            reconnect_max=config["WAMP_BRIDGE_RECONNECT_MAX"],
+            reconnect_factor=config["WAMP_BRIDGE_RECONNECT_FACTOR"],
+            debug=self.app.debug,
+        )
+        for handler in [*self.bridge._handlers, *self._internal]:
+            self._add(peer, handler)
+        return peer
+
+    def register_internal(self, uri: str, fn: t.Callable[..., t.Any], **options: t.Any) -> None:
+        """Register a library-internal procedure for this app only (e.g. the ticket authenticator).
+
+        Safe to call in ``init_app``: it is only recorded, and registered (in
+        an app context, with the configured invoke policy, so shared across
+        workers) whenever this process's peer is built and joins.
+        """
+        handler = _Handler("register", uri, fn, options)
+        self._internal.append(handler)
+        if self.has_peer:
+            self._add(self.peer, handler)
+
+    def _add(self, peer: Peer, handler: _Handler) -> None:
+        fn = self._in_app_context(handler.fn)
+        if handler.kind == "register":
+            peer.register(self.uri_for(handler), fn, **handler.options)
+        else:
+            peer.subscribe(self.uri_for(handler), fn, **handler.options)
+
+    def _in_app_context(self, fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+        app_ref = self._app_ref
+        wampy = self.wampy
+
+        @functools.wraps(fn)
+        def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            from .peer import current_details
+
+            app = app_ref()
+            if app is None:
+                raise RuntimeError("the Flask app is gone")
+            with app.app_context():
+                g.wamp_details = current_details()
+                g.wampy = wampy
+                return fn(*args, **kwargs)
+
+        return run
+
+    def start_peer(self) -> None:
+        if self.app.config["WAMP_BRIDGE_PEER_AUTOSTART"]:
+            self.peer.start()
+
+    def stop_peer(self, close_code: int = 1001) -> None:
+        if self.has_peer:
+            assert self._peer is not None
+            self._peer.stop(reason="wamp.close.system_shutdown")
+
+
+class WampBridge:
+    """Make a Flask app a WAMP peer (and, once mounted, a WAMP endpoint for browsers).
+
+    Supports ``WampBridge(app)`` and the factory pattern (``bridge.init_app(app)``),
+    and several apps in one process: handlers declared on the bridge are
+    served by every app it is initialized with, each through its own peer.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._handlers: list[_Handler] = []
+        self._identity_loader: t.Callable[..., t.Any] | None = None
+        self._states: weakref.WeakSet[BridgeState] = weakref.WeakSet()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read config (defaults via ``setdefault``), record state, hook the worker lifecycle.
+
+        Opens no connection: the peer starts in each worker after fork.
+        """
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+        if app.config["WAMP_BRIDGE_PEER_SECRET"] is None:
+            app.config["WAMP_BRIDGE_PEER_SECRET"] = os.environ.get("WAMP_BRIDGE_PEER_SECRET")
+        _check_config(app.config)
+        state = BridgeState(self, app)
+        app.extensions["wamp_bridge"] = state
+        self._states.add(state)
+        app.before_request(functools.partial(_set_g, state.wampy))
+
+        state_ref = weakref.ref(state)
+
+        def start() -> None:
+            live = state_ref()
+            if live is not None:
+                live.start_peer()
+
+        def stop(close_code: int) -> None:
+            live = state_ref()
+            if live is not None:
+                live.stop_peer(close_code)
+
+        _lifecycle.on_worker_start(start)
+        _lifecycle.on_worker_shutdown(stop)
+        self._mount_endpoint(app, state)
+
+    def _mount_endpoint(self, app: Flask, state: BridgeState) -> None:
+        """Mount point of the browser-facing WAMP endpoint (wired in by the endpoint module)."""
+
+    # -- declaring handlers --------------------------------------------------------------
+
+    def register(self, uri: str | t.Callable[..., t.Any] | None = None, **options: t.Any) -> t.Any:
+        """Decorator: serve the function as a WAMP procedure.
+
+        The URI is ``WAMP_BRIDGE_PREFIX`` + the function's name unless given.
+        ``options`` go into REGISTER: ``match="prefix"|"wildcard"``,
+        ``invoke="roundrobin"|"random"|"single"|...`` (default ``WAMP_BRIDGE_INVOKE``).
+        The function is returned unchanged (it can also be a Flask view). It
+        runs in an app context; raise :class:`~flask_wamp_bridge.errors.ApplicationError`
+        (or an exception class with a ``uri`` attribute) to answer with an error URI.
+        """
+        if callable(uri):
+            return self.register()(uri)
+        return self._decorator("register", uri, options)
+
+    def subscribe(self, topic: str | t.Callable[..., t.Any] | None = None, **options: t.Any) -> t.Any:
+        """Decorator: run the function for each event on a topic (default prefix + name).
+
+        ``options`` go into SUBSCRIBE (``match="prefix"|"wildcard"``). Runs in
+        *every* worker process: do exactly-once work in a procedure instead.
+        """
+        if callable(topic):
+            return self.subscribe()(topic)
+        return self._decorator("subscribe", topic, options)
+
+    def _decorator(self, kind: str, uri: str | None, options: dict[str, t.Any]) -> t.Callable[[F], F]:
+        def decorate(fn: F) -> F:
+            handler = _Handler(kind, uri, fn, options)
+            self._handlers.append(handler)
+            for state in list(self._states):
+                if state.has_peer:  # declared after the peer was built: add it live
+                    state._add(state.peer, handler)
+            return fn
+
+        return decorate
+
+    def identity_loader(self, fn: F) -> F:
+        """Decorator: the callable that turns the Flask session into a WAMP identity for browsers."""
+        self._identity_loader = fn
+        return fn
+
+    # -- using the peer (in an app context) ---------------------------------------------
+
+    def state(self, app: Flask | None = None) -> BridgeState:
+        """The :class:`BridgeState` of ``app`` (default: ``current_app``)."""
+        app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            return t.cast(BridgeState, app.extensions["wamp_bridge"])
+        except KeyError:
+            raise ConfigError("this app has no WampBridge: call bridge.init_app(app) first") from None
+
+    @property
+    def peer(self) -> Peer:
+        """The current app's :class:`~flask_wamp_bridge.peer.Peer` in this process (needs an app context).
+
+        ``bridge.peer.register(uri, fn, **options)`` registers a procedure
+        directly (no app context around it); ``bridge.peer.start()`` connects
+        now instead of on first use.
+        """
+        return self.state().peer
+
+    def call(self, procedure: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        """Call a procedure from anywhere in an app context (like ``g.wampy.call``)."""
+        return self.state().peer.call(procedure, *args, **kwargs)
+
+    def publish(self, topic: str, *args: t.Any, **kwargs: t.Any) -> None:
+        """Publish from anywhere in an app context (like ``g.wampy.publish``)."""
+        self.state().peer.publish(topic, *args, **kwargs)
+
+    def publish_to(self, authid: str | t.Sequence[str], topic: str, *args: t.Any, **kwargs: t.Any) -> None:
+        """Publish only to the sessions of ``authid`` (one or several), via ``eligible_authid``."""
+        eligible = [authid] if isinstance(authid, str) else list(authid)
+        self.state().peer.publish_with(topic, args, kwargs, options={"eligible_authid": eligible})
+
+    def logout(self, authid: str, reason: str = "wamp.close.logout", message: str | None = None) -> list[int]:
+        """End every WAMP session of ``authid`` on the router (all workers, all hosts).
+
+        Calls Crossbar's ``wamp.session.kill_by_authid``; returns the killed session ids.
+        """
+        kwargs: dict[str, t.Any] = {"reason": reason}
+        if message is not None:
+            kwargs["message"] = message
+        killed = self.state().peer.call("wamp.session.kill_by_authid", authid, **kwargs)
+        return list(killed or [])
+
+
+def _set_g(wampy: Wampy) -> None:
+    g.wampy = wampy
+
+
+def _normalize_prefix(prefix: str) -> str:
+    if prefix and not prefix.endswith("."):
+        return prefix + "."
+    return prefix
+
+
+def _check_config(config: t.Mapping[str, t.Any]) -> None:
+    def one_of(key: str, allowed: tuple[str, ...]) -> None:
+        if config[key] not in allowed:
+            raise ConfigError(f"{key} is {config[key]!r}; use one of {', '.join(map(repr, allowed))}")
+
+    one_of("WAMP_BRIDGE_PEER_AUTHMETHOD", _AUTHMETHODS)
+    one_of("WAMP_BRIDGE_INVOKE", _INVOKE_POLICIES)
+    one_of("WAMP_BRIDGE_CANCEL_MODE", _CANCEL_MODES)
+    for key in ("WAMP_BRIDGE_ROUTER_URL", "WAMP_BRIDGE_REALM"):
+        if not isinstance(config[key], str) or not config[key]:
+            raise ConfigError(f"{key} must be a non-empty string")
+    if not config["WAMP_BRIDGE_ROUTER_URL"].startswith(("ws://", "wss://")):
+        raise ConfigError(f"WAMP_BRIDGE_ROUTER_URL {config['WAMP_BRIDGE_ROUTER_URL']!r} must start with "
+                          "ws:// or wss://")
+    if not isinstance(config["WAMP_BRIDGE_PREFIX"], str):
+        raise ConfigError("WAMP_BRIDGE_PREFIX must be a string like 'app.' (or '')")
+    timeout = config["WAMP_BRIDGE_CALL_TIMEOUT"]
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError("WAMP_BRIDGE_CALL_TIMEOUT must be a positive number of seconds (or None)")
+    for key in ("WAMP_BRIDGE_PEER_CONCURRENCY", "WAMP_BRIDGE_PEER_BACKLOG"):
+        if type(config[key]) is not int or config[key] < (1 if key.endswith("CONCURRENCY") else 0):
+            raise ConfigError(f"{key} must be a positive integer")
+    for key in ("WAMP_BRIDGE_CONNECT_TIMEOUT", "WAMP_BRIDGE_RECONNECT_INITIAL", "WAMP_BRIDGE_RECONNECT_FACTOR",
+                "WAMP_BRIDGE_RECONNECT_MAX"):
+        if not isinstance(config[key], (int, float)) or config[key] <= 0:
+            raise ConfigError(f"{key} must be a positive number")

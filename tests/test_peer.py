@@ -1,0 +1,457 @@
+"""The gevent peer against a real Crossbar, with autobahn clients as independent counterparts.
+
+The peer runs in this process's gevent hub (no monkey-patching); the autobahn
+test clients run in their own threads, so blocking calls on them go through
+gevent's thread pool to keep the hub (and the peer) running meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import typing as t
+import uuid
+
+import gevent
+import gevent.event
+import pytest
+
+from flask_wamp_bridge.auth import WampCraAuth
+from flask_wamp_bridge.crossbar import CrossbarProcess
+from flask_wamp_bridge.errors import ApplicationError
+from flask_wamp_bridge.errors import CallTimeout
+from flask_wamp_bridge.errors import ConnectionClosed
+from flask_wamp_bridge.errors import NotConnected
+from flask_wamp_bridge.peer import Peer
+from flask_wamp_bridge.peer import current_details
+from flask_wamp_bridge.peercore import CallResult
+from flask_wamp_bridge.peercore import EventDetails
+from flask_wamp_bridge.peercore import InvocationDetails
+from flask_wamp_bridge.testing import TEST_PEER_AUTHID
+from flask_wamp_bridge.testing import TEST_PEER_SECRET
+from flask_wamp_bridge.testing import TESTER_AUTHID
+from flask_wamp_bridge.testing import WampClient
+
+pytestmark = [pytest.mark.crossbar, pytest.mark.timeout(120)]
+
+
+def in_thread(fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
+    """Run a blocking (thread-based) client call without blocking the gevent hub."""
+    return gevent.get_hub().threadpool.apply(fn, args, kwargs)
+
+
+def wait_until(predicate: t.Callable[[], bool], timeout: float = 20.0) -> bool:
+    with gevent.Timeout(timeout, False):
+        while not predicate():
+            gevent.sleep(0.05)
+        return True
+    return False
+
+
+def make_peer(router: CrossbarProcess, **options: t.Any) -> Peer:
+    options.setdefault("call_timeout", 10.0)
+    return Peer(router.url, router.realm, WampCraAuth(TEST_PEER_AUTHID, TEST_PEER_SECRET), **options)
+
+
+@pytest.fixture
+def uri() -> t.Callable[[str], str]:
+    """Unique URIs per test, so tests on the shared router never see each other's handlers."""
+    prefix = f"test.peer.{uuid.uuid4().hex[:10]}."
+    return lambda name: prefix + name
+
+
+@pytest.fixture
+def peer_factory(crossbar_router: CrossbarProcess) -> t.Iterator[t.Callable[..., Peer]]:
+    peers: list[Peer] = []
+
+    def factory(router: CrossbarProcess = crossbar_router, **options: t.Any) -> Peer:
+        peer = make_peer(router, **options)
+        peers.append(peer)
+        return peer
+
+    yield factory
+    for peer in peers:
+        peer.stop()
+
+
+@pytest.fixture
+def peer(peer_factory: t.Callable[..., Peer]) -> Peer:
+    return peer_factory()
+
+
+def test_peer_concurrent_calls_matched_by_request_id(peer: Peer, uri: t.Callable[[str], str]) -> None:
+    def echo(n: int) -> list[int]:
+        gevent.sleep(0.001 * (n % 7))  # answers come back out of order
+        return [n, n * n]
+
+    peer.register(uri("echo"), echo)
+    assert peer.wait_ready(20)
+    calls = [gevent.spawn(peer.call, uri("echo"), n) for n in range(500)]
+    gevent.joinall(calls, raise_error=True)
+    assert [c.value for c in calls] == [[n, n * n] for n in range(500)]
+
+
+def test_peer_calls_autobahn_procedure_and_autobahn_calls_peer(
+    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
+    uri: t.Callable[[str], str],
+) -> None:
+    client = wamp_client(crossbar_router)
+    client.register(uri("ab.mul"), lambda a, b: a * b)
+
+    def whoami(greeting: str) -> dict[str, t.Any]:
+        details = current_details()
+        assert isinstance(details, InvocationDetails)
+        return {"greeting": greeting, "caller": details.caller, "authid": details.caller_authid,
+                "procedure": details.procedure}
+
+    peer.register(uri("peer.whoami"), whoami)
+    assert peer.wait_ready(20)
+    assert peer.call(uri("ab.mul"), 6, 7) == 42
+    got = in_thread(client.call, uri("peer.whoami"), "hi")
+    assert got == {"greeting": "hi", "caller": client.session_id, "authid": TESTER_AUTHID,
+                   "procedure": uri("peer.whoami")}
+
+
+def test_peer_result_shapes(peer: Peer, uri: t.Callable[[str], str]) -> None:
+    peer.register(uri("pair"), lambda: CallResult((1, 2)))
+    peer.register(uri("kw"), lambda: CallResult((1,), {"x": 2}))
+    peer.register(uri("none"), lambda: None)
+    peer.register(uri("kwargs_in"), lambda *args, **kwargs: [list(args), kwargs])
+    assert peer.wait_ready(20)
+    assert peer.call(uri("pair")) == CallResult((1, 2))
+    assert peer.call(uri("kw")) == CallResult((1,), {"x": 2})
+    assert peer.call(uri("none")) is None
+    assert peer.call(uri("kwargs_in"), 1, "a", k=[1]) == [[1, "a"], {"k": [1]}]
+
+
+class OutOfStock(Exception):
+    uri = "com.shop.out_of_stock"
+
+
+def test_peer_errors_map_both_ways(
+    peer_factory: t.Callable[..., Peer], crossbar_router: CrossbarProcess,
+    wamp_client: t.Callable[..., WampClient], uri: t.Callable[[str], str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    peer = peer_factory()
+
+    def app_error() -> None:
+        raise ApplicationError("com.shop.invalid", "bad size", size=99)
+
+    def declared() -> None:
+        raise OutOfStock("widget")
+
+    def crash() -> None:
+        raise KeyError("database password is hunter2")
+
+    peer.register(uri("app_error"), app_error)
+    peer.register(uri("declared"), declared)
+    peer.register(uri("crash"), crash)
+    def ab_fail() -> None:
+        raise ApplicationError("com.ab.nope", 1, why="x")
+
+    client = wamp_client(crossbar_router)
+    client.register(uri("ab.fail"), ab_fail)
+    assert peer.wait_ready(20)
+
+    with pytest.raises(ApplicationError) as info:
+        peer.call(uri("app_error"))
+    assert (info.value.error, info.value.args, info.value.kwargs) == ("com.shop.invalid", ("bad size",), {"size": 99})
+    with pytest.raises(ApplicationError) as info:
+        peer.call(uri("declared"))
+    assert (info.value.error, info.value.args) == ("com.shop.out_of_stock", ("widget",))
+    with caplog.at_level("ERROR", logger="flask_wamp_bridge.peer"):
+        with pytest.raises(ApplicationError) as info:
+            in_thread(client.call, uri("crash"))
+    assert info.value.error == "wamp.error.runtime_error"
+    assert "hunter2" not in repr(info.value) and not info.value.kwargs  # nothing leaked
+    assert any(r.exc_info and "hunter2" in str(r.exc_info[1]) for r in caplog.records)  # but logged
+    with pytest.raises(ApplicationError) as info:
+        peer.call(uri("ab.fail"))
+    assert (info.value.error, info.value.args, info.value.kwargs) == ("com.ab.nope", (1,), {"why": "x"})
+    with pytest.raises(ApplicationError) as info:
+        peer.call(uri("nobody"))
+    assert info.value.error == "wamp.error.no_such_procedure"
+
+    debug_peer = peer_factory(debug=True)
+    debug_peer.register(uri("crash.debug"), crash)
+    assert debug_peer.wait_ready(20)
+    with pytest.raises(ApplicationError) as info:
+        peer.call(uri("crash.debug"))
+    assert "hunter2" in info.value.args[0] and "KeyError" in "".join(info.value.kwargs["traceback"])
+
+
+def test_peer_call_timeout_cancels_and_interrupts_callee(peer: Peer, uri: t.Callable[[str], str]) -> None:
+    interrupted = gevent.event.Event()
+    release = gevent.event.Event()
+
+    def stuck() -> str:
+        try:
+            release.wait(60)
+        except gevent.GreenletExit:
+            interrupted.set()
+            raise
+        return "late"
+
+    peer.register(uri("stuck"), stuck)
+    assert peer.wait_ready(20)
+    with pytest.raises(CallTimeout) as info:
+        peer.call_with(uri("stuck"), timeout=0.3)
+    assert info.value.error == "wamp.error.canceled"
+    assert isinstance(info.value, ApplicationError)
+    assert interrupted.wait(20)  # killnowait reached the callee as INTERRUPT
+    # the session is healthy afterwards
+    peer.register(uri("ok"), lambda: "ok")
+    assert peer.call(uri("ok")) == "ok"
+
+
+def test_peer_cancel_kill_mode_reports_canceled_to_caller(peer: Peer, uri: t.Callable[[str], str]) -> None:
+    peer.register(uri("sleepy"), lambda: gevent.sleep(60))
+    assert peer.wait_ready(20)
+    with pytest.raises(CallTimeout):
+        peer.call_with(uri("sleepy"), timeout=0.3, cancel_mode="kill")
+    assert peer.call("wamp.session.count") >= 1  # still connected
+
+
+def test_peer_slow_invocation_does_not_block_others_and_callee_may_call(
+    peer: Peer, uri: t.Callable[[str], str]
+) -> None:
+    release = gevent.event.Event()
+    peer.register(uri("slow"), lambda: release.wait(30) and "slow done")
+    peer.register(uri("fast"), lambda n: n + 1)
+    peer.register(uri("nested"), lambda n: peer.call(uri("fast"), n) * 10)
+    assert peer.wait_ready(20)
+    slow = gevent.spawn(peer.call_with, uri("slow"), timeout=30)
+    assert [peer.call(uri("nested"), n) for n in range(5)] == [10, 20, 30, 40, 50]
+    assert not slow.ready()
+    release.set()
+    assert slow.get(timeout=20) == "slow done"
+
+
+def test_peer_concurrency_is_bounded(peer_factory: t.Callable[..., Peer], uri: t.Callable[[str], str]) -> None:
+    peer = peer_factory(concurrency=3)
+    running = {"now": 0, "max": 0}
+    release = gevent.event.Event()
+
+    def work(n: int) -> int:
+        running["now"] += 1
+        running["max"] = max(running["max"], running["now"])
+        try:
+            release.wait(30)
+        finally:
+            running["now"] -= 1
+        return n
+
+    peer.register(uri("work"), work)
+    assert peer.wait_ready(20)
+    # caller greenlets do not count against the handler pool
+    calls = [gevent.spawn(peer.call_with, uri("work"), [n], timeout=30) for n in range(10)]
+    assert wait_until(lambda: running["now"] == 3)
+    gevent.sleep(0.2)
+    assert running["now"] == 3
+    release.set()
+    gevent.joinall(calls, raise_error=True)
+    assert [c.value for c in calls] == list(range(10))
+    assert running["max"] == 3
+
+
+def test_peer_backlog_overflow_refuses_invocations(
+    peer_factory: t.Callable[..., Peer], uri: t.Callable[[str], str]
+) -> None:
+    callee = peer_factory(concurrency=1, backlog=1)
+    started = gevent.event.Event()
+    release = gevent.event.Event()
+
+    def hold(n: int) -> int:
+        started.set()
+        release.wait(30)
+        return n
+
+    callee.register(uri("hold"), hold)
+    assert callee.wait_ready(20)
+    caller = peer_factory()
+    first = gevent.spawn(caller.call_with, uri("hold"), [1], timeout=30)
+    assert started.wait(20)
+    second = gevent.spawn(caller.call_with, uri("hold"), [2], timeout=30)  # waits in the backlog
+    gevent.sleep(0)  # let it send its CALL before the next one
+    with pytest.raises(ApplicationError) as info:
+        caller.call_with(uri("hold"), [3], timeout=30)  # nowhere to go
+    assert info.value.error == "wamp.error.unavailable"
+    release.set()
+    assert (first.get(timeout=20), second.get(timeout=20)) == (1, 2)
+
+
+def test_peer_killed_caller_cancels_its_call(peer: Peer, uri: t.Callable[[str], str]) -> None:
+    started = gevent.event.Event()
+    interrupted = gevent.event.Event()
+
+    def stuck() -> None:
+        started.set()
+        try:
+            gevent.sleep(60)
+        except gevent.GreenletExit:
+            interrupted.set()
+            raise
+
+    peer.register(uri("stuck"), stuck)
+    assert peer.wait_ready(20)
+    caller = gevent.spawn(peer.call_with, uri("stuck"), timeout=60)
+    assert started.wait(20)
+    caller.kill()  # e.g. the HTTP request's greenlet ended
+    assert interrupted.wait(20)
+
+
+def test_peer_progressive_results_both_ways(
+    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
+    uri: t.Callable[[str], str],
+) -> None:
+    def countdown(n: int) -> str:
+        details = current_details()
+        assert isinstance(details, InvocationDetails)
+        if details.progress is not None:
+            for i in range(n, 0, -1):
+                details.progress(i)
+        return "liftoff"
+
+    peer.register(uri("countdown"), countdown)
+    assert peer.wait_ready(20)
+    assert list(peer.stream(uri("countdown"), 3)) == [3, 2, 1, "liftoff"]
+    seen: list[int] = []
+    assert peer.call_with(uri("countdown"), [2], on_progress=seen.append) == "liftoff"
+    assert seen == [2, 1]
+    assert peer.call(uri("countdown"), 5) == "liftoff"  # no progress asked: only the result
+
+    # progressive results from an autobahn callee
+    client = wamp_client(crossbar_router)
+
+    def ab_stream(n: int, details: t.Any = None) -> str:
+        for i in range(n):
+            details.progress(i)
+        return "end"
+
+    client.register(uri("ab.stream"), ab_stream, details=True)
+    assert list(peer.stream(uri("ab.stream"), 3)) == [0, 1, 2, "end"]
+
+
+def test_peer_publish_and_subscribe_with_autobahn(
+    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
+    uri: t.Callable[[str], str],
+) -> None:
+    events: list[tuple[t.Any, ...]] = []
+
+    def on_event(*args: t.Any, **kwargs: t.Any) -> None:
+        details = current_details()
+        assert isinstance(details, EventDetails)
+        events.append((args, kwargs, details.topic, details.publisher_authid))
+
+    peer.subscribe(uri("news"), on_event)
+    peer.subscribe(uri("prefixed."), on_event, match="prefix")
+    assert peer.wait_ready(20)
+    client = wamp_client(crossbar_router)
+    in_thread(client.publish, uri("news"), "hello", n=1)
+    in_thread(client.publish, uri("prefixed.deep.topic"), 2)
+    assert wait_until(lambda: len(events) == 2)
+    assert sorted(events, key=repr) == sorted([
+        (("hello",), {"n": 1}, uri("news"), TESTER_AUTHID),
+        ((2,), {}, uri("prefixed.deep.topic"), TESTER_AUTHID),
+    ], key=repr)
+
+    received: list[t.Any] = []
+    client.subscribe(uri("from_peer"), lambda *a, **k: received.append((a, k)))
+    peer.publish(uri("from_peer"), 1, 2, x=3)
+    assert peer.publish_with(uri("from_peer"), ["acked"], acknowledge=True) > 0
+    assert wait_until(lambda: len(received) == 2)
+    assert received == [((1, 2), {"x": 3}), (("acked",), {})]
+    # the publisher's own subscription gets its events too (exclude_me is off)
+    peer.publish(uri("news"), "self")
+    assert wait_until(lambda: len(events) == 3)
+
+
+def test_peer_unregister_and_unsubscribe(peer: Peer, uri: t.Callable[[str], str]) -> None:
+    reg = peer.register(uri("temp"), lambda: 1)
+    hits: list[int] = []
+    sub = peer.subscribe(uri("temp.topic"), lambda: hits.append(1))
+    assert peer.wait_ready(20)
+    assert peer.call(uri("temp")) == 1
+    reg.unregister()
+    sub.unsubscribe()
+    with pytest.raises(ApplicationError) as info:
+        peer.call(uri("temp"))
+    assert info.value.error == "wamp.error.no_such_procedure"
+    peer.publish_with(uri("temp.topic"), acknowledge=True)
+    peer.register(uri("probe"), lambda: 2)  # a round trip after the publish
+    assert peer.call(uri("probe")) == 2
+    assert hits == []
+
+
+def test_peer_register_refused_raises(
+    peer_factory: t.Callable[..., Peer], uri: t.Callable[[str], str]
+) -> None:
+    first = peer_factory(invoke="single")
+    first.register(uri("solo"), lambda: 1)
+    assert first.wait_ready(20)
+    second = peer_factory(invoke="single")
+    assert second.wait_ready(20)
+    with pytest.raises(ApplicationError) as info:
+        second.register(uri("solo"), lambda: 2)
+    assert info.value.error == "wamp.error.procedure_already_exists"
+
+
+def test_peer_wrong_secret_fails_fast_with_not_connected(crossbar_router: CrossbarProcess) -> None:
+    peer = Peer(crossbar_router.url, crossbar_router.realm, WampCraAuth(TEST_PEER_AUTHID, "wrong"),
+                connect_timeout=10)
+    try:
+        with pytest.raises(NotConnected, match="WAMP_BRIDGE_ROUTER_URL"):
+            peer.call("wamp.session.count")
+        assert not peer.is_connected
+    finally:
+        peer.stop()
+
+
+def test_peer_stop_says_goodbye(
+    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient]
+) -> None:
+    assert peer.wait_ready(20)
+    session_id = peer.session_id
+    client = wamp_client(crossbar_router)
+    assert session_id in in_thread(client.call, "wamp.session.list")
+    leaves: list[t.Any] = []
+    client.subscribe("wamp.session.on_leave", lambda *args: leaves.append(args))
+    peer.stop()
+    assert wait_until(lambda: any(session_id in args for args in leaves))
+    with pytest.raises(NotConnected):
+        peer.call("wamp.session.count")
+
+
+def test_peer_reconnects_after_router_restart(
+    peer_factory: t.Callable[..., Peer], fresh_crossbar_router: CrossbarProcess,
+    uri: t.Callable[[str], str],
+) -> None:
+    router = fresh_crossbar_router
+    peer = peer_factory(router, reconnect_initial=0.2, reconnect_max=1.0, call_timeout=60)
+    release = gevent.event.Event()
+    peer.register(uri("add"), lambda a, b: a + b)
+    peer.register(uri("hang"), lambda: release.wait(120))
+    events: list[t.Any] = []
+    peer.subscribe(uri("evt"), events.append)
+    assert peer.wait_ready(20)
+    first_session = peer.session_id
+    pending = gevent.spawn(peer.call, uri("hang"))
+    gevent.sleep(0.2)
+
+    # kill -9: no GOODBYE, the transport just drops (Crossbar runs in its own process group)
+    assert router.pid is not None
+    os.killpg(router.pid, signal.SIGKILL)
+    # the pending call fails (it never hangs) and new calls fail fast, not after call_timeout
+    with pytest.raises(ConnectionClosed):
+        pending.get(timeout=20)
+    with pytest.raises(NotConnected):
+        peer.call(uri("add"), 1, 2)
+
+    in_thread(router.stop)  # reaps the killed node
+    in_thread(router.start, 90)
+    assert peer.wait_ready(30)
+    assert peer.session_id != first_session
+    assert peer.call(uri("add"), 1, 2) == 3  # re-registered by itself
+    peer.publish(uri("evt"), "back")  # re-subscribed by itself
+    assert wait_until(lambda: events == ["back"])
+    release.set()
