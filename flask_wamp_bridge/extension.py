@@ -299,7 +299,21 @@ class WampBridge:
         self._mount_endpoint(app, state)
 
     def _mount_endpoint(self, app: Flask, state: BridgeState) -> None:
-        """Mount point of the browser-facing WAMP endpoint (wired in by the endpoint module)."""
+        """Mount the browser-facing WAMP endpoint and register the router's ticket authenticator.
+
+        With ``WAMP_BRIDGE_PATH = None`` neither happens: this app relays no browsers.
+        """
+        from . import ticket
+        from .endpoint import install_endpoint
+
+        install_endpoint(app, state)
+        config = app.config
+        if config["WAMP_BRIDGE_PATH"] is None:
+            return
+        authenticate = ticket.make_authenticator(
+            ticket.ticket_secret(config), config["WAMP_BRIDGE_TICKET_MAX_AGE"], realm=config["WAMP_BRIDGE_REALM"]
+        )
+        state.register_internal(config["WAMP_BRIDGE_AUTHENTICATOR"], authenticate)
 
     # -- declaring handlers --------------------------------------------------------------
 

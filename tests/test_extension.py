@@ -40,9 +40,21 @@ from flask_wamp_bridge.testing import WampClient
 # --- contract and config (no network) ------------------------------------------------
 
 
+def _flask(name: str = __name__) -> Flask:
+    """A Flask app with the SECRET_KEY the WAMP endpoint signs its tickets with."""
+    app = Flask(name)
+    app.config["SECRET_KEY"] = "test-extension-secret"
+    return app
+
+
+def _app_registrations(peer: t.Any) -> list[t.Any]:
+    """The peer's registrations other than the ticket authenticator every app with an endpoint has."""
+    return [r for r in peer._registrations if r.uri != DEFAULTS["WAMP_BRIDGE_AUTHENTICATOR"]]
+
+
 def test_extension_init_app_sets_defaults_and_state() -> None:
     bridge = WampBridge()
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config["WAMP_BRIDGE_PREFIX"] = "shop"
     bridge.init_app(app)
     for key, value in DEFAULTS.items():
@@ -63,7 +75,7 @@ def test_extension_factory_pattern_and_two_apps() -> None:
         return a + b
 
     def create_app(prefix: str) -> Flask:
-        app = Flask(__name__)
+        app = _flask(__name__)
         app.config.update(WAMP_BRIDGE_PREFIX=prefix, WAMP_BRIDGE_PEER_SECRET="s")
         bridge.init_app(app)
         return app
@@ -77,18 +89,18 @@ def test_extension_factory_pattern_and_two_apps() -> None:
         assert bridge.state() is one
         assert bridge.peer is one.peer
     assert one.peer is not two.peer
-    assert [r.uri for r in one.peer._registrations] == ["one.total"]
+    assert [r.uri for r in _app_registrations(one.peer)] == ["one.total"]
     # WampBridge(app) form
-    third = Flask(__name__)
+    third = _flask(__name__)
     assert WampBridge(third).state(third).app is third
 
 
 def test_extension_secret_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WAMP_BRIDGE_PEER_SECRET", "from-env")
-    app = Flask(__name__)
+    app = _flask(__name__)
     WampBridge(app)
     assert app.config["WAMP_BRIDGE_PEER_SECRET"] == "from-env"
-    app2 = Flask(__name__)
+    app2 = _flask(__name__)
     app2.config["WAMP_BRIDGE_PEER_SECRET"] = "from-config"
     WampBridge(app2)
     assert app2.config["WAMP_BRIDGE_PEER_SECRET"] == "from-config"
@@ -104,14 +116,14 @@ def test_extension_secret_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     ("WAMP_BRIDGE_RECONNECT_MAX", "soon", "positive number"),
 ])
 def test_extension_invalid_config_raises_config_error(key: str, value: t.Any, match: str) -> None:
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config[key] = value
     with pytest.raises(ConfigError, match=match):
         WampBridge(app)
 
 
 def test_extension_missing_secret_is_reported_when_the_peer_is_built() -> None:
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config["WAMP_BRIDGE_PEER_SECRET"] = None
     bridge = WampBridge()
     with pytest.MonkeyPatch.context() as mp:
@@ -130,7 +142,7 @@ def test_extension_decorators_return_function_unchanged_and_view_still_works() -
     assert bridge.register()(plain) is plain
     assert bridge.register(plain) is plain  # bare decorator form
     assert bridge.subscribe("app.topic", match="prefix")(plain) is plain
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
     bridge.init_app(app)
     app.add_url_rule("/sum/<int:a>/<int:b>", view_func=plain)
@@ -142,7 +154,7 @@ def test_extension_decorators_return_function_unchanged_and_view_still_works() -
 
 def test_extension_handler_declared_after_peer_is_added_live() -> None:
     bridge = WampBridge()
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config.update(WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_PREFIX="late")
     bridge.init_app(app)
     peer = bridge.state(app).peer
@@ -151,31 +163,33 @@ def test_extension_handler_declared_after_peer_is_added_live() -> None:
     def later() -> None:
         pass
 
-    assert [(r.uri, r.options) for r in peer._registrations] == [("late.later", {"invoke": "random"})]
+    assert [(r.uri, r.options) for r in _app_registrations(peer)] == [("late.later", {"invoke": "random"})]
 
 
 def test_extension_register_internal_records_without_building_the_peer() -> None:
     bridge = WampBridge()
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config["WAMP_BRIDGE_PEER_SECRET"] = None  # the peer could not even be built yet
     bridge.init_app(app)
     state = bridge.state(app)
-    state.register_internal(app.config["WAMP_BRIDGE_AUTHENTICATOR"], lambda realm, authid, details: {})
+    state.register_internal("test.internal", lambda: None)
     assert not state.has_peer
-    other = Flask(__name__)
+    other = _flask(__name__)
     other.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
     bridge.init_app(other)
     app.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
-    assert [(r.uri, r.options) for r in state.peer._registrations] == [
-        ("wamp_bridge.authenticate", {"invoke": "roundrobin"})]
-    assert bridge.state(other).peer._registrations == []  # internal registrations are per app
+    # init_app recorded the ticket authenticator the same way
+    assert sorted((r.uri, r.options["invoke"]) for r in state.peer._registrations) == [
+        ("test.internal", "roundrobin"), ("wamp_bridge.authenticate", "roundrobin")]
+    # internal registrations are per app
+    assert [r.uri for r in bridge.state(other).peer._registrations] == ["wamp_bridge.authenticate"]
 
 
 def test_extension_identity_loader_default_and_custom() -> None:
     from flask_wamp_bridge.identity import default_identity_loader
 
     bridge = WampBridge()
-    app = Flask(__name__)
+    app = _flask(__name__)
     bridge.init_app(app)
     assert bridge.state(app).identity_loader is default_identity_loader
 
@@ -188,12 +202,12 @@ def test_extension_identity_loader_default_and_custom() -> None:
 
 
 def test_extension_state_of_app_without_init_app_raises() -> None:
-    with Flask(__name__).app_context(), pytest.raises(ConfigError, match="init_app"):
+    with _flask(__name__).app_context(), pytest.raises(ConfigError, match="init_app"):
         WampBridge().state()
 
 
 def test_extension_peer_not_reused_across_fork(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = Flask(__name__)
+    app = _flask(__name__)
     app.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
     state = WampBridge(app).state(app)
     before = state.peer
@@ -210,7 +224,7 @@ def test_extension_starts_only_in_worker_hooks() -> None:
         from flask import Flask
         from flask_wamp_bridge import WampBridge, _lifecycle
         app = Flask("x")
-        app.config.update(WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:9/ws",
+        app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:9/ws",
                           WAMP_BRIDGE_RECONNECT_INITIAL=30.0)
         bridge = WampBridge(app)
         state = app.extensions["wamp_bridge"]
@@ -255,7 +269,7 @@ def make_app(crossbar_router: CrossbarProcess) -> t.Iterator[t.Callable[..., Fla
     apps: list[Flask] = []
 
     def make(bridge: WampBridge, **config: t.Any) -> Flask:
-        app = Flask(f"app{len(apps)}")
+        app = _flask(f"app{len(apps)}")
         app.config.update({k: v for k, v in (crossbar_router.settings or {}).items()
                            if k in DEFAULTS})
         app.config.update(WAMP_BRIDGE_PREFIX=f"app.ext{uuid.uuid4().hex[:8]}", **config)

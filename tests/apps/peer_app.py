@@ -68,6 +68,7 @@ def news(*args: t.Any, **kwargs: t.Any) -> None:
 
 def create_app() -> Flask:
     app = Flask(__name__)
+    app.config["SECRET_KEY"] = "peer-app-secret-key"
     app.config.from_prefixed_env("FLASK")
     bridge.init_app(app)
     app.add_url_rule("/add/<int:a>/<int:b>", view_func=add)
