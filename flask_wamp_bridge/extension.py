@@ -298,6 +298,10 @@ class WampBridge:
         _lifecycle.on_worker_shutdown(stop)
         self._mount_endpoint(app, state)
 
+        from .cli import wamp_cli
+
+        app.cli.add_command(wamp_cli)  # `flask wamp config`, `flask wamp router`
+
     def _mount_endpoint(self, app: Flask, state: BridgeState) -> None:
         """Mount the browser-facing WAMP endpoint and register the router's ticket authenticator.
 

@@ -1,0 +1,388 @@
+"""The WAMP endpoint's cost: one client through the bridge vs the same client directly on Crossbar.
+
+Not a test. Starts a throw-away Crossbar on 127.0.0.1, one callee process
+(autobahn-python, procedure ``app.bench.echo``), and one gunicorn bridge worker
+serving this module's app (``/wamp``). Then, for each payload size (64 B and
+4 KiB strings), runs the same autobahn-python caller in its own process twice,
+with the same identity and role both ways: directly on Crossbar (logging in
+with a bridge ticket, as the bridge itself would), and through the bridge
+(logged in by cookie). Direct and bridged runs alternate for ``--rounds``
+rounds; the report gives medians.
+
+- round trip: ``--seq`` sequential calls, median and 90th percentile;
+- throughput: ``--total`` calls with ``--inflight`` outstanding at once;
+- bridge CPU: user + system seconds of the gunicorn worker over the bridged
+  run (it also runs the app's own WAMP peer, idle here), per call.
+
+Targets: proxied round trip <= 1.2x direct, throughput >= 0.95x direct.
+On a shared 2-core machine every process (router, callee, caller, bridge)
+competes for the cores, so compare ratios from one run. Run from the
+repository root::
+
+    .venv/bin/python bench/bench_relay.py [--seq 1000] [--total 10000] [--inflight 1000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_AUTHID = "bench"
+BENCH_SECRET = "bench-secret-not-for-production"
+PEER_SECRET = "bench-peer-secret-not-for-production"
+PROCEDURE = "app.bench.echo"
+BENCH_USER = "bench-user"
+APP_SECRET_KEY = "bench-secret-key"
+SIZES = (64, 4096)
+CALLER_TIMEOUT = 300.0  # seconds per caller process, a hard bound
+
+
+# --- the app the gunicorn worker serves: ``bench.bench_relay:create_app()`` ------------------------
+
+
+def create_app() -> t.Any:
+    from flask import Flask
+    from flask import request
+    from flask import session
+
+    from flask_wamp_bridge import WampBridge
+
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = APP_SECRET_KEY
+    app.config.from_prefixed_env("FLASK")
+    bridge = WampBridge()
+    bridge.init_app(app)  # mounts /wamp and registers the ticket authenticator
+
+    @app.post("/login")
+    def login() -> str:
+        session["_user_id"] = request.form["user"]
+        return "ok"
+
+    return app
+
+
+# --- caller and callee, each run as ``bench_relay.py --role ...`` in its own process ----------------
+
+
+def _session_class(realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t.Any]]],
+                   out: dict[str, t.Any], *, wampcra: bool, ticket: str | None = None) -> type:
+    from autobahn.asyncio.wamp import ApplicationSession
+    from autobahn.wamp import auth
+
+    class Session(ApplicationSession):  # type: ignore[misc]
+        def onConnect(self) -> None:
+            if wampcra:
+                self.join(realm, authmethods=["wampcra"], authid=BENCH_AUTHID)
+            elif ticket is not None:  # directly on the router, as the bridge would log in
+                self.join(realm, authmethods=["ticket"], authid=BENCH_USER)
+            else:  # through the bridge: whatever a browser says, the cookie decides
+                self.join(realm, authmethods=["anonymous"])
+
+        def onChallenge(self, challenge: t.Any) -> str:
+            if challenge.method == "ticket":
+                return str(ticket)
+            return str(auth.compute_wcs(BENCH_SECRET, challenge.extra["challenge"]).decode())
+
+        async def onJoin(self, details: t.Any) -> None:
+            out["authid"] = details.authid
+            out.update(await body(self))
+            if out.get("leave", True):
+                self.leave()
+
+        def onDisconnect(self) -> None:
+            import asyncio
+
+            asyncio.get_event_loop().stop()
+
+    return Session
+
+
+def _run(url: str, realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t.Any]]], *, wampcra: bool,
+         cookie: str | None = None, ticket: str | None = None) -> dict[str, t.Any]:
+    import asyncio
+
+    from autobahn.asyncio.websocket import WampWebSocketClientFactory
+    from autobahn.wamp.serializer import JsonSerializer
+    from autobahn.wamp.types import ComponentConfig
+
+    out: dict[str, t.Any] = {}
+    session_class = _session_class(realm, body, out, wampcra=wampcra, ticket=ticket)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    factory = WampWebSocketClientFactory(lambda: session_class(ComponentConfig(realm)), url=url,
+                                         serializers=[JsonSerializer()], loop=loop,
+                                         headers={"Cookie": cookie} if cookie else None)
+    parts = urllib.parse.urlsplit(url)
+    loop.run_until_complete(loop.create_connection(factory, parts.hostname, parts.port))
+    loop.run_forever()
+    loop.close()
+    return out
+
+
+def run_caller(args: argparse.Namespace) -> dict[str, t.Any]:
+    import asyncio
+
+    payload = "x" * args.size
+
+    async def body(session: t.Any) -> dict[str, t.Any]:
+        call = session.call
+        for _ in range(200):  # warm-up
+            assert await call(PROCEDURE, payload) == payload
+        rtts = []
+        for _ in range(args.seq):
+            start = time.perf_counter()
+            answer = await call(PROCEDURE, payload)
+            rtts.append(time.perf_counter() - start)
+            assert answer == payload
+        limit = asyncio.Semaphore(args.inflight)
+
+        async def one() -> bool:
+            async with limit:
+                return bool(await call(PROCEDURE, payload) == payload)
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(one() for _ in range(args.total)))
+        elapsed = time.perf_counter() - start
+        rtts.sort()
+        return {"rtt_median": statistics.median(rtts), "rtt_p90": rtts[int(len(rtts) * 0.9)],
+                "throughput": args.total / elapsed, "wrong": results.count(False),
+                "calls": 200 + args.seq + args.total}
+
+    if args.via == "bridge":
+        base = args.url.replace("ws://", "http://", 1).rsplit("/", 1)[0]
+        request = urllib.request.Request(f"{base}/login", data=urllib.parse.urlencode({"user": BENCH_USER}).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        return _run(args.url, args.realm, body, wampcra=False, cookie=cookie)
+    # Directly on the router with the very identity, role and login the bridge would use.
+    from flask_wamp_bridge import ticket as tickets
+    from flask_wamp_bridge.identity import Identity
+
+    secret = tickets.ticket_secret({"SECRET_KEY": APP_SECRET_KEY})
+    signed = tickets.sign(Identity(BENCH_USER, "user"), secret, time.time(), realm=args.realm)
+    return _run(args.url, args.realm, body, wampcra=False, ticket=signed)
+
+
+def run_callee(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from autobahn.wamp.types import RegisterOptions
+
+    async def body(session: t.Any) -> dict[str, t.Any]:
+        await session.register(lambda value: value, PROCEDURE, options=RegisterOptions(invoke="roundrobin"))
+        print("ready", flush=True)
+        await asyncio.Event().wait()  # until terminated
+        return {}
+
+    _run(args.url, args.realm, body, wampcra=True)
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+def _spawn(role: str, url: str, realm: str, args: argparse.Namespace, **extra: t.Any) -> subprocess.Popen[str]:
+    argv = [sys.executable, __file__, "--role", role, "--url", url, "--realm", realm, "--seq", str(args.seq),
+            "--total", str(args.total), "--inflight", str(args.inflight)]
+    for key, value in extra.items():
+        argv += [f"--{key}", str(value)]
+    return subprocess.Popen(argv, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _end(proc: subprocess.Popen[t.Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(pid: int | None) -> float:
+    """CPU seconds used so far by ``pid`` and its children (Crossbar runs its router in a child)."""
+    if pid is None:
+        return 0.0
+    total = 0.0
+    for child in [pid, *_children(pid)]:
+        try:
+            total += _cpu(child)
+        except OSError:  # ended meanwhile
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes]) -> tuple[subprocess.Popen[bytes], int, int]:
+    port = _free_port()
+    env = _env()
+    for key, value in settings.items():
+        env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
+    env["FLASK_WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"] = "null"  # the bench keeps 1,000 calls in flight
+    argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
+            "-b", f"127.0.0.1:{port}", "-w", "1", "bench.bench_relay:create_app()"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/login",
+                                                               data=b"user=probe"), timeout=2):
+                pass
+            workers = _children(proc.pid)
+            if workers:
+                return proc, port, workers[0]
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _end(proc)
+            raise SystemExit("the bridge did not start")
+        time.sleep(0.1)
+
+
+def _call(role_args: dict[str, t.Any], url: str, realm: str, args: argparse.Namespace) -> dict[str, t.Any] | None:
+    proc = _spawn("caller", url, realm, args, **role_args)
+    try:
+        out, _ = proc.communicate(timeout=CALLER_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"{role_args}: gave up after {CALLER_TIMEOUT:g} s")
+        return None
+    finally:
+        _end(proc)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        print(f"{role_args}: failed (exit {proc.returncode})")
+        return None
+    return t.cast(dict, json.loads(lines[-1]))
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    from flask_wamp_bridge.crossbar import CrossbarProcess
+    from flask_wamp_bridge.crossbar import find_crossbar
+
+    settings: dict[str, t.Any] = {
+        "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{_free_port()}/ws",
+        "WAMP_BRIDGE_PEER_SECRET": PEER_SECRET,
+        "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
+        "WAMP_BRIDGE_ROUTER_PING_INTERVAL": 0,
+    }
+    results: dict[tuple[int, str], list[dict[str, t.Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        router = CrossbarProcess(settings, Path(tmp) / "crossbar", crossbar=find_crossbar())
+        print(f"starting Crossbar on {router.url} ...", flush=True)
+        router.start(120)
+        realm = router.realm
+        callee = _spawn("callee", router.url, realm, args)
+        log = open(Path(tmp) / "gunicorn.log", "wb")
+        bridge: subprocess.Popen[bytes] | None = None
+        try:
+            assert callee.stdout is not None
+            if callee.stdout.readline().strip() != "ready":
+                raise SystemExit("the callee did not start")
+            bridge, port, worker = _start_bridge(settings, log)
+            bridge_url = f"ws://127.0.0.1:{port}/wamp"
+            print(f"bridge worker pid {worker} on {bridge_url}", flush=True)
+            for round_ in range(1, args.rounds + 1):
+                for size in SIZES:
+                    for via, url in (("direct", router.url), ("bridge", bridge_url)):
+                        cpu, router_cpu = _cpu(worker), _tree_cpu(router.pid)
+                        result = _call({"via": via, "size": size}, url, realm, args)
+                        if result is None:
+                            continue
+                        result["bridge_us"] = (_cpu(worker) - cpu) / result["calls"] * 1e6
+                        result["router_us"] = (_tree_cpu(router.pid) - router_cpu) / result["calls"] * 1e6
+                        results.setdefault((size, via), []).append(result)
+                        print(f"  round {round_}: {size:>5} B {via:<6} done (authid {result['authid']})", flush=True)
+        finally:
+            if bridge is not None:
+                _end(bridge)
+            log.close()
+            _end(callee)
+            router.stop()
+    report(results, args)
+
+
+def report(runs: dict[tuple[int, str], list[dict[str, t.Any]]], args: argparse.Namespace) -> None:
+    print(f"\nround trip: {args.seq} sequential calls; throughput: {args.total} calls, {args.inflight} in "
+          f"flight; JSON; one autobahn-python client, same identity and role both ways; median of "
+          f"{args.rounds} alternating rounds")
+    print(f"{'payload':>8} {'path':<7} {'rtt median us':>14} {'rtt p90 us':>11} {'calls/s':>9} "
+          f"{'wrong':>6} {'router CPU us/call':>19} {'bridge CPU us/call':>19}")
+    results = {key: {name: statistics.median(r[name] for r in rs) for name in rs[0] if name != "authid"}
+               for key, rs in runs.items()}
+    for (size, via), r in sorted(results.items()):
+        cpu = f"{r['bridge_us']:19.0f}" if via == "bridge" else f"{'-':>19}"
+        print(f"{size:>7}B {via:<7} {r['rtt_median'] * 1e6:14.0f} {r['rtt_p90'] * 1e6:11.0f} "
+              f"{r['throughput']:9.0f} {int(r['wrong']):6d} {r['router_us']:19.0f} {cpu}")
+    for size in SIZES:
+        direct, bridged = results.get((size, "direct")), results.get((size, "bridge"))
+        if direct and bridged:
+            rtt = bridged["rtt_median"] / direct["rtt_median"]
+            rate = bridged["throughput"] / direct["throughput"]
+            print(f"{size:>7}B bridge/direct: round trip {rtt:.2f}x (target <= 1.20x), "
+                  f"throughput {rate:.2f}x (target >= 0.95x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seq", type=int, default=1000, help="sequential calls for the round trip")
+    parser.add_argument("--total", type=int, default=10000, help="calls in the throughput run")
+    parser.add_argument("--inflight", type=int, default=1000, help="calls outstanding at once")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating direct/bridge rounds")
+    parser.add_argument("--role", choices=("orchestrate", "caller", "callee"), default="orchestrate")
+    parser.add_argument("--url", default="")
+    parser.add_argument("--realm", default="realm1")
+    parser.add_argument("--via", choices=("direct", "bridge"), default="direct")
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+    if args.role == "orchestrate":
+        orchestrate(args)
+    elif args.role == "caller":
+        print(json.dumps(run_caller(args)), flush=True)
+    else:
+        run_callee(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""Live board: the flask_wamp_bridge example app.
+
+Run it with one command from the repository root (it sets up Crossbar too)::
+
+    scripts/example            # then open http://127.0.0.1:8000
+
+or by hand, with the development defaults below, in two terminals::
+
+    flask --app examples.app wamp router        # Crossbar on 127.0.0.1:8080
+    gunicorn -k flask_wamp_bridge.worker -w 2 examples.app:app
+
+What it shows:
+
+- login over HTTP (``POST /login``, a username is enough), then the page
+  opens a WAMP session with wampy.js on ``/wamp`` and *is* that user at the
+  router (the bridge takes the identity from the Flask session);
+- procedures served by the app's peer in every worker: ``app.board.post``
+  stamps the author from the caller identity the router discloses and
+  broadcasts on ``app.public.board.messages``; ``app.public.board.history``;
+- a per-user notification (``app.notify``, via ``bridge.publish_to``): a
+  "poke", or an ``@name`` mention in a post;
+- presence from the router's session meta events, answered from the router
+  itself (the single source of truth whatever the number of workers);
+- a view that publishes (``POST /api/messages``) and a logout view that
+  ends the user's live WAMP sessions (``bridge.logout``);
+- guests (role ``anonymous``) may use only ``app.public.``: they watch the
+  board and who is online, but cannot post or poke.
+
+``/echo`` is a plain WebSocket echo (text and binary as received); an
+independent WebSocket conformance suite (Autobahn) runs against it, so its
+limit fits that suite's 16 MiB messages.
+
+Configuration comes from environment variables: ``SECRET_KEY``, every
+``WAMP_BRIDGE_*`` key and ``EXAMPLE_*`` (``EXAMPLE_DATABASE``: the SQLite
+file of the board). Without them the development defaults below apply.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import time
+import typing as t
+from pathlib import Path
+
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import jsonify
+from flask import render_template
+from flask import request
+from flask import send_from_directory
+from flask import session
+
+from flask_wamp_bridge import ApplicationError
+from flask_wamp_bridge import BridgeError
+from flask_wamp_bridge import WampBridge
+from flask_wamp_bridge.routes import Sockets
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask_wamp_bridge._websocket import WebSocket
+
+__all__ = ["app", "bridge", "create_app", "DEV_DEFAULTS"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Development defaults; the runner (``examples/run.py``) replaces the secrets per run.
+DEV_DEFAULTS: dict[str, t.Any] = {
+    "SECRET_KEY": "dev-only-secret-change-me",
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/ws",
+    "WAMP_BRIDGE_REALM": "example",
+    "WAMP_BRIDGE_PEER_AUTHID": "example-app",
+    "WAMP_BRIDGE_PEER_SECRET": "dev-only-peer-secret-change-me",
+    #: The board's SQLite file, shared by the workers.
+    "EXAMPLE_DATABASE": str(REPO_ROOT / ".crossbar-run" / "board.sqlite3"),
+    #: Where ``scripts/setup`` (npm) puts wampy.js's browser builds.
+    "EXAMPLE_WAMPY_DIR": str(REPO_ROOT / "node_modules" / "wampy" / "dist" / "browser"),
+    #: Messages the board keeps and shows.
+    "EXAMPLE_HISTORY": 50,
+}
+
+# Environment values are JSON when they parse as JSON (numbers, lists), except
+# for keys that are always strings: a secret that happens to be all digits stays a string.
+_STRING_SUFFIXES = ("SECRET_KEY", "_SECRET", "_URL", "_REALM", "_AUTHID", "_PATH", "_DATABASE", "_DIR")
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,19}$")
+MENTION_RE = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{1,19})\b")
+MAX_TEXT = 500
+
+# URIs: browsers of role "user" may call and subscribe under "app.", guests
+# (role "anonymous") only under "app.public." (the generated Crossbar config).
+BOARD_POST = "app.board.post"
+BOARD_HISTORY = "app.public.board.history"
+BOARD_MESSAGES = "app.public.board.messages"
+PRESENCE_LIST = "app.public.presence.list"
+PRESENCE_TOPIC = "app.public.presence"
+POKE = "app.poke"
+NOTIFY = "app.notify"
+
+bridge = WampBridge()
+
+
+# -- the board's store: one SQLite file shared by every worker ------------------------
+
+
+@contextlib.contextmanager
+def _db() -> t.Iterator[sqlite3.Connection]:
+    """A connection to the board's database, committed and closed on exit."""
+    path = current_app.config["EXAMPLE_DATABASE"]
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
+        db.row_factory = sqlite3.Row
+        with db:  # one transaction
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, author TEXT NOT NULL, "
+                "text TEXT NOT NULL, at REAL NOT NULL, via TEXT NOT NULL, worker INTEGER NOT NULL)"
+            )
+            yield db
+
+
+def _as_message(row: sqlite3.Row) -> dict[str, t.Any]:
+    return {key: row[key] for key in ("id", "author", "text", "at", "via", "worker")}
+
+
+def history() -> list[dict[str, t.Any]]:
+    """The newest ``EXAMPLE_HISTORY`` messages, oldest first."""
+    with _db() as db:
+        rows = db.execute("SELECT * FROM messages ORDER BY id DESC LIMIT ?",
+                          (current_app.config["EXAMPLE_HISTORY"],)).fetchall()
+    return [_as_message(row) for row in reversed(rows)]
+
+
+def post_message(author: str, text: t.Any, via: str) -> dict[str, t.Any]:
+    """Store a message, broadcast it, and notify the users it mentions.
+
+    :raises ApplicationError: ``app.error.invalid_argument`` for an empty or too long text.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ApplicationError("app.error.invalid_argument", "write something first")
+    text = text.strip()
+    if len(text) > MAX_TEXT:
+        raise ApplicationError("app.error.invalid_argument", f"a message has at most {MAX_TEXT} characters")
+    with _db() as db:
+        cursor = db.execute("INSERT INTO messages (author, text, at, via, worker) VALUES (?, ?, ?, ?, ?)",
+                            (author, text, time.time(), via, os.getpid()))
+        row = db.execute("SELECT * FROM messages WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        db.execute("DELETE FROM messages WHERE id <= ?", (row["id"] - 10 * current_app.config["EXAMPLE_HISTORY"],))
+    message = _as_message(row)
+    g.wampy.publish(BOARD_MESSAGES, message)  # g.wampy: in views and in procedures alike
+    for name in sorted(set(MENTION_RE.findall(text)) - {author}):
+        bridge.publish_to(name, NOTIFY, {"kind": "mention", "from": author, "text": text, "at": message["at"]})
+    return message
+
+
+# -- procedures (served by the app's peer in every worker; each call goes to one) ------
+
+
+def _caller() -> str:
+    """The calling browser's authid, as the router discloses it (never taken from the arguments)."""
+    authid = g.wamp_details.caller_authid
+    if not authid:
+        raise ApplicationError("wamp.error.not_authorized", "the router did not disclose who is calling")
+    return t.cast(str, authid)
+
+
+@bridge.register(BOARD_POST)
+def board_post(text: str) -> dict[str, t.Any]:
+    return post_message(_caller(), text, "wamp")
+
+
+@bridge.register(BOARD_HISTORY)
+def board_history() -> list[dict[str, t.Any]]:
+    return history()
+
+
+@bridge.register(POKE)
+def poke(authid: str) -> dict[str, t.Any]:
+    sender = _caller()
+    if not isinstance(authid, str) or not USERNAME_RE.match(authid):
+        raise ApplicationError("app.error.invalid_argument", "poke whom? give a username")
+    # Delivered only to the sessions of that user: the router filters by eligible_authid.
+    bridge.publish_to(authid, NOTIFY, {"kind": "poke", "from": sender, "at": time.time()})
+    return {"poked": authid}
+
+
+@bridge.register(PRESENCE_LIST)
+def presence_list() -> dict[str, t.Any]:
+    return presence()
+
+
+def presence() -> dict[str, t.Any]:
+    """Who is online, asked from the router: ``{"users": [authid, ...], "guests": n}``.
+
+    No worker keeps a list of its own: the router's session list is the one
+    source of truth, so every worker answers the same.
+    """
+    config = current_app.config
+    users: set[str] = set()
+    for session_id in bridge.call("wamp.session.list", [config["WAMP_BRIDGE_USER_ROLE"]]) or []:
+        try:
+            details = bridge.call("wamp.session.get", session_id)
+        except ApplicationError:  # it left in the meantime (wamp.error.no_such_session)
+            continue
+        users.add(details["authid"])
+    guests = 0
+    if config["WAMP_BRIDGE_ANONYMOUS_ROLE"]:
+        guests = bridge.call("wamp.session.count", [config["WAMP_BRIDGE_ANONYMOUS_ROLE"]])
+    return {"users": sorted(users), "guests": guests}
+
+
+@bridge.subscribe("wamp.session.on_join")
+@bridge.subscribe("wamp.session.on_leave")
+def session_changed(*args: t.Any, **kwargs: t.Any) -> None:
+    # The meta events reach the peer of *every* worker. The peer with the
+    # lowest session id among those serving PRESENCE_LIST publishes, so each
+    # change is published once; all peers ask the router, so they agree on who that is.
+    try:
+        registration = bridge.call("wamp.registration.lookup", PRESENCE_LIST)
+        if registration is None:  # no peer serves it (yet)
+            return
+        callees = bridge.call("wamp.registration.list_callees", registration)
+        if callees and bridge.peer.session_id == min(callees):
+            bridge.publish(PRESENCE_TOPIC, presence())
+    except BridgeError as exc:  # e.g. this worker is shutting down; the next change publishes again
+        current_app.logger.info("presence not published: %s", exc)
+
+
+# -- the Flask app ------------------------------------------------------------------
+
+
+def _from_env(environ: c.Mapping[str, str]) -> dict[str, t.Any]:
+    config: dict[str, t.Any] = {}
+    for key, value in environ.items():
+        if key != "SECRET_KEY" and not key.startswith(("WAMP_BRIDGE_", "EXAMPLE_")):
+            continue
+        if not key.endswith(_STRING_SUFFIXES):
+            try:
+                config[key] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        config[key] = value
+    return config
+
+
+def _current_user() -> str | None:
+    return session.get("_user_id")
+
+
+def _json_body() -> dict[str, t.Any]:
+    # Requiring a JSON body is this demo's CSRF guard: a cross-site HTML form
+    # cannot send application/json, and fetch() from another origin must pass CORS first.
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        raise _HttpError(415, "send a JSON object with Content-Type: application/json")
+    return body
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(config: c.Mapping[str, t.Any] | None = None) -> Flask:
+    """The example app: dev defaults, then the environment, then ``config``."""
+    app = Flask(__name__)
+    app.config.update(DEV_DEFAULTS)
+    app.config.update(_from_env(os.environ))
+    app.config.update(config or {})
+    bridge.init_app(app)  # also mounts the browsers' WAMP endpoint at WAMP_BRIDGE_PATH ("/wamp")
+    sockets = Sockets(app)
+
+    @app.errorhandler(_HttpError)
+    def http_error(error: _HttpError) -> tuple[Response, int]:
+        return jsonify(error=str(error)), error.status
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", realm=app.config["WAMP_BRIDGE_REALM"],
+                               wamp_path=app.config["WAMP_BRIDGE_PATH"], user=_current_user())
+
+    @app.get("/api/me")
+    def me() -> Response:
+        return jsonify(user=_current_user(), worker=os.getpid())
+
+    @app.post("/login")
+    def login() -> Response:
+        username = _json_body().get("username")
+        username = username.strip().lower() if isinstance(username, str) else ""
+        if not USERNAME_RE.match(username):
+            raise _HttpError(400, "a username is 2 to 20 letters, digits, '-' or '_'")
+        if username == app.config["WAMP_BRIDGE_PEER_AUTHID"] or username.startswith("anonymous"):
+            raise _HttpError(400, f"{username!r} is reserved; pick another name")
+        session.clear()
+        session["_user_id"] = username  # Flask-Login's key: the bridge's default identity loader reads it
+        return jsonify(user=username)
+
+    @app.post("/logout")
+    def logout() -> Response:
+        _json_body()
+        user = _current_user()
+        session.clear()
+        closed = None
+        if user is not None:
+            try:
+                # ends this user's WAMP sessions in every worker (the page sees GOODBYE)
+                closed = len(bridge.logout(user))
+            except BridgeError as exc:
+                app.logger.warning("logout of %r: could not end its WAMP sessions: %s", user, exc)
+        return jsonify(user=None, closed_sessions=closed)
+
+    @app.get("/api/messages")
+    def get_messages() -> Response:
+        return jsonify(messages=history(), worker=os.getpid())
+
+    @app.post("/api/messages")
+    def create_message() -> tuple[Response, int]:
+        """Post over plain HTTP: the view publishes through ``g.wampy`` like the procedure does."""
+        text = _json_body().get("text")
+        user = _current_user()
+        if user is None:
+            raise _HttpError(401, "log in first")
+        try:
+            message = post_message(user, text, "http")
+        except ApplicationError as exc:
+            raise _HttpError(400, str(exc.args[0]) if exc.args else exc.error) from None
+        return jsonify(message=message, worker=os.getpid()), 201
+
+    @app.get("/vendor/<any('wampy.min.js', 'wampy-all.min.js'):name>")
+    def wampy_js(name: str) -> Response:
+        folder = Path(app.config["EXAMPLE_WAMPY_DIR"])
+        if not (folder / name).is_file():
+            message = (f"wampy.js is not installed ({folder / name} is missing): run scripts/setup "
+                       "in the repository root (it runs npm ci)")
+            return Response(f"console.error({json.dumps(message)});\n", status=500,
+                            mimetype="text/javascript")
+        return send_from_directory(folder, name, mimetype="text/javascript", max_age=3600)
+
+    @sockets.route("/echo", max_message_size=16 * 1024 * 1024 + 1024)
+    def echo(ws: WebSocket) -> None:
+        for message in ws:
+            ws.send(message)
+
+    return app
+
+
+app = create_app()

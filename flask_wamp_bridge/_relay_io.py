@@ -1,0 +1,320 @@
+"""The gevent side of the WAMP endpoint: runs one :class:`~flask_wamp_bridge.relay.Relay` between two sockets.
+
+:class:`RelaySession` owns the browser's WebSocket (accepted by the endpoint)
+and, once the relay asks for it, one upstream WebSocket to the router. It runs
+one greenlet per direction (the request's own greenlet reads the browser, a
+spawned one reads the router), feeds what they read to the relay and carries
+out its actions. When either direction ends, the relay says ``Close`` and both
+sockets are closed with explicit codes.
+
+Bounded memory: a send to a peer that does not read times out (the sockets'
+``send_timeout``; the connection is then dropped); each socket has a maximum
+message size (the browser's from the accept options, the upstream's from
+``connect``); while a send blocks, its greenlet reads nothing more, so TCP
+backpressure reaches the sender; the upstream connect has a timeout and the
+login a deadline (the relay's). Keepalive pings: the browser socket's
+(accept options) and the router's own (its transport's auto-ping).
+
+A process-local registry holds the live sessions; one ticker greenlet per
+process drives every relay's clock (login and GOODBYE deadlines). On worker
+shutdown each session says GOODBYE ``wamp.close.system_shutdown`` both ways
+and closes with 1001.
+
+Foreign exceptions (socket, gevent, the WebSocket layers) are mapped at one
+place, ``_LEG_ERRORS``: to this module a failing socket is a closed one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import typing as t
+import weakref
+
+import gevent
+
+from .errors import BridgeError
+from .relay import Close
+from .relay import ConnectRouter
+from .relay import Relay
+from .relay import SendToClient
+from .relay import SendToRouter
+from .relay import State
+
+__all__ = [
+    "RelaySession",
+    "live_sessions",
+    "shutdown_all",
+    "TICK_INTERVAL",
+]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two ticks of every relay's clock.
+TICK_INTERVAL = 0.5
+
+
+class WebSocketLike(t.Protocol):
+    """What this module needs of a WebSocket (:class:`flask_wamp_bridge._websocket.WebSocket` fits).
+
+    ``send`` must be safe from several greenlets at once and bound its own
+    blocking (a send timeout); ``receive`` returns None once closed.
+    """
+
+    def receive(self) -> str | bytes | None: ...
+
+    def send(self, message: str | bytes) -> None: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+Connector = t.Callable[..., WebSocketLike]
+
+# The one mapping boundary: whatever a socket raises on receive or send means
+# "that leg is gone". BridgeError covers the WebSocket layers' own
+# (ConnectionClosed, ProtocolError, MessageTooBig); the rest are what sockets
+# and gevent raise underneath.
+_LEG_ERRORS: tuple[type[BaseException], ...] = (OSError, BridgeError, EOFError, gevent.Timeout)
+
+
+class RelaySession:
+    """One browser's WAMP session relayed to the router.
+
+    :param client: the browser's accepted WebSocket.
+    :param relay: the session's state machine (identity already frozen in it).
+    :param router_url: the router's WebSocket URL.
+    :param subprotocol: the negotiated WAMP subprotocol (used upstream as well).
+    :param connect: ``connect(url, *, subprotocols, timeout, max_message_size)``
+        opening the upstream (default: ``flask_wamp_bridge._wsclient.connect``).
+    :param connect_timeout: seconds to open the upstream.
+    :param send_timeout: seconds a send upstream may block (the browser
+        socket has its own, from the accept options).
+    :param close_timeout: seconds to wait for a closing handshake.
+    :param max_message_size: upstream message size limit (bytes), None for none.
+    """
+
+    def __init__(
+        self,
+        client: WebSocketLike,
+        relay: Relay,
+        router_url: str,
+        subprotocol: str,
+        *,
+        connect: Connector | None = None,
+        connect_timeout: float = 10.0,
+        send_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        max_message_size: int | None = 1 << 20,
+    ) -> None:
+        self.client = client
+        self.relay = relay
+        self.router_url = router_url
+        self.subprotocol = subprotocol
+        self.upstream: WebSocketLike | None = None
+        self.name = f"{relay.identity.authid if relay.identity else '<none>'}#{id(self):x}"
+        self._connect = connect
+        self._connect_timeout = connect_timeout
+        self._send_timeout = send_timeout
+        self._close_timeout = close_timeout
+        self._max_message_size = max_message_size
+        self._router_reader: gevent.Greenlet | None = None
+        self._closed = False
+
+    # --- running ------------------------------------------------------------
+
+    def run(self) -> None:
+        """Relay until the session ends; returns once both sockets are closed."""
+        _register(self)
+        try:
+            try:
+                self.client.on_server_shutdown = self.shutdown  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover - a socket without the hook
+                pass
+            self._pump(self.client, self.relay.from_client, "browser")
+        finally:
+            self._close_all(1011, "relay ended")
+            reader = self._router_reader
+            if reader is not None and not reader.dead:
+                reader.join(timeout=self._close_timeout)
+                reader.kill(block=False)
+            _unregister(self)
+            self._log_end()
+
+    def _read_router(self) -> None:
+        assert self.upstream is not None
+        self._pump(self.upstream, self.relay.from_router, "router")
+
+    def _pump(self, source: WebSocketLike, feed: t.Callable[[t.Any], list[t.Any]], leg: str) -> None:
+        """One direction: read ``source`` and feed the relay until this leg or the session ends."""
+        relay = self.relay
+        execute = self._execute
+        closed = State.CLOSED
+        while not self._closed:
+            try:
+                data = source.receive()
+            except _LEG_ERRORS as exc:
+                self._leg_failed(leg, exc)
+                return
+            if self._closed or relay.state is closed:  # ended meanwhile by the other direction
+                return
+            if data is None:
+                code = getattr(source, "close_code", None)
+                if leg == "browser":
+                    execute(relay.client_closed(code))
+                else:
+                    execute(relay.router_closed(code, getattr(source, "close_reason", "") or ""))
+                return
+            if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
+                data = bytes(t.cast(t.Any, data))
+            execute(feed(data))
+
+    # --- actions --------------------------------------------------------------
+
+    def _execute(self, actions: list[t.Any]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is SendToRouter:
+                upstream = self.upstream
+                if upstream is not None and not self._closed:
+                    try:
+                        upstream.send(action.data)
+                    except _LEG_ERRORS as exc:
+                        self._leg_failed("router", exc)
+            elif kind is SendToClient:
+                if not self._closed:
+                    try:
+                        self.client.send(action.data)
+                    except _LEG_ERRORS as exc:
+                        self._leg_failed("browser", exc)
+            elif kind is ConnectRouter:
+                self._open_upstream()
+            elif kind is Close:
+                self._close_all(action.code, action.reason)
+            if self._closed:
+                return
+
+    def _open_upstream(self) -> None:
+        connect = self._connect
+        if connect is None:
+            from ._wsclient import connect as default_connect
+
+            connect = t.cast(Connector, default_connect)
+        try:
+            upstream = connect(self.router_url, subprotocols=[self.subprotocol],
+                               timeout=self._connect_timeout, max_message_size=self._max_message_size)
+        except _LEG_ERRORS as exc:
+            log.warning("wamp relay %s: cannot reach the router at %s: %s", self.name, self.router_url, exc)
+            self._execute(self.relay.router_closed(None, f"cannot connect: {exc}"))
+            return
+        if self._closed:  # ended while connecting (deadline, shutdown)
+            self._close_quietly(upstream, 1000, "session ended")
+            return
+        chosen = getattr(upstream, "subprotocol", self.subprotocol)
+        if chosen != self.subprotocol:
+            self._close_quietly(upstream, 1000, "wrong subprotocol")
+            self._execute(self.relay.router_closed(
+                None, f"the router chose subprotocol {chosen!r}, not {self.subprotocol!r}; enable "
+                      "the json, msgpack and cbor serializers on the router's transport"))
+            return
+        configure = getattr(upstream, "configure", None)
+        if configure is not None:  # a router that stops reading must not block this relay forever
+            configure(max_message_size=self._max_message_size, send_timeout=self._send_timeout)
+        self.upstream = upstream
+        self._router_reader = gevent.spawn(self._read_router)
+
+    def _leg_failed(self, leg: str, exc: BaseException) -> None:
+        log.debug("wamp relay %s: %s leg failed: %r", self.name, leg, exc)
+        if self._closed:
+            return
+        code = getattr(exc, "code", None)
+        if leg == "browser":
+            self._execute(self.relay.client_closed(code))
+        else:
+            self._execute(self.relay.router_closed(code, str(exc)))
+
+    def _close_all(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.relay.state is not State.CLOSED:  # an end the relay did not decide (IO failure)
+            self.relay.client_closed()
+        self._close_quietly(self.client, code, reason)
+        upstream = self.upstream
+        if upstream is not None:
+            self._close_quietly(upstream, 1000, "session ended")
+
+    def _close_quietly(self, ws: WebSocketLike, code: int, reason: str) -> None:
+        # the sockets bound their own closing handshake; this timeout is a safety net
+        try:
+            with gevent.Timeout(self._close_timeout * 2 + 1):
+                ws.close(code, reason)
+        except _LEG_ERRORS as exc:
+            log.debug("wamp relay %s: closing a socket failed: %r", self.name, exc)
+
+    def _log_end(self) -> None:
+        closed = self.relay.closed_with
+        how = f"{closed.code} {closed.reason}" if closed else "no close"
+        if self.relay.error is not None:
+            log.info("wamp relay %s ended (%s): %s", self.name, how, self.relay.error)
+        else:
+            log.debug("wamp relay %s ended (%s)", self.name, how)
+
+    # --- inputs from outside --------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Advance the relay's clock (called by the process ticker)."""
+        if self._closed:
+            return
+        actions = self.relay.tick(now)
+        if actions:
+            gevent.spawn(self._execute, actions)
+
+    def shutdown(self, code: int = 1001) -> None:
+        """The worker is stopping: GOODBYE both ways, then close with ``code``."""
+        if not self._closed:
+            self._execute(self.relay.shutdown(code))
+
+
+# --- the process-local registry and its ticker ----------------------------------
+
+_sessions: weakref.WeakSet[RelaySession] = weakref.WeakSet()
+_ticker: list[gevent.Greenlet] = []
+
+
+def live_sessions() -> list[RelaySession]:
+    """The relayed sessions open in this process."""
+    return list(_sessions)
+
+
+def shutdown_all(code: int = 1001) -> None:
+    """Close every relayed session of this process (GOODBYE both ways, then ``code``), one after another.
+
+    The worker does this itself, in parallel, through each browser socket's
+    ``on_server_shutdown``; this is for other servers and tests.
+    """
+    for session in list(_sessions):
+        try:
+            session.shutdown(code)
+        except Exception:  # one broken session must not keep the others open
+            log.exception("wamp relay %s: shutdown failed", session.name)
+
+
+def _register(session: RelaySession) -> None:
+    _sessions.add(session)
+    if not _ticker or _ticker[0].dead:
+        _ticker[:] = [gevent.spawn(_tick_forever)]
+
+
+def _unregister(session: RelaySession) -> None:
+    _sessions.discard(session)
+
+
+def _tick_forever() -> None:
+    while _sessions:
+        gevent.sleep(TICK_INTERVAL)
+        now = time.time()
+        for session in list(_sessions):
+            try:
+                session.tick(now)
+            except Exception:
+                log.exception("wamp relay %s: tick failed", session.name)

@@ -1,0 +1,174 @@
+"""Short-lived signed tickets that carry a browser's identity to the router.
+
+The relay answers the router's ``CHALLENGE("ticket")`` with :func:`sign`; the
+router hands the ticket to the app's dynamic authenticator (registered by the
+server-side peer from :func:`make_authenticator`), which checks it with
+:func:`verify`. The ticket only travels between the bridge and the router: the
+browser never sees it.
+
+Pure: the clock is passed in (``now``, seconds since the epoch). Tickets are
+itsdangerous signatures with their own salt, so neither a Flask session
+cookie nor any other itsdangerous token signed with the same key is a ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+import typing as t
+
+from itsdangerous import BadData
+from itsdangerous import URLSafeSerializer
+
+from .errors import ApplicationError
+from .errors import ConfigError
+from .errors import ExpiredTicket
+from .errors import InvalidTicket
+from .identity import Identity
+from .identity import thaw
+
+__all__ = [
+    "SALT",
+    "DEFAULT_MAX_AGE",
+    "CLOCK_LEEWAY",
+    "sign",
+    "verify",
+    "make_authenticator",
+    "ticket_secret",
+]
+
+#: itsdangerous salt of bridge tickets (Flask's session cookie uses "cookie-session").
+SALT = "flask-wamp-bridge.ticket"
+#: Default ``WAMP_BRIDGE_TICKET_MAX_AGE``: a ticket is used within a second of signing.
+DEFAULT_MAX_AGE = 30.0
+#: How far in the future a ticket's time may be (clock skew between hosts).
+CLOCK_LEEWAY = 5.0
+
+Secret = t.Union[str, bytes, t.Sequence[t.Union[str, bytes]]]
+
+
+def _serializer(secret: Secret) -> URLSafeSerializer:
+    if not secret:
+        raise ConfigError("the ticket secret is empty; set WAMP_BRIDGE_TICKET_SECRET or SECRET_KEY")
+    return URLSafeSerializer(secret, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})
+
+
+def sign(identity: Identity, secret: Secret, now: float, *, realm: str | None = None) -> str:
+    """Sign a ticket for ``identity`` issued at ``now``, optionally bound to ``realm``.
+
+    With a list of secrets (key rotation), the last one signs.
+    """
+    payload: dict[str, t.Any] = {
+        "i": identity.authid,
+        "r": identity.authrole,
+        "t": round(float(now), 3),
+    }
+    if identity.authextra:
+        payload["e"] = thaw(identity.authextra)
+    if realm is not None:
+        payload["m"] = realm
+    return _serializer(secret).dumps(payload)  # type: ignore[no-any-return]
+
+
+def verify(
+    ticket: t.Any,
+    secret: Secret,
+    now: float,
+    max_age: float,
+    *,
+    realm: str | None = None,
+    leeway: float = CLOCK_LEEWAY,
+) -> Identity:
+    """Check a ticket and return the identity it carries.
+
+    :param now: the current time, seconds since the epoch.
+    :param max_age: how many seconds after signing the ticket is still valid.
+    :param realm: when given, a ticket bound to another realm is refused.
+    :param leeway: how far in the future the ticket's time may be (clock skew).
+    :raises ExpiredTicket: the ticket is older than ``max_age`` (or too far in the future).
+    :raises InvalidTicket: the ticket is malformed, tampered with, signed with
+        another key or salt, or bound to another realm.
+    """
+    if not isinstance(ticket, str) or not ticket:
+        raise InvalidTicket("the ticket is missing or not a string")
+    try:
+        payload = _serializer(secret).loads(ticket)
+    except BadData as exc:
+        raise InvalidTicket("the ticket's signature does not match: it was tampered with, or "
+                            "signed with another WAMP_BRIDGE_TICKET_SECRET") from exc
+    if not isinstance(payload, dict):
+        raise InvalidTicket("the ticket's payload is not an object")
+    issued = payload.get("t")
+    if isinstance(issued, bool) or not isinstance(issued, (int, float)) or not math.isfinite(issued):
+        raise InvalidTicket("the ticket has no issue time")
+    age = now - issued
+    if age > max_age:
+        raise ExpiredTicket(f"the ticket is {age:.1f} s old, over the {max_age:g} s maximum; "
+                            "check that the bridge's and the authenticator's clocks agree")
+    if age < -leeway:
+        raise ExpiredTicket(f"the ticket was issued {-age:.1f} s in the future; "
+                            "check that the bridge's and the authenticator's clocks agree")
+    bound = payload.get("m")
+    if realm is not None and bound is not None and bound != realm:
+        raise InvalidTicket(f"the ticket is for realm {bound!r}, not {realm!r}")
+    try:
+        return Identity(payload.get("i"), payload.get("r"), payload.get("e"))  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise InvalidTicket(f"the ticket's identity is malformed: {exc}") from exc
+
+
+def make_authenticator(
+    secret: Secret,
+    max_age: float = DEFAULT_MAX_AGE,
+    *,
+    realm: str | None = None,
+    clock: t.Callable[[], float] = time.time,
+) -> t.Callable[[str, str, t.Mapping[str, t.Any]], dict[str, t.Any]]:
+    """Build the router's dynamic ticket authenticator ``authenticate(realm, authid, details)``.
+
+    The server-side peer registers it (shared) at ``WAMP_BRIDGE_AUTHENTICATOR``.
+    It returns ``{"authid", "role", "extra"}`` (the authid must be returned:
+    with only a role, Crossbar keeps whatever authid the HELLO named) and raises
+    :class:`~flask_wamp_bridge.errors.ApplicationError` to deny.
+
+    :param realm: when given, logins to any other realm are refused.
+    """
+
+    def authenticate(realm_: str, authid: str, details: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+        if realm is not None and realm_ != realm:
+            raise ApplicationError("wamp.error.not_authorized",
+                                   f"the bridge authenticator serves realm {realm!r}, not {realm_!r}")
+        if not isinstance(details, t.Mapping) or details.get("authmethod", "ticket") != "ticket":
+            raise ApplicationError("wamp.error.authentication_failed",
+                                   "the bridge authenticator handles only the ticket method")
+        try:
+            identity = verify(details.get("ticket"), secret, clock(), max_age, realm=realm_)
+        except InvalidTicket as exc:
+            raise ApplicationError("wamp.error.authentication_failed", str(exc)) from exc
+        if identity.authid != authid:
+            raise ApplicationError("wamp.error.authentication_failed",
+                                   "the ticket was issued for another authid than the HELLO names")
+        return {"authid": identity.authid, "role": identity.authrole, "extra": thaw(identity.authextra)}
+
+    return authenticate
+
+
+def ticket_secret(config: t.Mapping[str, t.Any]) -> Secret:
+    """The ticket key: ``WAMP_BRIDGE_TICKET_SECRET``, else one derived from ``SECRET_KEY``.
+
+    Every worker and host that signs or verifies tickets must get the same key.
+
+    :raises ConfigError: neither setting is present.
+    """
+    secret = config.get("WAMP_BRIDGE_TICKET_SECRET")
+    if secret:
+        return t.cast(Secret, secret)
+    key = config.get("SECRET_KEY")
+    if not key:
+        raise ConfigError("set WAMP_BRIDGE_TICKET_SECRET (or SECRET_KEY) so the bridge can sign "
+                          "tickets; every worker and host must use the same value")
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    return hmac.new(key, b"flask-wamp-bridge.ticket-secret", hashlib.sha256).hexdigest()

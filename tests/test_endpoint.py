@@ -1,0 +1,281 @@
+"""The WAMP endpoint end to end: real Crossbar, real gunicorn bridge worker, autobahn-python as the browser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import typing as t
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+import websocket
+from helpers import GunicornProcess
+from helpers import free_port
+from helpers import wait_until
+
+from flask_wamp_bridge.errors import ApplicationError
+from flask_wamp_bridge.testing import WampClient
+
+APP = "tests.apps.endpoint_app:app"
+MAX_CALLS = 5
+FORGED_EXTRA = {"proxy_authid": "admin", "proxy_authrole": "backend", "role": "backend"}
+
+
+class BrowserClient(WampClient):
+    """An autobahn-python client that connects like a browser page: cookie and Origin headers.
+
+    It names a forged identity in its HELLO (authid ``mallory``, ``ticket``
+    method, authextra asking for a backend role): the bridge must ignore it.
+    """
+
+    def __init__(self, url: str, realm: str, *, cookie: str | None = None, origin: str | None = None,
+                 serializer: str = "json", **kwargs: t.Any) -> None:
+        self._headers = {"Cookie": cookie} if cookie else {}
+        self._origin = origin
+        self._serializer_name = serializer
+        kwargs.setdefault("authid", "mallory")
+        kwargs.setdefault("secret", None)
+        kwargs.setdefault("ticket", "forged-ticket")
+        kwargs.setdefault("authextra", FORGED_EXTRA)
+        super().__init__(url, realm, **kwargs)
+
+    async def _connect(self, url: str, realm: str, authid: str, secret: str | None, ticket: str | None,
+                       authextra: dict[str, t.Any] | None) -> t.Any:
+        from autobahn.asyncio.websocket import WampWebSocketClientFactory
+        from autobahn.wamp import serializer as serializers
+        from autobahn.wamp.types import ComponentConfig
+
+        from flask_wamp_bridge.testing import _session_class
+
+        chosen = {"json": serializers.JsonSerializer, "msgpack": serializers.MsgPackSerializer,
+                  "cbor": serializers.CBORSerializer}[self._serializer_name]()
+        loop = asyncio.get_running_loop()
+        joined: asyncio.Future[t.Any] = loop.create_future()
+        self._closed = loop.create_future()
+        self._session = _session_class()(
+            ComponentConfig(realm), authid=authid, secret=secret, ticket=ticket, authextra=authextra,
+            joined=joined, closed=self._closed,
+        )
+        factory = WampWebSocketClientFactory(lambda: self._session, url=url, serializers=[chosen],
+                                             headers=self._headers, origin=self._origin)
+        parts = urllib.parse.urlsplit(url)
+        await loop.create_connection(factory, parts.hostname, parts.port)
+        return await joined
+
+
+def _env(settings: t.Mapping[str, t.Any], **overrides: t.Any) -> dict[str, str]:
+    env = {}
+    for key, value in {**settings, **overrides}.items():
+        env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+def _start(crossbar_router: t.Any, **overrides: t.Any) -> GunicornProcess:
+    assert crossbar_router.settings is not None
+    server = GunicornProcess(APP, env=_env(crossbar_router.settings, **overrides))
+    server.start()
+    return server
+
+
+def _stop(server: GunicornProcess) -> None:
+    server.stop()
+    log = server.log()
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def server(crossbar_router: t.Any) -> t.Iterator[GunicornProcess]:
+    server = _start(crossbar_router, WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT=MAX_CALLS)
+    try:
+        yield server
+    finally:
+        _stop(server)
+
+
+def login(server: GunicornProcess, user: str) -> str:
+    """Log ``user`` in over HTTP; returns the ``Cookie`` header value."""
+    body = urllib.parse.urlencode({"user": user}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{server.url}/login", data=body), timeout=10) as resp:
+        cookie = resp.headers["Set-Cookie"]
+    return cookie.split(";", 1)[0]
+
+
+def post_json(server: GunicornProcess, path: str) -> t.Any:
+    with urllib.request.urlopen(urllib.request.Request(f"{server.url}{path}", data=b""), timeout=15) as resp:
+        return json.loads(resp.read())
+
+
+def get_json(server: GunicornProcess, path: str) -> t.Any:
+    with urllib.request.urlopen(f"{server.url}{path}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def raw_socket(server: GunicornProcess, **kwargs: t.Any) -> websocket.WebSocket:
+    return websocket.create_connection(server.ws_url("/wamp"), origin=server.url, subprotocols=["wamp.2.json"],
+                                       timeout=10, **kwargs)
+
+
+def close_code(ws: websocket.WebSocket) -> int:
+    """Read up to the server's close frame; return its code."""
+    while True:
+        opcode, frame = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(frame[:2], "big")
+
+
+def raw_session(server: GunicornProcess, cookie: str | None = None) -> tuple[websocket.WebSocket, list[t.Any]]:
+    """A raw JSON WAMP session through the bridge: returns the socket and the WELCOME."""
+    ws = raw_socket(server, **({"cookie": cookie} if cookie else {}))
+    ws.send(json.dumps([1, "realm1", {"roles": {"caller": {"features": {}}}, "authid": "mallory"}]))
+    welcome = json.loads(ws.recv())
+    assert welcome[0] == 2, welcome
+    return ws, welcome
+
+
+def browser(server: GunicornProcess, **kwargs: t.Any) -> BrowserClient:
+    kwargs.setdefault("origin", server.url)
+    return BrowserClient(server.ws_url("/wamp"), "realm1", **kwargs)
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack", "cbor"])
+def test_endpoint_logged_in_user_is_the_wamp_identity(server: GunicornProcess, serializer: str) -> None:
+    cookie = login(server, "ann")
+    with browser(server, cookie=cookie, serializer=serializer) as client:
+        assert (client.authid, client.authrole) == ("ann", "user")  # the WELCOME, despite the forged HELLO
+        # the router itself discloses the caller to the app's procedure
+        assert client.call("app.whoami") == {"authid": "ann", "authrole": "user"}
+
+
+def test_endpoint_without_cookie_is_anonymous(server: GunicornProcess) -> None:
+    with browser(server) as client, browser(server) as other:
+        assert client.authrole == "anonymous"
+        assert client.authid.startswith("anonymous-")
+        assert other.authid != client.authid  # each anonymous session has its own authid
+        assert client.call("app.public.whoami") == {"authid": client.authid, "authrole": "anonymous"}
+        with pytest.raises(ApplicationError) as refused:
+            client.call("app.whoami")
+        assert refused.value.error == "wamp.error.not_authorized"
+
+
+def test_endpoint_refuses_anonymous_when_configured(crossbar_router: t.Any) -> None:
+    server = _start(crossbar_router, WAMP_BRIDGE_ANONYMOUS_ROLE=None)
+    try:
+        # (a raw client: the ABORT and the close code are what a browser gets)
+        ws = raw_socket(server)
+        try:
+            ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}, "authid": "ann"}]))
+            abort = json.loads(ws.recv())
+            assert abort[0] == 3 and abort[2] == "wamp.error.not_authorized"
+            assert close_code(ws) == 1008
+        finally:
+            ws.close()
+            ws.shutdown()
+        with browser(server, cookie=login(server, "bob")) as client:
+            assert client.authid == "bob"
+    finally:
+        _stop(server)
+
+
+def test_endpoint_refuses_a_foreign_origin_before_the_upgrade(server: GunicornProcess) -> None:
+    cookie = login(server, "ann")
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(server.ws_url("/wamp"), origin="https://evil.example", cookie=cookie,
+                                    subprotocols=["wamp.2.json"], timeout=10)
+    assert refused.value.status_code == 403
+    ws = websocket.create_connection(server.ws_url("/wamp"), origin=server.url, cookie=cookie,
+                                     subprotocols=["wamp.2.json"], timeout=10)
+    try:
+        assert ws.getsubprotocol() == "wamp.2.json"
+    finally:
+        ws.close()
+        ws.shutdown()  # after the server's close frame, close() alone leaves the socket open
+
+
+def test_endpoint_needs_a_wamp_subprotocol(server: GunicornProcess) -> None:
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(server.ws_url("/wamp"), origin=server.url, timeout=10)
+    assert refused.value.status_code == 400
+    with pytest.raises(urllib.error.HTTPError) as plain_http:
+        urllib.request.urlopen(f"{server.url}/wamp", timeout=10)
+    plain_http.value.close()
+    assert plain_http.value.code == 400
+
+
+def test_endpoint_bad_hello_gets_protocol_violation(server: GunicornProcess) -> None:
+    ws = raw_socket(server)
+    try:
+        ws.send(json.dumps([48, 1, {}, "app.public.whoami"]))
+        abort = json.loads(ws.recv())
+        assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
+        assert close_code(ws) == 1002
+    finally:
+        ws.close()
+        ws.shutdown()  # after the server's close frame, close() alone leaves the socket open
+
+
+def test_endpoint_logout_kills_the_users_sessions(server: GunicornProcess) -> None:
+    cookie = login(server, "carol")
+    with browser(server, cookie=cookie) as first, browser(server, cookie=cookie) as second, \
+            browser(server) as bystander:
+        assert first.authid == second.authid == "carol"
+        killed = post_json(server, "/logout/carol")["killed"]
+        assert sorted(killed) == sorted([first.session_id, second.session_id])
+        wait_until(lambda: not first.connected and not second.connected, timeout=10)
+        wait_until(lambda: "carol" not in get_json(server, "/relays"), timeout=10)
+        assert bystander.connected
+        assert bystander.call("app.public.whoami")["authrole"] == "anonymous"
+
+
+def test_endpoint_caps_calls_in_flight(server: GunicornProcess) -> None:
+    ws, welcome = raw_session(server, login(server, "dave"))
+    try:
+        assert welcome[2]["authid"] == "dave"
+        for request_id in range(1, MAX_CALLS + 2):
+            ws.send(json.dumps([48, request_id, {}, "app.sleep", [0.5]]))
+        answers = [json.loads(ws.recv()) for _ in range(MAX_CALLS + 1)]
+        # the excess call is answered at once by the bridge, the others by the procedure
+        assert answers[0][:5] == [8, 48, MAX_CALLS + 1, {}, "wamp.error.canceled"]
+        assert sorted(a[1] for a in answers[1:]) == list(range(1, MAX_CALLS + 1))
+        assert all(a[0] == 50 and a[3] == [0.5] for a in answers[1:])
+        ws.send(json.dumps([48, 99, {}, "app.sleep", [0]]))  # slots are free again
+        assert json.loads(ws.recv())[:2] == [50, 99]
+    finally:
+        ws.close()
+        ws.shutdown()
+
+
+def test_endpoint_worker_shutdown_says_goodbye_and_closes_1001(crossbar_router: t.Any) -> None:
+    server = _start(crossbar_router)
+    try:
+        ws, _ = raw_session(server, login(server, "erin"))
+        try:
+            server.send_signal(signal.SIGTERM)
+            goodbye = json.loads(ws.recv())
+            assert goodbye[0] == 6 and goodbye[2] == "wamp.close.system_shutdown"
+            assert close_code(ws) == 1001
+        finally:
+            ws.close()
+            ws.shutdown()
+        assert server.wait(30) == 0
+    finally:
+        _stop(server)
+
+
+def test_endpoint_unreachable_router_closes_1011(crossbar_router: t.Any) -> None:
+    server = _start(crossbar_router, WAMP_BRIDGE_ROUTER_URL=f"ws://127.0.0.1:{free_port()}/ws",
+                    WAMP_BRIDGE_CONNECT_TIMEOUT=2)
+    try:
+        ws = raw_socket(server)
+        try:
+            ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+            opcode, frame = ws.recv_data(control_frame=True)  # no ABORT: the browser should retry later
+            assert opcode == websocket.ABNF.OPCODE_CLOSE
+            assert int.from_bytes(frame[:2], "big") == 1011
+        finally:
+            ws.close()
+            ws.shutdown()
+    finally:
+        _stop(server)

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import itsdangerous
+import pytest
+
+from flask_wamp_bridge import ticket
+from flask_wamp_bridge.errors import ApplicationError
+from flask_wamp_bridge.errors import ConfigError
+from flask_wamp_bridge.errors import ExpiredTicket
+from flask_wamp_bridge.errors import InvalidTicket
+from flask_wamp_bridge.identity import Identity
+
+NOW = 1_700_000_000.0
+SECRET = "ticket-secret"
+ANN = Identity("ann", "user", {"groups": ["a"], "name": "Ann"})
+
+
+def test_ticket_round_trip():
+    signed = ticket.sign(ANN, SECRET, NOW)
+    assert isinstance(signed, str)
+    assert ticket.verify(signed, SECRET, NOW + 1, 30) == ANN
+    bare = Identity("bob", "admin")
+    assert ticket.verify(ticket.sign(bare, SECRET, NOW), SECRET, NOW, 30) == bare
+
+
+def test_ticket_expires_after_max_age():
+    signed = ticket.sign(ANN, SECRET, NOW)
+    assert ticket.verify(signed, SECRET, NOW + 30, 30) == ANN
+    with pytest.raises(ExpiredTicket, match="30 s maximum"):
+        ticket.verify(signed, SECRET, NOW + 30.5, 30)
+
+
+def test_ticket_from_the_future_is_refused_beyond_the_leeway():
+    signed = ticket.sign(ANN, SECRET, NOW + 3)
+    assert ticket.verify(signed, SECRET, NOW, 30) == ANN  # within the clock leeway
+    signed = ticket.sign(ANN, SECRET, NOW + 60)
+    with pytest.raises(ExpiredTicket, match="future"):
+        ticket.verify(signed, SECRET, NOW, 30)
+
+
+def test_ticket_tampered_is_invalid():
+    signed = ticket.sign(ANN, SECRET, NOW)
+    payload, signature = signed.rsplit(".", 1)
+    forged = ticket.sign(Identity("mallory", "admin"), SECRET, NOW).rsplit(".", 1)[0]
+    for bad in (forged + "." + signature, payload + "." + signature[::-1], signed[:-2], "", "x"):
+        with pytest.raises(InvalidTicket):
+            ticket.verify(bad, SECRET, NOW, 30)
+    with pytest.raises(InvalidTicket):
+        ticket.verify(None, SECRET, NOW, 30)
+
+
+def test_ticket_with_the_wrong_key_is_invalid():
+    signed = ticket.sign(ANN, "other-secret", NOW)
+    with pytest.raises(InvalidTicket, match="WAMP_BRIDGE_TICKET_SECRET"):
+        ticket.verify(signed, SECRET, NOW, 30)
+    assert not isinstance(pytest.raises(InvalidTicket, ticket.verify, signed, SECRET, NOW, 30).value,
+                          ExpiredTicket)
+
+
+def test_ticket_with_the_wrong_salt_is_invalid():
+    # same key, same payload shape, another itsdangerous salt (e.g. a Flask session cookie)
+    other = itsdangerous.URLSafeSerializer(SECRET, salt="cookie-session")
+    with pytest.raises(InvalidTicket):
+        ticket.verify(other.dumps({"i": "ann", "r": "user", "t": NOW}), SECRET, NOW, 30)
+    flask_cookie = itsdangerous.URLSafeTimedSerializer(SECRET, salt="cookie-session")
+    with pytest.raises(InvalidTicket):
+        ticket.verify(flask_cookie.dumps({"_user_id": "ann"}), SECRET, NOW, 30)
+
+
+def test_ticket_key_rotation_verifies_old_tickets():
+    signed = ticket.sign(ANN, "old", NOW)
+    assert ticket.verify(signed, ["old", "new"], NOW, 30) == ANN
+
+
+def test_ticket_realm_binding():
+    signed = ticket.sign(ANN, SECRET, NOW, realm="realm1")
+    assert ticket.verify(signed, SECRET, NOW, 30, realm="realm1") == ANN
+    with pytest.raises(InvalidTicket, match="realm"):
+        ticket.verify(signed, SECRET, NOW, 30, realm="realm2")
+
+
+def test_ticket_authenticator_returns_authid_role_and_extra():
+    authenticate = ticket.make_authenticator(SECRET, 30, realm="realm1", clock=lambda: NOW + 2)
+    signed = ticket.sign(ANN, SECRET, NOW, realm="realm1")
+    principal = authenticate("realm1", "ann", {"ticket": signed, "authmethod": "ticket", "authextra": {}})
+    assert principal == {"authid": "ann", "role": "user", "extra": {"groups": ["a"], "name": "Ann"}}
+
+
+def test_ticket_authenticator_refuses_an_authid_mismatch():
+    authenticate = ticket.make_authenticator(SECRET, 30, clock=lambda: NOW)
+    signed = ticket.sign(ANN, SECRET, NOW)
+    with pytest.raises(ApplicationError) as info:
+        authenticate("realm1", "mallory", {"ticket": signed})
+    assert info.value.error == "wamp.error.authentication_failed"
+
+
+def test_ticket_authenticator_refuses_bad_tickets_and_realms():
+    authenticate = ticket.make_authenticator(SECRET, 30, realm="realm1", clock=lambda: NOW + 31)
+    signed = ticket.sign(ANN, SECRET, NOW, realm="realm1")
+    with pytest.raises(ApplicationError) as expired:
+        authenticate("realm1", "ann", {"ticket": signed})
+    assert expired.value.error == "wamp.error.authentication_failed"
+    assert "old" in str(expired.value)
+    with pytest.raises(ApplicationError) as realm:
+        authenticate("realm2", "ann", {"ticket": signed})
+    assert realm.value.error == "wamp.error.not_authorized"
+    with pytest.raises(ApplicationError):
+        authenticate("realm1", "ann", {"ticket": "garbage"})
+    with pytest.raises(ApplicationError):
+        authenticate("realm1", "ann", {"authmethod": "wampcra", "ticket": signed})
+
+
+def test_ticket_secret_prefers_the_setting_then_derives_from_secret_key():
+    assert ticket.ticket_secret({"WAMP_BRIDGE_TICKET_SECRET": "t", "SECRET_KEY": "k"}) == "t"
+    derived = ticket.ticket_secret({"SECRET_KEY": "k"})
+    assert derived not in ("k", b"k")
+    assert derived == ticket.ticket_secret({"SECRET_KEY": b"k"})
+    assert derived != ticket.ticket_secret({"SECRET_KEY": "k2"})
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        ticket.ticket_secret({})
