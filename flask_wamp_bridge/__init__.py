@@ -29,8 +29,35 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import TransportError as TransportError
 from .extension import WampBridge as WampBridge
+from .identity import Identity as Identity
+from .routes import Sockets as Sockets
+from .routes import WebSocketBlueprint as WebSocketBlueprint
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ApplicationError",
+    "AuthError",
+    "BridgeError",
+    "CallTimeout",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ExpiredTicket",
+    "Identity",
+    "InvalidTicket",
+    "LocalProtocolError",
+    "MessageTooBig",
+    "NotAuthenticated",
+    "NotConnected",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Sockets",
+    "TransportError",
+    "WampBridge",
+    "WebSocketBlueprint",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> t.Any:

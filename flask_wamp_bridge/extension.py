@@ -321,6 +321,12 @@ class WampBridge:
 
     # -- declaring handlers --------------------------------------------------------------
 
+    @t.overload
+    def register(self, uri: F) -> F: ...
+
+    @t.overload
+    def register(self, uri: str | None = None, **options: t.Any) -> t.Callable[[F], F]: ...
+
     def register(self, uri: str | t.Callable[..., t.Any] | None = None, **options: t.Any) -> t.Any:
         """Decorator: serve the function as a WAMP procedure.
 
@@ -334,6 +340,12 @@ class WampBridge:
         if callable(uri):
             return self.register()(uri)
         return self._decorator("register", uri, options)
+
+    @t.overload
+    def subscribe(self, topic: F) -> F: ...
+
+    @t.overload
+    def subscribe(self, topic: str | None = None, **options: t.Any) -> t.Callable[[F], F]: ...
 
     def subscribe(self, topic: str | t.Callable[..., t.Any] | None = None, **options: t.Any) -> t.Any:
         """Decorator: run the function for each event on a topic (default prefix + name).

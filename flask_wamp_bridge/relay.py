@@ -124,6 +124,9 @@ _GOODBYE = int(MessageType.GOODBYE)
 _ERROR = int(MessageType.ERROR)
 _CALL = int(MessageType.CALL)
 _RESULT = int(MessageType.RESULT)
+#: Prefix of the WELCOME authextra keys Crossbar adds about itself (x_cb_node, x_cb_pid,
+#: x_cb_peer, x_cb_worker): not for browsers.
+_ROUTER_INTERNAL = "x_cb_"
 #: Types that end or restart a session: handled specially after WELCOME.
 _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE})
 
@@ -431,14 +434,20 @@ class Relay:
         return []
 
     def shutdown(self, code: int = 1001) -> list[Action]:
-        """The server is stopping: say so to both sides and close with ``code``."""
+        """The server is stopping: say so to both sides and close with ``code``.
+
+        On a restart (1012, a gunicorn reload) the browser gets no GOODBYE,
+        only the close code: wampy.js takes a GOODBYE as final and would not
+        reconnect to the new worker.
+        """
         state = self._state
         if state is State.CLOSED:
             return []
         message = "the server is shutting down; reconnect later"
         actions: list[Action] = []
         if state is State.ESTABLISHED:
-            actions.append(self._send_client([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
+            if code != 1012:
+                actions.append(self._send_client([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
             actions.append(self._send_router([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
         elif state is State.AUTHENTICATING:
             actions.append(self._send_client([_ABORT, {"message": message}, "wamp.close.system_shutdown"]))
@@ -509,6 +518,12 @@ class Relay:
                     "the authenticator must return the ticket's authid", 1011))
             self._state = State.ESTABLISHED
             self.session_id = message[1]
+            details = message[2]
+            extra = details.get("authextra")
+            if isinstance(extra, dict) and any(key.startswith(_ROUTER_INTERNAL) for key in extra):
+                # Crossbar puts its node, PID and the bridge's own address in here.
+                extra = {key: value for key, value in extra.items() if not key.startswith(_ROUTER_INTERNAL)}
+                return [self._send_client([_WELCOME, message[1], {**details, "authextra": extra}])]
             return [SendToClient(data)]
         if kind == _ABORT:
             return [SendToClient(data), *self._close(1008, _short(message[2]))]

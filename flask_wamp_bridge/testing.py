@@ -211,7 +211,7 @@ class WampClient:
         self._extra_headers = dict(headers or {})
         self._ws_origin = origin
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="wamp-test-client", daemon=True)
+        self._thread = threading.Thread(target=self._run_loop, name="wamp-test-client", daemon=True)
         self._thread.start()
         self._session: t.Any = None
         self._socket: asyncio.Transport | None = None
@@ -330,13 +330,22 @@ class WampClient:
                 pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10.0)
+
+    def _run_loop(self) -> None:
+        # The loop is finished in its own thread: the caller's thread may run an
+        # asyncio loop of its own (Playwright's sync API does), where
+        # run_until_complete would raise.
         loop = self._loop
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
 
     def _run(self, coro: t.Coroutine[t.Any, t.Any, t.Any], timeout: float, what: str = "connect") -> t.Any:
         from autobahn.wamp.exception import ApplicationError as AutobahnApplicationError

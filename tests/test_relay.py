@@ -286,6 +286,18 @@ def test_relay_refuses_a_welcome_for_another_authid():
     assert "must return the ticket's authid" in str(pair.relay.error)
 
 
+def test_relay_strips_crossbar_internals_from_the_welcome():
+    pair = _hello_sent()
+    pair.router_sends([4, "ticket", {}])  # the relay answers with a ticket
+    extra = {"x_cb_node": "node1", "x_cb_pid": 4242, "x_cb_peer": "tcp4:127.0.0.1:5555", "team": "blue"}
+    pair.router_sends([2, 7, {"authid": "ann", "authrole": "user", "roles": {"dealer": {}}, "authextra": extra}])
+    welcome = pair.client_messages()[-1]
+    assert welcome[:2] == [2, 7]
+    assert welcome[2]["authextra"] == {"team": "blue"}
+    assert welcome[2]["roles"] == {"dealer": {}}
+    assert pair.relay.state is State.ESTABLISHED
+
+
 def test_relay_refuses_a_welcome_without_challenge():
     pair = _hello_sent()
     pair.router_sends([2, 1, {"authid": "ann", "authrole": "user", "roles": {}}])
@@ -475,6 +487,15 @@ def test_relay_shutdown_says_goodbye_both_ways():
     pair = _hello_sent()
     pair._run(pair.relay.shutdown(1012))
     assert pair.client_messages()[-1][0] == 3
+    assert pair.closed.code == 1012
+
+
+def test_relay_restart_closes_the_browser_without_goodbye_so_it_reconnects():
+    pair = established()
+    before = len(pair.client_messages())
+    pair._run(pair.relay.shutdown(1012))
+    assert len(pair.client_messages()) == before  # no GOODBYE: wampy.js would not reconnect after one
+    assert pair.router_messages()[-1][0] == 6  # the router still gets a clean GOODBYE
     assert pair.closed.code == 1012
 
 

@@ -1,0 +1,76 @@
+"""The package's import hygiene and public surface."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import flask_wamp_bridge
+from helpers import REPO_ROOT
+
+# Modules that must stay importable without gevent, gunicorn or gevent-websocket:
+# everything a Flask app, the CLI, or a pure test imports.
+LIGHT_MODULES = [
+    "flask_wamp_bridge",
+    "flask_wamp_bridge.errors",
+    "flask_wamp_bridge.protocol",
+    "flask_wamp_bridge.identity",
+    "flask_wamp_bridge.ticket",
+    "flask_wamp_bridge.relay",
+    "flask_wamp_bridge.peercore",
+    "flask_wamp_bridge.auth",
+    "flask_wamp_bridge.extension",
+    "flask_wamp_bridge.endpoint",
+    "flask_wamp_bridge.routes",
+    "flask_wamp_bridge.crossbar",
+    "flask_wamp_bridge.cli",
+    "flask_wamp_bridge._frames",
+    "flask_wamp_bridge._lifecycle",
+]
+
+
+def _fresh_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_imports_light_modules_import_no_gevent_gunicorn_or_logging_setup() -> None:
+    code = f"""
+import json, logging, sys
+root_handlers = list(logging.getLogger().handlers)
+for name in {LIGHT_MODULES!r}:
+    __import__(name)
+from flask import Flask
+from flask_wamp_bridge import WampBridge, Sockets
+app = Flask("x")
+app.config["SECRET_KEY"] = "k"
+WampBridge(app)
+Sockets(app)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("gevent", "gunicorn", "geventwebsocket", "wampy"))
+print(json.dumps({{"heavy": heavy, "handlers_changed": logging.getLogger().handlers != root_handlers}}))
+"""
+    out = json.loads(_fresh_python(code))
+    assert out == {"heavy": [], "handlers_changed": False}
+
+
+def test_imports_worker_attribute_is_the_worker_class_as_gunicorn_loads_it() -> None:
+    code = """
+from gunicorn.util import load_class
+from gunicorn.workers.ggevent import GeventPyWSGIWorker
+cls = load_class("flask_wamp_bridge.worker")
+again = load_class("flask_wamp_bridge.worker")
+print(cls.__name__, issubclass(cls, GeventPyWSGIWorker), cls is again)
+"""
+    assert _fresh_python(code).split() == ["BridgeWorker", "True", "True"]
+
+
+def test_imports_all_lists_exactly_the_public_names() -> None:
+    public = sorted(name for name in vars(flask_wamp_bridge)
+                    if not name.startswith("_") and name not in ("annotations", "t")
+                    and not isinstance(getattr(flask_wamp_bridge, name), type(sys)))
+    assert sorted(n for n in flask_wamp_bridge.__all__ if n != "__version__") == public
+    for name in flask_wamp_bridge.__all__:
+        assert hasattr(flask_wamp_bridge, name)
