@@ -215,7 +215,7 @@ def check_message(message: t.Any) -> list[t.Any]:
         name = MessageType(message[0]).name
         raise RemoteProtocolError(f"{name} has {len(fields)} fields, expected {len(required)}"
                                   + (f" to {len(required) + len(optional)}" if optional else ""))
-    for index, (kind, value) in enumerate(zip(required + optional, fields), start=1):
+    for index, (kind, value) in enumerate(zip(required + optional, fields, strict=False), start=1):
         if not _field_ok(kind, value):
             name = MessageType(message[0]).name
             raise RemoteProtocolError(f"{name} field {index} must be a {kind}, got {type(value).__name__}")

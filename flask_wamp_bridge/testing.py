@@ -181,7 +181,8 @@ class WampClient:
     ``ticket`` when given (method ``ticket``: Crossbar asks the dynamic
     authenticator), or as ``anonymous`` when both are None. ``serializer``
     (json, msgpack, cbor), extra upgrade ``headers`` (e.g. ``Cookie``) and an
-    ``origin`` make it act like a browser page talking to the bridge. Procedures and event handlers are plain functions, run in a
+    ``origin`` make it act like a browser page talking to the bridge.
+    Procedures and event handlers are plain functions, run in a
     thread pool; raising :class:`~flask_wamp_bridge.errors.ApplicationError`
     answers with its URI. Errors map to the library's exceptions:
     WAMP ERROR -> ``ApplicationError``, no result in time -> ``CallTimeout``,
@@ -362,7 +363,8 @@ class WampClient:
         except AutobahnApplicationError as exc:
             raise ApplicationError(exc.error, *exc.args, **(exc.kwargs or {})) from exc
         except TransportLost as exc:
-            raise ConnectionClosed(f"{what}: the connection to {self.url} is lost", reason="wamp.close.transport_lost") from exc
+            raise ConnectionClosed(f"{what}: the connection to {self.url} is lost",
+                                   reason="wamp.close.transport_lost") from exc
 
     def _threaded(self, fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
         from autobahn.wamp.exception import ApplicationError as AutobahnApplicationError

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from flask_wamp_bridge.crossbar import ACTIONS
 from flask_wamp_bridge.crossbar import CrossbarProcess
-from flask_wamp_bridge.crossbar import _allows
-from flask_wamp_bridge.crossbar import make_config
-from flask_wamp_bridge.crossbar import save_config
+from flask_wamp_bridge.crossbar_config import ACTIONS
+from flask_wamp_bridge.crossbar_config import _allows
+from flask_wamp_bridge.crossbar_config import make_config
+from flask_wamp_bridge.crossbar_config import save_config
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import ConnectError
 from flask_wamp_bridge.errors import ConnectionClosed
@@ -301,7 +301,7 @@ def test_allows_matches_real_crossbar_authorization(
     rules = config_rules["limited"]
     client = wamp_client(limited_router, authid="limited", secret="limited-secret")
     predicted, actual = {}, {}
-    for n, uri in enumerate(PROBE_URIS):
+    for uri in PROBE_URIS:
         predicted[uri] = {a for a in ("call", "subscribe", "register") if _allows(rules, a, uri)}
         real = set()
         if error_of(client.call, uri) == "wamp.error.no_such_procedure":

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-import flask_wamp_bridge
 from helpers import REPO_ROOT
+
+import flask_wamp_bridge
 
 # Modules that must stay importable without gevent, gunicorn or gevent-websocket:
 # everything a Flask app, the CLI, or a pure test imports.
@@ -23,6 +24,7 @@ LIGHT_MODULES = [
     "flask_wamp_bridge.extension",
     "flask_wamp_bridge.endpoint",
     "flask_wamp_bridge.routes",
+    "flask_wamp_bridge.crossbar_config",
     "flask_wamp_bridge.crossbar",
     "flask_wamp_bridge.cli",
     "flask_wamp_bridge._frames",
