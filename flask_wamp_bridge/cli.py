@@ -21,8 +21,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .crossbar import find_crossbar
-from .crossbar import make_config
-from .crossbar import save_config
+from .crossbar_config import make_config
+from .crossbar_config import save_config
 from .errors import ConfigError
 
 __all__ = ["wamp_cli"]
