@@ -251,6 +251,8 @@ def _fail(message: str, code: int = 1002) -> _Fail:
 
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+#: Pieces of a message kept apart before they are joined into one (bounds per-fragment overhead).
+_MERGE_PIECES = 256
 
 
 class FrameParser:
@@ -279,6 +281,7 @@ class FrameParser:
         self._msg_opcode: int | None = None
         self._msg_size = 0
         self._msg_parts: list[t.Any] = []
+        self._msg_merged = 0  # pieces of _msg_parts already joined
         self._decoder: t.Any = None
 
     @property
@@ -301,6 +304,7 @@ class FrameParser:
         except _Fail as exc:
             self._done = True
             self._msg_parts = []
+            self._msg_merged = 0
             events.append(Failure(exc.error))
         return events
 
@@ -423,11 +427,20 @@ class FrameParser:
                 self._frame_keypos = (self._frame_keypos + take) & 3
             if self._decoder is not None:
                 try:
-                    self._msg_parts.append(self._decoder.decode(chunk, False))
+                    piece: t.Any = self._decoder.decode(chunk, False)
                 except UnicodeDecodeError:
                     raise _fail("text message is not valid UTF-8", 1007) from None
             else:
-                self._msg_parts.append(chunk)
+                piece = chunk
+            parts = self._msg_parts
+            parts.append(piece)
+            if len(parts) - self._msg_merged >= _MERGE_PIECES:
+                # Many small fragments: join the recent pieces, else each one costs a
+                # Python object (~40 bytes) and memory grows far past the size limit.
+                tail = parts[self._msg_merged :]
+                del parts[self._msg_merged :]
+                parts.append(piece[:0].join(tail))
+                self._msg_merged = len(parts)
             self._frame_left -= take
             pos += take
         if self._frame_left == 0:
@@ -440,6 +453,7 @@ class FrameParser:
         parts = self._msg_parts
         decoder = self._decoder
         self._msg_parts = []
+        self._msg_merged = 0
         self._msg_opcode = None
         self._msg_size = 0
         self._decoder = None

@@ -63,7 +63,7 @@ class _HeaderTimeout(ValueError):
     """The request head did not arrive in time (a ValueError: gevent answers it with 400)."""
 
 
-class BridgeHandler(PyWSGIHandler):
+class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
     """gunicorn's gevent handler (access log included) plus the WebSocket handshake."""
 
     _header_timer: t.Any = None
@@ -257,7 +257,7 @@ def _replaced_by_reload(age: int) -> bool:
     return _board is not None and struct.unpack_from("q", _board, 0)[0] > age
 
 
-class BridgeWorker(GeventPyWSGIWorker):
+class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
     """gunicorn gevent worker with WebSocket routes and prompt, coded shutdown.
 
     See the module docstring for capacity (``worker_connections``) and signals.

@@ -120,8 +120,10 @@ def load_identity(state: BridgeState | None = None) -> Identity | None:
 def _serve(state: BridgeState | None) -> t.Any:
     from . import _relay_io
     from .routes import accept_websocket
+    from .routes import check_origin
 
     config = current_app.config
+    check_origin()  # first: a foreign page must not even get the identity loader run
     identity = load_identity(state)  # frozen before any greenlet exists
     secret = tickets.ticket_secret(config)
     realm: str = config["WAMP_BRIDGE_REALM"]
@@ -156,6 +158,8 @@ def _serve(state: BridgeState | None) -> t.Any:
 
 
 def _check_config(config: t.Mapping[str, t.Any]) -> None:
+    from .routes import check_origins_setting
+
     path = config["WAMP_BRIDGE_PATH"]
     if path is not None and (not isinstance(path, str) or not path.startswith("/")):
         raise ConfigError(f"WAMP_BRIDGE_PATH must be a URL path like '/wamp' (or None), got {path!r}")
@@ -180,8 +184,5 @@ def _check_config(config: t.Mapping[str, t.Any]) -> None:
         role = config[key]
         if role is not None and (not isinstance(role, str) or not role):
             raise ConfigError(f"{key} must be a role name (or None), got {role!r}")
-    origins = config["WAMP_BRIDGE_ALLOWED_ORIGINS"]
-    if origins and not isinstance(origins, (str, list, tuple, set, frozenset)):
-        raise ConfigError("WAMP_BRIDGE_ALLOWED_ORIGINS must be a list of origins like "
-                          "['https://app.example.com'], '*', or None (same origin only)")
+    check_origins_setting(config["WAMP_BRIDGE_ALLOWED_ORIGINS"])
     tickets.ticket_secret(config)  # fail at startup, not at the first browser

@@ -604,10 +604,11 @@ class PeerCore:
     def _on_unregistered(self, message: list[t.Any]) -> list[Action]:
         if message[1] == 0:  # router-initiated: details name the registration
             details = message[2] if len(message) > 2 else {}
-            gone = self._registrations.pop(details.get("registration"), None)
+            registration = details.get("registration")
+            gone = self._registrations.pop(registration, None) if type(registration) is int else None
             if gone is None:
                 return []
-            self._drop_invocations_of(details.get("registration"))
+            self._drop_invocations_of(registration)
             return [Revoked("registration", (gone[0],), details.get("reason"))]
         entry = self._take(message[1], _KIND_UNREGISTER, "UNREGISTERED")
         if entry is None:
@@ -634,7 +635,8 @@ class PeerCore:
     def _on_unsubscribed(self, message: list[t.Any]) -> list[Action]:
         if message[1] == 0:
             details = message[2] if len(message) > 2 else {}
-            gone = self._subscriptions.pop(details.get("subscription"), None)
+            subscription = details.get("subscription")
+            gone = self._subscriptions.pop(subscription, None) if type(subscription) is int else None
             if gone is None:
                 return []
             return [Revoked("subscription", tuple(gone[0]), details.get("reason"))]

@@ -73,7 +73,7 @@ class Serializer:
     def dumps(self, message: list[t.Any]) -> str | bytes:
         try:
             return self._dumps(message)
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise LocalProtocolError(
                 f"cannot serialize WAMP message with {self.name}: {exc}; pass only "
                 "JSON-like values (dict, list, str, int, float, bool, None)"
@@ -138,7 +138,7 @@ class CborSerializer(Serializer):
     def _loads(self, data: str | bytes) -> t.Any:
         import cbor2
 
-        return cbor2.loads(data)
+        return cbor2.loads(t.cast(bytes, data))  # binary frames only: loads() checked
 
 
 #: Serializers by WebSocket subprotocol, in order of preference.

@@ -208,8 +208,12 @@ def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
 
 Head = t.Tuple[int, t.Optional[int], t.Optional[int]]
 
+# JSON's own whitespace and ASCII digits only: Unicode ones (U+00A0, U+0664) would
+# read as a head here while the frame is not JSON at all.
 _JSON_HEAD = re.compile(
-    r"\s*\[\s*(\d{1,16})(?![\d.eE])(?:\s*,\s*(\d{1,16})(?![\d.eE])(?:\s*,\s*(\d{1,16})(?![\d.eE]))?)?"
+    r"[ \t\n\r]*\[[ \t\n\r]*(\d{1,16})(?![\d.eE])"
+    r"(?:[ \t\n\r]*,[ \t\n\r]*(\d{1,16})(?![\d.eE])(?:[ \t\n\r]*,[ \t\n\r]*(\d{1,16})(?![\d.eE]))?)?",
+    re.ASCII,
 )
 
 
@@ -474,9 +478,12 @@ class Relay:
             return self._abort_client(
                 "wamp.error.not_authorized",
                 "log in first: this WAMP endpoint does not allow anonymous sessions", 1008)
-        hello = rewrite_hello(message, self.identity)
+        try:
+            hello = self._send_router(rewrite_hello(message, self.identity))
+        except LocalProtocolError as exc:  # decodable, yet not encodable (NaN, nesting at the limit)
+            return self._fail_client(RemoteProtocolError(f"the HELLO cannot be passed on: {exc}"))
         self._state = State.AUTHENTICATING
-        return [ConnectRouter(), self._send_router(hello)]
+        return [ConnectRouter(), hello]
 
     def _client_during_login(self, data: Data) -> list[Action]:
         try:

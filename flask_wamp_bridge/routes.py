@@ -63,6 +63,7 @@ from .errors import ConnectionClosed
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
+    from flask.sansio.app import App
     from werkzeug.wrappers import Response
 
     from ._websocket import WebSocket
@@ -72,6 +73,7 @@ __all__ = [
     "WebSocketBlueprint",
     "accept_websocket",
     "check_origin",
+    "check_origins_setting",
     "negotiate_subprotocol",
     "handle_websocket_mismatch",
     "CONFIG_DEFAULTS",
@@ -103,7 +105,7 @@ _NOT_UNDER_WORKER = (
 
 
 def _is_upgrade(environ: t.Mapping[str, t.Any]) -> bool:
-    return environ.get("HTTP_UPGRADE", "").strip().lower() == "websocket"
+    return str(environ.get("HTTP_UPGRADE", "")).strip().lower() == "websocket"
 
 
 # --- origin ------------------------------------------------------------------------
@@ -119,6 +121,39 @@ def _normalize_origin(value: str) -> tuple[str, str, int] | None:
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
     return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def check_origins_setting(origins: t.Any, where: str = "WAMP_BRIDGE_ALLOWED_ORIGINS") -> None:
+    """Raise :class:`ConfigError` unless ``origins`` is a valid allow-list.
+
+    Valid: None or empty, a list (or comma-separated string) of ``"*"``,
+    ``"null"`` or origins like ``"https://app.example.com:8443"``. An entry
+    that can never match (no scheme, a path, a ``*.`` wildcard) is an error,
+    not a silent refusal of every browser.
+    """
+    if not origins:
+        return
+    if isinstance(origins, str):
+        entries: list[t.Any] = origins.split(",")
+    elif isinstance(origins, (list, tuple, set, frozenset)):
+        entries = list(origins)
+    else:
+        raise ConfigError(f"{where} must be a list of origins like ['https://app.example.com'], '*', "
+                          f"or None (same origin only), got {origins!r}")
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ConfigError(f"{where} entries must be strings like 'https://app.example.com', got {entry!r}")
+        value = entry.strip()
+        if not value or value in ("*", "null"):
+            continue
+        try:
+            parts = urllib.parse.urlsplit(value)
+        except ValueError:
+            parts = None
+        if (parts is None or _normalize_origin(value) is None or parts.path not in ("", "/") or parts.query
+                or parts.fragment or parts.username is not None or "*" in value):
+            raise ConfigError(f"{where} entry {value!r} is not an origin: write scheme, host and optional port, "
+                              "like 'https://app.example.com:8443' (no path, no wildcards; '*' alone allows any)")
 
 
 def _allowed_origins(origins: t.Iterable[str] | str | None) -> list[str]:
@@ -257,6 +292,7 @@ def _pop_settings(options: dict[str, t.Any]) -> dict[str, t.Any]:
     if isinstance(subprotocols, str):
         raise TypeError("subprotocols must be a list of names, not a string")
     settings["subprotocols"] = tuple(subprotocols)
+    check_origins_setting(settings.get("origins"), "origins=")
     return settings
 
 
@@ -308,7 +344,7 @@ class WebSocketBlueprint(Blueprint):
     """
 
     def make_setup_state(
-        self, app: Flask, options: dict[str, t.Any], first_registration: bool = False
+        self, app: App, options: dict[str, t.Any], first_registration: bool = False
     ) -> BlueprintSetupState:
         return _WebSocketSetupState(self, app, options, first_registration)
 
@@ -353,6 +389,7 @@ class Sockets:
         """Register the routes declared so far on ``app`` (and later ones too)."""
         for key, value in CONFIG_DEFAULTS.items():
             app.config.setdefault(key, value)
+        check_origins_setting(app.config["WAMP_BRIDGE_ALLOWED_ORIGINS"])
         app.extensions["wamp_bridge.sockets"] = self
         app.register_error_handler(WebsocketMismatch, handle_websocket_mismatch)
         for rule, handler, options in self._routes:

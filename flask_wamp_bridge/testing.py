@@ -246,7 +246,7 @@ class WampClient:
         """Call ``procedure`` and return its result (``timeout`` and ``options`` are not WAMP kwargs)."""
         from autobahn.wamp.types import CallOptions
 
-        opts = CallOptions(**(options or {}))
+        opts = CallOptions(**(options or {}))  # type: ignore[no-untyped-call]
 
         async def go() -> t.Any:
             return await self._session.call(procedure, *args, options=opts, **kwargs)
@@ -258,7 +258,7 @@ class WampClient:
         (e.g. ``invoke="roundrobin"``, ``details=True`` to get ``details`` with the caller)."""
         from autobahn.wamp.types import RegisterOptions
 
-        opts = RegisterOptions(**options)
+        opts = RegisterOptions(**options)  # type: ignore[no-untyped-call]
         handler = self._threaded(fn)
 
         async def go() -> None:
@@ -270,7 +270,7 @@ class WampClient:
         """Subscribe ``fn`` to ``topic``; ``options`` go to autobahn's ``SubscribeOptions``."""
         from autobahn.wamp.types import SubscribeOptions
 
-        opts = SubscribeOptions(**options)
+        opts = SubscribeOptions(**options)  # type: ignore[no-untyped-call]
         handler = self._threaded(fn)
 
         async def go() -> None:
@@ -282,7 +282,7 @@ class WampClient:
         """Publish and wait for the router's acknowledgement; ``options`` go to ``PublishOptions``."""
         from autobahn.wamp.types import PublishOptions
 
-        opts = PublishOptions(**{"acknowledge": True, **(options or {})})
+        opts = PublishOptions(**{"acknowledge": True, **(options or {})})  # type: ignore[no-untyped-call]
 
         async def go() -> None:
             await self._session.publish(topic, *args, options=opts, **kwargs)
@@ -373,7 +373,8 @@ class WampClient:
             try:
                 return fn(*args, **kwargs)
             except ApplicationError as exc:
-                raise AutobahnApplicationError(exc.error, *exc.args, **exc.kwargs) from exc
+                raise AutobahnApplicationError(  # type: ignore[no-untyped-call]
+                    exc.error, *exc.args, **exc.kwargs) from exc
 
         async def handler(*args: t.Any, **kwargs: t.Any) -> t.Any:
             return await self._loop.run_in_executor(None, invoke, args, kwargs)
@@ -398,10 +399,11 @@ class WampClient:
         self._closed = loop.create_future()
         session_class = _session_class()
         self._session = session_class(
-            ComponentConfig(realm), authid=authid, secret=secret, ticket=ticket, authextra=authextra,
+            ComponentConfig(realm),  # type: ignore[no-untyped-call]
+            authid=authid, secret=secret, ticket=ticket, authextra=authextra,
             joined=joined, closed=self._closed,
         )
-        factory = WampWebSocketClientFactory(
+        factory = WampWebSocketClientFactory(  # type: ignore[no-untyped-call]
             lambda: self._session,
             url=url,
             serializers=[getattr(serializers, _SERIALIZERS[self._serializer_choice])()],
@@ -409,6 +411,8 @@ class WampClient:
             origin=self._ws_origin,
         )
         parts = urllib.parse.urlsplit(url)
+        if not parts.hostname:
+            raise ConfigError(f"the WebSocket URL {url!r} has no host; use one like 'ws://127.0.0.1:8080/ws'")
         try:
             self._socket, protocol = await loop.create_connection(factory, parts.hostname, parts.port or 80)
         except OSError as exc:
@@ -427,7 +431,7 @@ def _session_class() -> type:
     from autobahn.asyncio.wamp import ApplicationSession
     from autobahn.wamp import auth
 
-    class _Session(ApplicationSession):  # type: ignore[misc]
+    class _Session(ApplicationSession):
         def __init__(self, config: t.Any, **login: t.Any) -> None:
             super().__init__(config)
             self._login = login

@@ -46,7 +46,7 @@ DEFAULT_MAX_AGE = 30.0
 #: How far in the future a ticket's time may be (clock skew between hosts).
 CLOCK_LEEWAY = 5.0
 
-Secret = t.Union[str, bytes, t.Sequence[t.Union[str, bytes]]]
+Secret = t.Union[str, bytes, t.Sequence[str], t.Sequence[bytes]]
 
 
 def _serializer(secret: Secret) -> URLSafeSerializer:
@@ -69,7 +69,7 @@ def sign(identity: Identity, secret: Secret, now: float, *, realm: str | None = 
         payload["e"] = thaw(identity.authextra)
     if realm is not None:
         payload["m"] = realm
-    return _serializer(secret).dumps(payload)  # type: ignore[no-any-return]
+    return _serializer(secret).dumps(payload)
 
 
 def verify(
@@ -85,7 +85,7 @@ def verify(
 
     :param now: the current time, seconds since the epoch.
     :param max_age: how many seconds after signing the ticket is still valid.
-    :param realm: when given, a ticket bound to another realm is refused.
+    :param realm: when given, only a ticket bound to this realm is accepted.
     :param leeway: how far in the future the ticket's time may be (clock skew).
     :raises ExpiredTicket: the ticket is older than ``max_age`` (or too far in the future).
     :raises InvalidTicket: the ticket is malformed, tampered with, signed with
@@ -111,8 +111,10 @@ def verify(
         raise ExpiredTicket(f"the ticket was issued {-age:.1f} s in the future; "
                             "check that the bridge's and the authenticator's clocks agree")
     bound = payload.get("m")
-    if realm is not None and bound is not None and bound != realm:
-        raise InvalidTicket(f"the ticket is for realm {bound!r}, not {realm!r}")
+    if realm is not None and bound != realm:
+        # an unbound ticket would be good for every realm sharing the key
+        where = f"realm {bound!r}" if bound is not None else "no realm"
+        raise InvalidTicket(f"the ticket is for {where}, not {realm!r}; sign it with realm={realm!r}")
     try:
         return Identity(payload.get("i"), payload.get("r"), payload.get("e"))  # type: ignore[arg-type]
     except TypeError as exc:

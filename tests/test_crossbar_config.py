@@ -15,12 +15,12 @@ import pytest
 from flask import Flask
 
 from flask_wamp_bridge.cli import wamp_cli
-from flask_wamp_bridge.crossbar import ACTIONS
-from flask_wamp_bridge.crossbar import DEFAULTS
-from flask_wamp_bridge.crossbar import _allows
 from flask_wamp_bridge.crossbar import find_crossbar
-from flask_wamp_bridge.crossbar import make_config
-from flask_wamp_bridge.crossbar import write_config
+from flask_wamp_bridge.crossbar_config import ACTIONS
+from flask_wamp_bridge.crossbar_config import DEFAULTS
+from flask_wamp_bridge.crossbar_config import _allows
+from flask_wamp_bridge.crossbar_config import make_config
+from flask_wamp_bridge.crossbar_config import write_config
 from flask_wamp_bridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -279,3 +279,33 @@ def test_endpoint_unreachable_router_closes_1011(crossbar_router: t.Any) -> None
             ws.shutdown()
     finally:
         _stop(server)
+
+
+def test_endpoint_checks_the_origin_before_running_the_identity_loader() -> None:
+    from flask import Flask
+    from werkzeug.exceptions import Forbidden
+
+    from flask_wamp_bridge import WampBridge
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p")
+    bridge = WampBridge(app)
+    loaded: list[str] = []
+
+    @bridge.identity_loader
+    def load() -> str:
+        loaded.append("ran")
+        return "ann"
+
+    class UnacceptedSocket:
+        offered_subprotocols = ["wamp.2.json"]
+
+        def accept(self, *args: t.Any, **kwargs: t.Any) -> None:  # pragma: no cover - must not happen
+            raise AssertionError("accepted a foreign origin")
+
+    view = app.view_functions["wamp_bridge.wamp"]
+    headers = {"Origin": "https://evil.example", "Upgrade": "websocket"}
+    with app.test_request_context("/wamp", headers=headers, environ_overrides={"wsgi.websocket": UnacceptedSocket()}):
+        with pytest.raises(Forbidden):
+            view()
+    assert loaded == []

@@ -114,6 +114,7 @@ def test_extension_secret_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     ("WAMP_BRIDGE_CALL_TIMEOUT", -1, "positive"),
     ("WAMP_BRIDGE_PEER_CONCURRENCY", 0, "positive integer"),
     ("WAMP_BRIDGE_RECONNECT_MAX", "soon", "positive number"),
+    ("WAMP_BRIDGE_ALLOWED_ORIGINS", ["app.example.com"], "not an origin"),
 ])
 def test_extension_invalid_config_raises_config_error(key: str, value: t.Any, match: str) -> None:
     app = _flask(__name__)
@@ -130,7 +131,7 @@ def test_extension_missing_secret_is_reported_when_the_peer_is_built() -> None:
         mp.delenv("WAMP_BRIDGE_PEER_SECRET", raising=False)
         bridge.init_app(app)
     with app.app_context(), pytest.raises(ConfigError, match="WAMP_BRIDGE_PEER_SECRET"):
-        bridge.peer
+        _ = bridge.peer
 
 
 def test_extension_decorators_return_function_unchanged_and_view_still_works() -> None:
@@ -470,7 +471,7 @@ def test_extension_gunicorn_two_workers_share_registration_and_both_subscribe(
         # round-robin: consecutive calls alternate between the two workers
         answers = [client.call(f"{prefix}.pid") for _ in range(10)]
         assert set(answers) == workers
-        assert all(a != b for a, b in zip(answers, answers[1:]))
+        assert all(a != b for a, b in zip(answers, answers[1:], strict=False))
 
         seen: "queue.Queue[int]" = queue.Queue()
         client.subscribe(f"{prefix}.news_seen", seen.put)

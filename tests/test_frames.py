@@ -306,6 +306,30 @@ def test_parser_limit_applies_to_each_message_separately() -> None:
     assert parser.feed(data) == [F.Message("a" * 50 + "b" * 50), F.Message("c" * 100)]
 
 
+
+@pytest.mark.parametrize("opcode", [F.OP_BINARY, F.OP_TEXT])
+def test_parser_tiny_fragments_hold_little_more_than_the_payload(opcode: int) -> None:
+    # A message sent as 2-byte continuation frames must not cost a Python object
+    # per fragment: that held ~25x the size limit per connection.
+    import tracemalloc
+
+    pieces = 50_000
+    data = client_frame(opcode, b"ab", fin=False)
+    data += client_frame(F.OP_CONTINUATION, b"ab", fin=False) * (pieces - 1)
+    parser = F.FrameParser("server", max_message_size=1 << 20)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(0, len(data), 65536):
+            assert parser.feed(data[i : i + 65536]) == []
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert held < 3 * 2 * pieces
+    events = parser.feed(client_frame(F.OP_CONTINUATION, b"!"))
+    expected = b"ab" * pieces + b"!"
+    assert events == [F.Message(expected if opcode == F.OP_BINARY else expected.decode())]
+
 # --- handshake helpers -------------------------------------------------------------------------------------
 
 

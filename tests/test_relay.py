@@ -145,6 +145,8 @@ def test_relay_router_abort_is_forwarded():
     ('[1, "realm1", []]', "must be a dict"),
     ([1, REALM, {}], "roles"),
     ([99, 1], "unknown WAMP message type"),
+    # decodable but not re-encodable: the relay must answer, not raise
+    ('[1, "realm1", {"roles": {"caller": {}}, "x": NaN}]', "cannot be passed on"),
 ])
 def test_relay_bad_first_message_is_a_protocol_violation(frame, fragment):
     pair = RelayPair(ANN)
@@ -155,6 +157,20 @@ def test_relay_bad_first_message_is_a_protocol_violation(frame, fragment):
     assert pair.closed.code == 1002
     assert not pair.router_connected and pair.at_router == []
     assert pair.relay.state is State.CLOSED
+
+
+def test_relay_deeply_nested_hello_gets_an_abort_not_an_exception():
+    # Around the recursion limit a HELLO can decode and then fail to encode again.
+    for depth in range(500, 1100):
+        pair = RelayPair(ANN)
+        nested = "[" * depth + "]" * depth
+        pair.client_sends('[1, "realm1", {"roles": {"caller": {}}, "x": ' + nested + "}]")
+        if pair.router_connected:  # small enough to pass on whole
+            assert pair.router_messages()[0][2]["authid"] == "ann"
+            continue
+        [abort] = pair.client_messages()
+        assert abort[2] == "wamp.error.protocol_violation"
+        assert pair.closed.code == 1002
 
 
 def test_relay_hello_for_another_realm_is_no_such_realm():
@@ -228,7 +244,8 @@ def test_relay_browser_abort_during_login_is_forwarded():
 
 
 # (a frame whose head reads well passes as opaque bytes: the router judges its shape)
-@pytest.mark.parametrize("after_welcome", ['{"a": 1}', "[", "", "[-16, 1]"])
+@pytest.mark.parametrize("after_welcome", ['{"a": 1}', "[", "", "[-16, 1]",
+                                           '\u00a0[48, 1, {}, "x"]', '[\u0664\u0668, 1, {}, "x"]'])
 def test_relay_garbage_after_welcome_is_a_protocol_violation(after_welcome):
     pair = established()
     pair.client_sends(after_welcome)

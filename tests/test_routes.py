@@ -366,3 +366,33 @@ def test_negotiate_subprotocol_first_offer_the_route_accepts() -> None:
         negotiate_subprotocol(["c"], ["a", "b"])
     with pytest.raises(BadRequest, match="needs a WebSocket subprotocol"):
         negotiate_subprotocol([], ["a"], required=True)
+
+
+@pytest.mark.parametrize(
+    "origins",
+    ["example.com", "https://*.example.com", "https://example.com/app", ["https://ok.example", 5], {"a": 1}],
+)
+def test_allowed_origins_that_can_never_match_are_config_errors(origins: t.Any) -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge.errors import ConfigError
+
+    app = Flask(__name__)
+    app.config["WAMP_BRIDGE_ALLOWED_ORIGINS"] = origins
+    with pytest.raises(ConfigError, match="(?i)origin"):
+        Sockets(app)
+    other = Flask(__name__)
+    with pytest.raises(ConfigError, match="(?i)origin"):
+        Sockets(other).route("/x", origins=origins)(lambda ws: None)
+
+
+@pytest.mark.parametrize(
+    "origins", [None, (), "", "*", "null", "https://a.example, http://b.example:8080/", ["HTTPS://A.example"]]
+)
+def test_allowed_origins_valid_forms_are_accepted(origins: t.Any) -> None:
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.config["WAMP_BRIDGE_ALLOWED_ORIGINS"] = origins
+    Sockets(app).route("/x", origins=origins)(lambda ws: None)
+    assert app.url_map.bind("localhost").match("/x", websocket=True)[0] == "<lambda>"

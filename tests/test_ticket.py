@@ -79,6 +79,15 @@ def test_ticket_realm_binding():
         ticket.verify(signed, SECRET, NOW, 30, realm="realm2")
 
 
+def test_ticket_without_a_realm_is_refused_where_a_realm_is_required():
+    unbound = ticket.sign(ANN, SECRET, NOW)
+    with pytest.raises(InvalidTicket, match="realm"):
+        ticket.verify(unbound, SECRET, NOW, 30, realm="realm1")
+    authenticate = ticket.make_authenticator(SECRET, 30, clock=lambda: NOW)
+    with pytest.raises(ApplicationError) as info:
+        authenticate("realm1", "ann", {"ticket": unbound})
+    assert info.value.error == "wamp.error.authentication_failed"
+
 def test_ticket_authenticator_returns_authid_role_and_extra():
     authenticate = ticket.make_authenticator(SECRET, 30, realm="realm1", clock=lambda: NOW + 2)
     signed = ticket.sign(ANN, SECRET, NOW, realm="realm1")

@@ -213,8 +213,12 @@ CASES = {
         [_frames.Pong(b"ping!"), _frames.Message("fragment")],
         None,
     ),
-    "ten pings (2.10)": (b"".join(ctl(P, b"%d" % i) for i in range(10)), None, [_frames.Pong(b"%d" % i) for i in range(10)], None),
-    "64 KiB binary in 997-byte chops (1.2.8)": (frame(B, b"\xfe" * 65536), 997, [_frames.Message(b"\xfe" * 65536)], None),
+    "ten pings (2.10)": (
+        b"".join(ctl(P, b"%d" % i) for i in range(10)), None, [_frames.Pong(b"%d" % i) for i in range(10)], None
+    ),
+    "64 KiB binary in 997-byte chops (1.2.8)": (
+        frame(B, b"\xfe" * 65536), 997, [_frames.Message(b"\xfe" * 65536)], None
+    ),
     "1 MiB text in 64-byte frames (9.3-like)": (
         b"".join(frame(T if i == 0 else C, b"abcdefgh" * 8, fin=(i == 16383)) for i in range(16384)),
         None,
@@ -229,7 +233,9 @@ CASES = {
     "close code echoed (7.7.x)": (ctl(_frames.OP_CLOSE, close_payload(3000)), None, [], 3000),
     "invalid close code (7.9.x)": (ctl(_frames.OP_CLOSE, close_payload(1004)), None, [], 1002),
     "invalid UTF-8 close reason (7.5.1)": (ctl(_frames.OP_CLOSE, close_payload(1000, b"\xed\xa0\x80")), None, [], 1007),
-    "ping after close is ignored (7.1.3)": (ctl(_frames.OP_CLOSE, close_payload(1000)) + ctl(P, b"late"), None, [], 1000),
+    "ping after close is ignored (7.1.3)": (
+        ctl(_frames.OP_CLOSE, close_payload(1000)) + ctl(P, b"late"), None, [], 1000
+    ),
     "continuation without start (5.9)": (frame(C, b"x"), None, [], 1002),
     "invalid UTF-8 text (6.x)": (frame(T, "κόσμε".encode() + b"\xed\xa0\x80edited"), None, [], 1007),
 }
