@@ -18,6 +18,7 @@ the browser). gevent is imported only when a socket is relayed.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import typing as t
@@ -28,6 +29,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 
 from . import ticket as tickets
 from .errors import ConfigError
+from .errors import NotAuthenticated
 from .identity import Identity
 from .identity import coerce_identity
 from .protocol import SUBPROTOCOLS
@@ -38,6 +40,8 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from .extension import BridgeState
 
 __all__ = ["DEFAULTS", "install_endpoint", "load_identity", "ENDPOINT"]
+
+log = logging.getLogger(__name__)
 
 #: Flask endpoint name of the WAMP route.
 ENDPOINT = "wamp_bridge.wamp"
@@ -114,7 +118,28 @@ def load_identity(state: BridgeState | None = None) -> Identity | None:
     identity = coerce_identity(loader(), config["WAMP_BRIDGE_USER_ROLE"])
     if identity is None and config["WAMP_BRIDGE_ANONYMOUS_ROLE"]:
         identity = Identity(f"anonymous-{secrets.token_urlsafe(12)}", config["WAMP_BRIDGE_ANONYMOUS_ROLE"])
+    if identity is not None:
+        _refuse_backend_principal(identity, config)
     return identity
+
+
+def _refuse_backend_principal(identity: Identity, config: t.Mapping[str, t.Any]) -> None:
+    """A browser never becomes the app's peer or a backend service (authid or role).
+
+    Such a session could kill every worker's peer with ``bridge.logout``, use the
+    meta API, or register the authenticator itself.
+
+    :raises NotAuthenticated: the identity names a backend principal.
+    """
+    services: t.Mapping[str, t.Mapping[str, t.Any]] = config.get("WAMP_BRIDGE_SERVICES") or {}
+    authids = {config.get("WAMP_BRIDGE_PEER_AUTHID"), *services}
+    roles = {config.get("WAMP_BRIDGE_PEER_ROLE", "backend"), *(s.get("role") for s in services.values())}
+    if identity.authid in authids or identity.authrole in roles:
+        raise NotAuthenticated(
+            f"the identity loader returned authid {identity.authid!r} / authrole {identity.authrole!r}, "
+            "which belong to the app's peer or a backend service (WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES): "
+            "a browser session may not take them; give users their own authids and roles"
+        )
 
 
 def _serve(state: BridgeState | None) -> t.Any:
@@ -124,7 +149,11 @@ def _serve(state: BridgeState | None) -> t.Any:
 
     config = current_app.config
     check_origin()  # first: a foreign page must not even get the identity loader run
-    identity = load_identity(state)  # frozen before any greenlet exists
+    try:
+        identity = load_identity(state)  # frozen before any greenlet exists
+    except NotAuthenticated as exc:
+        log.error("refusing a browser WAMP session: %s", exc)
+        identity = None  # its HELLO gets ABORT wamp.error.not_authorized
     secret = tickets.ticket_secret(config)
     realm: str = config["WAMP_BRIDGE_REALM"]
     max_size = config["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"]

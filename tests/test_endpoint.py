@@ -309,3 +309,44 @@ def test_endpoint_checks_the_origin_before_running_the_identity_loader() -> None
         with pytest.raises(Forbidden):
             view()
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("loaded", "fragment"),
+    [
+        ("flask-app", "'flask-app'"),  # the app's own peer
+        ({"authid": "ann", "authrole": "backend"}, "'backend'"),  # the backend role
+        ("billing", "'billing'"),  # a backend service
+        ({"authid": "ann", "authrole": "accounting"}, "'accounting'"),  # a service's role
+    ],
+)
+def test_endpoint_refuses_identities_of_backend_principals(loaded: t.Any, fragment: str) -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import NotAuthenticated
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge.endpoint import load_identity
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p",
+                      WAMP_BRIDGE_SERVICES={"billing": {"secret": "s", "role": "accounting"}})
+    bridge = WampBridge(app)
+    bridge.identity_loader(lambda: loaded)
+    with app.test_request_context("/wamp"):
+        with pytest.raises(NotAuthenticated, match=fragment):
+            load_identity(bridge.state(app))
+
+
+def test_endpoint_ordinary_users_are_not_backend_principals() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge.endpoint import load_identity
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p")
+    bridge = WampBridge(app)
+    bridge.identity_loader(lambda: "ann")
+    with app.test_request_context("/wamp"):
+        identity = load_identity(bridge.state(app))
+    assert identity is not None and (identity.authid, identity.authrole) == ("ann", "user")
