@@ -1,10 +1,12 @@
 """The gevent side of the WAMP endpoint: runs one :class:`~flask_wamp_bridge.relay.Relay` between two sockets.
 
 :class:`RelaySession` owns the browser's WebSocket (accepted by the endpoint)
-and, once the relay asks for it, one upstream WebSocket to the router. It runs
-one greenlet per direction (the request's own greenlet reads the browser, a
-spawned one reads the router), feeds what they read to the relay and carries
-out its actions. When either direction ends, the relay says ``Close`` and both
+and, once the relay asks for it, one upstream WebSocket to the router. The
+request's own greenlet reads the browser; the router leg holds no greenlet
+while idle: the upstream socket calls back when it is readable, and a greenlet
+spawned then reads what is there (``receive_nowait``) and ends (about 9 KiB
+less per idle session). Both feed what they read to the relay and carry out its
+actions; the sockets batch the resulting writes. When either direction ends, the relay says ``Close`` and both
 sockets are closed with explicit codes.
 
 Bounded memory: a send to a peer that does not read times out (the sockets'
@@ -33,6 +35,7 @@ import weakref
 
 import gevent
 
+from ._websocket import WOULD_BLOCK
 from .errors import BridgeError
 from .relay import Close
 from .relay import ConnectRouter
@@ -144,29 +147,63 @@ class RelaySession:
         assert self.upstream is not None
         self._pump(self.upstream, self.relay.from_router, "router")
 
+    # An idle session keeps no greenlet on the router leg: the upstream socket
+    # calls back when it is readable, a greenlet reads what is there and ends.
+    def _await_router(self) -> None:
+        notify = getattr(self.upstream, "notify_readable", None)
+        if notify is None:  # a socket without the hook: one greenlet for the life of the session
+            self._router_reader = gevent.spawn(self._read_router)
+        else:
+            notify(self._router_readable)
+
+    def _router_readable(self) -> None:
+        if not self._closed:  # from the hub: the reading needs a greenlet (sends may block)
+            self._router_reader = gevent.spawn(self._read_router_ready)
+
+    def _read_router_ready(self) -> None:
+        upstream = t.cast(t.Any, self.upstream)
+        feed = self.relay.from_router
+        while not self._closed:
+            try:
+                data = upstream.receive_nowait()
+            except _LEG_ERRORS as exc:
+                self._leg_failed("router", exc)
+                return
+            if data is WOULD_BLOCK:
+                if not self._closed:
+                    upstream.notify_readable(self._router_readable)
+                return
+            if not self._handle(upstream, feed, "router", data):
+                return
+
     def _pump(self, source: WebSocketLike, feed: t.Callable[[t.Any], list[t.Any]], leg: str) -> None:
         """One direction: read ``source`` and feed the relay until this leg or the session ends."""
-        relay = self.relay
-        execute = self._execute
-        closed = State.CLOSED
         while not self._closed:
             try:
                 data = source.receive()
             except _LEG_ERRORS as exc:
                 self._leg_failed(leg, exc)
                 return
-            if self._closed or relay.state is closed:  # ended meanwhile by the other direction
+            if not self._handle(source, feed, leg, data):
                 return
-            if data is None:
-                code = getattr(source, "close_code", None)
-                if leg == "browser":
-                    execute(relay.client_closed(code))
-                else:
-                    execute(relay.router_closed(code, getattr(source, "close_reason", "") or ""))
-                return
-            if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
-                data = bytes(t.cast(t.Any, data))
-            execute(feed(data))
+
+    def _handle(self, source: WebSocketLike, feed: t.Callable[[t.Any], list[t.Any]], leg: str,
+                data: t.Any) -> bool:
+        """Feed one received message (None: the leg closed) to the relay; False once this leg is done."""
+        relay = self.relay
+        if self._closed or relay.state is State.CLOSED:  # ended meanwhile by the other direction
+            return False
+        if data is None:
+            code = getattr(source, "close_code", None)
+            if leg == "browser":
+                self._execute(relay.client_closed(code))
+            else:
+                self._execute(relay.router_closed(code, getattr(source, "close_reason", "") or ""))
+            return False
+        if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
+            data = bytes(t.cast(t.Any, data))
+        self._execute(feed(data))
+        return True
 
     # --- actions --------------------------------------------------------------
 
@@ -220,7 +257,7 @@ class RelaySession:
         if configure is not None:  # a router that stops reading must not block this relay forever
             configure(max_message_size=self._max_message_size, send_timeout=self._send_timeout)
         self.upstream = upstream
-        self._router_reader = gevent.spawn(self._read_router)
+        self._await_router()
 
     def _leg_failed(self, leg: str, exc: BaseException) -> None:
         log.debug("wamp relay %s: %s leg failed: %r", self.name, leg, exc)

@@ -201,3 +201,178 @@ def test_client_wss_to_a_tls_worker(tmp_path: t.Any) -> None:
             assert ws.receive() == "over TLS"
         with pytest.raises(ConnectError, match="TLS"):
             connect(f"wss://127.0.0.1:{tls.port}/echo")  # the system CAs do not know this certificate
+
+
+# --- write batching, the send queue bound and the keepalive timer, on a socket pair ----------------
+
+
+class CountingSocket:
+    """A gevent socket that counts the writes reaching it."""
+
+    def __init__(self, sock: t.Any) -> None:
+        self.sock = sock
+        self.writes = 0
+
+    def send(self, data: t.Any, flags: int = 0, timeout: t.Any = None) -> int:
+        self.writes += 1
+        return int(self.sock.send(data, flags, timeout))
+
+    def sendall(self, data: t.Any) -> None:
+        self.writes += 1
+        self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> t.Any:
+        return getattr(self.sock, name)
+
+
+def socket_pair() -> tuple[t.Any, t.Any]:
+    from gevent import socket as gsocket
+
+    return gsocket.socketpair()
+
+
+def read_messages(sock: t.Any, count: int) -> list[t.Any]:
+    from flask_wamp_bridge import _frames
+
+    parser = _frames.FrameParser("server")
+    events: list[t.Any] = []
+    with gevent.Timeout(10):
+        while len(events) < count:
+            events.extend(parser.feed(sock.recv(65536)))
+    return events
+
+
+def test_websocket_burst_of_sends_is_written_in_two_writes() -> None:
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()
+    counting = CountingSocket(a)
+    ws = WebSocket(counting, role="client")
+    for i in range(50):  # no yield in between: one burst
+        ws.send(f"message {i}")
+    assert counting.writes == 1  # the first frame went at once, the others wait for the hub
+    gevent.sleep(0)
+    assert counting.writes == 2
+    events = read_messages(b, 50)
+    assert [e.data for e in events] == [f"message {i}" for i in range(50)]
+    ws._abort(1006, "test over")
+    b.close()
+
+
+def test_websocket_sends_from_many_greenlets_are_joined() -> None:
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()
+    counting = CountingSocket(a)
+    ws = WebSocket(counting, role="client")
+    senders = [gevent.spawn(ws.send, f"from {i}") for i in range(30)]
+    gevent.joinall(senders, raise_error=True)
+    gevent.sleep(0)
+    assert counting.writes < 30
+    events = read_messages(b, 30)
+    assert sorted(e.data for e in events) == sorted(f"from {i}" for i in range(30))
+    ws._abort(1006, "test over")
+    b.close()
+
+
+def test_websocket_close_writes_queued_frames_before_the_close_frame() -> None:
+    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()
+    ws = WebSocket(a, role="client")
+    for i in range(5):
+        ws.send(b"%d" % i)
+    ws.close(4001, "bye", timeout=0.1)  # nobody answers the close: dropped after the timeout
+    events = read_messages(b, 6)
+    assert [e.data for e in events[:5]] == [b"%d" % i for i in range(5)]
+    assert events[5] == _frames.Close(4001, "bye")
+    assert ws.close_code == 4001
+    b.close()
+
+
+def test_websocket_send_queue_is_bounded_and_a_stuck_peer_times_out() -> None:
+    from flask_wamp_bridge._websocket import MAX_QUEUED
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()  # b never reads
+    ws = WebSocket(a, role="client")
+    ws.configure(send_timeout=0.5)
+    chunk = b"x" * 60000
+    largest = 0
+    with pytest.raises(ConnectionClosed, match="send timed out"):
+        for _ in range(10000):
+            ws.send(chunk)
+            largest = max(largest, ws._out_size)
+    assert largest <= MAX_QUEUED + len(chunk) + 14
+    assert ws.closed and ws.close_code == 1006
+    with pytest.raises(ConnectionClosed):
+        ws.send("after")
+    b.close()
+
+
+def test_websocket_pings_a_quiet_peer_and_closes_an_idle_one() -> None:
+    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()
+    ws = WebSocket(a, role="server")
+    ws.configure(ping_interval=0.1, idle_timeout=0.6)
+    reader = gevent.spawn(ws.receive)
+    parser = _frames.FrameParser("client")
+    seen: list[t.Any] = []
+    with gevent.Timeout(10):
+        while not any(isinstance(e, _frames.Close) for e in seen):
+            data = b.recv(65536)
+            if not data:
+                break
+            seen.extend(parser.feed(data))
+    pings = [e for e in seen if isinstance(e, _frames.Ping)]
+    assert len(pings) >= 2  # one per quiet ping interval until the idle timeout
+    assert seen[-1] == _frames.Close(1011, "idle timeout: nothing received for 0.6 s")
+    assert reader.get(timeout=10) is None
+    assert ws.close_code == 1011
+    a.close()  # a server-side WebSocket leaves its socket to the worker
+    b.close()
+
+
+def test_websocket_receive_nowait_and_notify_readable() -> None:
+    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge._websocket import WOULD_BLOCK
+    from gevent.event import Event
+
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()
+    ws = WebSocket(a, role="client")
+    assert ws.receive_nowait() is WOULD_BLOCK
+    woken = Event()
+    ws.notify_readable(woken.set)
+    gevent.sleep(0.01)
+    assert not woken.is_set()  # nothing to read yet
+    b.sendall(_frames.encode_frame(_frames.OP_TEXT, b"one") + _frames.encode_frame(_frames.OP_BINARY, b"two"))
+    assert woken.wait(10)
+    assert ws.receive_nowait() == "one"
+    assert ws.receive_nowait() == b"two"
+    assert ws.receive_nowait() is WOULD_BLOCK
+    ended = Event()
+    ws.notify_readable(ended.set)
+    b.close()  # the peer goes away: readable, and the read says closed
+    assert ended.wait(10)
+    assert ws.receive_nowait() is None
+    assert ws.close_code == 1006
+
+
+def test_websocket_notify_readable_fires_when_the_socket_is_dropped() -> None:
+    from gevent.event import Event
+
+    from flask_wamp_bridge._websocket import WebSocket
+
+    a, b = socket_pair()
+    ws = WebSocket(a, role="client")
+    woken = Event()
+    ws.notify_readable(woken.set)
+    ws._abort(1006, "dropped here")  # e.g. a failed write
+    assert woken.wait(10)
+    assert ws.receive_nowait() is None
+    b.close()
