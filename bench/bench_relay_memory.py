@@ -40,7 +40,6 @@ from bench.bench_relay import BENCH_SECRET  # noqa: E402
 from bench.bench_relay import BENCH_USER  # noqa: E402
 from bench.bench_relay import PEER_SECRET  # noqa: E402
 from bench.bench_relay import _end  # noqa: E402
-from bench.bench_relay import _env  # noqa: E402
 from bench.bench_relay import _free_port  # noqa: E402
 
 SETTLE = 3.0  # seconds to let the worker settle before reading its RSS
@@ -62,33 +61,9 @@ def _raise_fd_limit(need: int) -> int:
 
 
 def _start_bridge(settings: dict[str, t.Any], connections: int, log: t.IO[bytes]) -> tuple[t.Any, int, int]:
-    import subprocess
+    from bench.bench_relay import _start_bridge as start
 
-    from bench.bench_relay import _children
-
-    port = _free_port()
-    env = _env()
-    for key, value in settings.items():
-        env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
-    argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
-            "--worker-connections", str(connections), "--backlog", "2048",
-            "-b", f"127.0.0.1:{port}", "-w", "1", "bench.bench_relay:create_app()"]
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/login",
-                                                               data=b"user=probe"), timeout=2):
-                pass
-            workers = _children(proc.pid)
-            if workers:
-                return proc, port, workers[0]
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _end(proc)
-            raise SystemExit("the bridge did not start")
-        time.sleep(0.1)
+    return start(settings, log, ["--worker-connections", str(connections), "--backlog", "2048"])
 
 
 def _open_sessions(url: str, realm: str, cookie: str, count: int, concurrency: int,
@@ -154,7 +129,8 @@ def main() -> None:
         try:
             bridge, port, worker = _start_bridge(settings, args.sessions + 200, log)
             base = f"http://127.0.0.1:{port}"
-            request = urllib.request.Request(f"{base}/login", data=urllib.parse.urlencode({"user": BENCH_USER}).encode())
+            login = urllib.parse.urlencode({"user": BENCH_USER}).encode()
+            request = urllib.request.Request(f"{base}/login", data=login)
             with urllib.request.urlopen(request, timeout=10) as response:
                 cookie = response.headers["Set-Cookie"].split(";", 1)[0]
             url = f"ws://127.0.0.1:{port}/wamp"

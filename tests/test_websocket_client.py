@@ -337,10 +337,10 @@ def test_websocket_pings_a_quiet_peer_and_closes_an_idle_one() -> None:
 
 
 def test_websocket_receive_nowait_and_notify_readable() -> None:
-    from flask_wamp_bridge import _frames
-    from flask_wamp_bridge._websocket import WOULD_BLOCK
     from gevent.event import Event
 
+    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge._websocket import WOULD_BLOCK
     from flask_wamp_bridge._websocket import WebSocket
 
     a, b = socket_pair()
