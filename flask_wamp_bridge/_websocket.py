@@ -100,7 +100,7 @@ def _check_option(name: str, value: t.Any, *, integer: bool = False) -> None:
     if value is None:
         return
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or t.cast(float, value) <= 0:
         kind = "a positive integer" if integer else "a positive number of seconds"
         raise ConfigError(f"WebSocket option {name} must be {kind} or None, got {value!r}")
 

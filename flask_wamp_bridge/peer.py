@@ -279,7 +279,7 @@ class Peer:
         """Start if needed, and wait until joined with every registration and subscription answered."""
         self.start()
         assert self._ready is not None
-        return self._ready.wait(timeout)
+        return bool(self._ready.wait(timeout))
 
     def stop(self, timeout: float = 2.0, reason: str = "wamp.close.system_shutdown") -> None:
         """Leave the realm (GOODBYE ``reason``), wait up to ``timeout`` for the reply, close. Idempotent."""
@@ -590,8 +590,11 @@ class Peer:
     def _connect(self) -> _Connection:
         from ._wsclient import connect
 
-        ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
-                     **({"max_message_size": self.max_message_size} if self.max_message_size else {}))
+        if self.max_message_size:
+            ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
+                         max_message_size=self.max_message_size)
+        else:
+            ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout)
         try:
             serializer = serializer_for(ws.subprotocol or "")
         except ProtocolError:
@@ -609,7 +612,7 @@ class Peer:
             self._read(conn)
         finally:
             deadline.kill(block=False)
-        return conn.joined.is_set()
+        return bool(conn.joined.is_set())
 
     def _join_deadline(self, conn: _Connection) -> None:
         if not conn.joined.is_set():
@@ -790,7 +793,7 @@ class Peer:
         if details.receive_progress:
             details = dataclasses.replace(details, progress=_ProgressSender(conn, request_id))
         reg: Registration = action.handler
-        self._running[conn, request_id] = gevent.getcurrent()  # type: ignore[assignment]
+        self._running[conn, request_id] = gevent.getcurrent()
         token = _current.set(details)
         try:
             value = reg.fn(*action.args, **action.kwargs)
