@@ -313,11 +313,7 @@ class WebSocket:
         """
         if self._state == _CONNECTING:
             self.accept()
-        if self._reading:
-            raise LocalProtocolError(
-                "receive() is already waiting in another greenlet; only one greenlet may receive"
-            )
-        self._reading = True
+        self._claim_reader()
         try:
             while self._state != _CLOSED:
                 message = self._step()
@@ -326,6 +322,14 @@ class WebSocket:
             return None
         finally:
             self._reading = False
+
+    def _claim_reader(self) -> None:
+        """Mark this greenlet as the one receiving; the caller clears ``_reading`` in a ``finally``."""
+        if self._reading:
+            raise LocalProtocolError(
+                "receive() is already waiting in another greenlet; only one greenlet may receive"
+            )
+        self._reading = True
 
     def __iter__(self) -> t.Iterator[str | bytes]:
         return self
@@ -377,11 +381,7 @@ class WebSocket:
         """
         if self._state == _CONNECTING:
             raise LocalProtocolError("accept() the WebSocket before receive_nowait()")
-        if self._reading:
-            raise LocalProtocolError(
-                "receive() is already waiting in another greenlet; only one greenlet may receive"
-            )
-        self._reading = True
+        self._claim_reader()
         try:
             while self._state != _CLOSED:
                 if not self._events and not self._initial:

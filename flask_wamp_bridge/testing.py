@@ -127,24 +127,24 @@ def crossbar_executable() -> str:
     return _find_or_skip()
 
 
-@pytest.fixture(scope="session")
-def crossbar_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
-    """One real Crossbar router shared by the test session."""
+def _running_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
     router = start_router(tmp_path_factory.mktemp("crossbar"))
     try:
         yield router
     finally:
         router.stop()
+
+
+@pytest.fixture(scope="session")
+def crossbar_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
+    """One real Crossbar router shared by the test session."""
+    yield from _running_router(tmp_path_factory)
 
 
 @pytest.fixture
 def fresh_crossbar_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
     """A real Crossbar router for this test alone (free to stop, kill or restart)."""
-    router = start_router(tmp_path_factory.mktemp("crossbar"))
-    try:
-        yield router
-    finally:
-        router.stop()
+    yield from _running_router(tmp_path_factory)
 
 
 @pytest.fixture

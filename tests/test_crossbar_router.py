@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from helpers import raw_handshake
 
 from flask_wamp_bridge.crossbar import CrossbarProcess
 from flask_wamp_bridge.crossbar_config import ACTIONS
@@ -206,26 +206,12 @@ def handshake_status(url: str, origin: str | None) -> str:
     """The status line the router answers a WebSocket upgrade with."""
     host_port, _, path = url.removeprefix("ws://").partition("/")
     host, _, port = host_port.rpartition(":")
-    lines = [
-        f"GET /{path} HTTP/1.1",
-        f"Host: {host_port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
-        "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Protocol: wamp.2.json",
-    ]
+    headers = {"Sec-WebSocket-Protocol": "wamp.2.json"}
     if origin is not None:
-        lines.append(f"Origin: {origin}")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = b""
-        while b"\r\n" not in head:
-            chunk = sock.recv(1024)
-            if not chunk:
-                break
-            head += chunk
-    return head.split(b"\r\n", 1)[0].decode()
+        headers["Origin"] = origin
+    sock, head, _ = raw_handshake(host, int(port), f"/{path}", headers)
+    sock.close()
+    return head.split("\r\n", 1)[0]
 
 
 def test_crossbar_router_refuses_browser_origins(crossbar_router: CrossbarProcess) -> None:

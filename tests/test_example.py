@@ -124,14 +124,19 @@ def login(stack: ExampleStack, username: str) -> str:
     return set_cookie.split(";", 1)[0]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, crossbar_executable: str) -> t.Iterator[ExampleStack]:
+def running_stack(tmp_path_factory: pytest.TempPathFactory, crossbar_executable: str) -> t.Iterator[ExampleStack]:
+    """Start the example stack, yield it, stop it, and fail if the server logged a traceback."""
     stack = ExampleStack(tmp_path_factory.mktemp("example"), crossbar_executable).start()
     try:
         yield stack
     finally:
         log = stack.stop()
     assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, crossbar_executable: str) -> t.Iterator[ExampleStack]:
+    yield from running_stack(tmp_path_factory, crossbar_executable)
 
 
 @pytest.fixture(scope="module")
