@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from flask_wamp_bridge import _frames  # noqa: E402
+from flask_wamp_bridge.websocket import frames as _frames  # noqa: E402
 
 KEY = os.urandom(4)
 
@@ -58,7 +58,7 @@ def bench_codec() -> None:
 def bench_round_trips(count: int = 2000) -> None:
     from helpers import GunicornProcess
 
-    from flask_wamp_bridge._wsclient import connect
+    from flask_wamp_bridge.websocket.client import connect
 
     message = "x" * 4096
     with GunicornProcess("tests.apps.ws_app:app") as server:

@@ -167,8 +167,8 @@ def run_caller(args: argparse.Namespace) -> dict[str, t.Any]:
             cookie = response.headers["Set-Cookie"].split(";", 1)[0]
         return _run(args.url, args.realm, body, wampcra=False, cookie=cookie)
     # Directly on the router with the very identity, role and login the bridge would use.
-    from flask_wamp_bridge import ticket as tickets
-    from flask_wamp_bridge.identity import Identity
+    from flask_wamp_bridge.bridge import tickets
+    from flask_wamp_bridge.bridge.identity import Identity
 
     secret = tickets.ticket_secret({"SECRET_KEY": APP_SECRET_KEY})
     signed = tickets.sign(Identity(BENCH_USER, "user"), secret, time.time(), realm=args.realm)
@@ -300,8 +300,8 @@ def _call(role_args: dict[str, t.Any], url: str, realm: str, args: argparse.Name
 
 
 def orchestrate(args: argparse.Namespace) -> None:
-    from flask_wamp_bridge.crossbar import CrossbarProcess
-    from flask_wamp_bridge.crossbar import find_crossbar
+    from flask_wamp_bridge.router.process import CrossbarProcess
+    from flask_wamp_bridge.router.process import find_crossbar
 
     settings: dict[str, t.Any] = {
         "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{_free_port()}/ws",

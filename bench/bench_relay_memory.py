@@ -72,7 +72,7 @@ def _open_sessions(url: str, realm: str, cookie: str, count: int, concurrency: i
     import gevent
     import gevent.pool
 
-    from flask_wamp_bridge._wsclient import connect
+    from flask_wamp_bridge.websocket.client import connect
 
     hello = json.dumps([1, realm, {"roles": {"caller": {}, "subscriber": {}}}])
     failures = [0]
@@ -106,8 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     import gevent
 
-    from flask_wamp_bridge.crossbar import CrossbarProcess
-    from flask_wamp_bridge.crossbar import find_crossbar
+    from flask_wamp_bridge.router.process import CrossbarProcess
+    from flask_wamp_bridge.router.process import find_crossbar
 
     limit = _raise_fd_limit(args.sessions * 2 + 500)
     if args.sessions * 2 + 500 > limit:

@@ -43,8 +43,8 @@ def run_ours(url: str, realm: str, args: argparse.Namespace) -> dict[str, t.Any]
     import gevent
     import gevent.pool
 
-    from flask_wamp_bridge.auth import WampCraAuth
-    from flask_wamp_bridge.peer import Peer
+    from flask_wamp_bridge.wamp.client_auth import WampCraAuth
+    from flask_wamp_bridge.wamp.peer import Peer
 
     peer = Peer(url, realm, WampCraAuth(BENCH_AUTHID, BENCH_SECRET), call_timeout=60)
     if not peer.wait_ready(30):
@@ -166,8 +166,8 @@ def run_callee(url: str, realm: str, lib: str) -> None:
     if lib == "ours":
         import gevent
 
-        from flask_wamp_bridge.auth import WampCraAuth
-        from flask_wamp_bridge.peer import Peer
+        from flask_wamp_bridge.wamp.client_auth import WampCraAuth
+        from flask_wamp_bridge.wamp.peer import Peer
 
         peer = Peer(url, realm, WampCraAuth(BENCH_AUTHID, BENCH_SECRET), concurrency=2000, backlog=10000)
         peer.register(PROCEDURE, lambda n: n)
@@ -211,8 +211,8 @@ def _end(proc: subprocess.Popen[str]) -> None:
 
 
 def orchestrate(args: argparse.Namespace) -> None:
-    from flask_wamp_bridge.crossbar import CrossbarProcess
-    from flask_wamp_bridge.crossbar import find_crossbar
+    from flask_wamp_bridge.router.process import CrossbarProcess
+    from flask_wamp_bridge.router.process import find_crossbar
 
     with socket_port() as port:
         pass

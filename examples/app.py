@@ -60,10 +60,10 @@ from flask import session
 from flask_wamp_bridge import ApplicationError
 from flask_wamp_bridge import BridgeError
 from flask_wamp_bridge import WampBridge
-from flask_wamp_bridge.routes import Sockets
+from flask_wamp_bridge.websocket.routes import Sockets
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
 __all__ = ["app", "bridge", "create_app", "DEV_DEFAULTS"]
 

@@ -76,7 +76,7 @@ def _environment(args: argparse.Namespace, run_dir: Path) -> dict[str, str]:
 
 
 def _crossbar_executable() -> str:
-    from flask_wamp_bridge.crossbar import find_crossbar
+    from flask_wamp_bridge.router.process import find_crossbar
 
     local = REPO_ROOT / ".crossbar-venv" / "bin" / "crossbar"
     if not os.environ.get("WAMP_BRIDGE_CROSSBAR") and local.is_file():
@@ -153,8 +153,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     os.environ.update(env)  # create_app() below reads the same settings as the workers will
 
     from examples.app import create_app
-    from flask_wamp_bridge.crossbar import CrossbarProcess
     from flask_wamp_bridge.errors import BridgeError
+    from flask_wamp_bridge.router.process import CrossbarProcess
 
     settings = {key: value for key, value in create_app().config.items() if key.startswith("WAMP_BRIDGE_")}
     stop = threading.Event()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import typing as t
 
+from .bridge.identity import Identity as Identity
 from .errors import ApplicationError as ApplicationError
 from .errors import AuthError as AuthError
 from .errors import BridgeError as BridgeError
@@ -29,9 +30,8 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import TransportError as TransportError
 from .extension import WampBridge as WampBridge
-from .identity import Identity as Identity
-from .routes import Sockets as Sockets
-from .routes import WebSocketBlueprint as WebSocketBlueprint
+from .websocket.routes import Sockets as Sockets
+from .websocket.routes import WebSocketBlueprint as WebSocketBlueprint
 
 __version__ = "0.1.0"
 
@@ -66,7 +66,7 @@ def __getattr__(name: str) -> t.Any:
     # submodule named ``worker`` would rebind this attribute to the module on
     # import and break gunicorn's lookup after a SIGHUP reload.
     if name == "worker":
-        from ._worker import BridgeWorker
+        from .websocket.worker import BridgeWorker
 
         return BridgeWorker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,10 +20,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .crossbar import find_crossbar
-from .crossbar_config import make_config
-from .crossbar_config import save_config
 from .errors import ConfigError
+from .router.config import make_config
+from .router.config import save_config
+from .router.process import find_crossbar
 
 __all__ = ["wamp_cli"]
 

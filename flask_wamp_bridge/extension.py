@@ -21,12 +21,12 @@
     def view():
         return {"sum": g.wampy.rpc.add(1, 2)}     # or g.wampy.call("app.add", 1, 2)
 
-Each app gets one WAMP session per worker process (:class:`~flask_wamp_bridge.peer.Peer`),
+Each app gets one WAMP session per worker process (:class:`~flask_wamp_bridge.wamp.peer.Peer`),
 opened after fork by the worker's start hook (or on first use outside
 gunicorn, or by ``bridge.peer.start()``). Procedures and event handlers run in
 an app context with ``g.wamp_details`` (the
-:class:`~flask_wamp_bridge.peercore.InvocationDetails` /
-:class:`~flask_wamp_bridge.peercore.EventDetails`: caller identity when the
+:class:`~flask_wamp_bridge.wamp.session.InvocationDetails` /
+:class:`~flask_wamp_bridge.wamp.session.EventDetails`: caller identity when the
 router discloses it, ``progress(...)`` for progressive results) and ``g.wampy``.
 
 Subscribers run in every worker; work that must happen exactly once belongs in
@@ -46,11 +46,11 @@ from flask import Flask
 from flask import current_app
 from flask import g
 
-from . import _lifecycle
 from .errors import ConfigError
+from .websocket import lifecycle as _lifecycle
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from .peer import Peer
+    from .wamp.peer import Peer
 
 __all__ = ["WampBridge", "BridgeState", "Wampy", "DEFAULTS"]
 
@@ -124,7 +124,7 @@ class Wampy:
         self.rpc = _Rpc(self)
 
     def call(self, procedure: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
-        """Call ``procedure``; see :meth:`flask_wamp_bridge.peer.Peer.call`."""
+        """Call ``procedure``; see :meth:`flask_wamp_bridge.wamp.peer.Peer.call`."""
         return self._state.peer.call(procedure, *args, **kwargs)
 
     def publish(self, topic: str, *args: t.Any, **kwargs: t.Any) -> None:
@@ -157,7 +157,7 @@ class BridgeState:
         """The app's identity loader (``@bridge.identity_loader``), or the default one."""
         loader = self.bridge._identity_loader
         if loader is None:
-            from .identity import default_identity_loader
+            from .bridge.identity import default_identity_loader
 
             return default_identity_loader
         return loader
@@ -180,8 +180,8 @@ class BridgeState:
         return handler.uri if handler.uri is not None else self.prefix + handler.fn.__name__
 
     def _build_peer(self) -> Peer:
-        from .auth import auth_from_config
-        from .peer import Peer
+        from .wamp.client_auth import auth_from_config
+        from .wamp.peer import Peer
 
         config = self.app.config
         auth = auth_from_config(config["WAMP_BRIDGE_PEER_AUTHMETHOD"], config["WAMP_BRIDGE_PEER_AUTHID"],
@@ -230,7 +230,7 @@ class BridgeState:
 
         @functools.wraps(fn)
         def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            from .peer import current_details
+            from .wamp.peer import current_details
 
             app = app_ref()
             if app is None:
@@ -307,8 +307,8 @@ class WampBridge:
 
         With ``WAMP_BRIDGE_PATH = None`` neither happens: this app relays no browsers.
         """
-        from . import ticket
-        from .endpoint import install_endpoint
+        from .bridge import tickets as ticket
+        from .bridge.endpoint import install_endpoint
 
         install_endpoint(app, state)
         config = app.config
@@ -385,7 +385,7 @@ class WampBridge:
 
     @property
     def peer(self) -> Peer:
-        """The current app's :class:`~flask_wamp_bridge.peer.Peer` in this process (needs an app context).
+        """The current app's :class:`~flask_wamp_bridge.wamp.peer.Peer` in this process (needs an app context).
 
         ``bridge.peer.register(uri, fn, **options)`` registers a procedure
         directly (no app context around it); ``bridge.peer.start()`` connects

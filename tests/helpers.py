@@ -304,7 +304,7 @@ def raw_handshake(
     Returns ``(sock, response_head, leftover)``: the response head as text and
     any bytes that arrived after it. The caller closes ``sock``.
     """
-    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge.websocket import frames as _frames
 
     lines = [
         f"GET {path} HTTP/1.1",
@@ -329,7 +329,7 @@ def raw_handshake(
 
 def read_until_close(sock: socket.socket, initial: bytes = b"", timeout: float = 10.0) -> tuple[list[t.Any], t.Any]:
     """Read server frames until its close frame or EOF: ``(events before it, Close event or None)``."""
-    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge.websocket import frames as _frames
 
     parser = _frames.FrameParser("client", max_message_size=None)
     events: list[t.Any] = []

@@ -1,10 +1,10 @@
 """A scripted browser <-> Relay <-> scripted router, with no sockets.
 
-:class:`RelayPair` feeds frames into a :class:`~flask_wamp_bridge.relay.Relay`
+:class:`RelayPair` feeds frames into a :class:`~flask_wamp_bridge.bridge.relay.Relay`
 and carries out its actions the way the IO layer would, recording what each
 side received. :class:`ScriptedRouter` plays Crossbar's part of the ticket
 login: CHALLENGE("ticket"), then the app's dynamic authenticator (the real
-:func:`~flask_wamp_bridge.ticket.make_authenticator`), then WELCOME with the
+:func:`~flask_wamp_bridge.bridge.tickets.make_authenticator`), then WELCOME with the
 authid and role it returned, or ABORT.
 """
 
@@ -13,17 +13,17 @@ from __future__ import annotations
 import functools
 import typing as t
 
-from flask_wamp_bridge import ticket as tickets
+from flask_wamp_bridge.bridge import tickets
+from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.relay import Action
+from flask_wamp_bridge.bridge.relay import Close
+from flask_wamp_bridge.bridge.relay import ConnectRouter
+from flask_wamp_bridge.bridge.relay import Relay
+from flask_wamp_bridge.bridge.relay import SendToClient
+from flask_wamp_bridge.bridge.relay import SendToRouter
 from flask_wamp_bridge.errors import ApplicationError
-from flask_wamp_bridge.identity import Identity
-from flask_wamp_bridge.protocol import Serializer
-from flask_wamp_bridge.protocol import serializer_for
-from flask_wamp_bridge.relay import Action
-from flask_wamp_bridge.relay import Close
-from flask_wamp_bridge.relay import ConnectRouter
-from flask_wamp_bridge.relay import Relay
-from flask_wamp_bridge.relay import SendToClient
-from flask_wamp_bridge.relay import SendToRouter
+from flask_wamp_bridge.wamp.messages import Serializer
+from flask_wamp_bridge.wamp.messages import serializer_for
 
 __all__ = ["RelayPair", "ScriptedRouter", "SECRET", "REALM", "NOW", "BROWSER_ROLES"]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from autobahn.wamp import auth as ab_auth
 
-from flask_wamp_bridge.auth import AnonymousAuth
-from flask_wamp_bridge.auth import TicketAuth
-from flask_wamp_bridge.auth import WampCraAuth
-from flask_wamp_bridge.auth import auth_from_config
-from flask_wamp_bridge.auth import compute_signature
-from flask_wamp_bridge.auth import derive_key
 from flask_wamp_bridge.errors import AuthError
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.errors import RemoteProtocolError
+from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
+from flask_wamp_bridge.wamp.client_auth import TicketAuth
+from flask_wamp_bridge.wamp.client_auth import WampCraAuth
+from flask_wamp_bridge.wamp.client_auth import auth_from_config
+from flask_wamp_bridge.wamp.client_auth import compute_signature
+from flask_wamp_bridge.wamp.client_auth import derive_key
 
 CHALLENGE = '{"authid":"flask-app","authrole":"backend","authmethod":"wampcra","session":4711,"nonce":"abc"}'
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from helpers import raw_handshake
 
-from flask_wamp_bridge.crossbar import CrossbarProcess
-from flask_wamp_bridge.crossbar_config import ACTIONS
-from flask_wamp_bridge.crossbar_config import _allows
-from flask_wamp_bridge.crossbar_config import make_config
-from flask_wamp_bridge.crossbar_config import save_config
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import ConnectError
 from flask_wamp_bridge.errors import ConnectionClosed
+from flask_wamp_bridge.router.config import ACTIONS
+from flask_wamp_bridge.router.config import _allows
+from flask_wamp_bridge.router.config import make_config
+from flask_wamp_bridge.router.config import save_config
+from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID

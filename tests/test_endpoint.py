@@ -325,7 +325,7 @@ def test_endpoint_refuses_identities_of_backend_principals(loaded: t.Any, fragme
 
     from flask_wamp_bridge import NotAuthenticated
     from flask_wamp_bridge import WampBridge
-    from flask_wamp_bridge.endpoint import load_identity
+    from flask_wamp_bridge.bridge.endpoint import load_identity
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p",
@@ -341,7 +341,7 @@ def test_endpoint_ordinary_users_are_not_backend_principals() -> None:
     from flask import Flask
 
     from flask_wamp_bridge import WampBridge
-    from flask_wamp_bridge.endpoint import load_identity
+    from flask_wamp_bridge.bridge.endpoint import load_identity
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p")

@@ -26,8 +26,8 @@ from helpers import child_pids
 from helpers import free_port
 from helpers import wait_until
 
-from flask_wamp_bridge.crossbar import CrossbarProcess
 from flask_wamp_bridge.errors import ApplicationError
+from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import WampClient
 
 APP = "examples.app:app"

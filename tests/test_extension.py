@@ -26,11 +26,11 @@ from helpers import REPO_ROOT
 from helpers import GunicornProcess
 
 from flask_wamp_bridge import WampBridge
-from flask_wamp_bridge.crossbar import CrossbarProcess
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.extension import DEFAULTS
 from flask_wamp_bridge.extension import BridgeState
+from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID
@@ -187,7 +187,7 @@ def test_extension_register_internal_records_without_building_the_peer() -> None
 
 
 def test_extension_identity_loader_default_and_custom() -> None:
-    from flask_wamp_bridge.identity import default_identity_loader
+    from flask_wamp_bridge.bridge.identity import default_identity_loader
 
     bridge = WampBridge()
     app = _flask(__name__)
@@ -223,7 +223,8 @@ def test_extension_starts_only_in_worker_hooks() -> None:
     script = textwrap.dedent("""
         import json, sys
         from flask import Flask
-        from flask_wamp_bridge import WampBridge, _lifecycle
+        from flask_wamp_bridge import WampBridge
+        from flask_wamp_bridge.websocket import lifecycle as _lifecycle
         app = Flask("x")
         app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:9/ws",
                           WAMP_BRIDGE_RECONNECT_INITIAL=30.0)

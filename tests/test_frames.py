@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from flask_wamp_bridge import _frames as F
 from flask_wamp_bridge.errors import LocalProtocolError
 from flask_wamp_bridge.errors import MessageTooBig
+from flask_wamp_bridge.websocket import frames as F
 
 KEY = b"\x37\xfa\x21\x3d"
 

@@ -5,11 +5,11 @@ import dataclasses
 import flask
 import pytest
 
+from flask_wamp_bridge.bridge.identity import FrozenDict
+from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.identity import coerce_identity
+from flask_wamp_bridge.bridge.identity import default_identity_loader
 from flask_wamp_bridge.errors import ConfigError
-from flask_wamp_bridge.identity import FrozenDict
-from flask_wamp_bridge.identity import Identity
-from flask_wamp_bridge.identity import coerce_identity
-from flask_wamp_bridge.identity import default_identity_loader
 
 
 def test_identity_is_immutable_including_authextra():

@@ -16,21 +16,21 @@ import gevent
 import gevent.event
 import pytest
 
-from flask_wamp_bridge.auth import WampCraAuth
-from flask_wamp_bridge.crossbar import CrossbarProcess
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import CallTimeout
 from flask_wamp_bridge.errors import ConnectionClosed
 from flask_wamp_bridge.errors import NotConnected
-from flask_wamp_bridge.peer import Peer
-from flask_wamp_bridge.peer import current_details
-from flask_wamp_bridge.peercore import CallResult
-from flask_wamp_bridge.peercore import EventDetails
-from flask_wamp_bridge.peercore import InvocationDetails
+from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID
 from flask_wamp_bridge.testing import WampClient
+from flask_wamp_bridge.wamp.client_auth import WampCraAuth
+from flask_wamp_bridge.wamp.peer import Peer
+from flask_wamp_bridge.wamp.peer import current_details
+from flask_wamp_bridge.wamp.session import CallResult
+from flask_wamp_bridge.wamp.session import EventDetails
+from flask_wamp_bridge.wamp.session import InvocationDetails
 
 pytestmark = [pytest.mark.crossbar, pytest.mark.timeout(120)]
 
@@ -159,7 +159,7 @@ def test_peer_errors_map_both_ways(
     with pytest.raises(ApplicationError) as info:
         peer.call(uri("declared"))
     assert (info.value.error, info.value.args) == ("com.shop.out_of_stock", ("widget",))
-    with caplog.at_level("ERROR", logger="flask_wamp_bridge.peer"):
+    with caplog.at_level("ERROR", logger="flask_wamp_bridge.wamp.peer"):
         with pytest.raises(ApplicationError) as info:
             in_thread(client.call, uri("crash"))
     assert info.value.error == "wamp.error.runtime_error"

@@ -5,32 +5,32 @@ from __future__ import annotations
 import pytest
 from autobahn.wamp import auth as ab_auth
 
-from flask_wamp_bridge.auth import AnonymousAuth
-from flask_wamp_bridge.auth import WampCraAuth
 from flask_wamp_bridge.errors import LocalProtocolError
 from flask_wamp_bridge.errors import NotConnected
 from flask_wamp_bridge.errors import RemoteProtocolError
-from flask_wamp_bridge.peercore import CallResult
-from flask_wamp_bridge.peercore import Closed
-from flask_wamp_bridge.peercore import Deliver
-from flask_wamp_bridge.peercore import Failed
-from flask_wamp_bridge.peercore import Interrupt
-from flask_wamp_bridge.peercore import Invoke
-from flask_wamp_bridge.peercore import Joined
-from flask_wamp_bridge.peercore import PeerCore
-from flask_wamp_bridge.peercore import PeerState
-from flask_wamp_bridge.peercore import Published
-from flask_wamp_bridge.peercore import Registered
-from flask_wamp_bridge.peercore import Result
-from flask_wamp_bridge.peercore import Revoked
-from flask_wamp_bridge.peercore import Send
-from flask_wamp_bridge.peercore import Subscribed
-from flask_wamp_bridge.peercore import Unsubscribed
-from flask_wamp_bridge.peercore import backoff_delay
-from flask_wamp_bridge.peercore import result_value
-from flask_wamp_bridge.peercore import yield_payload
-from flask_wamp_bridge.protocol import MAX_ID
-from flask_wamp_bridge.protocol import check_message
+from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
+from flask_wamp_bridge.wamp.client_auth import WampCraAuth
+from flask_wamp_bridge.wamp.messages import MAX_ID
+from flask_wamp_bridge.wamp.messages import check_message
+from flask_wamp_bridge.wamp.session import CallResult
+from flask_wamp_bridge.wamp.session import Closed
+from flask_wamp_bridge.wamp.session import Deliver
+from flask_wamp_bridge.wamp.session import Failed
+from flask_wamp_bridge.wamp.session import Interrupt
+from flask_wamp_bridge.wamp.session import Invoke
+from flask_wamp_bridge.wamp.session import Joined
+from flask_wamp_bridge.wamp.session import PeerCore
+from flask_wamp_bridge.wamp.session import PeerState
+from flask_wamp_bridge.wamp.session import Published
+from flask_wamp_bridge.wamp.session import Registered
+from flask_wamp_bridge.wamp.session import Result
+from flask_wamp_bridge.wamp.session import Revoked
+from flask_wamp_bridge.wamp.session import Send
+from flask_wamp_bridge.wamp.session import Subscribed
+from flask_wamp_bridge.wamp.session import Unsubscribed
+from flask_wamp_bridge.wamp.session import backoff_delay
+from flask_wamp_bridge.wamp.session import result_value
+from flask_wamp_bridge.wamp.session import yield_payload
 
 
 def joined_core() -> PeerCore:

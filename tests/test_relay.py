@@ -9,20 +9,20 @@ from relay_pair import REALM
 from relay_pair import SECRET
 from relay_pair import RelayPair
 
-from flask_wamp_bridge import ticket as tickets
+from flask_wamp_bridge.bridge import tickets
+from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.relay import CALLS_IN_FLIGHT_ERROR
+from flask_wamp_bridge.bridge.relay import Close
+from flask_wamp_bridge.bridge.relay import ConnectRouter
+from flask_wamp_bridge.bridge.relay import SendToClient
+from flask_wamp_bridge.bridge.relay import SendToRouter
+from flask_wamp_bridge.bridge.relay import State
+from flask_wamp_bridge.bridge.relay import _peek_cbor
+from flask_wamp_bridge.bridge.relay import _peek_json
+from flask_wamp_bridge.bridge.relay import _peek_msgpack
+from flask_wamp_bridge.bridge.relay import rewrite_hello
 from flask_wamp_bridge.errors import LocalProtocolError
-from flask_wamp_bridge.identity import Identity
-from flask_wamp_bridge.protocol import serializer_for
-from flask_wamp_bridge.relay import CALLS_IN_FLIGHT_ERROR
-from flask_wamp_bridge.relay import Close
-from flask_wamp_bridge.relay import ConnectRouter
-from flask_wamp_bridge.relay import SendToClient
-from flask_wamp_bridge.relay import SendToRouter
-from flask_wamp_bridge.relay import State
-from flask_wamp_bridge.relay import _peek_cbor
-from flask_wamp_bridge.relay import _peek_json
-from flask_wamp_bridge.relay import _peek_msgpack
-from flask_wamp_bridge.relay import rewrite_hello
+from flask_wamp_bridge.wamp.messages import serializer_for
 
 ANN = Identity("ann", "user", {"name": "Ann"})
 SUBPROTOCOLS = ["wamp.2.json", "wamp.2.msgpack", "wamp.2.cbor"]

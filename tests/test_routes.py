@@ -16,11 +16,11 @@ from helpers import raw_handshake
 from helpers import read_until_close
 from helpers import wait_until
 
-from flask_wamp_bridge import _frames
 from flask_wamp_bridge.errors import ConfigError
-from flask_wamp_bridge.routes import Sockets
-from flask_wamp_bridge.routes import check_origin
-from flask_wamp_bridge.routes import negotiate_subprotocol
+from flask_wamp_bridge.websocket import frames as _frames
+from flask_wamp_bridge.websocket.routes import Sockets
+from flask_wamp_bridge.websocket.routes import check_origin
+from flask_wamp_bridge.websocket.routes import negotiate_subprotocol
 
 APP = "tests.apps.ws_app:app"
 KEY = b"\x01\x02\x03\x04"

@@ -3,12 +3,12 @@ from __future__ import annotations
 import itsdangerous
 import pytest
 
-from flask_wamp_bridge import ticket
+from flask_wamp_bridge.bridge import tickets as ticket
+from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.errors import ExpiredTicket
 from flask_wamp_bridge.errors import InvalidTicket
-from flask_wamp_bridge.identity import Identity
 
 NOW = 1_700_000_000.0
 SECRET = "ticket-secret"

@@ -18,11 +18,11 @@ from helpers import GunicornProcess
 from helpers import free_port
 from helpers import wait_until
 
-from flask_wamp_bridge._wsclient import connect
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.errors import ConnectError
 from flask_wamp_bridge.errors import ConnectionClosed
 from flask_wamp_bridge.errors import LocalProtocolError
+from flask_wamp_bridge.websocket.client import connect
 
 APP = "tests.apps.ws_app:app"
 
@@ -232,7 +232,7 @@ def socket_pair() -> tuple[t.Any, t.Any]:
 
 
 def read_messages(sock: t.Any, count: int) -> list[t.Any]:
-    from flask_wamp_bridge import _frames
+    from flask_wamp_bridge.websocket import frames as _frames
 
     parser = _frames.FrameParser("server")
     events: list[t.Any] = []
@@ -243,7 +243,7 @@ def read_messages(sock: t.Any, count: int) -> list[t.Any]:
 
 
 def test_websocket_burst_of_sends_is_written_in_two_writes() -> None:
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()
     counting = CountingSocket(a)
@@ -260,7 +260,7 @@ def test_websocket_burst_of_sends_is_written_in_two_writes() -> None:
 
 
 def test_websocket_sends_from_many_greenlets_are_joined() -> None:
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()
     counting = CountingSocket(a)
@@ -276,8 +276,8 @@ def test_websocket_sends_from_many_greenlets_are_joined() -> None:
 
 
 def test_websocket_close_writes_queued_frames_before_the_close_frame() -> None:
-    from flask_wamp_bridge import _frames
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket import frames as _frames
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()
     ws = WebSocket(a, role="client")
@@ -292,8 +292,8 @@ def test_websocket_close_writes_queued_frames_before_the_close_frame() -> None:
 
 
 def test_websocket_send_queue_is_bounded_and_a_stuck_peer_times_out() -> None:
-    from flask_wamp_bridge._websocket import MAX_QUEUED
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket.connection import MAX_QUEUED
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()  # b never reads
     ws = WebSocket(a, role="client")
@@ -312,8 +312,8 @@ def test_websocket_send_queue_is_bounded_and_a_stuck_peer_times_out() -> None:
 
 
 def test_websocket_pings_a_quiet_peer_and_closes_an_idle_one() -> None:
-    from flask_wamp_bridge import _frames
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket import frames as _frames
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()
     ws = WebSocket(a, role="server")
@@ -339,9 +339,9 @@ def test_websocket_pings_a_quiet_peer_and_closes_an_idle_one() -> None:
 def test_websocket_receive_nowait_and_notify_readable() -> None:
     from gevent.event import Event
 
-    from flask_wamp_bridge import _frames
-    from flask_wamp_bridge._websocket import WOULD_BLOCK
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket import frames as _frames
+    from flask_wamp_bridge.websocket.connection import WOULD_BLOCK
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()
     ws = WebSocket(a, role="client")
@@ -366,7 +366,7 @@ def test_websocket_receive_nowait_and_notify_readable() -> None:
 def test_websocket_notify_readable_fires_when_the_socket_is_dropped() -> None:
     from gevent.event import Event
 
-    from flask_wamp_bridge._websocket import WebSocket
+    from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()
     ws = WebSocket(a, role="client")

@@ -20,7 +20,7 @@ from helpers import GunicornProcess
 from helpers import raw_handshake
 from helpers import wait_until
 
-from flask_wamp_bridge import _frames
+from flask_wamp_bridge.websocket import frames as _frames
 
 APP = "tests.apps.ws_app:app"
 
@@ -56,7 +56,7 @@ def test_worker_class_resolves_the_documented_way_twice() -> None:
     # gunicorn resolves -k on start and again on every SIGHUP reload
     code = (
         "from gunicorn.util import load_class\n"
-        "from flask_wamp_bridge._worker import BridgeWorker\n"
+        "from flask_wamp_bridge.websocket.worker import BridgeWorker\n"
         "assert load_class('flask_wamp_bridge.worker') is BridgeWorker\n"
         "assert load_class('flask_wamp_bridge.worker') is BridgeWorker\n"
         "import flask_wamp_bridge\n"

@@ -60,7 +60,7 @@ def create_app() -> Flask:
 
     @app.get("/relays")
     def relays() -> t.Any:
-        from flask_wamp_bridge import _relay_io
+        from flask_wamp_bridge.bridge import relay_io as _relay_io
 
         return jsonify(sorted(s.relay.identity.authid for s in _relay_io.live_sessions() if s.relay.identity))
 

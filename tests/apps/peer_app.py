@@ -20,7 +20,7 @@ from flask_wamp_bridge import ApplicationError
 from flask_wamp_bridge import CallTimeout
 from flask_wamp_bridge import NotConnected
 from flask_wamp_bridge import WampBridge
-from flask_wamp_bridge.peer import current_details
+from flask_wamp_bridge.wamp.peer import current_details
 
 bridge = WampBridge()
 events: list[dict[str, t.Any]] = []

@@ -16,10 +16,10 @@ from flask import jsonify
 from flask import request
 from flask import session
 
-from flask_wamp_bridge import _lifecycle
 from flask_wamp_bridge.errors import ConnectionClosed
-from flask_wamp_bridge.routes import Sockets
-from flask_wamp_bridge.routes import WebSocketBlueprint
+from flask_wamp_bridge.websocket import lifecycle as _lifecycle
+from flask_wamp_bridge.websocket.routes import Sockets
+from flask_wamp_bridge.websocket.routes import WebSocketBlueprint
 
 app = Flask(__name__)
 app.config["SECRET_KEY"] = "test-secret"
@@ -173,7 +173,7 @@ def fail(ws: t.Any) -> None:
 @sockets.route("/proxy")
 def proxy(ws: t.Any) -> None:
     # the client runs inside the worker: relay to this server's own /echo
-    from flask_wamp_bridge._wsclient import connect
+    from flask_wamp_bridge.websocket.client import connect
 
     with connect(f"ws://{request.host}/echo") as upstream:
         for message in ws:

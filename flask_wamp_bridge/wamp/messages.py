@@ -13,8 +13,8 @@ import enum
 import json
 import typing as t
 
-from .errors import LocalProtocolError
-from .errors import RemoteProtocolError
+from ..errors import LocalProtocolError
+from ..errors import RemoteProtocolError
 
 __all__ = [
     "MessageType",

@@ -21,10 +21,10 @@ import gevent
 from gevent import socket as gsocket
 from gevent import ssl as gssl
 
-from . import _frames
-from ._websocket import WebSocket
-from .errors import ConfigError
-from .errors import ConnectError
+from ..errors import ConfigError
+from ..errors import ConnectError
+from . import frames as _frames
+from .connection import WebSocket
 
 __all__ = ["connect"]
 

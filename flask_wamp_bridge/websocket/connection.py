@@ -45,10 +45,10 @@ import weakref
 import gevent
 from gevent.event import Event
 
-from . import _frames
-from .errors import ConfigError
-from .errors import ConnectionClosed
-from .errors import LocalProtocolError
+from ..errors import ConfigError
+from ..errors import ConnectionClosed
+from ..errors import LocalProtocolError
+from . import frames as _frames
 
 __all__ = [
     "WebSocket",
@@ -110,7 +110,7 @@ class WebSocket:
 
     Server-side sockets are created by the worker's handler (unaccepted) and
     reach the app as ``environ['wsgi.websocket']``; client-side sockets come
-    from :func:`flask_wamp_bridge._wsclient.connect`. Do not construct it
+    from :func:`flask_wamp_bridge.websocket.client.connect`. Do not construct it
     directly.
     """
 

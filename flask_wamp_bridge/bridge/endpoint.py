@@ -5,7 +5,7 @@ route, carrying the Flask session cookie. In the upgrade's request context the
 endpoint checks ``Origin`` (a foreign one is refused with 403, before the
 101), reads the identity through the app's identity loader, freezes it, and
 only then accepts the socket and relays the browser's WAMP session to the
-router as that identity (see :mod:`flask_wamp_bridge.relay`).
+router as that identity (see :mod:`flask_wamp_bridge.bridge.relay`).
 
 Without an identity the session is anonymous (role ``WAMP_BRIDGE_ANONYMOUS_ROLE``,
 its own random authid) or, when that setting is None, its HELLO is answered
@@ -27,17 +27,17 @@ from flask import Flask
 from flask import current_app
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from . import ticket as tickets
-from .errors import ConfigError
-from .errors import NotAuthenticated
+from ..errors import ConfigError
+from ..errors import NotAuthenticated
+from ..wamp.messages import SUBPROTOCOLS
+from ..wamp.messages import serializer_for
+from . import tickets as tickets
 from .identity import Identity
 from .identity import coerce_identity
-from .protocol import SUBPROTOCOLS
-from .protocol import serializer_for
 from .relay import Relay
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from .extension import BridgeState
+    from ..extension import BridgeState
 
 __all__ = ["DEFAULTS", "install_endpoint", "load_identity", "ENDPOINT"]
 
@@ -78,7 +78,7 @@ def install_endpoint(app: Flask, state: BridgeState | None = None) -> None:
     """Add the WAMP endpoint's config defaults and mount ``WAMP_BRIDGE_PATH`` as a WebSocket route.
 
     ``state`` supplies the identity loader (``state.identity_loader``);
-    without it, :func:`~flask_wamp_bridge.identity.default_identity_loader`.
+    without it, :func:`~flask_wamp_bridge.bridge.identity.default_identity_loader`.
     The browser socket's limits and timers are the WebSocket routes' settings
     (``WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE``, ``_WS_PING_INTERVAL``,
     ``_WS_IDLE_TIMEOUT``, ``_WS_SEND_TIMEOUT``); ``WAMP_BRIDGE_ALLOWED_ORIGINS``
@@ -86,8 +86,8 @@ def install_endpoint(app: Flask, state: BridgeState | None = None) -> None:
 
     :raises ConfigError: an endpoint setting is invalid (checked here, once).
     """
-    from .routes import CONFIG_DEFAULTS
-    from .routes import handle_websocket_mismatch
+    from ..websocket.routes import CONFIG_DEFAULTS
+    from ..websocket.routes import handle_websocket_mismatch
 
     for key, value in {**CONFIG_DEFAULTS, **DEFAULTS}.items():
         app.config.setdefault(key, value)
@@ -143,9 +143,9 @@ def _refuse_backend_principal(identity: Identity, config: t.Mapping[str, t.Any])
 
 
 def _serve(state: BridgeState | None) -> t.Any:
-    from . import _relay_io
-    from .routes import accept_websocket
-    from .routes import check_origin
+    from ..websocket.routes import accept_websocket
+    from ..websocket.routes import check_origin
+    from . import relay_io as _relay_io
 
     config = current_app.config
     check_origin()  # first: a foreign page must not even get the identity loader run
@@ -187,7 +187,7 @@ def _serve(state: BridgeState | None) -> t.Any:
 
 
 def _check_config(config: t.Mapping[str, t.Any]) -> None:
-    from .routes import check_origins_setting
+    from ..websocket.routes import check_origins_setting
 
     path = config["WAMP_BRIDGE_PATH"]
     if path is not None and (not isinstance(path, str) or not path.startswith("/")):

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 :class:`PeerCore` is the state of one WAMP session, with no sockets, no
-greenlets and no clock. The IO layer (:mod:`flask_wamp_bridge.peer`) feeds it
+greenlets and no clock. The IO layer (:mod:`flask_wamp_bridge.wamp.peer`) feeds it
 every decoded message from the router with :meth:`PeerCore.receive`, which
 returns a list of actions: :class:`Send` (a message to write back, e.g. the
 AUTHENTICATE answering a CHALLENGE) and events the IO layer acts on
@@ -17,7 +17,7 @@ that breaks the protocol (a RESULT for a request we never made, a message the
 state does not allow) raises :class:`~flask_wamp_bridge.errors.RemoteProtocolError`;
 the IO layer then calls :meth:`PeerCore.abort` and drops the connection.
 
-Messages are plain lists (see :mod:`flask_wamp_bridge.protocol`): they are
+Messages are plain lists (see :mod:`flask_wamp_bridge.wamp.messages`): they are
 cheap to build and inspect, and unlike wampproto 0.4.0 they cover CANCEL,
 INTERRUPT and progressive results.
 """
@@ -28,15 +28,15 @@ import dataclasses
 import enum
 import typing as t
 
-from .errors import AuthError
-from .errors import LocalProtocolError
-from .errors import NotConnected
-from .errors import RemoteProtocolError
-from .protocol import MAX_ID
-from .protocol import MessageType
+from ..errors import AuthError
+from ..errors import LocalProtocolError
+from ..errors import NotConnected
+from ..errors import RemoteProtocolError
+from .messages import MAX_ID
+from .messages import MessageType
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from .auth import ClientAuth
+    from .client_auth import ClientAuth
 
 __all__ = [
     "PeerState",
@@ -308,7 +308,7 @@ class PeerCore:
     """Bookkeeping for one WAMP session of a client peer (caller, callee, publisher, subscriber).
 
     :param realm: the realm to join.
-    :param auth: how to authenticate (see :mod:`flask_wamp_bridge.auth`).
+    :param auth: how to authenticate (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param roles: roles and features for HELLO (default :data:`CLIENT_ROLES`).
     """
 
@@ -512,7 +512,7 @@ class PeerCore:
     # -- incoming -----------------------------------------------------------------
 
     def receive(self, message: list[t.Any]) -> list[Action]:
-        """Handle one message from the router (already shape-checked by :mod:`~flask_wamp_bridge.protocol`)."""
+        """Handle one message from the router (already shape-checked by :mod:`~flask_wamp_bridge.wamp.messages`)."""
         code = message[0]
         state = self.state
         if state is PeerState.ESTABLISHED or state is PeerState.CLOSING:

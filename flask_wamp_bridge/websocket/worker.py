@@ -46,10 +46,10 @@ from gunicorn.workers.ggevent import VERSION
 from gunicorn.workers.ggevent import GeventPyWSGIWorker
 from gunicorn.workers.ggevent import PyWSGIHandler
 
-from . import _frames
-from . import _lifecycle
-from . import _websocket
-from .errors import ConfigError
+from ..errors import ConfigError
+from . import connection as _websocket
+from . import frames as _frames
+from . import lifecycle as _lifecycle
 
 __all__ = ["BridgeHandler", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
 

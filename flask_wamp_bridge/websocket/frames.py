@@ -35,9 +35,9 @@ import os
 import struct
 import typing as t
 
-from .errors import LocalProtocolError
-from .errors import MessageTooBig
-from .errors import RemoteProtocolError
+from ..errors import LocalProtocolError
+from ..errors import MessageTooBig
+from ..errors import RemoteProtocolError
 
 __all__ = [
     "OP_CONTINUATION",

@@ -16,9 +16,9 @@ import hashlib
 import hmac
 import typing as t
 
-from .errors import AuthError
-from .errors import ConfigError
-from .errors import RemoteProtocolError
+from ..errors import AuthError
+from ..errors import ConfigError
+from ..errors import RemoteProtocolError
 
 __all__ = [
     "ClientAuth",

@@ -87,16 +87,16 @@ import enum
 import re
 import typing as t
 
-from .errors import BridgeError
-from .errors import ConnectionClosed
-from .errors import LocalProtocolError
-from .errors import ProtocolError
-from .errors import RemoteProtocolError
-from .errors import TransportError
+from ..errors import BridgeError
+from ..errors import ConnectionClosed
+from ..errors import LocalProtocolError
+from ..errors import ProtocolError
+from ..errors import RemoteProtocolError
+from ..errors import TransportError
+from ..wamp.messages import MessageType
+from ..wamp.messages import Serializer
 from .identity import Identity
 from .identity import thaw
-from .protocol import MessageType
-from .protocol import Serializer
 
 __all__ = [
     "State",

@@ -1,6 +1,6 @@
 """The server-side WAMP peer: one WAMP session per worker process, on gevent.
 
-:class:`Peer` keeps one connection to the router and a :class:`~flask_wamp_bridge.peercore.PeerCore`
+:class:`Peer` keeps one connection to the router and a :class:`~flask_wamp_bridge.wamp.session.PeerCore`
 per connection. Any number of greenlets may :meth:`~Peer.call` and
 :meth:`~Peer.publish` through it at once: answers are matched by request id.
 Each INVOCATION and EVENT runs in its own greenlet, at most ``concurrency`` at
@@ -12,8 +12,8 @@ same peer. When the connection drops, pending calls fail with
 exponential backoff and jitter, registering and subscribing again by itself.
 
 Inside a procedure or event handler, :func:`current_details` returns the
-:class:`~flask_wamp_bridge.peercore.InvocationDetails` or
-:class:`~flask_wamp_bridge.peercore.EventDetails` of what is being handled
+:class:`~flask_wamp_bridge.wamp.session.InvocationDetails` or
+:class:`~flask_wamp_bridge.wamp.session.EventDetails` of what is being handled
 (caller identity when the router discloses it; ``progress`` to send
 progressive results).
 
@@ -39,25 +39,25 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from . import peercore
-from .errors import ApplicationError
-from .errors import BridgeError
-from .errors import CallTimeout
-from .errors import ConfigError
-from .errors import ConnectionClosed
-from .errors import LocalProtocolError
-from .errors import NotConnected
-from .errors import ProtocolError
-from .errors import TransportError
-from .peercore import EventDetails
-from .peercore import InvocationDetails
-from .peercore import PeerCore
-from .protocol import SUBPROTOCOLS
-from .protocol import Serializer
-from .protocol import serializer_for
+from ..errors import ApplicationError
+from ..errors import BridgeError
+from ..errors import CallTimeout
+from ..errors import ConfigError
+from ..errors import ConnectionClosed
+from ..errors import LocalProtocolError
+from ..errors import NotConnected
+from ..errors import ProtocolError
+from ..errors import TransportError
+from . import session as peercore
+from .messages import SUBPROTOCOLS
+from .messages import Serializer
+from .messages import serializer_for
+from .session import EventDetails
+from .session import InvocationDetails
+from .session import PeerCore
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from .auth import ClientAuth
+    from .client_auth import ClientAuth
 
 __all__ = ["Peer", "Registration", "Subscription", "current_details", "DEFAULT"]
 
@@ -174,7 +174,7 @@ class Peer:
 
     :param url: the router's WebSocket URL.
     :param realm: the realm to join.
-    :param auth: how to log in (see :mod:`flask_wamp_bridge.auth`).
+    :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
     :param cancel_mode: CANCEL mode on timeout: ``"killnowait"``, ``"kill"`` or ``"skip"``.
     :param concurrency: invocations and events handled at once; more wait in a backlog.
@@ -308,7 +308,7 @@ class Peer:
         """Call ``procedure`` with these arguments and return its result.
 
         A single result value is returned as is; several, or keyword results,
-        come as a :class:`~flask_wamp_bridge.peercore.CallResult`. Uses the
+        come as a :class:`~flask_wamp_bridge.wamp.session.CallResult`. Uses the
         default timeout; see :meth:`call_with` for options.
 
         :raises ApplicationError: the callee or router answered with an error.
@@ -588,7 +588,7 @@ class Peer:
             self._wakeup.wait(delay)
 
     def _connect(self) -> _Connection:
-        from ._wsclient import connect
+        from ..websocket.client import connect
 
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,

@@ -1,4 +1,4 @@
-"""The gevent side of the WAMP endpoint: runs one :class:`~flask_wamp_bridge.relay.Relay` between two sockets.
+"""The gevent side of the WAMP endpoint: runs one :class:`~flask_wamp_bridge.bridge.relay.Relay` between two sockets.
 
 :class:`RelaySession` owns the browser's WebSocket (accepted by the endpoint)
 and, once the relay asks for it, one upstream WebSocket to the router. The
@@ -35,8 +35,8 @@ import weakref
 
 import gevent
 
-from ._websocket import WOULD_BLOCK
-from .errors import BridgeError
+from ..errors import BridgeError
+from ..websocket.connection import WOULD_BLOCK
 from .relay import Close
 from .relay import ConnectRouter
 from .relay import Relay
@@ -58,7 +58,7 @@ TICK_INTERVAL = 0.5
 
 
 class WebSocketLike(t.Protocol):
-    """What this module needs of a WebSocket (:class:`flask_wamp_bridge._websocket.WebSocket` fits).
+    """What this module needs of a WebSocket (:class:`flask_wamp_bridge.websocket.connection.WebSocket` fits).
 
     ``send`` must be safe from several greenlets at once and bound its own
     blocking (a send timeout); ``receive`` returns None once closed.
@@ -88,7 +88,7 @@ class RelaySession:
     :param router_url: the router's WebSocket URL.
     :param subprotocol: the negotiated WAMP subprotocol (used upstream as well).
     :param connect: ``connect(url, *, subprotocols, timeout, max_message_size)``
-        opening the upstream (default: ``flask_wamp_bridge._wsclient.connect``).
+        opening the upstream (default: ``flask_wamp_bridge.websocket.client.connect``).
     :param connect_timeout: seconds to open the upstream.
     :param send_timeout: seconds a send upstream may block (the browser
         socket has its own, from the accept options).
@@ -233,7 +233,7 @@ class RelaySession:
     def _open_upstream(self) -> None:
         connect = self._connect
         if connect is None:
-            from ._wsclient import connect as default_connect
+            from ..websocket.client import connect as default_connect
 
             connect = t.cast(Connector, default_connect)
         try:

@@ -58,15 +58,15 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import Forbidden
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from .errors import ConfigError
-from .errors import ConnectionClosed
+from ..errors import ConfigError
+from ..errors import ConnectionClosed
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
     from flask.sansio.app import App
     from werkzeug.wrappers import Response
 
-    from ._websocket import WebSocket
+    from .connection import WebSocket
 
 __all__ = [
     "Sockets",

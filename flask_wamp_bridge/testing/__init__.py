@@ -7,7 +7,7 @@ Enable it in ``conftest.py``::
 Fixtures:
 
 ``crossbar_router`` (session scope)
-    A :class:`~flask_wamp_bridge.crossbar.CrossbarProcess` on a free
+    A :class:`~flask_wamp_bridge.router.process.CrossbarProcess` on a free
     127.0.0.1 port, started from a generated config. It has ``.url``,
     ``.realm``, ``.pid``, ``.restart()``, ``.log`` and ``.settings``: the
     ``WAMP_BRIDGE_*`` mapping that points an app at it (``app.config.update(...)``).
@@ -20,7 +20,7 @@ Fixtures:
     returning a connected :class:`WampClient` (closed after the test).
 
 When no ``crossbar`` executable is found (see
-:func:`~flask_wamp_bridge.crossbar.find_crossbar`) these tests are skipped,
+:func:`~flask_wamp_bridge.router.process.find_crossbar`) these tests are skipped,
 except when the environment variable ``CI`` is set: then they fail. Tests that
 use the router fixtures get the ``crossbar`` marker automatically.
 
@@ -43,14 +43,14 @@ import urllib.parse
 
 import pytest
 
-from .crossbar import CrossbarProcess
-from .crossbar import find_crossbar
-from .errors import ApplicationError
-from .errors import CallTimeout
-from .errors import ConfigError
-from .errors import ConnectError
-from .errors import ConnectionClosed
-from .errors import LocalProtocolError
+from ..errors import ApplicationError
+from ..errors import CallTimeout
+from ..errors import ConfigError
+from ..errors import ConnectError
+from ..errors import ConnectionClosed
+from ..errors import LocalProtocolError
+from ..router.process import CrossbarProcess
+from ..router.process import find_crossbar
 
 __all__ = [
     "TEST_PEER_AUTHID",

@@ -15,7 +15,7 @@ bridge's relays and backend peers (loopback by default):
   ``WAMP_BRIDGE_PERMISSIONS`` replaces these per role;
 - ``allowed_origins`` admits no browser page (see :func:`make_config`).
 
-:mod:`flask_wamp_bridge.crossbar` runs Crossbar with such a config.
+:mod:`flask_wamp_bridge.router.process` runs Crossbar with such a config.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import typing as t
 import urllib.parse
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["ACTIONS", "DEFAULTS", "make_config", "write_config", "save_config"]
 

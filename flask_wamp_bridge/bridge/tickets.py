@@ -22,10 +22,10 @@ import typing as t
 from itsdangerous import BadData
 from itsdangerous import URLSafeSerializer
 
-from .errors import ApplicationError
-from .errors import ConfigError
-from .errors import ExpiredTicket
-from .errors import InvalidTicket
+from ..errors import ApplicationError
+from ..errors import ConfigError
+from ..errors import ExpiredTicket
+from ..errors import InvalidTicket
 from .identity import Identity
 from .identity import thaw
 

@@ -18,7 +18,7 @@ import dataclasses
 import math
 import typing as t
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "Identity",

@@ -2,7 +2,7 @@
 
 :class:`CrossbarProcess` runs ``crossbar start`` as a subprocess and waits until
 the router welcomes a real WAMP session. The config generation itself is pure
-and lives in :mod:`flask_wamp_bridge.crossbar_config`; its names are re-exported
+and lives in :mod:`flask_wamp_bridge.router.config`; its names are re-exported
 here.
 """
 
@@ -17,17 +17,17 @@ import time
 import typing as t
 from pathlib import Path
 
-from . import _frames
-from .auth import WampCraAuth
-from .crossbar_config import ACTIONS as ACTIONS
-from .crossbar_config import DEFAULTS as DEFAULTS
-from .crossbar_config import make_config as make_config
-from .crossbar_config import save_config as save_config
-from .crossbar_config import write_config as write_config
-from .errors import ConfigError
-from .errors import ConnectError
-from .errors import RemoteProtocolError
-from .protocol import serializer_for
+from ..errors import ConfigError
+from ..errors import ConnectError
+from ..errors import RemoteProtocolError
+from ..wamp.client_auth import WampCraAuth
+from ..wamp.messages import serializer_for
+from ..websocket import frames as _frames
+from .config import ACTIONS as ACTIONS
+from .config import DEFAULTS as DEFAULTS
+from .config import make_config as make_config
+from .config import save_config as save_config
+from .config import write_config as write_config
 
 __all__ = [
     "ACTIONS",
