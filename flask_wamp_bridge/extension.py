@@ -79,7 +79,7 @@ DEFAULTS: dict[str, t.Any] = {
     #: Start the peer in each gunicorn worker at boot (else on first use).
     "WAMP_BRIDGE_PEER_AUTOSTART": True,
     #: Seconds to connect and join.
-    "WAMP_BRIDGE_CONNECT_TIMEOUT": 10.0,
+    "WAMP_BRIDGE_CONNECT_TIMEOUT": 5.0,
     #: Reconnect backoff: first delay, growth factor, maximum (seconds; jittered).
     "WAMP_BRIDGE_RECONNECT_INITIAL": 0.5,
     "WAMP_BRIDGE_RECONNECT_FACTOR": 2.0,
@@ -315,7 +315,8 @@ class WampBridge:
         if config["WAMP_BRIDGE_PATH"] is None:
             return
         authenticate = ticket.make_authenticator(
-            ticket.ticket_secret(config), config["WAMP_BRIDGE_TICKET_MAX_AGE"], realm=config["WAMP_BRIDGE_REALM"]
+            ticket.ticket_secret(config), config["WAMP_BRIDGE_TICKET_MAX_AGE"], realm=config["WAMP_BRIDGE_REALM"],
+            policy=ticket.browser_policy(config), bind_peer=bool(config["WAMP_BRIDGE_TICKET_BIND_PEER"]),
         )
         state.register_internal(config["WAMP_BRIDGE_AUTHENTICATOR"], authenticate)
 

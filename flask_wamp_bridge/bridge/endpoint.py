@@ -60,18 +60,25 @@ DEFAULTS: dict[str, t.Any] = {
     "WAMP_BRIDGE_TICKET_SECRET": None,
     #: Seconds a ticket stays valid (it is used within the login, at once).
     "WAMP_BRIDGE_TICKET_MAX_AGE": tickets.DEFAULT_MAX_AGE,
+    #: Bind each ticket to the bridge's upstream connection (off only with a proxy between bridge and router).
+    "WAMP_BRIDGE_TICKET_BIND_PEER": True,
+    #: Roles an identity loader may give browsers besides the user, anonymous and WAMP_BRIDGE_PERMISSIONS roles.
+    "WAMP_BRIDGE_BROWSER_ROLES": (),
     #: Seconds from the browser's connect to WELCOME.
     "WAMP_BRIDGE_LOGIN_TIMEOUT": 10.0,
     #: CALLs of one browser session waiting for results at once (None: no limit).
     "WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT": 100,
-    #: Seconds to open the upstream connection to the router.
-    "WAMP_BRIDGE_CONNECT_TIMEOUT": 10.0,
+    #: Seconds from the browser's HELLO to the router's WELCOME (connect included); then ABORT, close 1013.
+    "WAMP_BRIDGE_CONNECT_TIMEOUT": 5.0,
+    #: Longest life of one browser WAMP session in seconds (None: until the Flask session expires).
+    "WAMP_BRIDGE_WS_MAX_LIFETIME": None,
 }
 
 _POSITIVE = (
     "WAMP_BRIDGE_TICKET_MAX_AGE", "WAMP_BRIDGE_LOGIN_TIMEOUT", "WAMP_BRIDGE_CONNECT_TIMEOUT",
 )
-_POSITIVE_OR_NONE = ("WAMP_BRIDGE_WS_PING_INTERVAL", "WAMP_BRIDGE_WS_IDLE_TIMEOUT", "WAMP_BRIDGE_WS_SEND_TIMEOUT")
+_POSITIVE_OR_NONE = ("WAMP_BRIDGE_WS_PING_INTERVAL", "WAMP_BRIDGE_WS_IDLE_TIMEOUT", "WAMP_BRIDGE_WS_SEND_TIMEOUT",
+                     "WAMP_BRIDGE_WS_MAX_LIFETIME")
 
 
 def install_endpoint(app: Flask, state: BridgeState | None = None) -> None:
@@ -124,22 +131,47 @@ def load_identity(state: BridgeState | None = None) -> Identity | None:
 
 
 def _refuse_backend_principal(identity: Identity, config: t.Mapping[str, t.Any]) -> None:
-    """A browser never becomes the app's peer or a backend service (authid or role).
+    """A browser never becomes the app's peer or a backend service, and has a browser role.
 
     Such a session could kill every worker's peer with ``bridge.logout``, use the
-    meta API, or register the authenticator itself.
+    meta API, or register the authenticator itself. The router's authenticator
+    applies the same :class:`~flask_wamp_bridge.bridge.tickets.BrowserPolicy`.
 
-    :raises NotAuthenticated: the identity names a backend principal.
+    :raises NotAuthenticated: the identity names a backend principal or an undeclared role.
     """
-    services: t.Mapping[str, t.Mapping[str, t.Any]] = config.get("WAMP_BRIDGE_SERVICES") or {}
-    authids = {config.get("WAMP_BRIDGE_PEER_AUTHID"), *services}
-    roles = {config.get("WAMP_BRIDGE_PEER_ROLE", "backend"), *(s.get("role") for s in services.values())}
-    if identity.authid in authids or identity.authrole in roles:
-        raise NotAuthenticated(
-            f"the identity loader returned authid {identity.authid!r} / authrole {identity.authrole!r}, "
-            "which belong to the app's peer or a backend service (WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES): "
-            "a browser session may not take them; give users their own authids and roles"
-        )
+    refusal = tickets.browser_policy(config).refusal(identity.authid, identity.authrole)
+    if refusal is not None:
+        raise NotAuthenticated(f"the identity loader returned {refusal}; give users their own authids and roles")
+
+
+def session_expiry(now: float) -> float:
+    """When the Flask session of the current request ends (seconds since the epoch, like ``now``).
+
+    With Flask's signed-cookie sessions that is the cookie's signing time plus
+    ``PERMANENT_SESSION_LIFETIME`` (Flask refuses the cookie after that); with
+    another session interface, or no cookie, ``now`` plus that lifetime.
+    ``WAMP_BRIDGE_WS_MAX_LIFETIME`` caps it.
+    """
+    from flask import request
+    from itsdangerous import BadData
+
+    app = current_app
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    expires = now + lifetime
+    cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+    get_serializer = getattr(app.session_interface, "get_signing_serializer", None)
+    signer = get_serializer(app) if cookie and get_serializer is not None else None
+    if signer is not None:
+        try:
+            _, signed_at = signer.loads(cookie, max_age=lifetime, return_timestamp=True)
+        except BadData:
+            pass  # read as no session by the identity loader as well
+        else:
+            expires = signed_at.timestamp() + lifetime
+    longest = app.config["WAMP_BRIDGE_WS_MAX_LIFETIME"]
+    if longest:
+        expires = min(expires, now + longest)
+    return float(expires)
 
 
 def _serve(state: BridgeState | None) -> t.Any:
@@ -161,17 +193,24 @@ def _serve(state: BridgeState | None) -> t.Any:
     ws = accept_websocket(SUBPROTOCOLS, require_subprotocol=True)
     subprotocol = t.cast(str, ws.subprotocol)  # required above: never None here
 
-    def sign(who: Identity) -> str:
-        return tickets.sign(who, secret, time.time(), realm=realm)
+    bind_peer = bool(config["WAMP_BRIDGE_TICKET_BIND_PEER"])
 
+    def sign(who: Identity) -> str:
+        # called at the router's CHALLENGE: the upstream is connected by then
+        peer = session.upstream_peer() if bind_peer else None
+        return tickets.sign(who, secret, time.time(), realm=realm, peer=peer)
+
+    now = time.time()
     relay = Relay(
         identity,
         realm,
         serializer_for(subprotocol),
         sign,
-        time.time(),
+        now,
         login_timeout=config["WAMP_BRIDGE_LOGIN_TIMEOUT"],
         max_calls_in_flight=config["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
+        router_timeout=config["WAMP_BRIDGE_CONNECT_TIMEOUT"],
+        expires_at=session_expiry(now),
     )
     session = _relay_io.RelaySession(
         ws,
@@ -214,4 +253,7 @@ def _check_config(config: t.Mapping[str, t.Any]) -> None:
         if role is not None and (not isinstance(role, str) or not role):
             raise ConfigError(f"{key} must be a role name (or None), got {role!r}")
     check_origins_setting(config["WAMP_BRIDGE_ALLOWED_ORIGINS"])
+    roles = config["WAMP_BRIDGE_BROWSER_ROLES"]
+    if isinstance(roles, str) or not all(isinstance(r, str) and r for r in roles):
+        raise ConfigError(f"WAMP_BRIDGE_BROWSER_ROLES must be a list of role names, got {roles!r}")
     tickets.ticket_secret(config)  # fail at startup, not at the first browser

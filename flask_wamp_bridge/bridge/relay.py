@@ -95,6 +95,7 @@ from ..errors import RemoteProtocolError
 from ..errors import TransportError
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from . import faults
 from .identity import Identity
 from .identity import thaw
 
@@ -296,6 +297,10 @@ class Relay:
     :param max_calls_in_flight: CALLs that may wait for a result at once;
         ``None`` for no limit.
     :param goodbye_timeout: seconds to wait for the GOODBYE reply.
+    :param router_timeout: seconds from the HELLO to the router's WELCOME (the
+        connect timeout); then ABORT ``wamp_bridge.error.router_unavailable``, close 1013.
+    :param expires_at: when the Flask session that opened this one ends (the
+        clock of ``now``); then :data:`~.faults.SESSION_EXPIRED`. None: never.
     """
 
     def __init__(
@@ -309,6 +314,8 @@ class Relay:
         login_timeout: float = 10.0,
         max_calls_in_flight: int | None = 100,
         goodbye_timeout: float = 5.0,
+        router_timeout: float | None = None,
+        expires_at: float | None = None,
     ) -> None:
         if max_calls_in_flight is not None and max_calls_in_flight < 1:
             raise ValueError("max_calls_in_flight must be at least 1, or None for no limit")
@@ -321,6 +328,8 @@ class Relay:
         self._login_timeout = login_timeout
         self._goodbye_timeout = goodbye_timeout
         self._goodbye_deadline = 0.0
+        self._router_timeout = router_timeout
+        self._expires_at = expires_at
         self._max_calls = max_calls_in_flight
         self._calls: set[int] = set()
         self._challenged = False
@@ -419,20 +428,35 @@ class Relay:
             return self._close(1000, "session closed")
         detail = f" ({code} {reason})" if code is not None else (f" ({reason})" if reason else "")
         self.error = ConnectionClosed(f"router connection lost{detail}", code, reason)
-        return self._close(1011, "router connection lost")
+        if self._state is State.AUTHENTICATING:  # unreachable, or gone during the login: try again later
+            return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
+        return self._end(faults.ROUTER_LOST, tell_router=False)
+
+    def router_silent(self, seconds: float) -> list[Action]:
+        """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""
+        if self._state is State.CLOSED:
+            return []
+        self.error = TransportError(f"the router sent nothing for {seconds:g} s, not even a pong")
+        if self._state is State.AUTHENTICATING:
+            return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
+        if self._state is State.CLOSING:
+            return self._close(1000, "session closed")
+        return self._end(faults.ROUTER_SILENT, tell_router=False)
 
     def tick(self, now: float) -> list[Action]:
-        """Let time pass: enforces the login and GOODBYE deadlines."""
+        """Let time pass: enforces the login, GOODBYE and session expiry deadlines."""
         self._now = now
         state = self._state
+        if self._expires_at is not None and now >= self._expires_at and state is not State.CLOSED:
+            self.error = None
+            return self._end(faults.SESSION_EXPIRED)
         if state is State.AWAIT_HELLO and now >= self._login_deadline:
             return self._fail_client(RemoteProtocolError(
                 f"no HELLO within {self._login_timeout:g} s of connecting"))
         if state is State.AUTHENTICATING and now >= self._login_deadline:
             self.error = TransportError(f"the router did not complete the login within "
-                                        f"{self._login_timeout:g} s")
-            return [self._send_client([_ABORT, {"message": str(self.error)}, "wamp.error.timeout"]),
-                    *self._close(1011, "login timed out")]
+                                        f"{min(self._login_timeout, self._router_timeout or 1e300):g} s")
+            return self._end(faults.ROUTER_LOGIN_TIMEOUT, tell_router=False)
         if state is State.CLOSING and now >= self._goodbye_deadline:
             return self._close(1000, "session closed")
         return []
@@ -444,18 +468,12 @@ class Relay:
         only the close code: wampy.js takes a GOODBYE as final and would not
         reconnect to the new worker.
         """
-        state = self._state
-        if state is State.CLOSED:
-            return []
-        message = "the server is shutting down; reconnect later"
-        actions: list[Action] = []
-        if state is State.ESTABLISHED:
-            if code != 1012:
-                actions.append(self._send_client([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
-            actions.append(self._send_router([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
-        elif state is State.AUTHENTICATING:
-            actions.append(self._send_client([_ABORT, {"message": message}, "wamp.close.system_shutdown"]))
-        return actions + self._close(code, "server shutting down")
+        if self._state is State.CLOSING:
+            return self._close(code, "server shutting down")
+        fault = faults.RESTART if code == 1012 else faults.SHUTDOWN
+        if code not in (1001, 1012):
+            fault = dataclasses.replace(fault, close_code=code)
+        return self._end(fault)
 
     # --- handshake ----------------------------------------------------------
 
@@ -483,6 +501,8 @@ class Relay:
         except LocalProtocolError as exc:  # decodable, yet not encodable (NaN, nesting at the limit)
             return self._fail_client(RemoteProtocolError(f"the HELLO cannot be passed on: {exc}"))
         self._state = State.AUTHENTICATING
+        if self._router_timeout is not None:
+            self._login_deadline = min(self._login_deadline, self._now + self._router_timeout)
         return [ConnectRouter(), hello]
 
     def _client_during_login(self, data: Data) -> list[Action]:
@@ -540,15 +560,14 @@ class Relay:
     # --- established --------------------------------------------------------
 
     def _on_call(self, data: Data, request_id: int) -> list[Action]:
-        calls = self._calls
-        if self._max_calls is not None:
-            if len(calls) >= self._max_calls and request_id not in calls:
-                error = [_ERROR, _CALL, request_id, {}, CALLS_IN_FLIGHT_ERROR,
-                         [f"too many calls in flight on this session (limit {self._max_calls}); "
-                          "wait for results before calling again"],
-                         {"limit": self._max_calls}]
-                return [self._send_client(error)]
-            calls.add(request_id)
+        calls = self._calls  # also kept without a limit: each gets an answer if the session ends
+        if self._max_calls is not None and len(calls) >= self._max_calls and request_id not in calls:
+            error = [_ERROR, _CALL, request_id, {}, CALLS_IN_FLIGHT_ERROR,
+                     [f"too many calls in flight on this session (limit {self._max_calls}); "
+                      "wait for results before calling again"],
+                     {"limit": self._max_calls}]
+            return [self._send_client(error)]
+        calls.add(request_id)
         return [SendToRouter(data)]
 
     def _client_session_message(self, kind: int, data: Data) -> list[Action]:
@@ -562,11 +581,13 @@ class Relay:
 
     def _router_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:
+            answers = self._answer_pending_with_reason_of(data)
             self._start_closing(from_client=False)
-            return [SendToClient(data)]
+            return [*answers, SendToClient(data)]
         if kind == _ABORT:
             self.error = RemoteProtocolError("the router sent ABORT after WELCOME", 1011)
-            return [SendToClient(data), *self._close(1011, "router aborted the session")]
+            answers = self._answer_pending_with_reason_of(data)
+            return [*answers, SendToClient(data), *self._close(1011, "router aborted the session")]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} after WELCOME", 1011))
 
@@ -636,13 +657,45 @@ class Relay:
         return self._abort_client("wamp.error.protocol_violation", str(exc), code)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
-        """The router broke the protocol (or is misconfigured): close the browser with 1011."""
+        """The router broke the protocol (or is misconfigured): answer pending calls, ABORT, close 1011."""
         exc.close_code = 1011
         self.error = exc
         actions: list[Action] = []
         if self._state is State.AUTHENTICATING:
             actions.append(self._send_router([_ABORT, {"message": str(exc)}, "wamp.error.protocol_violation"]))
-        return actions + self._close(1011, "router protocol error")
+        return actions + self._end(faults.ROUTER_PROTOCOL_ERROR, tell_router=False)
+
+    def _end(self, fault: faults.Fault, *, tell_router: bool = True) -> list[Action]:
+        """End the session for ``fault``: an ERROR per pending CALL, GOODBYE or ABORT, then the close code."""
+        state = self._state
+        if state is State.CLOSED:
+            return []
+        actions: list[Action] = []
+        details = {"message": fault.message}
+        if state is State.ESTABLISHED:
+            actions.extend(self._answer_pending(fault.uri, fault.message))
+            actions.append(self._send_client([_GOODBYE if fault.final else _ABORT, details, fault.uri]))
+            if tell_router:
+                actions.append(self._send_router([_GOODBYE, details, fault.uri]))
+        elif state is State.AUTHENTICATING:
+            actions.append(self._send_client([_ABORT, details, fault.uri]))
+        return actions + self._close(fault.close_code, fault.reason)
+
+    def _answer_pending(self, uri: str, message: str) -> list[Action]:
+        """One ERROR for each CALL still waiting: the session ends before its result can come."""
+        pending = sorted(self._calls)
+        self._calls.clear()
+        return [self._send_client([_ERROR, _CALL, request_id, {}, uri, [message]]) for request_id in pending]
+
+    def _answer_pending_with_reason_of(self, data: Data) -> list[Action]:
+        if not self._calls:
+            return []
+        try:
+            message = self.serializer.loads(data)
+            uri, text = str(message[2]), str(message[1].get("message") or "the router ended the session")
+        except (RemoteProtocolError, IndexError, AttributeError):
+            uri, text = faults.ROUTER_LOST.uri, faults.ROUTER_LOST.message
+        return self._answer_pending(uri, text)
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED

@@ -123,6 +123,12 @@ class RelaySession:
         self._router_reader: gevent.Greenlet | None = None
         self._closed = False
 
+    def upstream_peer(self) -> str | None:
+        """The bridge's end of the upstream connection in Crossbar's notation (``tcp4:HOST:PORT``)."""
+        from .tickets import peer_descriptor
+
+        return peer_descriptor(getattr(self.upstream, "local_address", None))
+
     # --- running ------------------------------------------------------------
 
     def run(self) -> None:

@@ -86,6 +86,8 @@ CONFIG_DEFAULTS: dict[str, t.Any] = {
     "WAMP_BRIDGE_WS_IDLE_TIMEOUT": 60.0,
     "WAMP_BRIDGE_WS_SEND_TIMEOUT": 10.0,
     "WAMP_BRIDGE_ALLOWED_ORIGINS": (),
+    #: Accept an upgrade without an Origin header (a non-browser client: browsers always send one).
+    "WAMP_BRIDGE_ALLOW_MISSING_ORIGIN": True,
 }
 
 _OPTION_KEYS = {
@@ -173,7 +175,13 @@ def check_origin(origins: t.Iterable[str] | str | None = None) -> None:
     """
     origin = request.headers.get("Origin")
     if origin is None:
-        return  # not a browser (browsers always send Origin on WebSocket handshakes)
+        # Not a browser: browsers always send Origin on WebSocket handshakes, so no
+        # cross-site page can come without one. WAMP_BRIDGE_ALLOW_MISSING_ORIGIN = False
+        # admits browsers only.
+        if current_app.config.get("WAMP_BRIDGE_ALLOW_MISSING_ORIGIN", True):
+            return
+        raise Forbidden(description="WebSocket connection without an Origin header refused: this server "
+                                    "admits browsers only (WAMP_BRIDGE_ALLOW_MISSING_ORIGIN is False)")
     allowed = _allowed_origins(origins)
     if "*" in allowed:
         return
