@@ -80,6 +80,10 @@ DEFAULTS: dict[str, t.Any] = {
     "WAMP_BRIDGE_PEER_AUTOSTART": True,
     #: Seconds to connect and join.
     "WAMP_BRIDGE_CONNECT_TIMEOUT": 5.0,
+    #: Upstream liveness (the peer and every relay): ping a router silent this long ...
+    "WAMP_BRIDGE_UPSTREAM_PING_INTERVAL": 12.0,
+    #: ... and take it as lost after this much more silence (interval + timeout <= 15 s).
+    "WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT": 3.0,
     #: Reconnect backoff: first delay, growth factor, maximum (seconds; jittered).
     "WAMP_BRIDGE_RECONNECT_INITIAL": 0.5,
     "WAMP_BRIDGE_RECONNECT_FACTOR": 2.0,
@@ -199,6 +203,8 @@ class BridgeState:
             reconnect_initial=config["WAMP_BRIDGE_RECONNECT_INITIAL"],
             reconnect_max=config["WAMP_BRIDGE_RECONNECT_MAX"],
             reconnect_factor=config["WAMP_BRIDGE_RECONNECT_FACTOR"],
+            ping_interval=config["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"] or None,
+            ping_timeout=config["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
             debug=self.app.debug,
         )
         for handler in [*self.bridge._handlers, *self._internal]:
@@ -452,6 +458,10 @@ def _check_config(config: t.Mapping[str, t.Any]) -> None:
         if type(config[key]) is not int or config[key] < (1 if key.endswith("CONCURRENCY") else 0):
             raise ConfigError(f"{key} must be a positive integer")
     for key in ("WAMP_BRIDGE_CONNECT_TIMEOUT", "WAMP_BRIDGE_RECONNECT_INITIAL", "WAMP_BRIDGE_RECONNECT_FACTOR",
-                "WAMP_BRIDGE_RECONNECT_MAX"):
+                "WAMP_BRIDGE_RECONNECT_MAX", "WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"):
         if not isinstance(config[key], (int, float)) or config[key] <= 0:
             raise ConfigError(f"{key} must be a positive number")
+    interval = config["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"]
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                 or interval < 0):
+        raise ConfigError("WAMP_BRIDGE_UPSTREAM_PING_INTERVAL must be a positive number of seconds (0 or None: off)")

@@ -220,6 +220,8 @@ def _serve(state: BridgeState | None) -> t.Any:
         connect_timeout=config["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         send_timeout=config["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
         max_message_size=max_size or None,
+        ping_interval=config.get("WAMP_BRIDGE_UPSTREAM_PING_INTERVAL", 12.0) or None,
+        ping_timeout=config.get("WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT", 3.0),
     )
     session.run()
     return current_app.response_class(status=204)  # discarded by the worker after the 101

@@ -17,6 +17,13 @@ backpressure reaches the sender; the upstream connect has a timeout and the
 login a deadline (the relay's). Keepalive pings: the browser socket's
 (accept options) and the router's own (its transport's auto-ping).
 
+Upstream liveness costs no timer and no greenlet per session: the socket's
+readable callback notes when the router last sent anything (data, its own
+pings, pongs), and the process ticker looks at that. An upstream silent for
+``ping_interval`` gets one ping (the generated router config pings every 10 s
+by itself, so an idle healthy router is heard before the bridge ever pings);
+silent for ``ping_interval + ping_timeout`` it is a lost router.
+
 A process-local registry holds the live sessions; one ticker greenlet per
 process drives every relay's clock (login and GOODBYE deadlines). On worker
 shutdown each session says GOODBYE ``wamp.close.system_shutdown`` both ways
@@ -94,6 +101,9 @@ class RelaySession:
         socket has its own, from the accept options).
     :param close_timeout: seconds to wait for a closing handshake.
     :param max_message_size: upstream message size limit (bytes), None for none.
+    :param ping_interval: seconds of upstream silence before the bridge pings
+        the router; None: no liveness check.
+    :param ping_timeout: seconds more of silence after which the router is lost.
     """
 
     def __init__(
@@ -108,6 +118,8 @@ class RelaySession:
         send_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int | None = 1 << 20,
+        ping_interval: float | None = 12.0,
+        ping_timeout: float = 3.0,
     ) -> None:
         self.client = client
         self.relay = relay
@@ -122,6 +134,10 @@ class RelaySession:
         self._max_message_size = max_message_size
         self._router_reader: gevent.Greenlet | None = None
         self._closed = False
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._heard = 0.0  # time.monotonic() when the router last sent anything
+        self._pinged = False
 
     def upstream_peer(self) -> str | None:
         """The bridge's end of the upstream connection in Crossbar's notation (``tcp4:HOST:PORT``)."""
@@ -163,6 +179,8 @@ class RelaySession:
             notify(self._router_readable)
 
     def _router_readable(self) -> None:
+        self._heard = time.monotonic()
+        self._pinged = False
         if not self._closed:  # from the hub: the reading needs a greenlet (sends may block)
             self._router_reader = gevent.spawn(self._read_router_ready)
 
@@ -179,6 +197,7 @@ class RelaySession:
                 if not self._closed:
                     upstream.notify_readable(self._router_readable)
                 return
+            self._heard = time.monotonic()
             if not self._handle(upstream, feed, "router", data):
                 return
 
@@ -263,6 +282,7 @@ class RelaySession:
         if configure is not None:  # a router that stops reading must not block this relay forever
             configure(max_message_size=self._max_message_size, send_timeout=self._send_timeout)
         self.upstream = upstream
+        self._heard = time.monotonic()
         self._await_router()
 
     def _leg_failed(self, leg: str, exc: BaseException) -> None:
@@ -309,8 +329,28 @@ class RelaySession:
         if self._closed:
             return
         actions = self.relay.tick(now)
+        if not actions and self._ping_interval and self.upstream is not None:
+            actions = self._check_router()
         if actions:
             gevent.spawn(self._execute, actions)
+
+    def _check_router(self) -> list[t.Any]:
+        """Ping a router silent for ``ping_interval``; past ``ping_timeout`` more, it is lost."""
+        silent = time.monotonic() - self._heard
+        interval = t.cast(float, self._ping_interval)
+        if silent < interval or self.relay.state is not State.ESTABLISHED:
+            return []
+        if silent >= interval + self._ping_timeout:
+            log.warning("wamp relay %s: the router sent nothing for %.1f s, not even a pong; "
+                        "taking it as lost", self.name, silent)
+            return self.relay.router_silent(round(silent, 1))
+        if not self._pinged:
+            self._pinged = True
+            try:
+                t.cast(t.Any, self.upstream).ping(b"")
+            except _LEG_ERRORS as exc:
+                self._leg_failed("router", exc)
+        return []
 
     def shutdown(self, code: int = 1001) -> None:
         """The worker is stopping: GOODBYE both ways, then close with ``code``."""

@@ -188,6 +188,9 @@ class Peer:
         up to ``reconnect_max``, with jitter.
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
+    :param ping_interval: seconds of silence from the router before the peer
+        pings it (None: never); after ``ping_timeout`` more the connection is
+        taken as lost (pending calls fail, the peer reconnects).
     """
 
     def __init__(
@@ -208,6 +211,8 @@ class Peer:
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
+        ping_interval: float | None = 12.0,
+        ping_timeout: float = 3.0,
     ) -> None:
         if cancel_mode not in _CANCEL_MODES:
             raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(_CANCEL_MODES)}")
@@ -230,6 +235,8 @@ class Peer:
         self.debug = debug
         self.subprotocols = tuple(subprotocols)
         self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self._registrations: list[Registration] = []
         self._subscriptions: list[Subscription] = []
         # gevent objects are made in start(): the peer may be built before fork
@@ -601,6 +608,8 @@ class Peer:
             ws.close(1002, "no WAMP subprotocol")
             raise ConnectionClosed(f"the router at {self.url} chose no WAMP subprotocol "
                                    f"(offered {', '.join(self.subprotocols)})") from None
+        if self.ping_interval:  # a stalled router: ping after the interval, lost after the timeout
+            ws.configure(ping_interval=self.ping_interval, idle_timeout=self.ping_interval + self.ping_timeout)
         return _Connection(ws, PeerCore(self.realm, self.auth), serializer)
 
     def _serve(self, conn: _Connection) -> bool:

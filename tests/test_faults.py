@@ -1,0 +1,163 @@
+"""Faults end to end: real Crossbar (killed, stalled, unreachable), real gunicorn, raw WebSocket browsers.
+
+Each fault is scripted and bounded in time; the tests assert on what the
+clients receive (an ERROR per pending call, the ABORT or GOODBYE URI, the close
+code), never on how long it took: the timings are in bench/bench_faults.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import typing as t
+
+import pytest
+import websocket
+from helpers import GunicornProcess
+from helpers import wait_until
+from test_endpoint import _start
+from test_endpoint import _stop
+from test_endpoint import get_json
+from test_endpoint import login
+from test_endpoint import raw_session
+from test_endpoint import raw_socket
+
+FAST_LIVENESS = {"WAMP_BRIDGE_UPSTREAM_PING_INTERVAL": 2, "WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT": 1,
+                 "WAMP_BRIDGE_CALL_TIMEOUT": 120}
+ERROR, CALL, ABORT, GOODBYE = 8, 48, 3, 6
+
+
+def until_close(ws: websocket.WebSocket) -> tuple[list[t.Any], int]:
+    """Every WAMP message up to the close frame, and the close code."""
+    messages = []
+    while True:
+        opcode, frame = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return messages, int.from_bytes(frame[:2], "big")
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            messages.append(json.loads(frame))
+
+
+def pending_calls(ws: websocket.WebSocket, count: int) -> list[int]:
+    ids = list(range(1, count + 1))
+    for request_id in ids:
+        ws.send(json.dumps([CALL, request_id, {}, "app.sleep", [60]]))
+    return ids
+
+
+def assert_one_error_per_call(messages: list[t.Any], ids: list[int], uri: str) -> list[t.Any]:
+    """Exactly one ERROR with ``uri`` for each id, before the rest; returns the rest."""
+    errors = [m for m in messages if m[0] == ERROR]
+    assert sorted(m[2] for m in errors) == ids, messages
+    assert all(m[1] == CALL and m[4] == uri for m in errors), errors
+    assert messages[:len(errors)] == errors, messages  # the answers come before the session ends
+    return messages[len(errors):]
+
+
+@contextlib.contextmanager
+def stalled(router: t.Any) -> t.Iterator[None]:
+    """Freeze the router's whole process group (SIGSTOP), then let it go on (SIGCONT)."""
+    os.killpg(router.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(router.pid, signal.SIGCONT)
+
+
+def _peer_call_in_background(server: GunicornProcess) -> tuple[threading.Thread, dict[str, t.Any]]:
+    outcome: dict[str, t.Any] = {}
+
+    def run() -> None:
+        outcome.update(get_json(server, "/peer-call/sleep/60"))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_killed_router_answers_every_pending_call_then_aborts_1011(fresh_crossbar_router: t.Any) -> None:
+    server = _start(fresh_crossbar_router, **FAST_LIVENESS)
+    try:
+        ws, _ = raw_session(server, login(server, "kim"))
+        try:
+            ids = pending_calls(ws, 8)
+            thread, outcome = _peer_call_in_background(server)
+            wait_until(lambda: get_json(server, "/sleeping") == 9)  # every call reached the procedure
+            os.killpg(fresh_crossbar_router.pid, signal.SIGKILL)
+            messages, code = until_close(ws)
+            rest = assert_one_error_per_call(messages, ids, "wamp_bridge.error.router_lost")
+            assert [m[0] for m in rest] == [ABORT] and rest[0][2] == "wamp_bridge.error.router_lost"
+            assert code == 1011
+            thread.join(30)
+            assert outcome.get("error") == "ConnectionClosed", outcome  # g.wampy: an exception at once
+        finally:
+            ws.close()
+            ws.shutdown()
+    finally:
+        _stop(server)
+
+
+def test_stalled_router_is_detected_and_every_pending_call_answered(fresh_crossbar_router: t.Any) -> None:
+    server = _start(fresh_crossbar_router, **FAST_LIVENESS)
+    try:
+        ws, _ = raw_session(server, login(server, "sam"))
+        ws.settimeout(60)  # bound: detection is interval + timeout (3 s here)
+        try:
+            ids = pending_calls(ws, 8)
+            thread, outcome = _peer_call_in_background(server)
+            wait_until(lambda: get_json(server, "/sleeping") == 9)
+            with stalled(fresh_crossbar_router):
+                messages, code = until_close(ws)
+                thread.join(60)
+            rest = assert_one_error_per_call(messages, ids, "wamp_bridge.error.router_lost")
+            assert [m[0] for m in rest] == [ABORT]
+            assert code == 1011
+            assert outcome.get("error") == "ConnectionClosed", outcome
+        finally:
+            ws.close()
+            ws.shutdown()
+    finally:
+        _stop(server)
+
+
+def test_stalled_router_at_login_aborts_with_1013(fresh_crossbar_router: t.Any) -> None:
+    server = _start(fresh_crossbar_router, WAMP_BRIDGE_CONNECT_TIMEOUT=2)
+    try:
+        with stalled(fresh_crossbar_router):
+            ws = raw_socket(server)
+            ws.settimeout(30)
+            try:
+                ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+                messages, code = until_close(ws)
+            finally:
+                ws.close()
+                ws.shutdown()
+        assert [m[:1] + m[2:] for m in messages] == [[ABORT, "wamp_bridge.error.router_unavailable"]]
+        assert code == 1013
+    finally:
+        _stop(server)
+
+
+@pytest.mark.parametrize(("sig", "ends_with", "code"), [(signal.SIGTERM, GOODBYE, 1001), (signal.SIGHUP, ABORT, 1012)],
+                         ids=["shutdown", "reload"])
+def test_worker_shutdown_and_reload_answer_every_pending_call(crossbar_router: t.Any, sig: int, ends_with: int,
+                                                              code: int) -> None:
+    server = _start(crossbar_router)
+    try:
+        ws, _ = raw_session(server, login(server, "lee"))
+        try:
+            ids = pending_calls(ws, 8)
+            wait_until(lambda: get_json(server, "/sleeping") == 8)
+            server.send_signal(sig)
+            messages, closed_with = until_close(ws)
+            rest = assert_one_error_per_call(messages, ids, "wamp.close.system_shutdown")
+            assert [m[0] for m in rest] == [ends_with] and rest[0][2] == "wamp.close.system_shutdown"
+            assert closed_with == code
+        finally:
+            ws.close()
+            ws.shutdown()
+    finally:
+        _stop(server)
