@@ -17,11 +17,11 @@ from flask import Flask
 from flask_wamp_bridge.cli import wamp_cli
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.router.config import ACTIONS
-from flask_wamp_bridge.router.config import DEFAULTS
 from flask_wamp_bridge.router.config import _allows
 from flask_wamp_bridge.router.config import make_config
 from flask_wamp_bridge.router.config import write_config
 from flask_wamp_bridge.router.process import find_crossbar
+from flask_wamp_bridge.settings import DEFAULTS
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "peer-secret"

@@ -281,6 +281,11 @@ def test_endpoint_unreachable_router_closes_1011(crossbar_router: t.Any) -> None
         _stop(server)
 
 
+def _endpoint(app: t.Any) -> t.Any:
+    """The :class:`~flask_wamp_bridge.bridge.endpoint.Endpoint` mounted on ``app``."""
+    return app.view_functions["wamp_bridge.wamp"].__self__
+
+
 def test_endpoint_checks_the_origin_before_running_the_identity_loader() -> None:
     from flask import Flask
     from werkzeug.exceptions import Forbidden
@@ -325,7 +330,6 @@ def test_endpoint_refuses_identities_of_backend_principals(loaded: t.Any, fragme
 
     from flask_wamp_bridge import NotAuthenticated
     from flask_wamp_bridge import WampBridge
-    from flask_wamp_bridge.bridge.endpoint import load_identity
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p",
@@ -334,19 +338,18 @@ def test_endpoint_refuses_identities_of_backend_principals(loaded: t.Any, fragme
     bridge.identity_loader(lambda: loaded)
     with app.test_request_context("/wamp"):
         with pytest.raises(NotAuthenticated, match=fragment):
-            load_identity(bridge.state(app))
+            _endpoint(app).load_identity()
 
 
 def test_endpoint_ordinary_users_are_not_backend_principals() -> None:
     from flask import Flask
 
     from flask_wamp_bridge import WampBridge
-    from flask_wamp_bridge.bridge.endpoint import load_identity
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p")
     bridge = WampBridge(app)
     bridge.identity_loader(lambda: "ann")
     with app.test_request_context("/wamp"):
-        identity = load_identity(bridge.state(app))
+        identity = _endpoint(app).load_identity()
     assert identity is not None and (identity.authid, identity.authrole) == ("ann", "user")

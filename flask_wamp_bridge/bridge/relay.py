@@ -290,8 +290,8 @@ class Relay:
     :param realm: the only realm a HELLO may name.
     :param serializer: the serializer of the negotiated subprotocol (both legs).
     :param ticket_signer: ``signer(identity) -> ticket``, called when the router
-        challenges (it reads its own clock or is handed one by the IO layer).
-    :param now: the current time (seconds): the login deadline starts here.
+        challenges (it reads the wall clock itself: the ticket is checked on another host).
+    :param now: the current monotonic time (seconds; ``tick`` gets the same clock): the login deadline starts here.
     :param login_timeout: seconds from ``now`` until WELCOME must have happened.
     :param max_calls_in_flight: CALLs that may wait for a result at once;
         ``None`` for no limit.

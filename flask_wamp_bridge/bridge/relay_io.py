@@ -349,7 +349,7 @@ def _unregister(session: RelaySession) -> None:
 def _tick_forever() -> None:
     while _sessions:
         gevent.sleep(TICK_INTERVAL)
-        now = time.time()
+        now = time.monotonic()
         for session in list(_sessions):
             try:
                 session.tick(now)

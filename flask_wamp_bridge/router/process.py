@@ -2,8 +2,7 @@
 
 :class:`CrossbarProcess` runs ``crossbar start`` as a subprocess and waits until
 the router welcomes a real WAMP session. The config generation itself is pure
-and lives in :mod:`flask_wamp_bridge.router.config`; its names are re-exported
-here.
+and lives in :mod:`flask_wamp_bridge.router.config`.
 """
 
 from __future__ import annotations
@@ -23,19 +22,11 @@ from ..errors import RemoteProtocolError
 from ..wamp.client_auth import WampCraAuth
 from ..wamp.messages import serializer_for
 from ..websocket import frames as _frames
-from .config import ACTIONS as ACTIONS
-from .config import DEFAULTS as DEFAULTS
-from .config import make_config as make_config
-from .config import save_config as save_config
-from .config import write_config as write_config
+from .config import make_config
+from .config import save_config
 
 __all__ = [
-    "ACTIONS",
-    "DEFAULTS",
     "CROSSBAR_ENV",
-    "make_config",
-    "write_config",
-    "save_config",
     "find_crossbar",
     "CrossbarProcess",
 ]
