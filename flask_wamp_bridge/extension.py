@@ -55,6 +55,7 @@ from .bridge.identity import default_identity_loader
 from .bridge.tickets import Tickets
 from .cli import wamp_cli
 from .errors import ConfigError
+from .router.config import defined_roles
 from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
 
@@ -292,7 +293,8 @@ class WampBridge:
             return
         tickets = Tickets.from_config(app.config)
         state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
-        Endpoint(state.settings, state.run_identity_loader, tickets.sign).mount(app)
+        roles = defined_roles(state.settings)
+        Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles).mount(app)
 
     # -- declaring handlers --------------------------------------------------------------
 

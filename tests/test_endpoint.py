@@ -95,9 +95,9 @@ def server(crossbar_router: t.Any) -> t.Iterator[GunicornProcess]:
         _stop(server)
 
 
-def login(server: GunicornProcess, user: str) -> str:
-    """Log ``user`` in over HTTP; returns the ``Cookie`` header value."""
-    body = urllib.parse.urlencode({"user": user}).encode()
+def login(server: GunicornProcess, user: str, role: str | None = None) -> str:
+    """Log ``user`` in over HTTP (with ``role``, else the default role); returns the ``Cookie`` header value."""
+    body = urllib.parse.urlencode({"user": user, **({"role": role} if role else {})}).encode()
     with urllib.request.urlopen(urllib.request.Request(f"{server.url}/login", data=body), timeout=10) as resp:
         cookie = resp.headers["Set-Cookie"]
     return cookie.split(";", 1)[0]
@@ -177,6 +177,21 @@ def test_endpoint_refuses_anonymous_when_configured(crossbar_router: t.Any) -> N
             assert client.authid == "bob"
     finally:
         _stop(server)
+
+
+def test_endpoint_login_the_router_refuses_is_logged_with_authid_reason_and_fix(server: GunicornProcess) -> None:
+    ws = raw_socket(server, cookie=login(server, "frank", role="admin"))  # no such role in the router config
+    try:
+        ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+        abort = json.loads(ws.recv())
+        assert abort[0] == 3 and abort[2] == "wamp.error.no_such_role"
+        assert close_code(ws) == 1008
+    finally:
+        ws.close()
+        ws.shutdown()
+    server.wait_for_log("the router refused the WAMP session of authid 'frank' (role 'admin'): "
+                        "wamp.error.no_such_role")
+    assert "add WAMP_BRIDGE_PERMISSIONS['admin']" in server.log()
 
 
 def test_endpoint_refuses_a_foreign_origin_before_the_upgrade(server: GunicornProcess) -> None:

@@ -121,6 +121,7 @@ def test_relay_without_identity_aborts_not_authorized():
     assert "log in" in pair.client_messages()[0][1]["message"]
     assert pair.closed.code == 1008
     assert not pair.router_connected and pair.at_router == []
+    assert pair.relay.router_refusal is None  # the bridge refused, not the router
 
 
 def test_relay_router_abort_is_forwarded():
@@ -131,6 +132,9 @@ def test_relay_router_abort_is_forwarded():
     assert last[0] == 3 and last[2] == "wamp.error.authentication_failed"
     assert pair.closed.code == 1008
     assert pair.relay.state is State.CLOSED
+    refusal = pair.relay.router_refusal  # for the endpoint's log line
+    assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
+    assert refusal.message == last[1]["message"]
 
 
 # --- bad input before WELCOME ---------------------------------------------------

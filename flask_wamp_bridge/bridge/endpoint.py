@@ -36,6 +36,7 @@ from ..websocket.routes import handle_websocket_mismatch
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
+from .relay import RouterRefusal
 
 __all__ = ["Endpoint", "ENDPOINT"]
 
@@ -51,6 +52,8 @@ class Endpoint:
     :param settings: the app's ``WAMP_BRIDGE_*`` values as ``init_app`` read them.
     :param identity_loader: returns what the app's identity loader returns for the current request.
     :param sign: ``sign(identity) -> ticket`` (:meth:`~flask_wamp_bridge.bridge.tickets.Tickets.sign`).
+    :param generated_roles: the roles the generated router config defines; a login the router
+        refuses for a role outside them is logged with the fix.
     """
 
     def __init__(
@@ -58,10 +61,12 @@ class Endpoint:
         settings: t.Mapping[str, t.Any],
         identity_loader: t.Callable[[], t.Any],
         sign: t.Callable[[Identity], str],
+        generated_roles: t.Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.identity_loader = identity_loader
         self.sign = sign
+        self.generated_roles = tuple(generated_roles)
 
     def mount(self, app: Flask) -> None:
         """Add the WebSocket route ``WAMP_BRIDGE_PATH`` to ``app`` (nothing when it is None)."""
@@ -144,4 +149,21 @@ class Endpoint:
             max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
         )
         session.run()
+        if relay.router_refusal is not None and identity is not None:
+            self._log_refusal(identity, relay.router_refusal)
         return current_app.response_class(status=204)  # discarded by the worker after the 101
+
+    def _log_refusal(self, identity: Identity, refusal: RouterRefusal) -> None:
+        """The router refused a browser's login: say who, why, and (for an unknown role) the fix."""
+        why = refusal.reason + (f" ({refusal.message})" if refusal.message else "")
+        hint = ""
+        role = identity.authrole
+        if self.generated_roles and role not in self.generated_roles:
+            hint = (
+                f"; the identity loader returned role {role!r}, which the generated router config does not define "
+                f"(it defines {', '.join(map(repr, self.generated_roles))}): add WAMP_BRIDGE_PERMISSIONS[{role!r}] "
+                f"= [{{'uri': 'app.', 'allow': ['call', 'subscribe']}}] (or return one of those roles) and "
+                "regenerate the router config with `flask wamp config`"
+            )
+        log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
+                    identity.authid, role, why, hint)

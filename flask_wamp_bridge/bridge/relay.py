@@ -107,6 +107,7 @@ __all__ = [
     "Close",
     "Relay",
     "rewrite_hello",
+    "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
 ]
 
@@ -132,6 +133,13 @@ _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE,
 
 #: HELLO.Details keys that carry the client's claimed identity: replaced by the server's.
 _AUTH_KEYS = ("authid", "authrole", "authmethods", "authextra")
+
+
+class RouterRefusal(t.NamedTuple):
+    """The router's ABORT of a login: its reason URI and its message (if any)."""
+
+    reason: str
+    message: str | None
 
 
 class State(enum.Enum):
@@ -335,6 +343,8 @@ class Relay:
         self.closed_with: Close | None = None
         #: The WELCOME's session id, once established.
         self.session_id: int | None = None
+        #: Why the router refused the login (its ABORT), or None.
+        self.router_refusal: RouterRefusal | None = None
 
     @property
     def state(self) -> State:
@@ -533,6 +543,8 @@ class Relay:
                 return [self._send_client([_WELCOME, message[1], {**details, "authextra": extra}])]
             return [SendToClient(data)]
         if kind == _ABORT:
+            text = message[1].get("message") if isinstance(message[1], dict) else None
+            self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
             return [SendToClient(data), *self._close(1008, _short(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))

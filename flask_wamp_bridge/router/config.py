@@ -31,7 +31,7 @@ from pathlib import Path
 from .. import settings as _settings
 from ..errors import ConfigError
 
-__all__ = ["ACTIONS", "make_config", "write_config", "save_config"]
+__all__ = ["ACTIONS", "make_config", "write_config", "save_config", "defined_roles"]
 
 #: What a permission rule can allow.
 ACTIONS: tuple[str, ...] = ("call", "register", "publish", "subscribe")
@@ -300,6 +300,23 @@ def _roles(settings: t.Mapping[str, t.Any], peer_role: str, backend_roles: list[
                     "and the session meta API"
                 )
     return [{"name": name, "permissions": rules} for name, rules in roles.items()]
+
+
+def defined_roles(settings: t.Mapping[str, t.Any]) -> list[str]:
+    """The roles :func:`make_config` defines for these settings (without checking them).
+
+    The backend role(s), the user and anonymous roles and every role of
+    ``WAMP_BRIDGE_PERMISSIONS``: an identity with another role cannot join.
+    """
+    services = _get(settings, "WAMP_BRIDGE_SERVICES") or {}
+    peer_role = _get(settings, "WAMP_BRIDGE_PEER_ROLE")
+    roles = [peer_role, _get(settings, "WAMP_BRIDGE_USER_ROLE"), _get(settings, "WAMP_BRIDGE_ANONYMOUS_ROLE")]
+    if isinstance(services, t.Mapping):
+        roles += [entry.get("role", peer_role) for entry in services.values() if isinstance(entry, t.Mapping)]
+    permissions = _get(settings, "WAMP_BRIDGE_PERMISSIONS") or {}
+    if isinstance(permissions, t.Mapping):
+        roles += list(permissions)
+    return list(dict.fromkeys(role for role in roles if isinstance(role, str) and role))
 
 
 def _origins(host: str, port: int) -> list[str]:
