@@ -181,18 +181,12 @@ class SendToClient(Action):
 class Close(Action):
     """End the session: close the browser's socket with ``code``/``reason`` and the upstream with 1000.
 
-    ``reason`` is at most 123 bytes of UTF-8 (the WebSocket limit).
+    ``reason`` is free text; the socket cuts it to fit a close frame
+    (:func:`~flask_wamp_bridge.websocket.frames.truncate_reason`).
     """
 
     code: int
     reason: str = ""
-
-
-def _short(reason: str) -> str:
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= 123:
-        return reason
-    return encoded[:120].decode("utf-8", "ignore") + "..."
 
 
 def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
@@ -415,8 +409,8 @@ class Relay:
             return self._close(1011, "router protocol error")
         raise self._closed_error()
 
-    def client_closed(self, code: int | None = None, reason: str = "") -> list[Action]:
-        """The browser's socket ended (it may have sent a close frame with ``code``)."""
+    def client_closed(self) -> list[Action]:
+        """The browser's socket ended (however it ended, the session ends with 1000)."""
         if self._state is State.CLOSED:
             return []
         return self._close(1000, "browser went away")
@@ -545,7 +539,7 @@ class Relay:
         if kind == _ABORT:
             text = message[1].get("message") if isinstance(message[1], dict) else None
             self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
-            return [SendToClient(data), *self._close(1008, _short(message[2]))]
+            return [SendToClient(data), *self._close(1008, str(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))
 
@@ -634,7 +628,7 @@ class Relay:
         return SendToRouter(self.serializer.dumps(message))
 
     def _abort_client(self, uri: str, message: str, code: int) -> list[Action]:
-        return [self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, _short(message))]
+        return [self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, message)]
 
     def _fail_client(self, exc: ProtocolError) -> list[Action]:
         """The browser broke the protocol: ABORT it (unless it sent the wrong frame type) and close.
@@ -644,7 +638,7 @@ class Relay:
         self.error = exc
         code = exc.close_code
         if code == 1003:
-            return self._close(1003, _short(str(exc)))
+            return self._close(1003, str(exc))
         return self._abort_client("wamp.error.protocol_violation", str(exc), code)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
@@ -659,7 +653,7 @@ class Relay:
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED
         self._calls.clear()
-        close = Close(code, _short(reason))
+        close = Close(code, reason)
         self.closed_with = close
         return [close]
 
