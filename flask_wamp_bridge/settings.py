@@ -272,6 +272,11 @@ def check_origins(where: str, origins: t.Any) -> None:
                               "like 'https://app.example.com:8443' (no path, no wildcards; '*' alone allows any)")
 
 
+def _backlog(key: str, value: t.Any) -> None:
+    if type(value) is not int or not 1 <= value <= 65535:
+        _fail(key, "an integer from 1 to 65535 (the kernel caps it at net.core.somaxconn)", value)
+
+
 def _role_names(key: str, value: t.Any) -> None:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
             isinstance(role, str) and role for role in value):
@@ -368,6 +373,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router"),
     Setting("WAMP_BRIDGE_ROUTER_INTERFACE", None, "str | None",
             "Interface to listen on when the URL names a host", text(optional=True), "router"),
+    Setting("WAMP_BRIDGE_ROUTER_BACKLOG", 4096, "int",
+            "Router's listen backlog (generated config; Crossbar: 50)", _backlog, "router"),
     Setting("WAMP_BRIDGE_ROUTER_PING_INTERVAL", 10.0, "seconds",
             "Router-side ping interval (generated config)", seconds_or_off(minimum=1), "router"),
     Setting("WAMP_BRIDGE_ROUTER_PING_TIMEOUT", 5.0, "seconds",
