@@ -161,3 +161,35 @@ def test_worker_shutdown_and_reload_answer_every_pending_call(crossbar_router: t
             ws.shutdown()
     finally:
         _stop(server)
+
+
+def test_max_requests_recycles_the_worker_and_its_sockets_close_1012(crossbar_router: t.Any) -> None:
+    assert crossbar_router.settings is not None
+    from test_endpoint import _env
+
+    server = GunicornProcess("tests.apps.endpoint_app:app", env=_env(crossbar_router.settings),
+                             extra_args=["--max-requests", "6", "--max-requests-jitter", "3"])
+    server.start()
+    try:
+        [first] = server.worker_pids()
+        ws, _ = raw_session(server, login(server, "max"))  # two requests: the login and the upgrade
+        try:
+            ids = pending_calls(ws, 2)
+            wait_until(lambda: get_json(server, "/sleeping") == 2)
+            for _ in range(12):  # at most max_requests + jitter in all
+                if ws.sock is None or server.worker_pids() != [first]:
+                    break
+                with contextlib.suppress(OSError):
+                    get_json(server, "/relays")
+            messages, code = until_close(ws)
+            rest = assert_one_error_per_call(messages, ids, "wamp.close.system_shutdown")
+            assert [m[0] for m in rest] == [ABORT]
+            assert code == 1012  # drained as on a reload: the page reconnects
+        finally:
+            ws.close()
+            ws.shutdown()
+        [second] = server.wait_for_workers(1, exclude=[first])
+        assert second != first
+        assert get_json(server, "/sleeping") == 0  # the new worker serves
+    finally:
+        _stop(server)
