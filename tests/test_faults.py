@@ -137,6 +137,8 @@ def test_stalled_router_at_login_aborts_with_1013(fresh_crossbar_router: t.Any) 
                 ws.shutdown()
         assert [m[:1] + m[2:] for m in messages] == [[ABORT, "wamp_bridge.error.router_unavailable"]]
         assert code == 1013
+        server.wait_for_log("cannot reach the router")  # with what to check
+        assert "never answers the handshake" in server.log()
     finally:
         _stop(server)
 
@@ -191,5 +193,53 @@ def test_max_requests_recycles_the_worker_and_its_sockets_close_1012(crossbar_ro
         [second] = server.wait_for_workers(1, exclude=[first])
         assert second != first
         assert get_json(server, "/sleeping") == 0  # the new worker serves
+    finally:
+        _stop(server)
+
+
+# --- misconfiguration is logged with a hint ------------------------------------------------
+
+
+def _hello_answer(server: GunicornProcess) -> tuple[list[t.Any], int]:
+    ws = raw_socket(server)
+    ws.settimeout(30)
+    try:
+        ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+        return until_close(ws)
+    finally:
+        ws.close()
+        ws.shutdown()
+
+
+def test_missing_and_silent_authenticators_are_logged_with_a_hint(fresh_crossbar_router: t.Any,
+                                                                  wamp_client: t.Any) -> None:
+    import threading as _threading
+
+    # the app registers its authenticator under another URI than the router calls
+    server = _start(fresh_crossbar_router, WAMP_BRIDGE_AUTHENTICATOR="app.not_the_authenticator",
+                    WAMP_BRIDGE_CONNECT_TIMEOUT=2)
+    released = _threading.Event()
+    try:
+        messages, code = _hello_answer(server)
+        assert [m[0] for m in messages] == [ABORT] and messages[0][2] == "wamp.error.no_such_procedure"
+        server.wait_for_log("the ticket authenticator is not registered")
+
+        # now one that never answers
+        service = wamp_client(fresh_crossbar_router)
+        service.register("wamp_bridge.authenticate", lambda *args, **kwargs: released.wait(60))
+        messages, code = _hello_answer(server)
+        assert [m[:1] + m[2:] for m in messages] == [[ABORT, "wamp_bridge.error.router_unavailable"]]
+        assert code == 1013
+        server.wait_for_log("the ticket authenticator (WAMP_BRIDGE_AUTHENTICATOR) never answered")
+    finally:
+        released.set()
+        _stop(server)
+
+
+def test_a_peer_the_router_refuses_is_logged_with_a_hint(crossbar_router: t.Any) -> None:
+    server = _start(crossbar_router, WAMP_BRIDGE_PEER_SECRET="not-the-secret-in-the-router-config")
+    try:
+        server.wait_for_log("the router refused to join realm 'realm1': wamp.error.not_authorized")
+        assert "check WAMP_BRIDGE_PEER_SECRET" in server.log()
     finally:
         _stop(server)

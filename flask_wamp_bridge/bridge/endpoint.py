@@ -33,6 +33,7 @@ from ..wamp.messages import serializer_for
 from ..websocket.routes import accept_websocket
 from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
+from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
@@ -198,5 +199,7 @@ class Endpoint:
                 f"= [{{'uri': 'app.', 'allow': ['call', 'subscribe']}}] (or return one of those roles) and "
                 "regenerate the router config with `flask wamp config`"
             )
+        if not hint and refusal.reason in LOGIN_REFUSAL_HINTS:
+            hint = "; " + LOGIN_REFUSAL_HINTS[refusal.reason]
         log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
                     identity.authid, role, why, hint)

@@ -10,7 +10,11 @@ same table for app authors.
 
 from __future__ import annotations
 
+import collections.abc as c
 import dataclasses
+import typing as t
+
+from ..wamp.messages import MessageType
 
 __all__ = [
     "Fault",
@@ -23,7 +27,13 @@ __all__ = [
     "RESTART",
     "SESSION_EXPIRED",
     "FAULTS",
+    "LOGIN_REFUSAL_HINTS",
+    "LOGIN_TIMEOUT_HINTS",
+    "pending_errors",
+    "last_words",
 ]
+
+_ABORT, _GOODBYE, _ERROR, _CALL = (int(MessageType[name]) for name in ("ABORT", "GOODBYE", "ERROR", "CALL"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,4 +81,43 @@ FAULTS: dict[str, Fault] = {
     "shutdown": SHUTDOWN,
     "restart": RESTART,
     "session_expired": SESSION_EXPIRED,
+}
+
+def pending_errors(pending: c.Iterable[int], uri: str, message: str) -> list[list[t.Any]]:
+    """One ERROR for each CALL still waiting (by request id): the session ends before its result can come."""
+    return [[_ERROR, _CALL, request_id, {}, uri, [message]] for request_id in sorted(pending)]
+
+
+def last_words(fault: Fault, pending: c.Iterable[int], *, established: bool) -> list[list[t.Any]]:
+    """What the page gets for ``fault``: an ERROR per pending CALL, then GOODBYE or ABORT (ABORT before WELCOME)."""
+    details = {"message": fault.message}
+    if not established:
+        return [[_ABORT, details, fault.uri]]
+    ending = _GOODBYE if fault.final else _ABORT
+    return [*pending_errors(pending, fault.uri, fault.message), [ending, details, fault.uri]]
+
+
+#: What to check when the router refuses a browser's login, by the ABORT's URI (logged with the refusal).
+LOGIN_REFUSAL_HINTS: dict[str, str] = {
+    "wamp.error.no_such_procedure": (
+        "the ticket authenticator is not registered: the app's peer has not joined (see the 'WAMP peer' log "
+        "lines) or WAMP_BRIDGE_AUTHENTICATOR differs from the router config's"),
+    "wamp.error.authentication_failed": (
+        "the authenticator refused the ticket: every worker and host must share SECRET_KEY (or "
+        "WAMP_BRIDGE_TICKET_SECRET) and a clock within a second or two; with a proxy between the bridge and "
+        "the router set WAMP_BRIDGE_TICKET_BIND_PEER = False"),
+    "wamp.error.not_authorized": (
+        "the authenticator refused this identity: browsers get only the user, anonymous, "
+        "WAMP_BRIDGE_PERMISSIONS and WAMP_BRIDGE_BROWSER_ROLES roles, the same settings on every worker"),
+    "wamp.error.no_such_realm": (
+        "WAMP_BRIDGE_REALM is not a realm of the router: regenerate its config with `flask wamp config`"),
+}
+
+#: Why a login timed out, by whether the router had challenged the HELLO (logged with the timeout).
+LOGIN_TIMEOUT_HINTS: dict[bool, str] = {
+    True: ("the router sent the ticket challenge, then no WELCOME: the ticket authenticator "
+           "(WAMP_BRIDGE_AUTHENTICATOR) never answered; is the app's peer joined, and are its "
+           "WAMP_BRIDGE_PEER_CONCURRENCY slots all busy?"),
+    False: ("the router never answered the HELLO: is WAMP_BRIDGE_ROUTER_URL the router's transport with "
+            "ticket authentication, and is the router overloaded or stalled?"),
 }

@@ -459,7 +459,8 @@ class Relay:
                 f"no HELLO within {self._login_timeout:g} s of connecting"))
         if state is State.AUTHENTICATING and now >= self._login_deadline:
             self.error = TransportError(f"the router did not complete the login within "
-                                        f"{min(self._login_timeout, self._router_timeout or 1e300):g} s")
+                                        f"{min(self._login_timeout, self._router_timeout or 1e300):g} s: "
+                                        f"{faults.LOGIN_TIMEOUT_HINTS[self._challenged]}")
             return self._end(faults.ROUTER_LOGIN_TIMEOUT, tell_router=False)
         if state is State.CLOSING and now >= self._goodbye_deadline:
             return self._close(1000, "session closed")
@@ -673,27 +674,19 @@ class Relay:
 
     def _end(self, fault: faults.Fault, *, tell_router: bool = True) -> list[Action]:
         """End the session for ``fault``: an ERROR per pending CALL, GOODBYE or ABORT, then the close code."""
-        state = self._state
-        if state is State.CLOSED:
+        if self._state is State.CLOSED:
             return []
-        actions: list[Action] = []
-        details = {"message": fault.message}
-        if state is State.ESTABLISHED:
-            actions.extend(self._answer_pending(fault.uri, fault.message))
-            actions.append(self._send_client([_GOODBYE if fault.final else _ABORT, details, fault.uri]))
-            if tell_router:
-                actions.append(self._send_router([_GOODBYE, details, fault.uri]))
-        elif state is State.AUTHENTICATING:
-            actions.append(self._send_client([_ABORT, details, fault.uri]))
-        return actions + self._close(fault.close_code, fault.reason)
-
-    def _answer_pending(self, uri: str, message: str) -> list[Action]:
-        """One ERROR for each CALL still waiting: the session ends before its result can come."""
-        pending = sorted(self._calls)
-        self._calls.clear()
-        return [self._send_client([_ERROR, _CALL, request_id, {}, uri, [message]]) for request_id in pending]
+        established = self._state is State.ESTABLISHED
+        if established or self._state is State.AUTHENTICATING:
+            to_client = faults.last_words(fault, self._calls, established=established)
+            actions: list[Action] = [self._send_client(message) for message in to_client]
+            if established and tell_router:
+                actions.append(self._send_router([_GOODBYE, {"message": fault.message}, fault.uri]))
+            return actions + self._close(fault.close_code, fault.reason)
+        return self._close(fault.close_code, fault.reason)
 
     def _answer_pending_with_reason_of(self, data: Data) -> list[Action]:
+        """The router ended the session (GOODBYE, ABORT): each pending CALL gets an ERROR with its reason."""
         if not self._calls:
             return []
         try:
@@ -701,7 +694,9 @@ class Relay:
             uri, text = str(message[2]), str(message[1].get("message") or "the router ended the session")
         except (RemoteProtocolError, IndexError, AttributeError):
             uri, text = faults.ROUTER_LOST.uri, faults.ROUTER_LOST.message
-        return self._answer_pending(uri, text)
+        answers: list[Action] = [self._send_client(e) for e in faults.pending_errors(self._calls, uri, text)]
+        self._calls.clear()
+        return answers
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED

@@ -264,7 +264,10 @@ class RelaySession:
             upstream = connect(self.router_url, subprotocols=[self.subprotocol],
                                timeout=self._connect_timeout, max_message_size=self._max_message_size)
         except _LEG_ERRORS as exc:
-            log.warning("wamp relay %s: cannot reach the router at %s: %s", self.name, self.router_url, exc)
+            warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
+                         "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or overloaded: "
+                         "one that accepts TCP but never answers the handshake looks like this too)",
+                         self.name, self.router_url, exc)
             self._execute(self.relay.router_closed(None, f"cannot connect: {exc}"))
             return
         if self._closed:  # ended while connecting (deadline, shutdown)
@@ -315,7 +318,9 @@ class RelaySession:
     def _log_end(self) -> None:
         closed = self.relay.closed_with
         how = f"{closed.code} {closed.reason}" if closed else "no close"
-        if self.relay.error is not None:
+        if closed is not None and closed.reason == "login timed out":
+            warn_limited("login timeout", "wamp relay %s: %s", self.name, self.relay.error)
+        elif self.relay.error is not None:
             log.info("wamp relay %s ended (%s): %s", self.name, how, self.relay.error)
         else:
             log.debug("wamp relay %s ended (%s)", self.name, how)
@@ -354,6 +359,27 @@ class RelaySession:
         """The worker is stopping: GOODBYE both ways, then close with ``code``."""
         if not self._closed:
             self._execute(self.relay.shutdown(code))
+
+
+# --- warnings a storm of browsers must not multiply ------------------------------
+
+#: Seconds between two warnings of one kind; the ones in between are counted.
+WARNING_INTERVAL = 10.0
+_warned: dict[str, list[float]] = {}  # kind -> [when last logged, how many suppressed since]
+
+
+def warn_limited(kind: str, message: str, *args: t.Any) -> None:
+    """``log.warning`` at most once per :data:`WARNING_INTERVAL` per ``kind`` (a misconfiguration hits every login)."""
+    now = time.monotonic()
+    seen = _warned.get(kind)
+    if seen is not None and now - seen[0] < WARNING_INTERVAL:
+        seen[1] += 1
+        return
+    suppressed = int(seen[1]) if seen is not None else 0
+    _warned[kind] = [now, 0]
+    if suppressed:
+        message += f" ({suppressed} more like this in the last {WARNING_INTERVAL:g} s)"
+    log.warning(message, *args)
 
 
 # --- the process-local registry and its ticker ----------------------------------

@@ -49,6 +49,8 @@ from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
 from . import session as peercore
+from .hints import JOIN_TIMEOUT_HINT
+from .hints import PEER_JOIN_HINTS
 from .messages import SUBPROTOCOLS
 from .messages import Serializer
 from .messages import serializer_for
@@ -626,7 +628,8 @@ class Peer:
 
     def _join_deadline(self, conn: _Connection) -> None:
         if not conn.joined.is_set():
-            log.warning("WAMP peer: no WELCOME from %s within %g s", self.url, self.connect_timeout)
+            log.warning("WAMP peer: no WELCOME from %s within %g s; %s", self.url, self.connect_timeout,
+                        JOIN_TIMEOUT_HINT)
             self._close_transport(conn, 1000)
 
     def _read(self, conn: _Connection) -> None:
@@ -731,7 +734,12 @@ class Peer:
             self._ready.clear()
         level = logging.INFO if action.reason in ("wamp.close.system_shutdown", "wamp.close.goodbye_and_out",
                                                    "wamp.close.normal", "wamp.close.close_realm") else logging.WARNING
-        log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
+        if action.aborted and not conn.joined.is_set():
+            hint = PEER_JOIN_HINTS.get(action.reason, "")
+            log.warning("WAMP peer: the router refused to join realm %r: %s %s%s", self.realm, action.reason,
+                        action.message, f"; {hint}" if hint else "")
+        else:
+            log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
         self._fail_pending(action.pending, action.reason, action.message)
         if action.aborted and not conn.joined.is_set():
             self._close_transport(conn, 1000)
