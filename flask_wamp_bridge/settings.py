@@ -27,6 +27,9 @@ from .errors import ConfigError
 __all__ = [
     "Setting",
     "Check",
+    "CANCEL_MODES",
+    "INVOKE_POLICIES",
+    "PEER_AUTHMETHODS",
     "SETTINGS",
     "DEFAULTS",
     "GROUPS",
@@ -274,6 +277,13 @@ def check_origins(where: str, origins: t.Any) -> None:
 
 # --- the table ------------------------------------------------------------------------------
 
+#: WAMP CANCEL modes (``WAMP_BRIDGE_CANCEL_MODE``; the peer checks its argument against them too).
+CANCEL_MODES = ("killnowait", "kill", "skip")
+#: How the app's peer logs in (``WAMP_BRIDGE_PEER_AUTHMETHOD``).
+PEER_AUTHMETHODS = ("wampcra", "ticket", "anonymous")
+#: Invocation policies of shared registrations (``WAMP_BRIDGE_INVOKE``).
+INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
+
 _ROLE = "a role name"
 
 #: Every ``WAMP_BRIDGE_*`` key, in the order the README lists them.
@@ -310,7 +320,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_WS_SEND_TIMEOUT", 10.0, "seconds",
             "Close a client that stops reading for this long", seconds_or_off(), "websocket"),
     Setting("WAMP_BRIDGE_PEER_AUTHMETHOD", "wampcra", "str",
-            "How the app's peer logs in (``wampcra``, ``ticket``)", one_of("wampcra", "ticket", "anonymous"), "peer"),
+            "How the app's peer logs in (``wampcra``, ``ticket``)", one_of(*PEER_AUTHMETHODS), "peer"),
     Setting("WAMP_BRIDGE_PEER_AUTHID", "flask-app", "str",
             "The app's peer authid", text(), "peer"),
     Setting("WAMP_BRIDGE_PEER_SECRET", None, "str",
@@ -322,11 +332,11 @@ SETTINGS: tuple[Setting, ...] = (
             "URI prefix of default procedure/topic names", any_string(), "peer"),
     Setting("WAMP_BRIDGE_INVOKE", "roundrobin", "str",
             "Invocation policy of the app's registrations",
-            one_of("single", "roundrobin", "random", "first", "last"), "peer"),
+            one_of(*INVOKE_POLICIES), "peer"),
     Setting("WAMP_BRIDGE_CALL_TIMEOUT", 10.0, "seconds | None",
             "Seconds a call waits; then CANCEL + ``CallTimeout``", positive_seconds(optional=True), "peer"),
     Setting("WAMP_BRIDGE_CANCEL_MODE", "killnowait", "str",
-            "CANCEL mode on timeout", one_of("killnowait", "kill", "skip"), "peer"),
+            "CANCEL mode on timeout", one_of(*CANCEL_MODES), "peer"),
     Setting("WAMP_BRIDGE_PEER_CONCURRENCY", 100, "int",
             "Invocations/events handled at once per worker", count(minimum=1), "peer"),
     Setting("WAMP_BRIDGE_PEER_BACKLOG", 1000, "int",
