@@ -49,6 +49,7 @@ from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
 from ..settings import CANCEL_MODES
+from ..websocket.client import connect
 from . import session as peercore
 from .messages import SUBPROTOCOLS
 from .messages import Serializer
@@ -589,8 +590,6 @@ class Peer:
             self._wakeup.wait(delay)
 
     def _connect(self) -> _Connection:
-        from ..websocket.client import connect
-
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
                          max_message_size=self.max_message_size)
