@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 import types
 import typing as t
 import urllib.parse
+import warnings
 
 from .errors import ConfigError
 
@@ -37,6 +39,8 @@ __all__ = [
     "install",
     "check",
     "snapshot",
+    "unknown_keys",
+    "ENVIRONMENT_ONLY",
     "changed_keys",
     "describe_change",
     "rst_table",
@@ -367,6 +371,10 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+#: ``WAMP_BRIDGE_*`` names read from the environment only, never from ``app.config``: the
+#: worker's request-head timeout and the path of ``crossbar`` (see the README).
+ENVIRONMENT_ONLY = frozenset({"WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_CROSSBAR"})
 assert len(_BY_KEY) == len(SETTINGS), "a WAMP_BRIDGE_* key is in the table twice"
 assert all(s.group in GROUPS for s in SETTINGS)
 
@@ -401,10 +409,15 @@ def install(config: t.MutableMapping[str, t.Any], groups: t.Iterable[str] | None
     """Put the defaults of the settings of ``groups`` (default: all) into ``config`` and check them.
 
     Sets only missing keys (``setdefault``); a setting with ``environ`` left at
-    None takes the environment variable of the same name.
+    None takes the environment variable of the same name. A ``WAMP_BRIDGE_*``
+    key that is no setting (a typo) gets a warning naming the closest one.
 
     :raises ConfigError: a value is invalid (the message names the key).
     """
+    for key in unknown_keys(config):
+        close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.warn(f"{key} is not a flask_wamp_bridge setting and is ignored{hint}", stacklevel=3)
     chosen = _selected(groups)
     for setting in chosen:
         config.setdefault(setting.key, copy.deepcopy(setting.default))
@@ -420,6 +433,13 @@ def check(config: t.Mapping[str, t.Any], groups: t.Iterable[str] | None = None) 
     """
     for setting in _selected(groups):
         setting.check(setting.key, config.get(setting.key, setting.default))
+
+
+def unknown_keys(config: t.Mapping[str, t.Any]) -> list[str]:
+    """The ``WAMP_BRIDGE_*`` keys of ``config`` that are not settings (environment-only names aside)."""
+    return [key for key in config
+            if isinstance(key, str) and key.startswith("WAMP_BRIDGE_") and key not in _BY_KEY
+            and key not in ENVIRONMENT_ONLY]
 
 
 def snapshot(config: t.Mapping[str, t.Any]) -> t.Mapping[str, t.Any]:
