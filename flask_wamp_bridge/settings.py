@@ -375,8 +375,6 @@ _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 #: ``WAMP_BRIDGE_*`` names read from the environment only, never from ``app.config``: the
 #: worker's request-head timeout and the path of ``crossbar`` (see the README).
 ENVIRONMENT_ONLY = frozenset({"WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_CROSSBAR"})
-assert len(_BY_KEY) == len(SETTINGS), "a WAMP_BRIDGE_* key is in the table twice"
-assert all(s.group in GROUPS for s in SETTINGS)
 
 #: ``{key: default}`` of every setting (read-only).
 DEFAULTS: t.Mapping[str, t.Any] = types.MappingProxyType({s.key: s.default for s in SETTINGS})
