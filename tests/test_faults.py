@@ -243,3 +243,69 @@ def test_a_peer_the_router_refuses_is_logged_with_a_hint(crossbar_router: t.Any)
         assert "check WAMP_BRIDGE_PEER_SECRET" in server.log()
     finally:
         _stop(server)
+
+
+# --- a worker killed with SIGKILL -------------------------------------------------------------
+
+
+def _owner_of_connection(pids: list[int], client_port: int, server_port: int) -> int:
+    """Which of ``pids`` holds the server end of the TCP connection from ``client_port``."""
+    inode = None
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                inode = fields[9]
+    assert inode is not None, "no such connection"
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid
+    raise AssertionError(f"no worker holds socket {inode}")
+
+
+def test_a_killed_workers_registrations_never_swallow_calls(fresh_crossbar_router: t.Any,
+                                                            wamp_client: t.Any) -> None:
+    from test_endpoint import _env
+
+    router = fresh_crossbar_router
+    server = GunicornProcess("tests.apps.endpoint_app:app", env=_env(router.settings), workers=2)
+    server.start()
+    try:
+        tester = wamp_client(router)
+
+        def callees() -> int:
+            registration = tester.call("wamp.registration.lookup", "app.sleep")
+            return len(tester.call("wamp.registration.list_callees", registration)) if registration else 0
+
+        wait_until(lambda: callees() == 2)  # both workers' peers registered (round-robin)
+        ws, _ = raw_session(server, login(server, "kai"))
+        ws.settimeout(30)
+        try:
+            relay_worker = _owner_of_connection(server.worker_pids(), ws.sock.getsockname()[1], server.port)
+            [victim] = [pid for pid in server.worker_pids() if pid != relay_worker]
+            ws.send(json.dumps([CALL, 1, {}, "app.sleep", [60]]))  # round-robin: one per worker
+            ws.send(json.dumps([CALL, 2, {}, "app.sleep", [60]]))
+            ws.send(json.dumps([CALL, 3, {}, "app.whoami"]))  # answered once 1 and 2 are routed
+            assert json.loads(ws.recv())[:2] == [50, 3]
+            os.kill(victim, signal.SIGKILL)
+            error = json.loads(ws.recv())  # the other call sleeps on: this comes from the dead callee
+            assert error[:2] == [ERROR, CALL] and error[2] in (1, 2) and error[4] == "wamp.error.canceled", error
+            ws.send(json.dumps([CALL, 4, {}, "app.sleep", [0]]))  # the next call reaches the live worker
+            assert json.loads(ws.recv())[:2] == [50, 4]
+            server.wait_for_workers(2, exclude=[victim])
+            fresh, _ = raw_session(server, login(server, "kai2"))  # a fresh browser logs in and calls
+            try:
+                fresh.send(json.dumps([CALL, 1, {}, "app.whoami"]))
+                result = json.loads(fresh.recv())
+                assert result[:2] == [50, 1] and result[3] == [{"authid": "kai2", "authrole": "user"}], result
+            finally:
+                fresh.close()
+                fresh.shutdown()
+        finally:
+            ws.close()
+            ws.shutdown()
+    finally:
+        server.stop()
