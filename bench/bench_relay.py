@@ -263,8 +263,8 @@ def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
     for key, value in settings.items():
         env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
     env["FLASK_WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"] = "null"  # the bench keeps 1,000 calls in flight
-    argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket", *extra_args,
-            "-b", f"127.0.0.1:{port}", "-w", "1", "bench.bench_relay:create_app()"]
+    argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
+            "-b", f"127.0.0.1:{port}", "-w", "1", *extra_args, "bench.bench_relay:create_app()"]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:
