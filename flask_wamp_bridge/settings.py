@@ -367,7 +367,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_PEER_AUTOSTART", True, "bool",
             "Start the peer when the worker boots", flag(), "peer"),
     Setting("WAMP_BRIDGE_CONNECT_TIMEOUT", 5.0, "seconds",
-            "Peer: connect and join; browser: HELLO to WELCOME (then 1013)", positive_seconds(), "peer"),
+            "Peer: connect and join; browser: HELLO to the router's answer", positive_seconds(), "peer"),
     Setting("WAMP_BRIDGE_UPSTREAM_PING_INTERVAL", 12.0, "seconds",
             "Ping a router silent this long (peer, relays; ``0``: off)", seconds_or_off(), "peer"),
     Setting("WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT", 3.0, "seconds",

@@ -121,6 +121,17 @@ def test_router_timeout_bounds_the_login_from_the_hello() -> None:
     assert pair.closed is not None and pair.closed.code == 1013
 
 
+def test_router_timeout_ends_with_the_challenge_then_the_login_deadline_holds() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair.router_sends([4, "ticket", {}])  # the router answers in time; the authenticator is slow
+    assert pair.tick(NOW + 9.5) == []
+    pair.tick(NOW + 10)
+    [abort] = pair.client_messages()
+    assert abort[2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+    assert "never answered" in str(pair.relay.error)  # the hint names the authenticator
+
+
 def test_session_expiry_says_goodbye_and_closes_with_a_reason() -> None:
     pair = with_calls(21, expires_at=NOW + 60)
     assert pair.tick(NOW + 59.5) == []

@@ -299,8 +299,10 @@ class Relay:
     :param max_calls_in_flight: CALLs that may wait for a result at once;
         ``None`` for no limit.
     :param goodbye_timeout: seconds to wait for the GOODBYE reply.
-    :param router_timeout: seconds from the HELLO to the router's WELCOME (the
-        connect timeout); then ABORT ``wamp_bridge.error.router_unavailable``, close 1013.
+    :param router_timeout: seconds from the HELLO to the router's first answer,
+        its ticket CHALLENGE (the connect timeout); then ABORT
+        ``wamp_bridge.error.router_unavailable``, close 1013. After the challenge
+        the login deadline holds again (the authenticator may be busy in a storm).
     :param expires_at: when the Flask session that opened this one ends (the
         clock of ``now``); then :data:`~.faults.SESSION_EXPIRED`. None: never.
     """
@@ -326,7 +328,7 @@ class Relay:
         self.serializer = serializer
         self._ticket_signer = ticket_signer
         self._now = now
-        self._login_deadline = now + login_timeout
+        self._login_deadline = self._login_full_deadline = now + login_timeout
         self._login_timeout = login_timeout
         self._goodbye_timeout = goodbye_timeout
         self._goodbye_deadline = 0.0
@@ -527,6 +529,7 @@ class Relay:
             return self._fail_router(exc)
         kind = message[0]
         if kind == _CHALLENGE:
+            self._login_deadline = self._login_full_deadline  # the router answers: no longer its deadline
             if message[1] != "ticket":
                 return self._fail_router(RemoteProtocolError(
                     f"the router challenged with {message[1]!r}; configure ticket authentication "

@@ -43,6 +43,7 @@ import weakref
 import gevent
 
 from ..errors import BridgeError
+from ..errors import ConnectError
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
 from .relay import Close
@@ -62,6 +63,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two ticks of every relay's clock.
 TICK_INTERVAL = 0.5
+#: Upstream connects under way at once per process; more wait their turn (a login storm
+#: queues here instead of piling handshakes on the router). The login deadline still holds.
+MAX_CONNECTS = 64
+_connects: list[t.Any] = []  # the semaphore, made on first use (after fork)
 
 
 class WebSocketLike(t.Protocol):
@@ -257,9 +262,20 @@ class RelaySession:
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
+        if not _connects:
+            from gevent.lock import BoundedSemaphore
+
+            _connects.append(BoundedSemaphore(MAX_CONNECTS))
+        turn = _connects[0]
         try:
-            upstream = connect(self.router_url, subprotocols=[self.subprotocol],
-                               timeout=self._connect_timeout, max_message_size=self._max_message_size)
+            if not turn.acquire(timeout=self._connect_timeout):
+                raise ConnectError(f"no turn to connect within {self._connect_timeout:g} s: {MAX_CONNECTS} "
+                                   "upstream connects were under way the whole time (a login storm)")
+            try:
+                upstream = connect(self.router_url, subprotocols=[self.subprotocol],
+                                   timeout=self._connect_timeout, max_message_size=self._max_message_size)
+            finally:
+                turn.release()
         except _LEG_ERRORS as exc:
             warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
                          "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or overloaded: "
