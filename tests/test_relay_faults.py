@@ -121,6 +121,17 @@ def test_router_timeout_bounds_the_login_from_the_hello() -> None:
     assert pair.closed is not None and pair.closed.code == 1013
 
 
+def test_router_timeout_starts_when_the_connect_gets_its_turn() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair.tick(NOW + 2)
+    pair.relay.router_connecting(NOW + 2)  # queued 2 s behind other logins
+    assert pair.tick(NOW + 4.5) == []
+    pair.tick(NOW + 5)
+    assert pair.client_messages()[0][2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+    assert pair.relay.login_deadline == NOW + 10
+
+
 def test_router_timeout_ends_with_the_challenge_then_the_login_deadline_holds() -> None:
     pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
     pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])

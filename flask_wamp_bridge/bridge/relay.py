@@ -356,6 +356,11 @@ class Relay:
         return self._state
 
     @property
+    def login_deadline(self) -> float:
+        """When the login must be complete (the clock of ``now``): the latest an upstream connect may start."""
+        return self._login_full_deadline
+
+    @property
     def calls_in_flight(self) -> int:
         """How many of the browser's CALLs are waiting for their result."""
         return len(self._calls)
@@ -437,6 +442,11 @@ class Relay:
         if self._state is State.AUTHENTICATING:  # unreachable, or gone during the login: try again later
             return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
         return self._end(faults.ROUTER_LOST, tell_router=False)
+
+    def router_connecting(self, now: float) -> None:
+        """The upstream connect starts only now (it waited its turn): the router's deadline starts here."""
+        if self._state is State.AUTHENTICATING and self._router_timeout is not None and not self._challenged:
+            self._login_deadline = min(self._login_full_deadline, now + self._router_timeout)
 
     def router_silent(self, seconds: float) -> list[Action]:
         """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""

@@ -268,10 +268,14 @@ class RelaySession:
             _connects.append(BoundedSemaphore(MAX_CONNECTS))
         turn = _connects[0]
         try:
-            if not turn.acquire(timeout=self._connect_timeout):
-                raise ConnectError(f"no turn to connect within {self._connect_timeout:g} s: {MAX_CONNECTS} "
-                                   "upstream connects were under way the whole time (a login storm)")
+            wait = max(0.0, self.relay.login_deadline - time.monotonic())
+            if not turn.acquire(timeout=wait):
+                raise ConnectError(f"no turn to connect within the login deadline: {MAX_CONNECTS} upstream "
+                                   "connects were under way the whole time (a login storm)")
             try:
+                if self._closed:  # the login deadline passed while waiting
+                    return
+                self.relay.router_connecting(time.monotonic())
                 upstream = connect(self.router_url, subprotocols=[self.subprotocol],
                                    timeout=self._connect_timeout, max_message_size=self._max_message_size)
             finally:
