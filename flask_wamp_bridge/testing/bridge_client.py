@@ -10,6 +10,7 @@ endpoint with that cookie and the app's own ``Origin`` (``call``, ``subscribe``,
 
 from __future__ import annotations
 
+import gc
 import http.cookiejar
 import json
 import os
@@ -194,6 +195,7 @@ def _run_gunicorn(app: Flask, log: Path, options: dict[str, t.Any]) -> t.NoRetur
     """In the forked child: become a process group leader, log to ``log``, run gunicorn, exit."""
     code = 1
     try:
+        gc.collect()  # apps of earlier tests, so their start hooks (peers) do not run in the worker
         os.setsid()
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
