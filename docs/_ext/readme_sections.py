@@ -16,6 +16,16 @@ from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
 README = Path(__file__).resolve().parents[2] / "README.rst"
+#: README sections that are docs pages of their own: links to them (`Title`_) become links to the page.
+PAGES = {
+    "Quickstart": "tutorial",
+    "Configuration reference": "configuration",
+    "Deployment": "deployment",
+    "Security notes": "security",
+    "Testing your app": "testing",
+    "API reference": "api",
+}
+_SECTION_LINK = re.compile(r"`([^`<>]+)`_(?!_)")
 _UNDERLINE = re.compile(r"^([=\-~^\"'`#*+])\1{2,}$")
 
 
@@ -39,13 +49,21 @@ def section_lines(lines: list[str], title: str) -> list[str]:
     return lines[start:]
 
 
+def _relink(line: str) -> str:
+    def page(found: re.Match[str]) -> str:
+        title = found.group(1)
+        return f":doc:`{title} <{PAGES[title]}>`" if title in PAGES else found.group(0)
+
+    return _SECTION_LINK.sub(page, line)
+
+
 class ReadmeSection(SphinxDirective):
     required_arguments = 1
     final_argument_whitespace = True
 
     def run(self) -> list[t.Any]:
         self.env.note_dependency(str(README))
-        body = section_lines(README.read_text().splitlines(), self.arguments[0])
+        body = [_relink(line) for line in section_lines(README.read_text().splitlines(), self.arguments[0])]
         holder = nodes.section()
         holder.document = self.state.document
         nested_parse_with_titles(self.state, StringList(body, str(README)), holder)
