@@ -16,8 +16,8 @@ from flask_wamp_bridge import settings
 from flask_wamp_bridge.settings import DEFAULTS
 from flask_wamp_bridge.settings import SETTINGS
 
-# Environment variables, not app.config keys: the worker's and find_crossbar's own.
-ENVIRONMENT_ONLY = {"WAMP_BRIDGE_CROSSBAR", "WAMP_BRIDGE_HANDSHAKE_TIMEOUT"}
+# Environment variables, not app.config keys: the worker's, find_crossbar's and the pytest plugin's own.
+ENVIRONMENT_ONLY = {"WAMP_BRIDGE_CROSSBAR", "WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_TEST_PORTS"}
 
 
 def _app(**config: t.Any) -> Flask:
