@@ -26,6 +26,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from ..errors import BridgeError
 from ..errors import ConnectError
 from .ports import free_port
 
@@ -151,8 +152,15 @@ class BridgeServer:
         wanted = [(h.kind, state.uri_for(h), h.options.get("match", "exact")) for h in handlers]
         config = self.app.config
         authid, secret = self.tester
-        with WampClient(config["WAMP_BRIDGE_ROUTER_URL"], config["WAMP_BRIDGE_REALM"], authid=authid,
-                        secret=secret) as tester:
+        try:
+            tester = WampClient(config["WAMP_BRIDGE_ROUTER_URL"], config["WAMP_BRIDGE_REALM"], authid=authid,
+                                secret=secret)
+        except BridgeError as exc:
+            raise ConnectError(
+                f"could not log in to the app's router ({config['WAMP_BRIDGE_ROUTER_URL']}) as {authid!r} to see "
+                f"the app's peer join: is the app configured with the plugin's wamp_bridge_settings? ({exc})"
+            ) from exc
+        with tester:
             def joined() -> bool:
                 return all(_count(tester, kind, uri, match) >= self.workers for kind, uri, match in wanted)
 
