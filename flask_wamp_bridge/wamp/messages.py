@@ -14,7 +14,11 @@ import json
 import typing as t
 
 from ..errors import LocalProtocolError
+from ..errors import PayloadOutOfBounds
 from ..errors import RemoteProtocolError
+from .bounds import Bounds
+from .bounds import check_decoded
+from .bounds import check_frame
 
 __all__ = [
     "MessageType",
@@ -79,18 +83,29 @@ class Serializer:
                 "JSON-like values (dict, list, str, int, float, bool, None)"
             ) from exc
 
-    def loads(self, data: str | bytes) -> list[t.Any]:
-        """Decode one frame into a message list, checking its shape."""
+    def loads(self, data: str | bytes, bounds: Bounds | None = None) -> list[t.Any]:
+        """Decode one frame into a message list, checking its shape.
+
+        With ``bounds``, a frame past them raises
+        :class:`~flask_wamp_bridge.errors.PayloadOutOfBounds` (a subclass of
+        :class:`~flask_wamp_bridge.errors.RemoteProtocolError`), checked before
+        the codec allocates (see :mod:`flask_wamp_bridge.wamp.bounds`).
+        """
         if isinstance(data, str) == self.binary:
             kind = "text" if isinstance(data, str) else "binary"
             raise RemoteProtocolError(
                 f"{kind} frame on the {self.subprotocol} subprotocol",
                 close_code=1003,
             )
+        measure = bounds is not None and check_frame(data, self.name, bounds)
         try:
             message = self._loads(data)
+        except RecursionError as exc:  # the codec's own depth guard
+            raise PayloadOutOfBounds(f"frame nested too deep for {self.name}") from exc
         except Exception as exc:  # each codec raises its own family
             raise RemoteProtocolError(f"frame is not valid {self.name}: {exc}") from exc
+        if measure:
+            check_decoded(message, t.cast(Bounds, bounds))
         return check_message(message)
 
     def _dumps(self, message: list[t.Any]) -> str | bytes:
