@@ -18,6 +18,7 @@ from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.relay import Action
 from flask_wamp_bridge.bridge.relay import Close
 from flask_wamp_bridge.bridge.relay import ConnectRouter
+from flask_wamp_bridge.bridge.relay import Notice
 from flask_wamp_bridge.bridge.relay import Relay
 from flask_wamp_bridge.bridge.relay import SendToClient
 from flask_wamp_bridge.bridge.relay import SendToRouter
@@ -95,6 +96,8 @@ class RelayPair:
         self.actions: list[Action] = []
         self.router_connected = False
         self.closed: Close | None = None
+        #: the relay's notices for the log, in order
+        self.notices: list[Notice] = []
         self._answered = 0
 
     def _sign(self, identity: Identity) -> str:
@@ -148,6 +151,8 @@ class RelayPair:
                 self.at_client.append(action.data)
             elif isinstance(action, Close):
                 self.closed = action
+            elif isinstance(action, Notice):
+                self.notices.append(action)
             else:  # pragma: no cover
                 raise AssertionError(f"unknown action {action!r}")
         return actions
