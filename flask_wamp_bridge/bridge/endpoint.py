@@ -25,13 +25,19 @@ import typing as t
 
 from flask import Flask
 from flask import current_app
+from flask import request
+from flask import session
+from werkzeug.exceptions import Forbidden
 from werkzeug.routing.exceptions import WebsocketMismatch
 
 from ..errors import ConfigError
 from ..errors import NotAuthenticated
+from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
 from ..wamp.messages import serializer_for
+from . import security_log
 from . import tickets as tickets
+from .checks import Limits
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
@@ -66,7 +72,25 @@ DEFAULTS: dict[str, t.Any] = {
     "WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT": 100,
     #: Seconds to open the upstream connection to the router.
     "WAMP_BRIDGE_CONNECT_TIMEOUT": 10.0,
+    #: Nesting depth of a browser message (the message list is depth 1); deeper: ERROR invalid_argument.
+    "WAMP_BRIDGE_MAX_DEPTH": 32,
+    #: Elements (list items, map entries count twice) of one browser message.
+    "WAMP_BRIDGE_MAX_ELEMENTS": 100_000,
+    #: Strict WAMP URIs ([0-9a-z_] components) in browser messages instead of loose ones.
+    "WAMP_BRIDGE_STRICT_URIS": False,
+    #: Subscriptions of one browser session (None: no limit).
+    "WAMP_BRIDGE_MAX_SUBSCRIPTIONS": 1000,
+    #: Registrations of one browser session (None: no limit).
+    "WAMP_BRIDGE_MAX_REGISTRATIONS": 100,
+    #: Requests (CALL, PUBLISH, SUBSCRIBE, REGISTER) per second of one browser session (None: no limit).
+    "WAMP_BRIDGE_MESSAGE_RATE": 1000.0,
+    #: Requests in a burst above WAMP_BRIDGE_MESSAGE_RATE.
+    "WAMP_BRIDGE_MESSAGE_BURST": 2000,
 }
+
+_COUNTS = ("WAMP_BRIDGE_MAX_DEPTH", "WAMP_BRIDGE_MAX_ELEMENTS", "WAMP_BRIDGE_MESSAGE_BURST")
+_COUNTS_OR_NONE = ("WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT", "WAMP_BRIDGE_MAX_SUBSCRIPTIONS",
+                   "WAMP_BRIDGE_MAX_REGISTRATIONS")
 
 _POSITIVE = (
     "WAMP_BRIDGE_TICKET_MAX_AGE", "WAMP_BRIDGE_LOGIN_TIMEOUT", "WAMP_BRIDGE_CONNECT_TIMEOUT",
@@ -148,7 +172,13 @@ def _serve(state: BridgeState | None) -> t.Any:
     from . import relay_io as _relay_io
 
     config = current_app.config
-    check_origin()  # first: a foreign page must not even get the identity loader run
+    remote = request.remote_addr
+    try:
+        check_origin()  # first: a foreign page must not even get the identity loader run
+    except Forbidden:
+        security_log.warn("origin_refused", remote, None, f"Origin {request.headers.get('Origin')!r}")
+        raise
+    _log_tampered_cookie(remote)
     try:
         identity = load_identity(state)  # frozen before any greenlet exists
     except NotAuthenticated as exc:
@@ -171,9 +201,10 @@ def _serve(state: BridgeState | None) -> t.Any:
         sign,
         time.time(),
         login_timeout=config["WAMP_BRIDGE_LOGIN_TIMEOUT"],
-        max_calls_in_flight=config["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
+        limits=limits_from_config(config),
+        debug=bool(current_app.debug),
     )
-    session = _relay_io.RelaySession(
+    relayed = _relay_io.RelaySession(
         ws,
         relay,
         config["WAMP_BRIDGE_ROUTER_URL"],
@@ -181,9 +212,45 @@ def _serve(state: BridgeState | None) -> t.Any:
         connect_timeout=config["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         send_timeout=config["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
         max_message_size=max_size or None,
+        remote=remote,
     )
-    session.run()
+    relayed.run()
     return current_app.response_class(status=204)  # discarded by the worker after the 101
+
+
+def limits_from_config(config: t.Mapping[str, t.Any]) -> Limits:
+    """The per-message limits of a browser session, from the ``WAMP_BRIDGE_*`` settings."""
+    max_bytes = config.get("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE") or (1 << 62)
+    return Limits(
+        bounds=Bounds(max_depth=config["WAMP_BRIDGE_MAX_DEPTH"], max_elements=config["WAMP_BRIDGE_MAX_ELEMENTS"],
+                      max_bytes=max_bytes),
+        strict_uris=bool(config["WAMP_BRIDGE_STRICT_URIS"]),
+        max_calls_in_flight=config["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
+        max_subscriptions=config["WAMP_BRIDGE_MAX_SUBSCRIPTIONS"],
+        max_registrations=config["WAMP_BRIDGE_MAX_REGISTRATIONS"],
+        message_rate=config["WAMP_BRIDGE_MESSAGE_RATE"],
+        message_burst=config["WAMP_BRIDGE_MESSAGE_BURST"],
+    )
+
+
+def _log_tampered_cookie(remote: str | None) -> None:
+    """Log a session cookie that fails its signature check (Flask then just starts an empty session)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cookie = request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session"))
+    if not cookie or session:
+        return
+    signer = getattr(app.session_interface, "get_signing_serializer", None)
+    if signer is None:
+        return
+    serializer = signer(app)
+    if serializer is None:
+        return
+    from itsdangerous import BadSignature
+
+    try:
+        serializer.loads(cookie)
+    except BadSignature:
+        security_log.warn("cookie_refused", remote, None, "the session cookie's signature does not match")
 
 
 def _check_config(config: t.Mapping[str, t.Any]) -> None:
@@ -202,9 +269,17 @@ def _check_config(config: t.Mapping[str, t.Any]) -> None:
             continue  # disabled
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key} must be a positive number of seconds (0 or None: off), got {value!r}")
-    calls = config["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"]
-    if calls is not None and (type(calls) is not int or calls < 1):
-        raise ConfigError(f"WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT must be a positive integer or None, got {calls!r}")
+    for key in _COUNTS + _COUNTS_OR_NONE:
+        value = config[key]
+        if value is None and key in _COUNTS_OR_NONE:
+            continue
+        if type(value) is not int or value < 1:
+            raise ConfigError(f"{key} must be a positive integer{' or None' if key in _COUNTS_OR_NONE else ''}, "
+                              f"got {value!r}")
+    rate = config["WAMP_BRIDGE_MESSAGE_RATE"]
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
+        raise ConfigError(f"WAMP_BRIDGE_MESSAGE_RATE must be a positive number of requests per second or None, "
+                          f"got {rate!r}")
     size = config["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"]
     if size and (type(size) is not int or size < 1024):
         raise ConfigError(f"WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE must be an integer number of bytes >= 1024 "

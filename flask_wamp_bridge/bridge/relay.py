@@ -204,8 +204,12 @@ class Close(Action):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Notice(Action):
-    """Something for the log, no action: ``event`` (``protocol_violation``, ``refused``, ``abuse``,
-    ``router_abort``, ``router_text``) and ``reason``."""
+    """Something for the log, no action: ``event`` and ``reason``.
+
+    Events: ``protocol_violation`` (the browser's), ``abort`` (the relay ABORTs the browser), ``refused`` (one
+    message refused or stripped), ``abuse`` (closed 1008), ``router_abort`` (the router's ABORT, its full
+    text) and ``router_text`` (the full text the browser did not get).
+    """
 
     event: str
     reason: str
@@ -517,6 +521,8 @@ class Relay:
     def _sanitized(self, kind: int, data: Data) -> list[Action]:
         """A router ABORT, GOODBYE or ERROR for the browser: its URI kept, the router's own text replaced."""
         if self._debug:
+            if kind == _ABORT:
+                return [SendToClient(data), Notice("router_abort", repr(data))]
             return [SendToClient(data)]
         try:
             message = self.serializer.loads(data)
@@ -532,7 +538,8 @@ class Relay:
             if not text:
                 return [SendToClient(data)]
             clean = [kind, {"message": _GENERIC_TEXT[kind]}, uri]
-        return [self._send_client(clean), Notice("router_text", f"{uri}: {text!r}")]
+        event = "router_abort" if kind == _ABORT else "router_text"
+        return [self._send_client(clean), Notice(event, f"{uri}: {text!r}")]
 
     def _client_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:
@@ -595,8 +602,9 @@ class Relay:
     def _send_router(self, message: list[t.Any]) -> SendToRouter:
         return SendToRouter(self.serializer.dumps(message))
 
-    def _abort_client(self, uri: str, message: str, code: int) -> list[Action]:
-        return [self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, _short(message))]
+    def _abort_client(self, uri: str, message: str, code: int, *, notice: bool = True) -> list[Action]:
+        actions: list[Action] = [Notice("abort", f"{uri}: {message}")] if notice else []
+        return [*actions, self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, _short(message))]
 
     def _fail_client(self, exc: ProtocolError) -> list[Action]:
         """The browser broke the protocol: ABORT it (unless it sent the wrong frame type) and close.
@@ -611,7 +619,7 @@ class Relay:
             actions.append(self._send_router([_GOODBYE, {}, "wamp.error.protocol_violation"]))
         if code == 1003:
             return actions + self._close(1003, _short(str(exc)))
-        return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code)
+        return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code, notice=False)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
         """The router broke the protocol (or is misconfigured): close the browser with 1011."""
