@@ -455,3 +455,37 @@ def test_peer_reconnects_after_router_restart(
     peer.publish(uri("evt"), "back")  # re-subscribed by itself
     assert wait_until(lambda: events == ["back"])
     release.set()
+
+
+def nested(depth: int) -> t.Any:
+    value: t.Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_peer_survives_payloads_past_its_bounds(
+    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
+    uri: t.Callable[[str], str],
+) -> None:
+    """A payload the peer cannot take ends only its invocation, event or call: the session stays."""
+    events: list[t.Any] = []
+    peer.register(uri("echo"), lambda value: value)
+    peer.subscribe(uri("news"), lambda value: events.append(value))
+    assert peer.wait_ready(20)
+    session_id = peer.session_id
+    client = wamp_client(crossbar_router)
+    client.register(uri("deep"), lambda: nested(200))
+
+    with pytest.raises(ApplicationError) as refused:  # an INVOCATION past the bounds: ERROR for it alone
+        in_thread(client.call, uri("echo"), nested(200))
+    assert refused.value.error == "wamp.error.invalid_argument"
+    in_thread(client.publish, uri("news"), nested(200))  # an EVENT past the bounds: dropped
+    with pytest.raises(ApplicationError) as failed:  # a RESULT past the bounds: that call fails
+        peer.call(uri("deep"))
+    assert failed.value.error == "wamp.error.invalid_argument"
+
+    assert in_thread(client.call, uri("echo"), nested(10)) == nested(10)
+    in_thread(client.publish, uri("news"), "fine")
+    assert wait_until(lambda: events == ["fine"])
+    assert peer.session_id == session_id and peer.is_connected

@@ -10,9 +10,6 @@ from relay_pair import SECRET
 from relay_pair import RelayPair
 
 from flask_wamp_bridge.bridge import tickets
-from flask_wamp_bridge.bridge.heads import _peek_cbor
-from flask_wamp_bridge.bridge.heads import _peek_json
-from flask_wamp_bridge.bridge.heads import _peek_msgpack
 from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.relay import CALLS_IN_FLIGHT_ERROR
 from flask_wamp_bridge.bridge.relay import Close
@@ -22,6 +19,9 @@ from flask_wamp_bridge.bridge.relay import SendToRouter
 from flask_wamp_bridge.bridge.relay import State
 from flask_wamp_bridge.bridge.relay import rewrite_hello
 from flask_wamp_bridge.errors import LocalProtocolError
+from flask_wamp_bridge.wamp.heads import _peek_cbor
+from flask_wamp_bridge.wamp.heads import _peek_json
+from flask_wamp_bridge.wamp.heads import _peek_msgpack
 from flask_wamp_bridge.wamp.messages import serializer_for
 
 ANN = Identity("ann", "user", {"name": "Ann"})

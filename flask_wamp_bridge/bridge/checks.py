@@ -45,10 +45,10 @@ import typing as t
 from ..errors import PayloadOutOfBounds
 from ..errors import RemoteProtocolError
 from ..wamp.bounds import Bounds
+from ..wamp.heads import Head
+from ..wamp.heads import peek_head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
-from .heads import Head
-from .heads import peek_head
 
 __all__ = [
     "Limits",

@@ -98,14 +98,14 @@ from ..errors import LocalProtocolError
 from ..errors import ProtocolError
 from ..errors import RemoteProtocolError
 from ..errors import TransportError
+from ..wamp.heads import PEEKERS
+from ..wamp.heads import Head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
 from .checks import LIMIT_ERROR
 from .checks import Limits
 from .checks import SessionChecks
 from .checks import Verdict
-from .heads import PEEKERS
-from .heads import Head
 from .identity import Identity
 from .identity import thaw
 

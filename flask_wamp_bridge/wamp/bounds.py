@@ -16,7 +16,7 @@ import typing as t
 
 from ..errors import PayloadOutOfBounds
 
-__all__ = ["Bounds", "DEFAULT_BOUNDS", "check_frame", "check_decoded"]
+__all__ = ["Bounds", "DEFAULT_BOUNDS", "PEER_BOUNDS", "check_frame", "check_decoded"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +32,9 @@ class Bounds:
 
 
 DEFAULT_BOUNDS = Bounds()
+#: What a server-side peer takes from the router: deeper than a browser may send (the relay's default),
+#: no size bound of its own (its socket has one).
+PEER_BOUNDS = Bounds(max_depth=64, max_elements=1_000_000, max_bytes=1 << 62)
 
 
 def check_frame(data: str | bytes, codec: str, bounds: Bounds) -> bool:

@@ -9,6 +9,7 @@ checks their shape, and encodes them again. It raises only
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import typing as t
@@ -27,6 +28,8 @@ __all__ = [
     "SUBPROTOCOLS",
     "serializer_for",
     "check_message",
+    "decode_or_head",
+    "Undecodable",
     "MAX_ID",
 ]
 
@@ -235,3 +238,40 @@ def check_message(message: t.Any) -> list[t.Any]:
             name = MessageType(message[0]).name
             raise RemoteProtocolError(f"{name} field {index} must be a {kind}, got {type(value).__name__}")
     return message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A frame that could not be decoded (or was past its bounds), with what its head still tells.
+
+    ``kind`` and ``request_id`` are None where the head cannot be read; for an
+    ERROR, ``request_id`` is the request it answers and ``request_kind`` that request's type.
+    """
+
+    reason: str
+    kind: int | None = None
+    request_id: int | None = None
+    request_kind: int | None = None
+
+
+def decode_or_head(serializer: Serializer, data: str | bytes, bounds: Bounds) -> list[t.Any] | Undecodable:
+    """Decode one frame within ``bounds``; on failure return what its head tells instead of raising.
+
+    A peer uses this so that one payload it cannot take ends only the
+    invocation, event or call it belongs to, never the session. A frame of the
+    wrong kind (text on a binary subprotocol) still raises.
+    """
+    from .heads import peek_head
+
+    try:
+        return serializer.loads(data, bounds)
+    except RemoteProtocolError as exc:
+        if exc.close_code == 1003:
+            raise
+        head = peek_head(serializer.name, data)
+        if head is None:
+            return Undecodable(str(exc))
+        kind, first, second = head
+        if kind == MessageType.ERROR:
+            return Undecodable(str(exc), kind, second, first)
+        return Undecodable(str(exc), kind, first)

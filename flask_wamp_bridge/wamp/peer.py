@@ -49,8 +49,13 @@ from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
 from . import session as peercore
+from .bounds import PEER_BOUNDS
+from .bounds import Bounds
 from .messages import SUBPROTOCOLS
+from .messages import MessageType
 from .messages import Serializer
+from .messages import Undecodable
+from .messages import decode_or_head
 from .messages import serializer_for
 from .session import EventDetails
 from .session import InvocationDetails
@@ -188,6 +193,8 @@ class Peer:
         up to ``reconnect_max``, with jitter.
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
+    :param bounds: payload bounds for what the router delivers; a message past them (or not
+        decodable) ends only its invocation (ERROR ``wamp.error.invalid_argument``), event or call.
     """
 
     def __init__(
@@ -208,6 +215,7 @@ class Peer:
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
+        bounds: Bounds = PEER_BOUNDS,
     ) -> None:
         if cancel_mode not in _CANCEL_MODES:
             raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(_CANCEL_MODES)}")
@@ -230,6 +238,7 @@ class Peer:
         self.debug = debug
         self.subprotocols = tuple(subprotocols)
         self.max_message_size = max_message_size
+        self.bounds = bounds
         self._registrations: list[Registration] = []
         self._subscriptions: list[Subscription] = []
         # gevent objects are made in start(): the peer may be built before fork
@@ -620,7 +629,7 @@ class Peer:
             self._close_transport(conn, 1000)
 
     def _read(self, conn: _Connection) -> None:
-        loads = conn.serializer.loads
+        serializer, bounds = conn.serializer, self.bounds
         receive = conn.core.receive
         ws = conn.ws
         act = self._act
@@ -632,7 +641,11 @@ class Peer:
             if data is None:
                 return
             try:
-                actions = receive(loads(data))
+                message = decode_or_head(serializer, data, bounds)
+                if isinstance(message, Undecodable):
+                    actions = self._undecodable(conn, message)
+                else:
+                    actions = receive(message)
             except ProtocolError as exc:
                 log.error("WAMP peer: protocol violation by the router: %s", exc)
                 for action in conn.core.abort("wamp.error.protocol_violation", str(exc)):
@@ -643,6 +656,26 @@ class Peer:
                 act(conn, action)
             if conn.closed.is_set():
                 return
+
+    def _undecodable(self, conn: _Connection, bad: Undecodable) -> list[t.Any]:
+        """A message the peer cannot take ends only what it belongs to, never the session."""
+        kind, request_id = bad.kind, bad.request_id
+        name = MessageType(kind).name if kind is not None and kind in MessageType._value2member_map_ else "message"
+        log.warning("WAMP peer: dropped a %s from the router that cannot be decoded: %s", name, bad.reason)
+        if request_id is None:
+            return []
+        answer: list[t.Any] = [8, None, request_id, {}, "wamp.error.invalid_argument",
+                               ["the message could not be decoded within the peer's bounds"]]
+        if kind == MessageType.INVOCATION:
+            answer[1] = int(MessageType.INVOCATION)
+            return [peercore.Send(answer)]
+        if kind == MessageType.RESULT or kind == MessageType.ERROR:  # the call (or request) fails, alone
+            answer[1] = bad.request_kind if kind == MessageType.ERROR else int(MessageType.CALL)
+            try:
+                return conn.core.receive(answer)
+            except ProtocolError:
+                return []
+        return []  # an EVENT, or anything else: dropped
 
     def _act(self, conn: _Connection, action: t.Any) -> None:
         kind = type(action)
