@@ -9,7 +9,7 @@ Everything the library raises derives from :class:`BridgeError`::
     │   └── RemoteProtocolError     the other side sent something illegal
     │       ├── MessageTooBig       a message over the configured size limit
     │       └── PayloadOutOfBounds  a message nested too deep, too many elements, a length bomb
-    ├── AuthError                   identity could not be established (.wamp_uri)
+    ├── AuthError                   identity could not be established
     │   ├── NotAuthenticated        no identity in the Flask session
     │   └── InvalidTicket           a bridge ticket failed verification
     │       └── ExpiredTicket       ... because it is too old
@@ -21,7 +21,9 @@ Everything the library raises derives from :class:`BridgeError`::
         └── CallTimeout             a call got no result in time (and was canceled)
 
 Foreign exceptions (socket, gevent, serializers) are mapped to these at one
-boundary each, with ``raise ... from exc``.
+boundary each, with ``raise ... from exc``. Every exception pickles (and
+copies) with its arguments and attributes intact, so it can cross a process
+boundary.
 """
 
 from __future__ import annotations
@@ -91,18 +93,11 @@ class PayloadOutOfBounds(RemoteProtocolError):
 
 
 class AuthError(BridgeError):
-    """Identity could not be established.
-
-    :attr:`wamp_uri` is the WAMP error URI to answer with.
-    """
-
-    wamp_uri: str = "wamp.error.authentication_failed"
+    """Identity could not be established."""
 
 
 class NotAuthenticated(AuthError):
     """The Flask session holds no identity and anonymous access is not allowed."""
-
-    wamp_uri = "wamp.error.not_authorized"
 
 
 class InvalidTicket(AuthError):
@@ -150,6 +145,10 @@ class ApplicationError(BridgeError):
         self.args = args  # the WAMP positional payload, as autobahn's ApplicationError
         self.kwargs: dict[str, t.Any] = kwargs
 
+    def __reduce__(self) -> tuple[t.Any, ...]:
+        # ``self.args`` is the WAMP payload, not the constructor's arguments: rebuild from both
+        return (_rebuild_application_error, (type(self), self.args), self.__dict__)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.error!r}, args={self.args!r}, kwargs={self.kwargs!r})"
 
@@ -166,3 +165,10 @@ class CallTimeout(ApplicationError):
     """A call got no result within its timeout; the call was canceled at the router."""
 
     uri = "wamp.error.canceled"
+
+
+def _rebuild_application_error(cls: type[ApplicationError], args: tuple[t.Any, ...]) -> ApplicationError:
+    """Unpickle an :class:`ApplicationError` (or subclass): its payload, then its ``__dict__`` (``error``, ...)."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    return exc

@@ -23,6 +23,7 @@ from flask_wamp_bridge.wamp.heads import _peek_cbor
 from flask_wamp_bridge.wamp.heads import _peek_json
 from flask_wamp_bridge.wamp.heads import _peek_msgpack
 from flask_wamp_bridge.wamp.messages import serializer_for
+from flask_wamp_bridge.websocket import frames
 
 ANN = Identity("ann", "user", {"name": "Ann"})
 SUBPROTOCOLS = ["wamp.2.json", "wamp.2.msgpack", "wamp.2.cbor"]
@@ -121,9 +122,10 @@ def test_relay_without_identity_aborts_not_authorized():
     assert "log in" in pair.client_messages()[0][1]["message"]
     assert pair.closed.code == 1008
     assert not pair.router_connected and pair.at_router == []
+    assert pair.relay.router_refusal is None  # the bridge refused, not the router
 
 
-def test_relay_router_abort_is_forwarded():
+def test_relay_router_abort_is_forwarded_with_its_text_for_the_log_only():
     pair = RelayPair(ANN)
     pair.router.authenticate = tickets.make_authenticator("another-secret", 30, realm=REALM,
                                                           clock=lambda: NOW)
@@ -131,6 +133,10 @@ def test_relay_router_abort_is_forwarded():
     assert last[0] == 3 and last[2] == "wamp.error.authentication_failed"
     assert pair.closed.code == 1008
     assert pair.relay.state is State.CLOSED
+    refusal = pair.relay.router_refusal  # for the endpoint's log line
+    assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
+    assert "signature does not match" in refusal.message  # the router's text: logged ...
+    assert last[1] == {"message": "the router ended the session"}  # ... not shown to the browser
 
 
 # --- bad input before WELCOME ---------------------------------------------------
@@ -488,7 +494,7 @@ def test_relay_router_lost_closes_1011_and_browser_lost_closes_1000():
     assert pair.closed.code == 1011
     assert "1006" in str(pair.relay.error)
     pair = established()
-    pair._run(pair.relay.client_closed(1001))
+    pair._run(pair.relay.client_closed())
     assert pair.closed.code == 1000
 
 
@@ -520,10 +526,12 @@ def test_relay_restart_closes_the_browser_without_goodbye_so_it_reconnects():
     assert pair.closed.code == 1012
 
 
-def test_relay_close_reason_fits_a_close_frame():
+def test_relay_long_close_reason_is_cut_by_the_frame_encoder():
     pair = RelayPair(ANN)
     pair.client_sends([1, "r" * 500, {"roles": BROWSER_ROLES}])
-    assert len(pair.closed.reason.encode()) <= 123
+    assert "r" * 200 in pair.closed.reason  # the relay keeps it whole (for the log) ...
+    frame = frames.encode_close(pair.closed.code, pair.closed.reason)
+    assert len(frame) == 2 + 2 + 123  # ... the close frame carries 123 bytes of it
 
 
 # --- the cheap look at frame heads ---------------------------------------------------

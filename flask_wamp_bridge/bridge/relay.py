@@ -119,6 +119,7 @@ __all__ = [
     "Notice",
     "Relay",
     "rewrite_hello",
+    "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
 ]
 
@@ -154,6 +155,13 @@ _GENERIC_TEXT = {_ABORT: "the router ended the session", _GOODBYE: "the session 
 
 #: HELLO.Details keys that carry the client's claimed identity: replaced by the server's.
 _AUTH_KEYS = ("authid", "authrole", "authmethods", "authextra")
+
+
+class RouterRefusal(t.NamedTuple):
+    """The router's ABORT of a login: its reason URI and its message (if any)."""
+
+    reason: str
+    message: str | None
 
 
 class State(enum.Enum):
@@ -195,7 +203,8 @@ class SendToClient(Action):
 class Close(Action):
     """End the session: close the browser's socket with ``code``/``reason`` and the upstream with 1000.
 
-    ``reason`` is at most 123 bytes of UTF-8 (the WebSocket limit).
+    ``reason`` is free text; the socket cuts it to fit a close frame
+    (:func:`~flask_wamp_bridge.websocket.frames.truncate_reason`).
     """
 
     code: int
@@ -213,13 +222,6 @@ class Notice(Action):
 
     event: str
     reason: str
-
-
-def _short(reason: str) -> str:
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= 123:
-        return reason
-    return encoded[:120].decode("utf-8", "ignore") + "..."
 
 
 def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
@@ -245,8 +247,8 @@ class Relay:
     :param realm: the only realm a HELLO may name.
     :param serializer: the serializer of the negotiated subprotocol (both legs).
     :param ticket_signer: ``signer(identity) -> ticket``, called when the router
-        challenges (it reads its own clock or is handed one by the IO layer).
-    :param now: the current time (seconds): the login deadline starts here.
+        challenges (it reads the wall clock itself: the ticket is checked on another host).
+    :param now: the current monotonic time (seconds; ``tick`` gets the same clock): the login deadline starts here.
     :param login_timeout: seconds from ``now`` until WELCOME must have happened.
     :param max_calls_in_flight: CALLs that may wait for a result at once;
         ``None`` for no limit (used when ``limits`` is not given).
@@ -296,6 +298,8 @@ class Relay:
         self.closed_with: Close | None = None
         #: The WELCOME's session id, once established.
         self.session_id: int | None = None
+        #: Why the router refused the login (its ABORT), or None.
+        self.router_refusal: RouterRefusal | None = None
 
     @property
     def state(self) -> State:
@@ -356,8 +360,8 @@ class Relay:
             return self._close(1011, "router protocol error")
         raise self._closed_error()
 
-    def client_closed(self, code: int | None = None, reason: str = "") -> list[Action]:
-        """The browser's socket ended (it may have sent a close frame with ``code``)."""
+    def client_closed(self) -> list[Action]:
+        """The browser's socket ended (however it ended, the session ends with 1000)."""
         if self._state is State.CLOSED:
             return []
         return self._close(1000, "browser went away")
@@ -490,7 +494,9 @@ class Relay:
                 return [self._send_client([_WELCOME, message[1], details])]
             return [SendToClient(data)]
         if kind == _ABORT:
-            return [*self._sanitized(kind, data), *self._close(1008, _short(message[2]))]
+            text = message[1].get("message") if isinstance(message[1], dict) else None
+            self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
+            return [*self._sanitized(kind, data), *self._close(1008, str(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))
 
@@ -604,7 +610,7 @@ class Relay:
 
     def _abort_client(self, uri: str, message: str, code: int, *, notice: bool = True) -> list[Action]:
         actions: list[Action] = [Notice("abort", f"{uri}: {message}")] if notice else []
-        return [*actions, self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, _short(message))]
+        return [*actions, self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, message)]
 
     def _fail_client(self, exc: ProtocolError) -> list[Action]:
         """The browser broke the protocol: ABORT it (unless it sent the wrong frame type) and close.
@@ -618,7 +624,7 @@ class Relay:
         if self._state is State.ESTABLISHED:  # end the router's session at once, not when the link drops
             actions.append(self._send_router([_GOODBYE, {}, "wamp.error.protocol_violation"]))
         if code == 1003:
-            return actions + self._close(1003, _short(str(exc)))
+            return actions + self._close(1003, str(exc))
         return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code, notice=False)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
@@ -633,7 +639,7 @@ class Relay:
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED
         self._checks.calls.clear()
-        close = Close(code, _short(reason))
+        close = Close(code, reason)
         self.closed_with = close
         return [close]
 
