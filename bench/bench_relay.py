@@ -343,10 +343,10 @@ def orchestrate(args: argparse.Namespace) -> None:
                 raise SystemExit("the callee did not start")
             paths: list[tuple[str, str, str, int | None]] = [("direct", "direct", router.url, None)]
             for relay in ("before", "after"):
-                bridge, port, worker = _start_bridge(settings, log, relay=relay)
+                bridge, port, pid = _start_bridge(settings, log, relay=relay)
                 bridges.append(bridge)
-                paths.append((relay, "bridge", f"ws://127.0.0.1:{port}/wamp", worker))
-                print(f"bridge ({relay}) worker pid {worker} on {paths[-1][2]}", flush=True)
+                paths.append((relay, "bridge", f"ws://127.0.0.1:{port}/wamp", pid))
+                print(f"bridge ({relay}) worker pid {pid} on {paths[-1][2]}", flush=True)
             for round_ in range(1, args.rounds + 1):
                 for size in SIZES:
                     for path, via, url, worker in paths:
