@@ -22,6 +22,7 @@ LIGHT_MODULES = [
     "flask_wamp_bridge.bridge.relay",
     "flask_wamp_bridge.bridge.checks",
     "flask_wamp_bridge.bridge.security_log",
+    "flask_wamp_bridge.bridge.router_text",
     "flask_wamp_bridge.wamp.bounds",
     "flask_wamp_bridge.wamp.heads",
     "flask_wamp_bridge.wamp.session",

@@ -7,6 +7,7 @@ gevent's thread pool to keep the hub (and the peer) running meanwhile.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import typing as t
@@ -15,6 +16,7 @@ import uuid
 import gevent
 import gevent.event
 import pytest
+import websocket
 
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import CallTimeout
@@ -24,6 +26,7 @@ from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID
+from flask_wamp_bridge.testing import TESTER_SECRET
 from flask_wamp_bridge.testing import WampClient
 from flask_wamp_bridge.wamp.client_auth import WampCraAuth
 from flask_wamp_bridge.wamp.peer import Peer
@@ -489,3 +492,38 @@ def test_peer_survives_payloads_past_its_bounds(
     in_thread(client.publish, uri("news"), "fine")
     assert wait_until(lambda: events == ["fine"])
     assert peer.session_id == session_id and peer.is_connected
+
+
+def raw_tester(router: CrossbarProcess) -> websocket.WebSocket:
+    """A raw JSON WAMP session on the router as the test service: it sends frames no WAMP library would."""
+    ws = websocket.create_connection(router.url, subprotocols=["wamp.2.json"], timeout=15)
+    ws.send(json.dumps([1, router.realm, {"roles": {"caller": {}, "publisher": {}}, "authmethods": ["wampcra"],
+                                          "authid": TESTER_AUTHID}]))
+    challenge = json.loads(ws.recv())
+    signature = WampCraAuth(TESTER_AUTHID, TESTER_SECRET).respond(challenge[1], challenge[2])
+    ws.send(json.dumps([5, signature, {}]))
+    assert json.loads(ws.recv())[0] == 2
+    return ws
+
+
+def test_the_test_client_survives_payloads_past_its_bounds(
+    crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient], uri: t.Callable[[str], str],
+) -> None:
+    client = wamp_client(crossbar_router)
+    events: list[t.Any] = []
+    client.register(uri("echo"), lambda value: value)
+    client.subscribe(uri("news"), lambda value: events.append(value))
+    session_id = client.session_id
+    raw = raw_tester(crossbar_router)
+    try:
+        deep = "[" * 3000 + "]" * 3000
+        raw.send(f'[48,1,{{}},"{uri("echo")}",[{deep}]]')  # past the bounds: ERROR for that invocation alone
+        assert json.loads(raw.recv())[:5] == [8, 48, 1, {}, "wamp.error.invalid_argument"]
+        raw.send(f'[16,2,{{}},"{uri("news")}",[{deep}]]')  # an EVENT past the bounds: dropped
+        raw.send(f'[16,3,{{}},"{uri("news")}",["fine"]]')
+        raw.send(f'[48,4,{{}},"{uri("echo")}",[[1,[2]]]]')
+        assert json.loads(raw.recv()) == [50, 4, {}, [[1, [2]]]]
+    finally:
+        raw.close()
+    assert wait_until(lambda: events == ["fine"])
+    assert client.connected and client.session_id == session_id

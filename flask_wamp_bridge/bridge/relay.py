@@ -107,7 +107,9 @@ from .checks import Limits
 from .checks import SessionChecks
 from .checks import Verdict
 from .identity import Identity
-from .identity import thaw
+from .identity import rewrite_hello
+from .router_text import sanitized
+from .router_text import welcome_details
 
 __all__ = [
     "State",
@@ -118,7 +120,6 @@ __all__ = [
     "Close",
     "Notice",
     "Relay",
-    "rewrite_hello",
     "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
 ]
@@ -135,26 +136,8 @@ _CHALLENGE = int(MessageType.CHALLENGE)
 _AUTHENTICATE = int(MessageType.AUTHENTICATE)
 _GOODBYE = int(MessageType.GOODBYE)
 _ERROR = int(MessageType.ERROR)
-#: Prefix of the WELCOME authextra keys Crossbar adds about itself (x_cb_node, x_cb_pid,
-#: x_cb_peer, x_cb_worker): not for browsers.
-_ROUTER_INTERNAL = "x_cb_"
 #: Types that end or restart a session: handled specially after WELCOME.
 _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE})
-
-#: ERROR URIs the router itself answers with: their free text (which may carry an authorizer's exception)
-#: is replaced for the browser.
-ROUTER_ERRORS = frozenset(f"wamp.error.{name}" for name in (
-    "not_authorized", "authorization_failed", "authentication_failed", "no_such_procedure", "no_such_registration",
-    "no_such_subscription", "no_such_session", "no_such_realm", "no_such_role", "no_such_principal",
-    "procedure_already_exists", "procedure_exists_invocation_policy_conflict", "no_eligible_callee",
-    "invalid_uri", "option_not_allowed", "option_disallowed.disclose_me", "protocol_violation", "unavailable",
-    "timeout", "system_shutdown", "close_realm"))
-#: What the browser reads instead of the router's own words (outside debug).
-_GENERIC_TEXT = {_ABORT: "the router ended the session", _GOODBYE: "the session was closed",
-                 _ERROR: "the router refused the request"}
-
-#: HELLO.Details keys that carry the client's claimed identity: replaced by the server's.
-_AUTH_KEYS = ("authid", "authrole", "authmethods", "authextra")
 
 
 class RouterRefusal(t.NamedTuple):
@@ -222,21 +205,6 @@ class Notice(Action):
 
     event: str
     reason: str
-
-
-def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
-    """Return ``hello`` with the client's claimed identity replaced by ``identity``.
-
-    ``authid``, ``authrole``, ``authmethods`` and ``authextra`` in the details
-    are replaced (``authmethods`` becomes ``["ticket"]``); every other key, known
-    or not, is kept as it was.
-    """
-    details = {key: value for key, value in hello[2].items() if key not in _AUTH_KEYS}
-    details["authmethods"] = ["ticket"]
-    details["authid"] = identity.authid
-    if identity.authextra:
-        details["authextra"] = thaw(identity.authextra)
-    return [hello[0], hello[1], details, *hello[3:]]
 
 
 class Relay:
@@ -480,17 +448,8 @@ class Relay:
                     "the authenticator must return the ticket's authid", 1011))
             self._state = State.ESTABLISHED
             self.session_id = message[1]
-            details = message[2]
-            extra = details.get("authextra")
-            # Crossbar puts its node (host name), PID, worker and the bridge's own address in x_cb_* keys,
-            # at the top level and inside authextra.
-            internal = any(key.startswith(_ROUTER_INTERNAL) for key in details)
-            if isinstance(extra, dict) and any(key.startswith(_ROUTER_INTERNAL) for key in extra):
-                extra = {key: value for key, value in extra.items() if not key.startswith(_ROUTER_INTERNAL)}
-                details = {**details, "authextra": extra}
-                internal = True
-            if internal:
-                details = {key: value for key, value in details.items() if not key.startswith(_ROUTER_INTERNAL)}
+            details = welcome_details(message[2])  # without Crossbar's x_cb_* keys
+            if details is not None:
                 return [self._send_client([_WELCOME, message[1], details])]
             return [SendToClient(data)]
         if kind == _ABORT:
@@ -527,25 +486,11 @@ class Relay:
     def _sanitized(self, kind: int, data: Data) -> list[Action]:
         """A router ABORT, GOODBYE or ERROR for the browser: its URI kept, the router's own text replaced."""
         if self._debug:
-            if kind == _ABORT:
-                return [SendToClient(data), Notice("router_abort", repr(data))]
+            return [SendToClient(data), Notice("router_abort", repr(data))] if kind == _ABORT else [SendToClient(data)]
+        clean, text = sanitized(self.serializer, kind, data)
+        if clean is None:
             return [SendToClient(data)]
-        try:
-            message = self.serializer.loads(data)
-        except RemoteProtocolError:
-            return [SendToClient(data)]  # not decodable: the relay's own checks report it elsewhere
-        if kind == _ERROR:
-            uri, text = message[4], message[5:]
-            if uri not in ROUTER_ERRORS or (not text and not message[3]):
-                return [SendToClient(data)]
-            clean = [*message[:3], {}, uri, [_GENERIC_TEXT[kind]]]
-        else:
-            uri, text = message[2], message[1]
-            if not text:
-                return [SendToClient(data)]
-            clean = [kind, {"message": _GENERIC_TEXT[kind]}, uri]
-        event = "router_abort" if kind == _ABORT else "router_text"
-        return [self._send_client(clean), Notice(event, f"{uri}: {text!r}")]
+        return [self._send_client(clean), Notice("router_abort" if kind == _ABORT else "router_text", text)]
 
     def _client_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import os
 import socket
 import threading
@@ -51,6 +52,11 @@ from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
 from ..router.process import CrossbarProcess
 from ..router.process import find_crossbar
+from ..wamp.bounds import PEER_BOUNDS
+from ..wamp.messages import MessageType
+from ..wamp.messages import Undecodable
+from ..wamp.messages import decode_or_head
+from ..wamp.messages import serializer_for
 
 __all__ = [
     "TEST_PEER_AUTHID",
@@ -75,6 +81,8 @@ TESTER_AUTHID = "tester"
 TESTER_SECRET = "tester-secret-not-for-production"
 
 _SERIALIZERS = {"json": "JsonSerializer", "msgpack": "MsgPackSerializer", "cbor": "CBORSerializer"}
+
+log = logging.getLogger(__name__)
 _START_TIMEOUT = 90.0  # Crossbar takes ~5-10 s alone, more on a busy 2-core machine
 
 
@@ -391,7 +399,6 @@ class WampClient:
         authextra: dict[str, t.Any] | None,
     ) -> t.Any:
         from autobahn.asyncio.websocket import WampWebSocketClientFactory
-        from autobahn.wamp import serializer as serializers
         from autobahn.wamp.types import ComponentConfig
 
         loop = asyncio.get_running_loop()
@@ -406,7 +413,7 @@ class WampClient:
         factory = WampWebSocketClientFactory(  # type: ignore[no-untyped-call]
             lambda: self._session,
             url=url,
-            serializers=[getattr(serializers, _SERIALIZERS[self._serializer_choice])()],
+            serializers=[_tolerant_serializer(self._serializer_choice)(self._session)],
             headers=self._extra_headers,
             origin=self._ws_origin,
         )
@@ -423,6 +430,57 @@ class WampClient:
             return joined.result()
         reason = getattr(protocol, "_onclose_reason", None) or getattr(protocol, "wasNotCleanReason", None)
         raise ConnectionClosed(f"the connection to {url} closed before a WAMP session began: {reason}")
+
+
+@functools.lru_cache(maxsize=None)
+def _tolerant_serializer(name: str) -> type:
+    """autobahn's serializer ``name``, made to survive any payload (like the library's own peer).
+
+    A message past the peer's bounds (:data:`~flask_wamp_bridge.wamp.bounds.PEER_BOUNDS`) or not
+    decodable ends only its invocation (ERROR ``wamp.error.invalid_argument``), event (dropped) or
+    call (it fails with that error), with a warning; the session stays.
+    """
+    from autobahn.wamp import message
+    from autobahn.wamp import serializer as serializers
+    from autobahn.wamp.exception import ApplicationError as AutobahnApplicationError
+
+    base: type = getattr(serializers, _SERIALIZERS[name])
+    ours = serializer_for(f"wamp.2.{name}")
+    text = "the message could not be decoded within the test client's bounds"
+
+    class Tolerant(base):  # type: ignore[misc]
+        def __init__(self, session: t.Any) -> None:
+            super().__init__()
+            self._session = session
+
+        def unserialize(self, payload: bytes, isBinary: bool | None = None) -> list[t.Any]:  # noqa: N803
+            if isBinary is None or isBinary == ours.binary:
+                try:
+                    data: str | bytes = payload if ours.binary else payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    data = b""
+                bad = decode_or_head(ours, data, PEER_BOUNDS) if data else None
+                if isinstance(bad, Undecodable):
+                    self._undecodable(bad)
+                    return []
+            return t.cast(list[t.Any], super().unserialize(payload, isBinary))
+
+        def _undecodable(self, bad: Undecodable) -> None:
+            log.warning("test client: dropped a message it cannot decode: %s", bad.reason)
+            session, request_id = self._session, bad.request_id
+            if request_id is None:
+                return
+            if bad.kind == MessageType.INVOCATION and session._transport is not None:
+                session._transport.send(message.Error(  # type: ignore[no-untyped-call]
+                    message.Invocation.MESSAGE_TYPE, request_id, "wamp.error.invalid_argument", args=[text]))
+            elif bad.kind == MessageType.RESULT or (bad.kind == MessageType.ERROR
+                                                    and bad.request_kind == MessageType.CALL):
+                request = session._call_reqs.pop(request_id, None)
+                if request is not None and not request.on_reply.done():
+                    request.on_reply.set_exception(AutobahnApplicationError(  # type: ignore[no-untyped-call]
+                        "wamp.error.invalid_argument", text))
+
+    return Tolerant
 
 
 @functools.lru_cache(maxsize=None)
