@@ -522,7 +522,8 @@ def test_the_test_client_survives_payloads_past_its_bounds(
         raw.send(f'[16,2,{{}},"{uri("news")}",[{deep}]]')  # an EVENT past the bounds: dropped
         raw.send(f'[16,3,{{}},"{uri("news")}",["fine"]]')
         raw.send(f'[48,4,{{}},"{uri("echo")}",[[1,[2]]]]')
-        assert json.loads(raw.recv()) == [50, 4, {}, [[1, [2]]]]
+        result = json.loads(raw.recv())
+        assert result[:2] == [50, 4] and result[3] == [[1, [2]]]
     finally:
         raw.close()
     assert wait_until(lambda: events == ["fine"])
