@@ -1,9 +1,10 @@
 """wampy.js 8 and autobahn-js 22 in headless Chromium through the checked relay: every feature they use still works.
 
 A logged-in page calls, gets progressive results, cancels, subscribes with each
-match policy, publishes with acknowledge and exclusions, registers and answers
-an invocation. wampy.js runs over JSON, msgpack and CBOR (its msgpack and CBOR
-encoders send unset options as nil, which the relay drops), autobahn-js over JSON.
+match policy (a second session of the same user), publishes with acknowledge,
+exclusions and eligibility, registers and answers an invocation. wampy.js runs
+over JSON, msgpack and CBOR (its msgpack and CBOR encoders send unset options
+as ``undefined``, which the relay drops), autobahn-js over JSON.
 """
 
 from __future__ import annotations
@@ -45,13 +46,17 @@ async ([name, url]) => {
   ws.cancel(requestId, {mode: 'kill'});
   try { await slow; out.canceled = 'no'; } catch (e) { out.canceled = e.error || e.errorUri || String(e); }
   const got = {exact: [], prefix: [], wildcard: []};
-  await ws.subscribe('app.topic.x', (e) => got.exact.push(e.argsList[0]));
-  await ws.subscribe('app.topic.', (e) => got.prefix.push(e.argsList[0]), {match: 'prefix'});
-  await ws.subscribe('app..x', (e) => got.wildcard.push(e.argsList[0]), {match: 'wildcard'});
-  await ws.publish('app.topic.x', ['mine'], {exclude_me: true});
-  await ws.publish('app.topic.x', ['one'], {exclude_me: false, exclude_authid: ['nobody'],
+  const other = new Wampy(url, {realm: 'realm1', serializer, autoReconnect: false});  // the same user, elsewhere
+  await other.connect();
+  await other.subscribe('app.topic.x', (e) => got.exact.push(e.argsList[0]));
+  await other.subscribe('app.topic', (e) => got.prefix.push(e.argsList[0]), {match: 'prefix'});
+  await other.subscribe('app..x', (e) => got.wildcard.push(e.argsList[0]), {match: 'wildcard'});
+  await ws.publish('app.topic.x', ['excluded'], {exclude: [other.getSessionId()]});
+  await ws.publish('app.topic.x', ['not eligible'], {eligible_authid: ['nobody']});
+  await ws.publish('app.topic.x', ['one'], {exclude_me: true, exclude_authid: ['nobody'],
                                             eligible_authrole: ['user']});
   await waitFor(() => got.exact.length && got.prefix.length && got.wildcard.length);
+  await other.disconnect();
   out.events = got;
   const echo = 'app.user.wampy_' + name + '.echo';
   await ws.register(echo, ({argsList}) => ({argsList: ['echo:' + argsList[0]]}));
@@ -84,13 +89,17 @@ async ([url]) => {
   slow.cancel({mode: 'kill'});
   try { await slow; out.canceled = 'no'; } catch (e) { out.canceled = e.error || String(e); }
   const got = {exact: [], prefix: [], wildcard: []};
-  await session.subscribe('app.topic.x', (args) => got.exact.push(args[0]));
-  await session.subscribe('app.topic.', (args) => got.prefix.push(args[0]), {match: 'prefix'});
-  await session.subscribe('app..x', (args) => got.wildcard.push(args[0]), {match: 'wildcard'});
-  await session.publish('app.topic.x', ['mine'], {}, {acknowledge: true});
-  await session.publish('app.topic.x', ['one'], {}, {acknowledge: true, exclude_me: false,
+  const otherConnection = new autobahn.Connection({url, realm: 'realm1', max_retries: 0});
+  const other = await new Promise((resolve) => { otherConnection.onopen = resolve; otherConnection.open(); });
+  await other.subscribe('app.topic.x', (args) => got.exact.push(args[0]));
+  await other.subscribe('app.topic', (args) => got.prefix.push(args[0]), {match: 'prefix'});
+  await other.subscribe('app..x', (args) => got.wildcard.push(args[0]), {match: 'wildcard'});
+  await session.publish('app.topic.x', ['excluded'], {}, {acknowledge: true, exclude: [other.id]});
+  await session.publish('app.topic.x', ['not eligible'], {}, {acknowledge: true, eligible_authid: ['nobody']});
+  await session.publish('app.topic.x', ['one'], {}, {acknowledge: true, exclude_me: true,
                                                      exclude_authid: ['nobody'], eligible_authrole: ['user']});
   await waitFor(() => got.exact.length && got.prefix.length && got.wildcard.length);
+  otherConnection.close();
   out.events = got;
   const echo = 'app.user.autobahn.echo';
   await session.register(echo, (args) => 'echo:' + args[0]);

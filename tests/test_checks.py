@@ -146,6 +146,13 @@ ROWS = [
     Row("yield progress", [70, 5, {"progress": True}, [1]], Forward(), INVOKED),
     Row("null options dropped (wampy.js over msgpack/cbor)", [32, 1, {"match": None, "get_retained": None}, "app.t"],
         Rewritten([32, 1, {}, "app.t"])),
+    Row("undefined options dropped (wampy.js: msgpackr ext 0, cbor-x undefined)", "undefined-subscribe",
+        Rewritten([32, 1, {"match": "prefix"}, "app."])),
+    Row("session ids sent as floats (wampy.js over msgpack/cbor) become ints",
+        [16, 1, {"exclude": [3987199069964432.0], "eligible": [1.0, 2]}, "app.t"],
+        Rewritten([16, 1, {"exclude": [3987199069964432], "eligible": [1, 2]}, "app.t"])),
+    Row("session ids that are not whole numbers are refused", [16, 1, {"acknowledge": True, "exclude": [1.5]}, "app.t"],
+        Reply("wamp.error.invalid_argument")),
     Row("unknown option dropped", [48, 1, {"x_custom": 1, "timeout": 10}, "app.x"],
         Rewritten([48, 1, {"timeout": 10}, "app.x"])),
     Row("wrong option value refused", [48, 1, {"timeout": "soon"}, "app.x"], Reply("wamp.error.invalid_argument")),
@@ -222,6 +229,17 @@ ROWS = [
 ]
 
 
+# [32, 1, {"match": "prefix", "get_retained": undefined}, "app."] as wampy.js's encoders write it
+# (node: msgpackr's pack(), cbor-x's Encoder with wampy's options)
+UNDEFINED_SUBSCRIBE: dict[str, str | bytes] = {
+    "wamp.2.json": '[32,1,{"match":"prefix"},"app."]',  # JSON.stringify leaves undefined out
+    "wamp.2.msgpack": bytes.fromhex("942001de0002a56d61746368a6707265666978ac6765745f72657461696e6564d40000a4617070"
+                                    "2e"),
+    "wamp.2.cbor": bytes.fromhex("84182001b90002656d61746368667072656669786c6765745f72657461696e6564f76461707"
+                                 "02e"),
+}
+
+
 def _run(row: Row, subprotocol: str) -> RelayPair:
     pair = RelayPair(ALICE, subprotocol=subprotocol, limits=row.limits)
     assert pair.login()[0] == 2
@@ -239,8 +257,12 @@ def _run(row: Row, subprotocol: str) -> RelayPair:
 def test_rule(row: Row, subprotocol: str) -> None:
     pair = _run(row, subprotocol)
     at_router, at_client = len(pair.at_router), len(pair.at_client)
-    frame = pair.serializer.dumps(row.message) if isinstance(row.message, list) else (
-        pair.serializer._dumps(row.message))  # not a list: encode it anyway
+    if row.message == "undefined-subscribe":
+        frame = UNDEFINED_SUBSCRIBE[subprotocol]
+    elif isinstance(row.message, list):
+        frame = pair.serializer.dumps(row.message)
+    else:
+        frame = pair.serializer._dumps(row.message)  # not a list: encode it anyway
     actions = pair.client_sends(frame)
     sent_up = pair.router_messages()[at_router:]
     sent_down = pair.client_messages()[at_client:]
@@ -249,7 +271,7 @@ def test_rule(row: Row, subprotocol: str) -> None:
         assert [a for a in actions if not isinstance(a, Notice)] == [SendToRouter(frame)]
         assert pair.at_router[-1] is frame
     elif isinstance(expect, Rewritten):
-        assert sent_up == [expect.message] and sent_down == []
+        assert repr(sent_up) == repr([expect.message]) and sent_down == []  # repr: 1 and 1.0 differ
     elif isinstance(expect, Reply):
         assert sent_up == []
         [error] = sent_down

@@ -15,9 +15,9 @@ and checked against its row of :data:`RULES`:
   GOODBYE upstream and closes 1002);
 - URIs must be loose WAMP URIs (strict with ``Limits.strict_uris``); a pattern
   (empty components) only with ``match`` ``prefix``/``wildcard``;
-- options are allow-listed per type with a check of each value. A value of
-  ``None`` is dropped (wampy.js sends ``undefined`` as nil over msgpack/CBOR),
-  as is an unknown key. A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose
+- options are allow-listed per type with a check of each value. A null or
+  ``undefined`` value is dropped (wampy.js sends unset options as ``undefined``
+  over msgpack and CBOR), as is an unknown key. A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose
   first entry Crossbar takes as the caller's or publisher's identity, the
   router's own identity keys, ``force_reregister``) gets ERROR
   ``wamp.error.not_authorized`` on a request and is dropped from a YIELD, ERROR
@@ -155,6 +155,24 @@ def _one_of(*choices: str) -> Check:
     return lambda value: type(value) is str and value in allowed
 
 
+def _unrepairable(value: t.Any) -> None:
+    return None
+
+
+def _as_session_ids(value: t.Any) -> list[int] | None:
+    """Session ids sent as whole floats (msgpackr and cbor-x encode numbers past 2**32 as float64) as ints."""
+    if type(value) is not list or not all(type(item) in (int, float) for item in value):
+        return None
+    if not all(float(item).is_integer() and 0 <= item <= 2**53 for item in value):
+        return None
+    return [int(item) for item in value]
+
+
+#: Options whose value may be repaired instead of refused (Crossbar would close the session over floats).
+_SESSION_ID_LISTS: dict[str, t.Callable[[t.Any], t.Optional[list[int]]]] = {
+    "exclude": _as_session_ids, "eligible": _as_session_ids,
+}
+
 _PPT: dict[str, Check] = {"ppt_scheme": _text, "ppt_serializer": _text, "ppt_cipher": _text, "ppt_keyid": _text}
 _MATCH = _one_of("exact", "prefix", "wildcard")
 
@@ -217,6 +235,23 @@ _ANSWERS = {int(MessageType.PUBLISHED): _PUBLISH, int(MessageType.SUBSCRIBED): _
 _RESULT = int(MessageType.RESULT)
 
 
+def _undefined(codec: str) -> t.Any:
+    """How a codec decodes JavaScript's ``undefined`` (None: as null, or not at all).
+
+    wampy.js sends unset options as ``undefined``: msgpackr encodes it as ext type 0, cbor-x as CBOR's
+    ``undefined``. Crossbar cannot take either (it closes the session with 1002), so they count as null.
+    """
+    if codec == "msgpack":
+        import msgpack
+
+        return msgpack.ExtType(0, b"\x00")
+    if codec == "cbor":
+        import cbor2
+
+        return cbor2.undefined
+    return None
+
+
 class SessionChecks:
     """The per-message rules of one browser session (see the module docs)."""
 
@@ -238,6 +273,7 @@ class SessionChecks:
         self._strikes = 0.0
         self._stamp = now
         self._ack = b"acknowledge" if serializer.binary else "acknowledge"
+        self._undefined = _undefined(serializer.name)
 
     # --- browser -> router ----------------------------------------------------
 
@@ -286,23 +322,31 @@ class SessionChecks:
     def _options(self, rule: Rule, message: list[t.Any], options: dict[t.Any, t.Any]) -> t.Any:
         """None if ``options`` pass as they are; the options to forward; or a refusing Verdict."""
         allowed = rule.options
+        undefined = self._undefined
         drop = None
+        fixed: dict[str, t.Any] | None = None
         for key, value in options.items():
+            if value is None or (undefined is not None and value == undefined):
+                drop = [*(drop or ()), key]
+                continue
             check = allowed.get(key)
-            if check is not None and value is not None:
+            if check is not None:
                 if not check(value):
+                    repaired = _SESSION_ID_LISTS.get(key, _unrepairable)(value)
+                    if repaired is not None:
+                        fixed = {**(fixed or {}), key: repaired}
+                        continue
                     if rule.refusal is Refusal.FOR_INVOCATION or rule.refusal is Refusal.VIOLATION:
                         drop = [*(drop or ()), key]
                         continue
                     return self._refuse(rule, message, _INVALID_ARGUMENT, f"invalid value for option {key!r}")
                 continue
-            if (key in REFUSED_OPTIONS and value is not None
-                    and rule.refusal in (Refusal.REPLY, Refusal.REPLY_IF_ACKNOWLEDGED)):
+            if key in REFUSED_OPTIONS and rule.refusal in (Refusal.REPLY, Refusal.REPLY_IF_ACKNOWLEDGED):
                 return self._refuse(rule, message, _NOT_AUTHORIZED, f"option {key!r} is not allowed")
             drop = [*(drop or ()), key]
-        if drop is None:
+        if drop is None and fixed is None:
             return None
-        return {key: value for key, value in options.items() if key not in drop}
+        return {key: (fixed or {}).get(key, value) for key, value in options.items() if key not in (drop or ())}
 
     # --- per-type state (after the generic checks) -----------------------------
 
