@@ -23,6 +23,7 @@ LIGHT_MODULES = [
     "flask_wamp_bridge.bridge.checks",
     "flask_wamp_bridge.bridge.security_log",
     "flask_wamp_bridge.bridge.router_text",
+    "flask_wamp_bridge.testing.tolerant",
     "flask_wamp_bridge.wamp.bounds",
     "flask_wamp_bridge.wamp.heads",
     "flask_wamp_bridge.wamp.session",
@@ -35,6 +36,9 @@ LIGHT_MODULES = [
     "flask_wamp_bridge.cli",
     "flask_wamp_bridge.websocket.frames",
     "flask_wamp_bridge.websocket.lifecycle",
+    "flask_wamp_bridge.testing",
+    "flask_wamp_bridge.testing.bridge_client",
+    "flask_wamp_bridge.testing.ports",
 ]
 
 
