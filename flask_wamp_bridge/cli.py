@@ -2,7 +2,8 @@
 
 The extension attaches :data:`wamp_cli` with ``app.cli.add_command(wamp_cli)``:
 
-- ``flask wamp config [--output FILE]`` prints (or writes) the generated config JSON;
+- ``flask wamp config [--output FILE] [--node NAME]`` prints (or writes) the generated config JSON
+  (with ``--node``, of that node of ``WAMP_BRIDGE_CLUSTER``; ``--output`` then also writes its ``key.priv``);
 - ``flask wamp router [--cbdir DIR]`` writes it to ``DIR/config.json`` and runs
   Crossbar in the foreground until Ctrl-C.
 """
@@ -21,6 +22,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .errors import ConfigError
+from .router.cluster import write_node_key
 from .router.config import make_config
 from .router.config import save_config
 from .router.process import find_crossbar
@@ -31,11 +33,23 @@ __all__ = ["wamp_cli"]
 wamp_cli = AppGroup("wamp", help="WAMP bridge: Crossbar router config and a development router.")
 
 
-def _config() -> dict[str, t.Any]:
+def _config(node: str | None = None) -> dict[str, t.Any]:
     try:
-        return make_config(current_app.config)
+        return make_config(current_app.config, node=node)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _write_key(node: str | None, cbdir: Path) -> None:
+    if node is not None:  # a cluster node: its link key (Crossbar's key.priv) goes next to the config
+        write_node_key(current_app.config, node, cbdir)
+        click.echo(f"wrote {cbdir / 'key.priv'}", err=True)
+
+
+_node_option = click.option(
+    "--node", default=None, metavar="NAME",
+    help="Generate the config of this node of WAMP_BRIDGE_CLUSTER (and its key.priv next to it).",
+)
 
 
 @wamp_cli.command("config")
@@ -46,14 +60,16 @@ def _config() -> dict[str, t.Any]:
     default=None,
     help="Write config.json here (mode 0600) instead of printing it.",
 )
-def config_command(output: Path | None) -> None:
+@_node_option
+def config_command(output: Path | None, node: str | None) -> None:
     """Print the Crossbar config generated from the app's WAMP_BRIDGE_* settings."""
-    config = _config()
+    config = _config(node)
     if output is None:
         click.echo(json.dumps(config, indent=2))
         return
     save_config(config, output)
     click.echo(f"wrote {output}", err=True)
+    _write_key(node, output.parent)
 
 
 @wamp_cli.command("router")
@@ -64,14 +80,16 @@ def config_command(output: Path | None) -> None:
     show_default=True,
     help="Crossbar node directory (config.json, keys, node.pid).",
 )
-def router_command(cbdir: Path) -> None:
+@_node_option
+def router_command(cbdir: Path, node: str | None) -> None:
     """Run Crossbar in the foreground with the generated config (Ctrl-C stops it)."""
-    config = _config()
+    config = _config(node)
     try:
         crossbar = find_crossbar()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     save_config(config, cbdir / "config.json")
+    _write_key(node, cbdir)
     click.echo(f"starting Crossbar ({crossbar}) with {cbdir / 'config.json'}", err=True)
     proc = subprocess.Popen([crossbar, "start", "--cbdir", str(cbdir)])
     # Ctrl-C reaches Crossbar too (same process group); SIGTERM is passed on.

@@ -52,6 +52,8 @@ from . import session as peercore
 from .messages import SUBPROTOCOLS
 from .messages import Serializer
 from .messages import serializer_for
+from .router_urls import next_url
+from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -172,7 +174,8 @@ class _Connection:
 class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
-    :param url: the router's WebSocket URL.
+    :param url: the router's WebSocket URL, or several (router nodes): after a failed
+        attempt the peer tries the next one.
     :param realm: the realm to join.
     :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
@@ -192,7 +195,7 @@ class Peer:
 
     def __init__(
         self,
-        url: str,
+        url: str | t.Sequence[str],
         realm: str,
         auth: ClientAuth,
         *,
@@ -215,7 +218,9 @@ class Peer:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
             serializer_for(subprotocol)
-        self.url = url
+        #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
+        self.urls = router_urls(url)
+        self.url = self.urls[0]
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
@@ -567,9 +572,10 @@ class Peer:
         assert self._first_attempt is not None and self._wakeup is not None
         while not self._stopping:
             conn = None
+            joined = False
             try:
                 conn = self._connect()
-                attempt = 0 if self._serve(conn) else attempt
+                joined = self._serve(conn)
             except BridgeError as exc:
                 log.warning("WAMP peer: cannot join realm %r at %s: %s", self.realm, self.url, exc)
             except Exception:
@@ -579,6 +585,10 @@ class Peer:
                     self._close_transport(conn, 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
+                if joined:
+                    attempt = 0
+                else:  # this node did not take us: try the next one (if there are several)
+                    self.url = next_url(self.urls, self.url)
             if self._stopping:
                 break
             delay = peercore.backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,
