@@ -72,7 +72,8 @@ def start_router(net: Network, member: str, app_settings: t.Mapping[str, t.Any],
     return router
 
 
-def start_host(net: Network, member: str, app_settings: t.Mapping[str, t.Any], urls: t.Sequence[str]) -> GunicornProcess:
+def start_host(net: Network, member: str, app_settings: t.Mapping[str, t.Any],
+               urls: t.Sequence[str]) -> GunicornProcess:
     env = {f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value)
            for key, value in app_settings.items() if not key.startswith("WAMP_BRIDGE_CLUSTER")}
     env["FLASK_WAMP_BRIDGE_ROUTER_URL"] = json.dumps(list(urls))
