@@ -110,7 +110,7 @@ def test_node_config_admits_the_other_nodes_links_by_their_derived_keys() -> Non
 
 
 def test_node_config_can_keep_calls_on_their_node() -> None:
-    config = make_config(cluster_settings(WAMP_BRIDGE_CLUSTER_FORWARD_CALLS=False), node="node2")
+    config = make_config(cluster_settings(WAMP_BRIDGE_CLUSTER_CALLS=False), node="node2")
     (link,) = config["workers"][0]["realms"][0]["rlinks"]
     assert link["forward_local_events"] and link["forward_remote_events"]
     assert not link["forward_local_invocations"] and not link["forward_remote_invocations"]
@@ -126,7 +126,7 @@ def test_node_config_can_keep_calls_on_their_node() -> None:
         ({"WAMP_BRIDGE_CLUSTER": {"Node-1": N1}}, "Node-1", "node name"),
         ({"WAMP_BRIDGE_CLUSTER": {"node1": N1, "node2": N1}}, "node1", "same URL"),
         ({"WAMP_BRIDGE_CLUSTER": {"node1": "wss://10.0.0.1/ws"}}, "node1", "ws:// URL"),
-        ({"WAMP_BRIDGE_CLUSTER_FORWARD_CALLS": "yes"}, "node1", "FORWARD_CALLS"),
+        ({"WAMP_BRIDGE_CLUSTER_CALLS": "yes"}, "node1", "CLUSTER_CALLS"),
     ],
 )
 def test_node_config_errors_name_the_setting(overrides: dict[str, t.Any], node: str, message: str) -> None:

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, t.Any] = {
     #: Seed of the nodes' link keys; every node's config needs the same one.
     "WAMP_BRIDGE_CLUSTER_SECRET": None,
     #: Whether rlinks forward calls (registrations) as well as events; see the README's limits.
-    "WAMP_BRIDGE_CLUSTER_FORWARD_CALLS": True,
+    "WAMP_BRIDGE_CLUSTER_CALLS": True,
 }
 
 #: The role a link from another node gets: full access, like the backend.
@@ -114,9 +114,9 @@ def node_config(config: t.Mapping[str, t.Any], settings: t.Mapping[str, t.Any], 
     nodes = cluster_nodes(settings)
     if node not in nodes:
         raise ConfigError(f"node {node!r} is not in WAMP_BRIDGE_CLUSTER ({', '.join(nodes) or 'empty'})")
-    forward_calls = _get(settings, "WAMP_BRIDGE_CLUSTER_FORWARD_CALLS")
+    forward_calls = _get(settings, "WAMP_BRIDGE_CLUSTER_CALLS")
     if not isinstance(forward_calls, bool):
-        raise ConfigError(f"WAMP_BRIDGE_CLUSTER_FORWARD_CALLS must be True or False, got {forward_calls!r}")
+        raise ConfigError(f"WAMP_BRIDGE_CLUSTER_CALLS must be True or False, got {forward_calls!r}")
     result = copy.deepcopy(dict(config))
     result["controller"] = {"id": node}
     (worker,) = result["workers"]
