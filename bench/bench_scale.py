@@ -53,7 +53,8 @@ CLUSTER_SECRET = "bench-cluster-secret-not-for-production"
 APP_SECRET_KEY = "bench-secret-key"
 TOPIC = "app.bench.events"
 ROLE_TIMEOUT = 240.0  # seconds per client process, a hard bound
-TOPOLOGIES = ((1, 1), (3, 1), (3, 2))  # (hosts, router nodes)
+# (hosts, router nodes, whether the rlink forwards calls)
+TOPOLOGIES = ((1, 1, True), (3, 1, True), (3, 2, True), (3, 2, False))
 HOST_NODES = {"a": 0, "b": 0, "c": 1}  # the node each host uses first (when there are two)
 
 
@@ -224,7 +225,8 @@ def _phase(role: str, hosts: list[dict[str, t.Any]], args: argparse.Namespace,
             _end(proc)
 
 
-def measure(n_hosts: int, n_nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+def measure(n_hosts: int, n_nodes: int, forward_calls: bool, args: argparse.Namespace,
+            tmp: Path) -> dict[str, float]:
     from flask_wamp_bridge.router.cluster import write_node_key
     from flask_wamp_bridge.router.config import make_config
     from flask_wamp_bridge.router.process import CrossbarProcess
@@ -239,12 +241,14 @@ def measure(n_hosts: int, n_nodes: int, args: argparse.Namespace, tmp: Path) -> 
     if n_nodes > 1:
         settings["WAMP_BRIDGE_CLUSTER"] = {f"node{i + 1}": url for i, url in enumerate(urls)}
         settings["WAMP_BRIDGE_CLUSTER_SECRET"] = CLUSTER_SECRET
+        settings["WAMP_BRIDGE_CLUSTER_CALLS"] = forward_calls
     routers, hosts = [], []
-    log = open(tmp / f"gunicorn-{n_hosts}-{n_nodes}.log", "wb")
+    name = f"{n_hosts}-{n_nodes}-{forward_calls}"
+    log = open(tmp / f"gunicorn-{name}.log", "wb")
     try:
         for i in range(n_nodes):
             node = f"node{i + 1}" if n_nodes > 1 else None
-            cbdir = tmp / f"crossbar-{n_hosts}-{n_nodes}-{i}"
+            cbdir = tmp / f"crossbar-{name}-{i}"
             if node is not None:
                 write_node_key(settings, node, cbdir)
             router = CrossbarProcess(make_config(settings, node=node), cbdir, crossbar=find_crossbar())
@@ -294,20 +298,24 @@ def measure(n_hosts: int, n_nodes: int, args: argparse.Namespace, tmp: Path) -> 
         log.close()
 
 
-def report(results: dict[tuple[int, int], dict[str, float]], args: argparse.Namespace) -> None:
+def report(results: dict[tuple[int, int, bool], dict[str, float]], args: argparse.Namespace) -> None:
     print(f"\n{args.clients} browsers through /wamp (spread over the hosts); calls: {args.calls} each, "
           f"{args.inflight} in flight; events: {args.events} published, delivered to every browser")
-    print(f"{'hosts':>5} {'nodes':>5} {'calls/s':>8} {'eff':>5} {'router us/call':>15} {'bridge us/call':>15} "
+    print(f"{'hosts':>5} {'nodes':>5} {'link calls':>10} {'calls/s':>8} {'eff':>5} {'router us/call':>15} "
+          f"{'bridge us/call':>15} "
           f"{'events/s':>9} {'eff':>5} {'router us/ev':>13} {'bridge us/ev':>13} {'wrong':>5} {'lost':>5}")
-    base = results.get((1, 1))
-    for (hosts, nodes), r in results.items():
+    base = results.get((1, 1, True))
+    for (hosts, nodes, forward_calls), r in results.items():
+        link = ("yes" if forward_calls else "no") if nodes > 1 else "-"
         eff_calls = r["calls_per_s"] / (hosts * base["calls_per_s"]) if base else float("nan")
         eff_events = r["events_per_s"] / (hosts * base["events_per_s"]) if base else float("nan")
-        print(f"{hosts:>5} {nodes:>5} {r['calls_per_s']:8.0f} {eff_calls:5.2f} {r['router_us_per_call']:15.0f} "
+        print(f"{hosts:>5} {nodes:>5} {link:>10} {r['calls_per_s']:8.0f} {eff_calls:5.2f} "
+              f"{r['router_us_per_call']:15.0f} "
               f"{r['bridge_us_per_call']:15.0f} {r['events_per_s']:9.0f} {eff_events:5.2f} "
               f"{r['router_us_per_event']:13.0f} {r['bridge_us_per_event']:13.0f} {int(r['wrong']):5d} "
               f"{int(r['lost']):5d}")
-    print("eff: throughput / (hosts x the 1-host, 1-node throughput); CPU: user+system seconds of all router "
+    print("link calls: whether the rlink forwards registrations (WAMP_BRIDGE_CLUSTER_CALLS); "
+          "eff: throughput / (hosts x the 1-host, 1-node throughput); CPU: user+system seconds of all router "
           "processes and all bridge workers over the phase, per call or per delivered event")
 
 
@@ -328,9 +336,9 @@ def main() -> None:
         return
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        for hosts, nodes in TOPOLOGIES:
+        for hosts, nodes, forward_calls in TOPOLOGIES:
             print(f"measuring {hosts} host(s), {nodes} router node(s) ...", flush=True)
-            results[(hosts, nodes)] = measure(hosts, nodes, args, Path(tmp))
+            results[(hosts, nodes, forward_calls)] = measure(hosts, nodes, forward_calls, args, Path(tmp))
     report(results, args)
 
 
