@@ -75,13 +75,13 @@ class WebSocketLike(t.Protocol):
 
 Connector = t.Callable[..., WebSocketLike]
 
+# The router URL that last took a relay, per URL list: new relays start there.
+_last_good: dict[tuple[str, ...], str] = {}
+
 # The one mapping boundary: whatever a socket raises on receive or send means
 # "that leg is gone". BridgeError covers the WebSocket layers' own
 # (ConnectionClosed, ProtocolError, MessageTooBig); the rest are what sockets
 # and gevent raise underneath.
-# The router URL that last took a relay, per URL list: new relays start there.
-_last_good: dict[tuple[str, ...], str] = {}
-
 _LEG_ERRORS: tuple[type[BaseException], ...] = (OSError, BridgeError, EOFError, gevent.Timeout)
 
 
