@@ -26,18 +26,10 @@ import typing as t
 import urllib.parse
 from pathlib import Path
 
+from .. import settings as _settings
 from ..errors import ConfigError
 
-__all__ = ["DEFAULTS", "cluster_nodes", "node_config", "node_key_file", "write_node_key", "RLINK_ROLE"]
-
-DEFAULTS: dict[str, t.Any] = {
-    #: {node name: router URL} of every node, or None for a single router.
-    "WAMP_BRIDGE_CLUSTER": None,
-    #: Seed of the nodes' link keys; every node's config needs the same one.
-    "WAMP_BRIDGE_CLUSTER_SECRET": None,
-    #: Whether rlinks forward calls (registrations) as well as events; see the README's limits.
-    "WAMP_BRIDGE_CLUSTER_CALLS": True,
-}
+__all__ = ["cluster_nodes", "node_config", "node_key_file", "write_node_key", "RLINK_ROLE"]
 
 #: The role a link from another node gets: full access, like the backend.
 RLINK_ROLE = "rlink"
@@ -46,7 +38,7 @@ _NODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 def _get(settings: t.Mapping[str, t.Any], key: str) -> t.Any:
-    return settings.get(key, DEFAULTS[key])
+    return _settings.get(settings, key)
 
 
 def cluster_nodes(settings: t.Mapping[str, t.Any]) -> dict[str, str]:
