@@ -145,5 +145,20 @@ class Browser(BrowserClient):
         wait_until(lambda: message in self.events[topic], timeout)
         return list(self.events[topic])
 
+    def wait_reachable(self, client: Client, host: str, topic: str, timeout: float = 30.0) -> None:
+        """Publish probes on ``topic`` from a view on ``host`` until one arrives.
+
+        A new subscription reaches the other router nodes asynchronously (the
+        rlink subscribes there on its behalf when it sees it): until then,
+        events published on another node miss it.
+        """
+        probe = f"probe from {host}"
+
+        def arrived() -> bool:
+            client.post(host, f"/publish/{topic}", message=probe)
+            return probe in self.events[topic]
+
+        wait_until(arrived, timeout, interval=0.2)
+
     def wait_closed(self, timeout: float = 20.0) -> None:
         wait_until(lambda: not self.connected, timeout)

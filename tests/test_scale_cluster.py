@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import typing as t
+import urllib.error
 
 import pytest
 from helpers import wait_until
@@ -64,7 +65,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Cluster]:
 
 
 def _hosts_seen(cluster: Cluster, host: str, calls: int) -> set[str]:
-    return {r["host"] for r in cluster.client.get(host, f"/where?n={calls}")}
+    """The hosts that answered ``calls`` calls made by a view on ``host`` (none if a call failed)."""
+    try:
+        return {r["host"] for r in cluster.client.get(host, f"/where?n={calls}")}
+    except urllib.error.HTTPError:  # a call failed: while a node or host goes away, calls in flight do
+        return set()
 
 
 def _backend(cluster: Cluster, node: str) -> WampClient:
@@ -84,12 +89,15 @@ def test_cluster_events_cross_nodes_both_ways(cluster: Cluster) -> None:
             client.browser("c", client.login("c", "cid")) as on_node2:
         for browser in (on_node1, on_node2):
             browser.watch("app.news")
+        on_node1.wait_reachable(client, "c", "app.news")
+        on_node2.wait_reachable(client, "b", "app.news")
         client.post("c", "/publish/app.news", message="from c")
         client.post("b", "/publish/app.news", message="from b")
         for browser in (on_node1, on_node2):
             browser.wait_for("app.news", "from c")
             browser.wait_for("app.news", "from b")
-            assert sorted(browser.events["app.news"]) == ["from b", "from c"]  # once each: no echo over the link
+        for browser in (on_node1, on_node2):  # once each: no echo over the link
+            assert browser.events["app.news"].count("from c") == browser.events["app.news"].count("from b") == 1
 
 
 def test_cluster_logout_ends_sessions_on_every_node(cluster: Cluster) -> None:
@@ -109,6 +117,7 @@ def test_cluster_publish_to_reaches_the_user_on_the_other_node(cluster: Cluster)
             client.browser("b", client.login("b", "erin")) as erin_on_node1:
         for browser in (erin, frank, erin_on_node1):
             browser.watch("app.private")
+        erin.wait_reachable(client, "a", "app.private")  # the broadcast marker comes from node1
         client.post("a", "/publish_to/erin/app.private", message="for erin")
         for browser in (erin, erin_on_node1):
             browser.wait_for("app.private", "for erin")
