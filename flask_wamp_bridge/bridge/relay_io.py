@@ -38,6 +38,7 @@ import gevent
 from ..errors import BridgeError
 from ..wamp.router_urls import in_order_from
 from ..wamp.router_urls import router_urls
+from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
 from .relay import Close
 from .relay import ConnectRouter
@@ -237,11 +238,7 @@ class RelaySession:
                 return
 
     def _open_upstream(self) -> None:
-        connect = self._connect
-        if connect is None:
-            from ..websocket.client import connect as default_connect
-
-            connect = t.cast(Connector, default_connect)
+        connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
         upstream = None
         error: BaseException | None = None
         for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):

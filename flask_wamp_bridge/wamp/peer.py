@@ -48,6 +48,8 @@ from ..errors import LocalProtocolError
 from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
+from ..settings import CANCEL_MODES
+from ..websocket.client import connect
 from . import session as peercore
 from .messages import SUBPROTOCOLS
 from .messages import Serializer
@@ -78,7 +80,6 @@ class _Default:
 #: "Use the peer's configured value" (for ``timeout``).
 DEFAULT: t.Any = _Default()
 
-_CANCEL_MODES = ("skip", "kill", "killnowait")
 
 
 def current_details() -> InvocationDetails | EventDetails | None:
@@ -212,8 +213,8 @@ class Peer:
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
     ) -> None:
-        if cancel_mode not in _CANCEL_MODES:
-            raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(_CANCEL_MODES)}")
+        if cancel_mode not in CANCEL_MODES:
+            raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(CANCEL_MODES)}")
         if concurrency < 1 or backlog < 0:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
@@ -599,8 +600,6 @@ class Peer:
             self._wakeup.wait(delay)
 
     def _connect(self) -> _Connection:
-        from ..websocket.client import connect
-
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
                          max_message_size=self.max_message_size)
