@@ -59,6 +59,8 @@ from .messages import Serializer
 from .messages import Undecodable
 from .messages import decode_or_head
 from .messages import serializer_for
+from .router_urls import next_url
+from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -178,7 +180,8 @@ class _Connection:
 class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
-    :param url: the router's WebSocket URL.
+    :param url: the router's WebSocket URL, or several (router nodes): after a failed
+        attempt the peer tries the next one.
     :param realm: the realm to join.
     :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
@@ -200,7 +203,7 @@ class Peer:
 
     def __init__(
         self,
-        url: str,
+        url: str | t.Sequence[str],
         realm: str,
         auth: ClientAuth,
         *,
@@ -224,7 +227,9 @@ class Peer:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
             serializer_for(subprotocol)
-        self.url = url
+        #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
+        self.urls = router_urls(url)
+        self.url = self.urls[0]
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
@@ -577,9 +582,10 @@ class Peer:
         assert self._first_attempt is not None and self._wakeup is not None
         while not self._stopping:
             conn = None
+            joined = False
             try:
                 conn = self._connect()
-                attempt = 0 if self._serve(conn) else attempt
+                joined = self._serve(conn)
             except BridgeError as exc:
                 log.warning("WAMP peer: cannot join realm %r at %s as authid %r: %s", self.realm, self.url,
                             self.auth.authid, exc)
@@ -590,6 +596,10 @@ class Peer:
                     self._close_transport(conn, 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
+                if joined:
+                    attempt = 0
+                else:  # this node did not take us: try the next one (if there are several)
+                    self.url = next_url(self.urls, self.url)
             if self._stopping:
                 break
             delay = peercore.backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,
