@@ -161,12 +161,14 @@ def positive_seconds(*, optional: bool = False) -> Check:
     return check
 
 
-def positive_number() -> Check:
-    """A number > 0."""
+def positive_number(*, optional: bool = False) -> Check:
+    """A number > 0 (or None when ``optional``)."""
 
     def check(key: str, value: t.Any) -> None:
+        if value is None and optional:
+            return
         if not _is_number(value) or value <= 0:
-            _fail(key, "a positive number", value)
+            _fail(key, "a positive number" + (" or None" if optional else ""), value)
 
     return check
 
@@ -213,8 +215,18 @@ def _message_size(key: str, value: t.Any) -> None:
 
 
 def _router_url(key: str, value: t.Any) -> None:
-    if not isinstance(value, str) or not value.startswith(("ws://", "wss://")):
-        _fail(key, "a string like 'ws://127.0.0.1:8080/ws' (ws:// or wss://)", value)
+    urls = value.replace(",", " ").split() if isinstance(value, str) else value
+    if (not isinstance(urls, (list, tuple)) or not urls
+            or not all(isinstance(url, str) and url.startswith(("ws://", "wss://")) for url in urls)):
+        _fail(key, "a URL like 'ws://127.0.0.1:8080/ws' (ws:// or wss://), or a list of them (router nodes)", value)
+
+
+def _cluster(key: str, value: t.Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, t.Mapping) or not all(
+            isinstance(name, str) and isinstance(url, str) for name, url in value.items()):
+        _fail(key, "None or a dict {node name: 'ws://host:port/ws'}", value)
 
 
 def _url_path(key: str, value: t.Any) -> None:
@@ -303,8 +315,9 @@ _ROLE = "a role name"
 
 #: Every ``WAMP_BRIDGE_*`` key, in the order the README lists them.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("WAMP_BRIDGE_ROUTER_URL", "ws://127.0.0.1:8080/ws", "str",
-            "Router transport for the bridge and the app's peer", _router_url, "peer"),
+    Setting("WAMP_BRIDGE_ROUTER_URL", "ws://127.0.0.1:8080/ws", "str | list[str]",
+            "Router transport for the bridge and the app's peer; several: router nodes, tried in order",
+            _router_url, "peer"),
     Setting("WAMP_BRIDGE_REALM", "realm1", "str",
             "The realm; browsers must ask for this one", text(), "peer"),
     Setting("WAMP_BRIDGE_PATH", "/wamp", "str | None",
@@ -334,6 +347,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest browser WAMP session (else: the Flask session's)", seconds_or_off(), "endpoint"),
     Setting("WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT", 100, "int | None",
             "Calls one browser session may have outstanding", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_DEPTH", 32, "int",
+            "Nesting depth of one browser message", count(minimum=2), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_ELEMENTS", 100_000, "int",
+            "List and map elements of one browser message", count(minimum=1), "endpoint"),
+    Setting("WAMP_BRIDGE_STRICT_URIS", False, "bool",
+            "Browser URIs must be strict, not just loose", flag(), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_SUBSCRIPTIONS", 1000, "int | None",
+            "Subscriptions one browser session may hold", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_REGISTRATIONS", 100, "int | None",
+            "Registrations one browser session may hold", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MESSAGE_RATE", 1000.0, "float | None",
+            "Requests per second of one browser session", positive_number(optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MESSAGE_BURST", 2000, "int",
+            "Requests one browser session may burst above the rate", count(minimum=1), "endpoint"),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
             "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket"),
     Setting("WAMP_BRIDGE_WS_PING_INTERVAL", 25.0, "seconds",
@@ -393,6 +420,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Router-side ping interval (generated config)", seconds_or_off(minimum=1), "router"),
     Setting("WAMP_BRIDGE_ROUTER_PING_TIMEOUT", 5.0, "seconds",
             "Router-side ping timeout (generated config)", seconds_or_off(minimum=1), "router"),
+    Setting("WAMP_BRIDGE_CLUSTER", None, "dict | None",
+            "Router nodes ``{name: url}`` for ``flask wamp config --node``", _cluster, "router"),
+    Setting("WAMP_BRIDGE_CLUSTER_SECRET", None, "str | None",
+            "Seed of the nodes' link keys; the same for every node", text(optional=True), "router", secret=True),
+    Setting("WAMP_BRIDGE_CLUSTER_CALLS", True, "bool",
+            "Whether rlinks forward registrations (else events only)", flag(), "router"),
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

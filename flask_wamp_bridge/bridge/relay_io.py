@@ -43,11 +43,14 @@ import weakref
 import gevent
 
 from ..errors import BridgeError
-from ..errors import ConnectError
+from ..wamp.router_urls import in_order_from
+from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
+from . import security_log
 from .relay import Close
 from .relay import ConnectRouter
+from .relay import Notice
 from .relay import Relay
 from .relay import SendToClient
 from .relay import SendToRouter
@@ -85,6 +88,9 @@ class WebSocketLike(t.Protocol):
 
 Connector = t.Callable[..., WebSocketLike]
 
+# The router URL that last took a relay, per URL list: new relays start there.
+_last_good: dict[tuple[str, ...], str] = {}
+
 # The one mapping boundary: whatever a socket raises on receive or send means
 # "that leg is gone". BridgeError covers the WebSocket layers' own
 # (ConnectionClosed, ProtocolError, MessageTooBig); the rest are what sockets
@@ -97,7 +103,8 @@ class RelaySession:
 
     :param client: the browser's accepted WebSocket.
     :param relay: the session's state machine (identity already frozen in it).
-    :param router_url: the router's WebSocket URL.
+    :param router_url: the router's WebSocket URL, or several (router nodes): tried
+        in order, from the one that last worked in this process.
     :param subprotocol: the negotiated WAMP subprotocol (used upstream as well).
     :param connect: ``connect(url, *, subprotocols, timeout, max_message_size)``
         opening the upstream (default: ``flask_wamp_bridge.websocket.client.connect``).
@@ -109,13 +116,14 @@ class RelaySession:
     :param ping_interval: seconds of upstream silence before the bridge pings
         the router; None: no liveness check.
     :param ping_timeout: seconds more of silence after which the router is lost.
+    :param remote: the browser's address, for the log.
     """
 
     def __init__(
         self,
         client: WebSocketLike,
         relay: Relay,
-        router_url: str,
+        router_url: str | t.Sequence[str],
         subprotocol: str,
         *,
         connect: Connector | None = None,
@@ -125,10 +133,12 @@ class RelaySession:
         max_message_size: int | None = 1 << 20,
         ping_interval: float | None = 12.0,
         ping_timeout: float = 3.0,
+        remote: str | None = None,
     ) -> None:
         self.client = client
         self.relay = relay
-        self.router_url = router_url
+        self.router_urls = router_urls(router_url)
+        self.router_url = self.router_urls[0]
         self.subprotocol = subprotocol
         self.upstream: WebSocketLike | None = None
         self.name = f"{relay.identity.authid if relay.identity else '<none>'}#{id(self):x}"
@@ -137,6 +147,7 @@ class RelaySession:
         self._send_timeout = send_timeout
         self._close_timeout = close_timeout
         self._max_message_size = max_message_size
+        self.remote = remote
         self._router_reader: gevent.Greenlet | None = None
         self._closed = False
         self._ping_interval = ping_interval
@@ -257,8 +268,18 @@ class RelaySession:
                 self._open_upstream()
             elif kind is Close:
                 self._close_all(action.code, action.reason)
+            elif kind is Notice:
+                self._notice(action)
             if self._closed:
                 return
+
+    def _notice(self, notice: Notice) -> None:
+        identity = self.relay.identity
+        authid = identity.authid if identity is not None else None
+        if notice.event == "router_text":
+            log.info("wamp relay %s: the router said %s (not shown to the browser)", self.name, notice.reason)
+        else:
+            security_log.warn(notice.event, self.remote, authid, notice.reason)
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
@@ -267,25 +288,36 @@ class RelaySession:
 
             _connects.append(BoundedSemaphore(MAX_CONNECTS))
         turn = _connects[0]
+        if not turn.acquire(timeout=max(0.0, self.relay.login_deadline - time.monotonic())):
+            self._execute(self.relay.router_closed(None, f"no turn to connect within the login deadline: "
+                                                          f"{MAX_CONNECTS} upstream connects were under way"))
+            return
+        upstream = None
+        error: BaseException | None = None
         try:
-            wait = max(0.0, self.relay.login_deadline - time.monotonic())
-            if not turn.acquire(timeout=wait):
-                raise ConnectError(f"no turn to connect within the login deadline: {MAX_CONNECTS} upstream "
-                                   "connects were under way the whole time (a login storm)")
-            try:
-                if self._closed:  # the login deadline passed while waiting
-                    return
-                self.relay.router_connecting(time.monotonic())
-                upstream = connect(self.router_url, subprotocols=[self.subprotocol],
-                                   timeout=self._connect_timeout, max_message_size=self._max_message_size)
-            finally:
-                turn.release()
-        except _LEG_ERRORS as exc:
-            warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
-                         "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or overloaded: "
-                         "one that accepts TCP but never answers the handshake looks like this too)",
-                         self.name, self.router_url, exc)
-            self._execute(self.relay.router_closed(None, f"cannot connect: {exc}"))
+            if self._closed:  # the login deadline passed while waiting
+                return
+            self.relay.router_connecting(time.monotonic())
+            for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):
+                self.router_url = url
+                try:
+                    upstream = connect(url, subprotocols=[self.subprotocol],
+                                       timeout=self._connect_timeout, max_message_size=self._max_message_size)
+                except _LEG_ERRORS as exc:
+                    warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
+                                 "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or overloaded: "
+                                 "one that accepts TCP but never answers the handshake looks like this too)",
+                                 self.name, url, exc)
+                    error = exc
+                    if self._closed:
+                        break
+                else:
+                    _last_good[self.router_urls] = url
+                    break
+        finally:
+            turn.release()
+        if upstream is None:
+            self._execute(self.relay.router_closed(None, f"cannot connect: {error}"))
             return
         if self._closed:  # ended while connecting (deadline, shutdown)
             self._close_quietly(upstream, 1000, "session ended")

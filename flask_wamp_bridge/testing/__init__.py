@@ -67,6 +67,7 @@ from .bridge_client import BridgeClient
 from .bridge_client import BridgeServer
 from .ports import free_port as free_port
 from .ports import set_port_range
+from .tolerant import tolerant_serializer
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -98,6 +99,7 @@ TESTER_AUTHID = "tester"
 TESTER_SECRET = "tester-secret-not-for-production"
 
 _SERIALIZERS = {"json": "JsonSerializer", "msgpack": "MsgPackSerializer", "cbor": "CBORSerializer"}
+
 _START_TIMEOUT = 90.0  # Crossbar takes ~5-10 s alone, more on a busy 2-core machine
 
 
@@ -452,7 +454,6 @@ class WampClient:
         authextra: dict[str, t.Any] | None,
     ) -> t.Any:
         from autobahn.asyncio.websocket import WampWebSocketClientFactory
-        from autobahn.wamp import serializer as serializers
         from autobahn.wamp.types import ComponentConfig
 
         loop = asyncio.get_running_loop()
@@ -467,7 +468,7 @@ class WampClient:
         factory = WampWebSocketClientFactory(  # type: ignore[no-untyped-call]
             lambda: self._session,
             url=url,
-            serializers=[getattr(serializers, _SERIALIZERS[self._serializer_choice])()],
+            serializers=[tolerant_serializer(_SERIALIZERS[self._serializer_choice])(self._session)],
             headers=self._extra_headers,
             origin=self._ws_origin,
         )

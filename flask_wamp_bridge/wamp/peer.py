@@ -51,11 +51,18 @@ from ..errors import TransportError
 from ..settings import CANCEL_MODES
 from ..websocket.client import connect
 from . import session as peercore
+from .bounds import PEER_BOUNDS
+from .bounds import Bounds
 from .hints import JOIN_TIMEOUT_HINT
 from .hints import PEER_JOIN_HINTS
 from .messages import SUBPROTOCOLS
+from .messages import MessageType
 from .messages import Serializer
+from .messages import Undecodable
+from .messages import decode_or_head
 from .messages import serializer_for
+from .router_urls import next_url
+from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -175,7 +182,8 @@ class _Connection:
 class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
-    :param url: the router's WebSocket URL.
+    :param url: the router's WebSocket URL, or several (router nodes): after a failed
+        attempt the peer tries the next one.
     :param realm: the realm to join.
     :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
@@ -194,11 +202,13 @@ class Peer:
     :param ping_interval: seconds of silence from the router before the peer
         pings it (None: never); after ``ping_timeout`` more the connection is
         taken as lost (pending calls fail, the peer reconnects).
+    :param bounds: payload bounds for what the router delivers; a message past them (or not
+        decodable) ends only its invocation (ERROR ``wamp.error.invalid_argument``), event or call.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | t.Sequence[str],
         realm: str,
         auth: ClientAuth,
         *,
@@ -216,6 +226,7 @@ class Peer:
         max_message_size: int | None = None,
         ping_interval: float | None = 12.0,
         ping_timeout: float = 3.0,
+        bounds: Bounds = PEER_BOUNDS,
     ) -> None:
         if cancel_mode not in CANCEL_MODES:
             raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(CANCEL_MODES)}")
@@ -223,7 +234,9 @@ class Peer:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
             serializer_for(subprotocol)
-        self.url = url
+        #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
+        self.urls = router_urls(url)
+        self.url = self.urls[0]
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
@@ -240,6 +253,7 @@ class Peer:
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.bounds = bounds
         self._registrations: list[Registration] = []
         self._subscriptions: list[Subscription] = []
         # gevent objects are made in start(): the peer may be built before fork
@@ -577,9 +591,10 @@ class Peer:
         assert self._first_attempt is not None and self._wakeup is not None
         while not self._stopping:
             conn = None
+            joined = False
             try:
                 conn = self._connect()
-                attempt = 0 if self._serve(conn) else attempt
+                joined = self._serve(conn)
             except BridgeError as exc:
                 log.warning("WAMP peer: cannot join realm %r at %s as authid %r: %s", self.realm, self.url,
                             self.auth.authid, exc)
@@ -590,6 +605,10 @@ class Peer:
                     self._close_transport(conn, 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
+                if joined:
+                    attempt = 0
+                else:  # this node did not take us: try the next one (if there are several)
+                    self.url = next_url(self.urls, self.url)
             if self._stopping:
                 break
             delay = peercore.backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,
@@ -632,7 +651,7 @@ class Peer:
             self._close_transport(conn, 1000)
 
     def _read(self, conn: _Connection) -> None:
-        loads = conn.serializer.loads
+        serializer, bounds = conn.serializer, self.bounds
         receive = conn.core.receive
         ws = conn.ws
         act = self._act
@@ -644,7 +663,11 @@ class Peer:
             if data is None:
                 return
             try:
-                actions = receive(loads(data))
+                message = decode_or_head(serializer, data, bounds)
+                if isinstance(message, Undecodable):
+                    actions = self._undecodable(conn, message)
+                else:
+                    actions = receive(message)
             except ProtocolError as exc:
                 log.error("WAMP peer: protocol violation by the router: %s", exc)
                 for action in conn.core.abort("wamp.error.protocol_violation", str(exc)):
@@ -655,6 +678,26 @@ class Peer:
                 act(conn, action)
             if conn.closed.is_set():
                 return
+
+    def _undecodable(self, conn: _Connection, bad: Undecodable) -> list[t.Any]:
+        """A message the peer cannot take ends only what it belongs to, never the session."""
+        kind, request_id = bad.kind, bad.request_id
+        name = MessageType(kind).name if kind is not None and kind in MessageType._value2member_map_ else "message"
+        log.warning("WAMP peer: dropped a %s from the router that cannot be decoded: %s", name, bad.reason)
+        if request_id is None:
+            return []
+        answer: list[t.Any] = [8, None, request_id, {}, "wamp.error.invalid_argument",
+                               ["the message could not be decoded within the peer's bounds"]]
+        if kind == MessageType.INVOCATION:
+            answer[1] = int(MessageType.INVOCATION)
+            return [peercore.Send(answer)]
+        if kind == MessageType.RESULT or kind == MessageType.ERROR:  # the call (or request) fails, alone
+            answer[1] = bad.request_kind if kind == MessageType.ERROR else int(MessageType.CALL)
+            try:
+                return conn.core.receive(answer)
+            except ProtocolError:
+                return []
+        return []  # an EVENT, or anything else: dropped
 
     def _act(self, conn: _Connection, action: t.Any) -> None:
         kind = type(action)
