@@ -218,6 +218,7 @@ class Peer:
         self._conn: PeerConnection | None = None
         self._runner: gevent.Greenlet | None = None
         self._stopping = False
+        self._close_code = 1000
         self._first_attempt: gevent.event.Event | None = None
         self._ready: gevent.event.Event | None = None
         self._wakeup: gevent.event.Event | None = None
@@ -263,6 +264,8 @@ class Peer:
         """Leave the realm (GOODBYE ``reason``), wait up to ``timeout`` for the reply, close. Idempotent."""
         runner, self._runner = self._runner, None
         self._stopping = True
+        # 1001 "going away" when the process stops; the reader closes with it too when it sees the GOODBYE first
+        self._close_code = 1001 if reason == "wamp.close.system_shutdown" else 1000
         if self._wakeup is not None:
             self._wakeup.set()
         conn = self._conn
@@ -274,7 +277,7 @@ class Peer:
                     pass
                 else:
                     conn.closed.wait(timeout)
-            conn.close_transport(1000 if reason != "wamp.close.system_shutdown" else 1001)
+            conn.close_transport(self._close_code)
         if runner is not None:
             runner.join(timeout)
             runner.kill(block=True, timeout=timeout)
@@ -530,7 +533,7 @@ class Peer:
                 log.exception("WAMP peer: unexpected error on the connection to %s", self.url)
             finally:
                 if conn is not None:
-                    conn.close_transport(1000)
+                    conn.close_transport(self._close_code if self._stopping else 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
             if self._stopping:
