@@ -20,8 +20,8 @@ import gevent.queue
 from gevent import socket as gsocket
 
 from flask_wamp_bridge.errors import ConnectError
-from flask_wamp_bridge.websocket.connection import WebSocket
 from flask_wamp_bridge.wamp.messages import serializer_for
+from flask_wamp_bridge.websocket.connection import WebSocket
 
 __all__ = ["PairRouter", "RouterEnd", "socket_pair"]
 
