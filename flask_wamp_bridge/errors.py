@@ -8,7 +8,7 @@ Everything the library raises derives from :class:`BridgeError`::
     │   ├── LocalProtocolError      we were asked to send something illegal
     │   └── RemoteProtocolError     the other side sent something illegal
     │       └── MessageTooBig       a message over the configured size limit
-    ├── AuthError                   identity could not be established (.wamp_uri)
+    ├── AuthError                   identity could not be established
     │   ├── NotAuthenticated        no identity in the Flask session
     │   └── InvalidTicket           a bridge ticket failed verification
     │       └── ExpiredTicket       ... because it is too old
@@ -20,7 +20,9 @@ Everything the library raises derives from :class:`BridgeError`::
         └── CallTimeout             a call got no result in time (and was canceled)
 
 Foreign exceptions (socket, gevent, serializers) are mapped to these at one
-boundary each, with ``raise ... from exc``.
+boundary each, with ``raise ... from exc``. Every exception pickles (and
+copies) with its arguments and attributes intact, so it can cross a process
+boundary.
 """
 
 from __future__ import annotations
@@ -84,18 +86,11 @@ class MessageTooBig(RemoteProtocolError):
 
 
 class AuthError(BridgeError):
-    """Identity could not be established.
-
-    :attr:`wamp_uri` is the WAMP error URI to answer with.
-    """
-
-    wamp_uri: str = "wamp.error.authentication_failed"
+    """Identity could not be established."""
 
 
 class NotAuthenticated(AuthError):
     """The Flask session holds no identity and anonymous access is not allowed."""
-
-    wamp_uri = "wamp.error.not_authorized"
 
 
 class InvalidTicket(AuthError):
@@ -143,6 +138,10 @@ class ApplicationError(BridgeError):
         self.args = args  # the WAMP positional payload, as autobahn's ApplicationError
         self.kwargs: dict[str, t.Any] = kwargs
 
+    def __reduce__(self) -> tuple[t.Any, ...]:
+        # ``self.args`` is the WAMP payload, not the constructor's arguments: rebuild from both
+        return (_rebuild_application_error, (type(self), self.args), self.__dict__)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.error!r}, args={self.args!r}, kwargs={self.kwargs!r})"
 
@@ -159,3 +158,10 @@ class CallTimeout(ApplicationError):
     """A call got no result within its timeout; the call was canceled at the router."""
 
     uri = "wamp.error.canceled"
+
+
+def _rebuild_application_error(cls: type[ApplicationError], args: tuple[t.Any, ...]) -> ApplicationError:
+    """Unpickle an :class:`ApplicationError` (or subclass): its payload, then its ``__dict__`` (``error``, ...)."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    return exc

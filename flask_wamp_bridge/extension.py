@@ -32,7 +32,10 @@ router discloses it, ``progress(...)`` for progressive results) and ``g.wampy``.
 Subscribers run in every worker; work that must happen exactly once belongs in
 a procedure (registrations are shared, ``WAMP_BRIDGE_INVOKE`` = round-robin).
 
-This module imports neither gevent nor the peer until a peer is needed.
+Settings are read once, in ``init_app`` (:mod:`flask_wamp_bridge.settings`);
+a ``WAMP_BRIDGE_*`` value changed afterwards is a :class:`ConfigError` at the
+first request and at peer start. This module imports neither gevent nor the
+peer until a peer is needed.
 """
 
 from __future__ import annotations
@@ -46,52 +49,22 @@ from flask import Flask
 from flask import current_app
 from flask import g
 
+from . import settings as _settings
+from .bridge.endpoint import Endpoint
+from .bridge.identity import default_identity_loader
+from .bridge.tickets import Tickets
+from .cli import wamp_cli
 from .errors import ConfigError
+from .router.config import defined_roles
+from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .wamp.peer import Peer
 
-__all__ = ["WampBridge", "BridgeState", "Wampy", "DEFAULTS"]
+__all__ = ["WampBridge", "BridgeState", "Wampy"]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
-
-#: Config keys and defaults (``app.config.setdefault``). ``WAMP_BRIDGE_PEER_SECRET``
-#: falls back to the environment variable of the same name.
-DEFAULTS: dict[str, t.Any] = {
-    "WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/ws",
-    "WAMP_BRIDGE_REALM": "realm1",
-    #: The peer's login: "wampcra", "ticket" or "anonymous".
-    "WAMP_BRIDGE_PEER_AUTHMETHOD": "wampcra",
-    "WAMP_BRIDGE_PEER_AUTHID": "flask-app",
-    "WAMP_BRIDGE_PEER_SECRET": None,
-    #: Prefix of default procedure and topic URIs (a dot is added when missing).
-    "WAMP_BRIDGE_PREFIX": "",
-    #: Invocation policy of registrations: round-robin lets every worker register the same URI.
-    "WAMP_BRIDGE_INVOKE": "roundrobin",
-    #: Seconds a call waits for its result; then it is canceled (CallTimeout).
-    "WAMP_BRIDGE_CALL_TIMEOUT": 10.0,
-    #: CANCEL mode on timeout: "killnowait", "kill" or "skip".
-    "WAMP_BRIDGE_CANCEL_MODE": "killnowait",
-    #: Invocations and events handled at once per worker; more wait in the backlog.
-    "WAMP_BRIDGE_PEER_CONCURRENCY": 100,
-    "WAMP_BRIDGE_PEER_BACKLOG": 1000,
-    #: Start the peer in each gunicorn worker at boot (else on first use).
-    "WAMP_BRIDGE_PEER_AUTOSTART": True,
-    #: Seconds to connect and join.
-    "WAMP_BRIDGE_CONNECT_TIMEOUT": 10.0,
-    #: Reconnect backoff: first delay, growth factor, maximum (seconds; jittered).
-    "WAMP_BRIDGE_RECONNECT_INITIAL": 0.5,
-    "WAMP_BRIDGE_RECONNECT_FACTOR": 2.0,
-    "WAMP_BRIDGE_RECONNECT_MAX": 30.0,
-    #: The dynamic ticket authenticator procedure (registered by the peer, shared).
-    "WAMP_BRIDGE_AUTHENTICATOR": "wamp_bridge.authenticate",
-}
-
-_INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
-_AUTHMETHODS = ("wampcra", "ticket", "anonymous")
-_CANCEL_MODES = ("killnowait", "kill", "skip")
-
 
 class _Handler(t.NamedTuple):
     kind: str  # "register" or "subscribe"
@@ -138,8 +111,9 @@ class BridgeState:
     def __init__(self, bridge: WampBridge, app: Flask) -> None:
         self.bridge = bridge
         self._app_ref = weakref.ref(app)
-        config = app.config
-        self.prefix = _normalize_prefix(config["WAMP_BRIDGE_PREFIX"])
+        #: The ``WAMP_BRIDGE_*`` values as ``init_app`` read them (read-only).
+        self.settings = _settings.snapshot(app.config)
+        self.prefix = _normalize_prefix(self.settings["WAMP_BRIDGE_PREFIX"])
         self.wampy = Wampy(self)
         self._internal: list[_Handler] = []
         self._peer: Peer | None = None
@@ -156,11 +130,21 @@ class BridgeState:
     def identity_loader(self) -> t.Callable[..., t.Any]:
         """The app's identity loader (``@bridge.identity_loader``), or the default one."""
         loader = self.bridge._identity_loader
-        if loader is None:
-            from .bridge.identity import default_identity_loader
+        return loader if loader is not None else default_identity_loader
 
-            return default_identity_loader
-        return loader
+    def run_identity_loader(self) -> t.Any:
+        """Run the identity loader declared now (it may be declared after ``init_app``)."""
+        return self.identity_loader()
+
+    def check_settings_unchanged(self) -> None:
+        """:raises ConfigError: a ``WAMP_BRIDGE_*`` value differs from what ``init_app`` read."""
+        changed = _settings.changed_keys(self.settings, self.app.config)
+        if changed:
+            what = ", ".join(_settings.describe_change(self.settings, self.app.config, key) for key in changed)
+            raise ConfigError(
+                f"{what} changed after bridge.init_app(app), which had read it: the bridge keeps the value it "
+                "read. Set WAMP_BRIDGE_* settings before calling init_app (or create the app with them)"
+            )
 
     @property
     def peer(self) -> Peer:
@@ -180,10 +164,10 @@ class BridgeState:
         return handler.uri if handler.uri is not None else self.prefix + handler.fn.__name__
 
     def _build_peer(self) -> Peer:
-        from .wamp.client_auth import auth_from_config
-        from .wamp.peer import Peer
+        from .wamp.peer import Peer  # imports gevent
 
-        config = self.app.config
+        self.check_settings_unchanged()
+        config = self.settings
         auth = auth_from_config(config["WAMP_BRIDGE_PEER_AUTHMETHOD"], config["WAMP_BRIDGE_PEER_AUTHID"],
                                 config["WAMP_BRIDGE_PEER_SECRET"])
         peer = Peer(
@@ -243,10 +227,11 @@ class BridgeState:
         return run
 
     def start_peer(self) -> None:
-        if self.app.config["WAMP_BRIDGE_PEER_AUTOSTART"]:
+        self.check_settings_unchanged()
+        if self.settings["WAMP_BRIDGE_PEER_AUTOSTART"]:
             self.peer.start()
 
-    def stop_peer(self, close_code: int = 1001) -> None:
+    def stop_peer(self) -> None:
         if self.has_peer:
             assert self._peer is not None
             self._peer.stop(reason="wamp.close.system_shutdown")
@@ -268,19 +253,17 @@ class WampBridge:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read config (defaults via ``setdefault``), record state, hook the worker lifecycle.
+        """Read and check the settings (defaults via ``setdefault``), record state, hook the worker lifecycle.
 
         Opens no connection: the peer starts in each worker after fork.
+
+        :raises ConfigError: a setting is invalid.
         """
-        for key, value in DEFAULTS.items():
-            app.config.setdefault(key, value)
-        if app.config["WAMP_BRIDGE_PEER_SECRET"] is None:
-            app.config["WAMP_BRIDGE_PEER_SECRET"] = os.environ.get("WAMP_BRIDGE_PEER_SECRET")
-        _check_config(app.config)
+        _settings.install(app.config)
         state = BridgeState(self, app)
         app.extensions["wamp_bridge"] = state
         self._states.add(state)
-        app.before_request(functools.partial(_set_g, state.wampy))
+        app.before_request(_FirstRequestCheck(state))
 
         state_ref = weakref.ref(state)
 
@@ -289,35 +272,29 @@ class WampBridge:
             if live is not None:
                 live.start_peer()
 
-        def stop(close_code: int) -> None:
+        def stop(_close_code: int) -> None:  # the peer says GOODBYE system_shutdown for any code
             live = state_ref()
             if live is not None:
-                live.stop_peer(close_code)
+                live.stop_peer()
 
         _lifecycle.on_worker_start(start)
         _lifecycle.on_worker_shutdown(stop)
         self._mount_endpoint(app, state)
-
-        from .cli import wamp_cli
-
         app.cli.add_command(wamp_cli)  # `flask wamp config`, `flask wamp router`
 
     def _mount_endpoint(self, app: Flask, state: BridgeState) -> None:
-        """Mount the browser-facing WAMP endpoint and register the router's ticket authenticator.
+        """Wire the bridge once: one :class:`Tickets` signs for the relays and verifies for the router.
 
-        With ``WAMP_BRIDGE_PATH = None`` neither happens: this app relays no browsers.
+        With ``WAMP_BRIDGE_PATH = None`` nothing is mounted or registered: this app relays no browsers.
+
+        :raises ConfigError: there is no ticket key (``WAMP_BRIDGE_TICKET_SECRET`` or ``SECRET_KEY``).
         """
-        from .bridge import tickets as ticket
-        from .bridge.endpoint import install_endpoint
-
-        install_endpoint(app, state)
-        config = app.config
-        if config["WAMP_BRIDGE_PATH"] is None:
+        if state.settings["WAMP_BRIDGE_PATH"] is None:
             return
-        authenticate = ticket.make_authenticator(
-            ticket.ticket_secret(config), config["WAMP_BRIDGE_TICKET_MAX_AGE"], realm=config["WAMP_BRIDGE_REALM"]
-        )
-        state.register_internal(config["WAMP_BRIDGE_AUTHENTICATOR"], authenticate)
+        tickets = Tickets.from_config(app.config)
+        state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
+        roles = defined_roles(state.settings)
+        Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles).mount(app)
 
     # -- declaring handlers --------------------------------------------------------------
 
@@ -418,39 +395,24 @@ class WampBridge:
         return list(killed or [])
 
 
-def _set_g(wampy: Wampy) -> None:
-    g.wampy = wampy
+class _FirstRequestCheck:
+    """``before_request``: set ``g.wampy``; until one request passed, check no setting changed since ``init_app``."""
+
+    def __init__(self, state: BridgeState) -> None:
+        self._state = weakref.ref(state)
+        self._passed = False
+
+    def __call__(self) -> None:
+        state = self._state()
+        if state is None:
+            return
+        if not self._passed:
+            state.check_settings_unchanged()
+            self._passed = True
+        g.wampy = state.wampy
 
 
 def _normalize_prefix(prefix: str) -> str:
     if prefix and not prefix.endswith("."):
         return prefix + "."
     return prefix
-
-
-def _check_config(config: t.Mapping[str, t.Any]) -> None:
-    def one_of(key: str, allowed: tuple[str, ...]) -> None:
-        if config[key] not in allowed:
-            raise ConfigError(f"{key} is {config[key]!r}; use one of {', '.join(map(repr, allowed))}")
-
-    one_of("WAMP_BRIDGE_PEER_AUTHMETHOD", _AUTHMETHODS)
-    one_of("WAMP_BRIDGE_INVOKE", _INVOKE_POLICIES)
-    one_of("WAMP_BRIDGE_CANCEL_MODE", _CANCEL_MODES)
-    for key in ("WAMP_BRIDGE_ROUTER_URL", "WAMP_BRIDGE_REALM"):
-        if not isinstance(config[key], str) or not config[key]:
-            raise ConfigError(f"{key} must be a non-empty string")
-    if not config["WAMP_BRIDGE_ROUTER_URL"].startswith(("ws://", "wss://")):
-        raise ConfigError(f"WAMP_BRIDGE_ROUTER_URL {config['WAMP_BRIDGE_ROUTER_URL']!r} must start with "
-                          "ws:// or wss://")
-    if not isinstance(config["WAMP_BRIDGE_PREFIX"], str):
-        raise ConfigError("WAMP_BRIDGE_PREFIX must be a string like 'app.' (or '')")
-    timeout = config["WAMP_BRIDGE_CALL_TIMEOUT"]
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigError("WAMP_BRIDGE_CALL_TIMEOUT must be a positive number of seconds (or None)")
-    for key in ("WAMP_BRIDGE_PEER_CONCURRENCY", "WAMP_BRIDGE_PEER_BACKLOG"):
-        if type(config[key]) is not int or config[key] < (1 if key.endswith("CONCURRENCY") else 0):
-            raise ConfigError(f"{key} must be a positive integer")
-    for key in ("WAMP_BRIDGE_CONNECT_TIMEOUT", "WAMP_BRIDGE_RECONNECT_INITIAL", "WAMP_BRIDGE_RECONNECT_FACTOR",
-                "WAMP_BRIDGE_RECONNECT_MAX"):
-        if not isinstance(config[key], (int, float)) or config[key] <= 0:
-            raise ConfigError(f"{key} must be a positive number")

@@ -17,11 +17,11 @@ from flask import Flask
 from flask_wamp_bridge.cli import wamp_cli
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.router.config import ACTIONS
-from flask_wamp_bridge.router.config import DEFAULTS
 from flask_wamp_bridge.router.config import _allows
 from flask_wamp_bridge.router.config import make_config
 from flask_wamp_bridge.router.config import write_config
 from flask_wamp_bridge.router.process import find_crossbar
+from flask_wamp_bridge.settings import DEFAULTS
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "peer-secret"
@@ -446,3 +446,14 @@ def test_plugin_skips_without_crossbar_unless_ci(tmp_path: t.Any, ci: str | None
     )
     assert outcome in result.stdout, result.stdout + result.stderr
     assert "WAMP_BRIDGE_CROSSBAR" in result.stdout  # the reason says what to fix
+
+
+def test_defined_roles_are_the_roles_of_the_generated_config() -> None:
+    from flask_wamp_bridge.router.config import defined_roles
+
+    given = settings(WAMP_BRIDGE_SERVICES={"ops": {"secret": "x", "role": "operator"}},
+                     WAMP_BRIDGE_PERMISSIONS={"operator": [{"uri": "", "allow": list(ACTIONS)}],
+                                              "editor": [{"uri": "app.", "allow": ["call"]}]})
+    generated = {role["name"] for role in router(make_config(given))["realms"][0]["roles"]}
+    assert set(defined_roles(given)) == generated == {"backend", "user", "anonymous", "operator", "editor"}
+    assert "anonymous" not in defined_roles(settings(WAMP_BRIDGE_ANONYMOUS_ROLE=None))

@@ -95,9 +95,9 @@ def server(crossbar_router: t.Any) -> t.Iterator[GunicornProcess]:
         _stop(server)
 
 
-def login(server: GunicornProcess, user: str) -> str:
-    """Log ``user`` in over HTTP; returns the ``Cookie`` header value."""
-    body = urllib.parse.urlencode({"user": user}).encode()
+def login(server: GunicornProcess, user: str, role: str | None = None) -> str:
+    """Log ``user`` in over HTTP (with ``role``, else the default role); returns the ``Cookie`` header value."""
+    body = urllib.parse.urlencode({"user": user, **({"role": role} if role else {})}).encode()
     with urllib.request.urlopen(urllib.request.Request(f"{server.url}/login", data=body), timeout=10) as resp:
         cookie = resp.headers["Set-Cookie"]
     return cookie.split(";", 1)[0]
@@ -177,6 +177,21 @@ def test_endpoint_refuses_anonymous_when_configured(crossbar_router: t.Any) -> N
             assert client.authid == "bob"
     finally:
         _stop(server)
+
+
+def test_endpoint_login_the_router_refuses_is_logged_with_authid_reason_and_fix(server: GunicornProcess) -> None:
+    ws = raw_socket(server, cookie=login(server, "frank", role="admin"))  # no such role in the router config
+    try:
+        ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+        abort = json.loads(ws.recv())
+        assert abort[0] == 3 and abort[2] == "wamp.error.no_such_role"
+        assert close_code(ws) == 1008
+    finally:
+        ws.close()
+        ws.shutdown()
+    server.wait_for_log("the router refused the WAMP session of authid 'frank' (role 'admin'): "
+                        "wamp.error.no_such_role")
+    assert "add WAMP_BRIDGE_PERMISSIONS['admin']" in server.log()
 
 
 def test_endpoint_refuses_a_foreign_origin_before_the_upgrade(server: GunicornProcess) -> None:
@@ -281,6 +296,11 @@ def test_endpoint_unreachable_router_closes_1011(crossbar_router: t.Any) -> None
         _stop(server)
 
 
+def _endpoint(app: t.Any) -> t.Any:
+    """The :class:`~flask_wamp_bridge.bridge.endpoint.Endpoint` mounted on ``app``."""
+    return app.view_functions["wamp_bridge.wamp"].__self__
+
+
 def test_endpoint_checks_the_origin_before_running_the_identity_loader() -> None:
     from flask import Flask
     from werkzeug.exceptions import Forbidden
@@ -325,7 +345,6 @@ def test_endpoint_refuses_identities_of_backend_principals(loaded: t.Any, fragme
 
     from flask_wamp_bridge import NotAuthenticated
     from flask_wamp_bridge import WampBridge
-    from flask_wamp_bridge.bridge.endpoint import load_identity
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p",
@@ -334,19 +353,18 @@ def test_endpoint_refuses_identities_of_backend_principals(loaded: t.Any, fragme
     bridge.identity_loader(lambda: loaded)
     with app.test_request_context("/wamp"):
         with pytest.raises(NotAuthenticated, match=fragment):
-            load_identity(bridge.state(app))
+            _endpoint(app).load_identity()
 
 
 def test_endpoint_ordinary_users_are_not_backend_principals() -> None:
     from flask import Flask
 
     from flask_wamp_bridge import WampBridge
-    from flask_wamp_bridge.bridge.endpoint import load_identity
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p")
     bridge = WampBridge(app)
     bridge.identity_loader(lambda: "ann")
     with app.test_request_context("/wamp"):
-        identity = load_identity(bridge.state(app))
+        identity = _endpoint(app).load_identity()
     assert identity is not None and (identity.authid, identity.authrole) == ("ann", "user")

@@ -28,9 +28,9 @@ from helpers import GunicornProcess
 from flask_wamp_bridge import WampBridge
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import ConfigError
-from flask_wamp_bridge.extension import DEFAULTS
 from flask_wamp_bridge.extension import BridgeState
 from flask_wamp_bridge.router.process import CrossbarProcess
+from flask_wamp_bridge.settings import DEFAULTS
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID
@@ -175,12 +175,15 @@ def test_extension_register_internal_records_without_building_the_peer() -> None
     state = bridge.state(app)
     state.register_internal("test.internal", lambda: None)
     assert not state.has_peer
+    built = _flask(__name__)
+    built.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
+    bridge.init_app(built)
+    bridge.state(built).register_internal("test.internal", lambda: None)
     other = _flask(__name__)
     other.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
     bridge.init_app(other)
-    app.config["WAMP_BRIDGE_PEER_SECRET"] = "s"
     # init_app recorded the ticket authenticator the same way
-    assert sorted((r.uri, r.options["invoke"]) for r in state.peer._registrations) == [
+    assert sorted((r.uri, r.options["invoke"]) for r in bridge.state(built).peer._registrations) == [
         ("test.internal", "roundrobin"), ("wamp_bridge.authenticate", "roundrobin")]
     # internal registrations are per app
     assert [r.uri for r in bridge.state(other).peer._registrations] == ["wamp_bridge.authenticate"]

@@ -15,6 +15,7 @@ import flask_wamp_bridge
 LIGHT_MODULES = [
     "flask_wamp_bridge",
     "flask_wamp_bridge.errors",
+    "flask_wamp_bridge.settings",
     "flask_wamp_bridge.wamp.messages",
     "flask_wamp_bridge.bridge.identity",
     "flask_wamp_bridge.bridge.tickets",

@@ -23,6 +23,7 @@ from flask_wamp_bridge.bridge.relay import _peek_msgpack
 from flask_wamp_bridge.bridge.relay import rewrite_hello
 from flask_wamp_bridge.errors import LocalProtocolError
 from flask_wamp_bridge.wamp.messages import serializer_for
+from flask_wamp_bridge.websocket import frames
 
 ANN = Identity("ann", "user", {"name": "Ann"})
 SUBPROTOCOLS = ["wamp.2.json", "wamp.2.msgpack", "wamp.2.cbor"]
@@ -121,6 +122,7 @@ def test_relay_without_identity_aborts_not_authorized():
     assert "log in" in pair.client_messages()[0][1]["message"]
     assert pair.closed.code == 1008
     assert not pair.router_connected and pair.at_router == []
+    assert pair.relay.router_refusal is None  # the bridge refused, not the router
 
 
 def test_relay_router_abort_is_forwarded():
@@ -131,6 +133,9 @@ def test_relay_router_abort_is_forwarded():
     assert last[0] == 3 and last[2] == "wamp.error.authentication_failed"
     assert pair.closed.code == 1008
     assert pair.relay.state is State.CLOSED
+    refusal = pair.relay.router_refusal  # for the endpoint's log line
+    assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
+    assert refusal.message == last[1]["message"]
 
 
 # --- bad input before WELCOME ---------------------------------------------------
@@ -484,7 +489,7 @@ def test_relay_router_lost_closes_1011_and_browser_lost_closes_1000():
     assert pair.closed.code == 1011
     assert "1006" in str(pair.relay.error)
     pair = established()
-    pair._run(pair.relay.client_closed(1001))
+    pair._run(pair.relay.client_closed())
     assert pair.closed.code == 1000
 
 
@@ -516,10 +521,12 @@ def test_relay_restart_closes_the_browser_without_goodbye_so_it_reconnects():
     assert pair.closed.code == 1012
 
 
-def test_relay_close_reason_fits_a_close_frame():
+def test_relay_long_close_reason_is_cut_by_the_frame_encoder():
     pair = RelayPair(ANN)
     pair.client_sends([1, "r" * 500, {"roles": BROWSER_ROLES}])
-    assert len(pair.closed.reason.encode()) <= 123
+    assert "r" * 200 in pair.closed.reason  # the relay keeps it whole (for the log) ...
+    frame = frames.encode_close(pair.closed.code, pair.closed.reason)
+    assert len(frame) == 2 + 2 + 123  # ... the close frame carries 123 bytes of it
 
 
 # --- the cheap look at frame heads ---------------------------------------------------

@@ -27,191 +27,143 @@ from flask import Flask
 from flask import current_app
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from ..errors import ConfigError
 from ..errors import NotAuthenticated
 from ..wamp.messages import SUBPROTOCOLS
 from ..wamp.messages import serializer_for
-from . import tickets as tickets
+from ..websocket.routes import accept_websocket
+from ..websocket.routes import check_origin
+from ..websocket.routes import handle_websocket_mismatch
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
+from .relay import RouterRefusal
 
-if t.TYPE_CHECKING:  # pragma: no cover
-    from ..extension import BridgeState
-
-__all__ = ["DEFAULTS", "install_endpoint", "load_identity", "ENDPOINT"]
+__all__ = ["Endpoint", "ENDPOINT"]
 
 log = logging.getLogger(__name__)
 
 #: Flask endpoint name of the WAMP route.
 ENDPOINT = "wamp_bridge.wamp"
 
-#: Config keys of the endpoint and their defaults (``app.config.setdefault``).
-DEFAULTS: dict[str, t.Any] = {
-    #: URL path of the browser-facing WAMP endpoint; None mounts none.
-    "WAMP_BRIDGE_PATH": "/wamp",
-    #: Role of a logged-in user whose identity loader returned only an authid.
-    "WAMP_BRIDGE_USER_ROLE": "user",
-    #: Role of sessions without a login; None refuses them (ABORT wamp.error.not_authorized).
-    "WAMP_BRIDGE_ANONYMOUS_ROLE": "anonymous",
-    #: Session key the default identity loader reads (Flask-Login's).
-    "WAMP_BRIDGE_IDENTITY_KEY": "_user_id",
-    #: Key that signs tickets; None derives one from SECRET_KEY. The same on every worker and host.
-    "WAMP_BRIDGE_TICKET_SECRET": None,
-    #: Seconds a ticket stays valid (it is used within the login, at once).
-    "WAMP_BRIDGE_TICKET_MAX_AGE": tickets.DEFAULT_MAX_AGE,
-    #: Seconds from the browser's connect to WELCOME.
-    "WAMP_BRIDGE_LOGIN_TIMEOUT": 10.0,
-    #: CALLs of one browser session waiting for results at once (None: no limit).
-    "WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT": 100,
-    #: Seconds to open the upstream connection to the router.
-    "WAMP_BRIDGE_CONNECT_TIMEOUT": 10.0,
-}
 
-_POSITIVE = (
-    "WAMP_BRIDGE_TICKET_MAX_AGE", "WAMP_BRIDGE_LOGIN_TIMEOUT", "WAMP_BRIDGE_CONNECT_TIMEOUT",
-)
-_POSITIVE_OR_NONE = ("WAMP_BRIDGE_WS_PING_INTERVAL", "WAMP_BRIDGE_WS_IDLE_TIMEOUT", "WAMP_BRIDGE_WS_SEND_TIMEOUT")
+class Endpoint:
+    """The WAMP route of one app: its settings, identity loader and ticket signer.
 
-
-def install_endpoint(app: Flask, state: BridgeState | None = None) -> None:
-    """Add the WAMP endpoint's config defaults and mount ``WAMP_BRIDGE_PATH`` as a WebSocket route.
-
-    ``state`` supplies the identity loader (``state.identity_loader``);
-    without it, :func:`~flask_wamp_bridge.bridge.identity.default_identity_loader`.
-    The browser socket's limits and timers are the WebSocket routes' settings
-    (``WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE``, ``_WS_PING_INTERVAL``,
-    ``_WS_IDLE_TIMEOUT``, ``_WS_SEND_TIMEOUT``); ``WAMP_BRIDGE_ALLOWED_ORIGINS``
-    lists the origins allowed besides the app's own.
-
-    :raises ConfigError: an endpoint setting is invalid (checked here, once).
+    :param settings: the app's ``WAMP_BRIDGE_*`` values as ``init_app`` read them.
+    :param identity_loader: returns what the app's identity loader returns for the current request.
+    :param sign: ``sign(identity) -> ticket`` (:meth:`~flask_wamp_bridge.bridge.tickets.Tickets.sign`).
+    :param generated_roles: the roles the generated router config defines; a login the router
+        refuses for a role outside them is logged with the fix.
     """
-    from ..websocket.routes import CONFIG_DEFAULTS
-    from ..websocket.routes import handle_websocket_mismatch
 
-    for key, value in {**CONFIG_DEFAULTS, **DEFAULTS}.items():
-        app.config.setdefault(key, value)
-    _check_config(app.config)
-    path = app.config["WAMP_BRIDGE_PATH"]
-    if path is None:
-        return
+    def __init__(
+        self,
+        settings: t.Mapping[str, t.Any],
+        identity_loader: t.Callable[[], t.Any],
+        sign: t.Callable[[Identity], str],
+        generated_roles: t.Collection[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.identity_loader = identity_loader
+        self.sign = sign
+        self.generated_roles = tuple(generated_roles)
 
-    def wamp_endpoint() -> t.Any:
-        return _serve(state)
+    def mount(self, app: Flask) -> None:
+        """Add the WebSocket route ``WAMP_BRIDGE_PATH`` to ``app`` (nothing when it is None)."""
+        path = self.settings["WAMP_BRIDGE_PATH"]
+        if path is None:
+            return
+        app.add_url_rule(path, ENDPOINT, self.serve, websocket=True, provide_automatic_options=False)
+        app.register_error_handler(WebsocketMismatch, handle_websocket_mismatch)
 
-    app.add_url_rule(path, ENDPOINT, wamp_endpoint, websocket=True, provide_automatic_options=False)
-    app.register_error_handler(WebsocketMismatch, handle_websocket_mismatch)
+    def load_identity(self) -> Identity | None:
+        """The frozen identity of the current request: the loader's, else anonymous, else None.
 
+        Must run in the upgrade's request context. An anonymous session gets role
+        ``WAMP_BRIDGE_ANONYMOUS_ROLE`` and an authid of its own (``anonymous-<random>``).
 
-def load_identity(state: BridgeState | None = None) -> Identity | None:
-    """The frozen identity of the current request: the loader's, else anonymous, else None.
+        :raises NotAuthenticated: the loader named the app's peer or a backend service.
+        """
+        settings = self.settings
+        identity = coerce_identity(self.identity_loader(), settings["WAMP_BRIDGE_USER_ROLE"])
+        if identity is None and settings["WAMP_BRIDGE_ANONYMOUS_ROLE"]:
+            identity = Identity(f"anonymous-{secrets.token_urlsafe(12)}", settings["WAMP_BRIDGE_ANONYMOUS_ROLE"])
+        if identity is not None:
+            self._refuse_backend_principal(identity)
+        return identity
 
-    Must run in the upgrade's request context. An anonymous session gets role
-    ``WAMP_BRIDGE_ANONYMOUS_ROLE`` and an authid of its own (``anonymous-<random>``).
-    """
-    config = current_app.config
-    loader = state.identity_loader if state is not None else None
-    if loader is None:
-        from .identity import default_identity_loader
+    def _refuse_backend_principal(self, identity: Identity) -> None:
+        """A browser never becomes the app's peer or a backend service (authid or role).
 
-        loader = default_identity_loader
-    identity = coerce_identity(loader(), config["WAMP_BRIDGE_USER_ROLE"])
-    if identity is None and config["WAMP_BRIDGE_ANONYMOUS_ROLE"]:
-        identity = Identity(f"anonymous-{secrets.token_urlsafe(12)}", config["WAMP_BRIDGE_ANONYMOUS_ROLE"])
-    if identity is not None:
-        _refuse_backend_principal(identity, config)
-    return identity
+        Such a session could kill every worker's peer with ``bridge.logout``, use the
+        meta API, or register the authenticator itself.
+        """
+        services: t.Mapping[str, t.Mapping[str, t.Any]] = self.settings["WAMP_BRIDGE_SERVICES"] or {}
+        authids = {self.settings["WAMP_BRIDGE_PEER_AUTHID"], *services}
+        roles = {self.settings["WAMP_BRIDGE_PEER_ROLE"], *(s.get("role") for s in services.values())}
+        if identity.authid in authids or identity.authrole in roles:
+            raise NotAuthenticated(
+                f"the identity loader returned authid {identity.authid!r} / authrole {identity.authrole!r}, "
+                "which belong to the app's peer or a backend service (WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES): "
+                "a browser session may not take them; give users their own authids and roles"
+            )
 
+    def serve(self) -> t.Any:
+        """The view: check the Origin, freeze the identity, accept, relay until either side closes."""
+        from . import relay_io  # imports gevent: only once a socket is relayed
 
-def _refuse_backend_principal(identity: Identity, config: t.Mapping[str, t.Any]) -> None:
-    """A browser never becomes the app's peer or a backend service (authid or role).
-
-    Such a session could kill every worker's peer with ``bridge.logout``, use the
-    meta API, or register the authenticator itself.
-
-    :raises NotAuthenticated: the identity names a backend principal.
-    """
-    services: t.Mapping[str, t.Mapping[str, t.Any]] = config.get("WAMP_BRIDGE_SERVICES") or {}
-    authids = {config.get("WAMP_BRIDGE_PEER_AUTHID"), *services}
-    roles = {config.get("WAMP_BRIDGE_PEER_ROLE", "backend"), *(s.get("role") for s in services.values())}
-    if identity.authid in authids or identity.authrole in roles:
-        raise NotAuthenticated(
-            f"the identity loader returned authid {identity.authid!r} / authrole {identity.authrole!r}, "
-            "which belong to the app's peer or a backend service (WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES): "
-            "a browser session may not take them; give users their own authids and roles"
+        settings = self.settings
+        check_origin()  # first: a foreign page must not even get the identity loader run
+        try:
+            identity = self.load_identity()  # frozen before any greenlet exists
+        except NotAuthenticated as exc:
+            log.error("refusing a browser WAMP session: %s", exc)
+            identity = None  # its HELLO gets ABORT wamp.error.not_authorized
+        # subprotocol (400 unless a WAMP one is offered), then the 101
+        ws = accept_websocket(
+            SUBPROTOCOLS,
+            require_subprotocol=True,
+            origin_checked=True,
+            max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"],
+            ping_interval=settings["WAMP_BRIDGE_WS_PING_INTERVAL"],
+            idle_timeout=settings["WAMP_BRIDGE_WS_IDLE_TIMEOUT"],
+            send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"],
         )
+        subprotocol = t.cast(str, ws.subprotocol)  # required above: never None here
+        relay = Relay(
+            identity,
+            settings["WAMP_BRIDGE_REALM"],
+            serializer_for(subprotocol),
+            self.sign,
+            time.monotonic(),
+            login_timeout=settings["WAMP_BRIDGE_LOGIN_TIMEOUT"],
+            max_calls_in_flight=settings["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
+        )
+        session = relay_io.RelaySession(
+            ws,
+            relay,
+            settings["WAMP_BRIDGE_ROUTER_URL"],
+            subprotocol,
+            connect_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
+            send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
+            max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
+        )
+        session.run()
+        if relay.router_refusal is not None and identity is not None:
+            self._log_refusal(identity, relay.router_refusal)
+        return current_app.response_class(status=204)  # discarded by the worker after the 101
 
-
-def _serve(state: BridgeState | None) -> t.Any:
-    from ..websocket.routes import accept_websocket
-    from ..websocket.routes import check_origin
-    from . import relay_io as _relay_io
-
-    config = current_app.config
-    check_origin()  # first: a foreign page must not even get the identity loader run
-    try:
-        identity = load_identity(state)  # frozen before any greenlet exists
-    except NotAuthenticated as exc:
-        log.error("refusing a browser WAMP session: %s", exc)
-        identity = None  # its HELLO gets ABORT wamp.error.not_authorized
-    secret = tickets.ticket_secret(config)
-    realm: str = config["WAMP_BRIDGE_REALM"]
-    max_size = config["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"]
-    # Origin check (403 before the 101), subprotocol (400 unless a WAMP one is offered), 101.
-    ws = accept_websocket(SUBPROTOCOLS, require_subprotocol=True)
-    subprotocol = t.cast(str, ws.subprotocol)  # required above: never None here
-
-    def sign(who: Identity) -> str:
-        return tickets.sign(who, secret, time.time(), realm=realm)
-
-    relay = Relay(
-        identity,
-        realm,
-        serializer_for(subprotocol),
-        sign,
-        time.time(),
-        login_timeout=config["WAMP_BRIDGE_LOGIN_TIMEOUT"],
-        max_calls_in_flight=config["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
-    )
-    session = _relay_io.RelaySession(
-        ws,
-        relay,
-        config["WAMP_BRIDGE_ROUTER_URL"],
-        subprotocol,
-        connect_timeout=config["WAMP_BRIDGE_CONNECT_TIMEOUT"],
-        send_timeout=config["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
-        max_message_size=max_size or None,
-    )
-    session.run()
-    return current_app.response_class(status=204)  # discarded by the worker after the 101
-
-
-def _check_config(config: t.Mapping[str, t.Any]) -> None:
-    from ..websocket.routes import check_origins_setting
-
-    path = config["WAMP_BRIDGE_PATH"]
-    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
-        raise ConfigError(f"WAMP_BRIDGE_PATH must be a URL path like '/wamp' (or None), got {path!r}")
-    for key in _POSITIVE:
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
-    for key in _POSITIVE_OR_NONE:
-        value = config[key]
-        if value is None or (value == 0 and not isinstance(value, bool)):
-            continue  # disabled
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{key} must be a positive number of seconds (0 or None: off), got {value!r}")
-    calls = config["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"]
-    if calls is not None and (type(calls) is not int or calls < 1):
-        raise ConfigError(f"WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT must be a positive integer or None, got {calls!r}")
-    size = config["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"]
-    if size and (type(size) is not int or size < 1024):
-        raise ConfigError(f"WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE must be an integer number of bytes >= 1024 "
-                          f"(or 0 for no limit), got {size!r}")
-    for key in ("WAMP_BRIDGE_USER_ROLE", "WAMP_BRIDGE_ANONYMOUS_ROLE"):
-        role = config[key]
-        if role is not None and (not isinstance(role, str) or not role):
-            raise ConfigError(f"{key} must be a role name (or None), got {role!r}")
-    check_origins_setting(config["WAMP_BRIDGE_ALLOWED_ORIGINS"])
-    tickets.ticket_secret(config)  # fail at startup, not at the first browser
+    def _log_refusal(self, identity: Identity, refusal: RouterRefusal) -> None:
+        """The router refused a browser's login: say who, why, and (for an unknown role) the fix."""
+        why = refusal.reason + (f" ({refusal.message})" if refusal.message else "")
+        hint = ""
+        role = identity.authrole
+        if self.generated_roles and role not in self.generated_roles:
+            hint = (
+                f"; the identity loader returned role {role!r}, which the generated router config does not define "
+                f"(it defines {', '.join(map(repr, self.generated_roles))}): add WAMP_BRIDGE_PERMISSIONS[{role!r}] "
+                f"= [{{'uri': 'app.', 'allow': ['call', 'subscribe']}}] (or return one of those roles) and "
+                "regenerate the router config with `flask wamp config`"
+            )
+        log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
+                    identity.authid, role, why, hint)

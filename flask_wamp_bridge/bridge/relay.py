@@ -107,6 +107,7 @@ __all__ = [
     "Close",
     "Relay",
     "rewrite_hello",
+    "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
 ]
 
@@ -132,6 +133,13 @@ _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE,
 
 #: HELLO.Details keys that carry the client's claimed identity: replaced by the server's.
 _AUTH_KEYS = ("authid", "authrole", "authmethods", "authextra")
+
+
+class RouterRefusal(t.NamedTuple):
+    """The router's ABORT of a login: its reason URI and its message (if any)."""
+
+    reason: str
+    message: str | None
 
 
 class State(enum.Enum):
@@ -173,18 +181,12 @@ class SendToClient(Action):
 class Close(Action):
     """End the session: close the browser's socket with ``code``/``reason`` and the upstream with 1000.
 
-    ``reason`` is at most 123 bytes of UTF-8 (the WebSocket limit).
+    ``reason`` is free text; the socket cuts it to fit a close frame
+    (:func:`~flask_wamp_bridge.websocket.frames.truncate_reason`).
     """
 
     code: int
     reason: str = ""
-
-
-def _short(reason: str) -> str:
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= 123:
-        return reason
-    return encoded[:120].decode("utf-8", "ignore") + "..."
 
 
 def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
@@ -290,8 +292,8 @@ class Relay:
     :param realm: the only realm a HELLO may name.
     :param serializer: the serializer of the negotiated subprotocol (both legs).
     :param ticket_signer: ``signer(identity) -> ticket``, called when the router
-        challenges (it reads its own clock or is handed one by the IO layer).
-    :param now: the current time (seconds): the login deadline starts here.
+        challenges (it reads the wall clock itself: the ticket is checked on another host).
+    :param now: the current monotonic time (seconds; ``tick`` gets the same clock): the login deadline starts here.
     :param login_timeout: seconds from ``now`` until WELCOME must have happened.
     :param max_calls_in_flight: CALLs that may wait for a result at once;
         ``None`` for no limit.
@@ -335,6 +337,8 @@ class Relay:
         self.closed_with: Close | None = None
         #: The WELCOME's session id, once established.
         self.session_id: int | None = None
+        #: Why the router refused the login (its ABORT), or None.
+        self.router_refusal: RouterRefusal | None = None
 
     @property
     def state(self) -> State:
@@ -405,8 +409,8 @@ class Relay:
             return self._close(1011, "router protocol error")
         raise self._closed_error()
 
-    def client_closed(self, code: int | None = None, reason: str = "") -> list[Action]:
-        """The browser's socket ended (it may have sent a close frame with ``code``)."""
+    def client_closed(self) -> list[Action]:
+        """The browser's socket ended (however it ended, the session ends with 1000)."""
         if self._state is State.CLOSED:
             return []
         return self._close(1000, "browser went away")
@@ -533,7 +537,9 @@ class Relay:
                 return [self._send_client([_WELCOME, message[1], {**details, "authextra": extra}])]
             return [SendToClient(data)]
         if kind == _ABORT:
-            return [SendToClient(data), *self._close(1008, _short(message[2]))]
+            text = message[1].get("message") if isinstance(message[1], dict) else None
+            self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
+            return [SendToClient(data), *self._close(1008, str(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))
 
@@ -622,7 +628,7 @@ class Relay:
         return SendToRouter(self.serializer.dumps(message))
 
     def _abort_client(self, uri: str, message: str, code: int) -> list[Action]:
-        return [self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, _short(message))]
+        return [self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, message)]
 
     def _fail_client(self, exc: ProtocolError) -> list[Action]:
         """The browser broke the protocol: ABORT it (unless it sent the wrong frame type) and close.
@@ -632,7 +638,7 @@ class Relay:
         self.error = exc
         code = exc.close_code
         if code == 1003:
-            return self._close(1003, _short(str(exc)))
+            return self._close(1003, str(exc))
         return self._abort_client("wamp.error.protocol_violation", str(exc), code)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
@@ -647,7 +653,7 @@ class Relay:
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED
         self._calls.clear()
-        close = Close(code, _short(reason))
+        close = Close(code, reason)
         self.closed_with = close
         return [close]
 

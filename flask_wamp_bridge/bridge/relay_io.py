@@ -47,7 +47,6 @@ from .relay import State
 __all__ = [
     "RelaySession",
     "live_sessions",
-    "shutdown_all",
     "TICK_INTERVAL",
 ]
 
@@ -194,10 +193,10 @@ class RelaySession:
         if self._closed or relay.state is State.CLOSED:  # ended meanwhile by the other direction
             return False
         if data is None:
-            code = getattr(source, "close_code", None)
             if leg == "browser":
-                self._execute(relay.client_closed(code))
+                self._execute(relay.client_closed())
             else:
+                code = getattr(source, "close_code", None)
                 self._execute(relay.router_closed(code, getattr(source, "close_reason", "") or ""))
             return False
         if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
@@ -263,11 +262,10 @@ class RelaySession:
         log.debug("wamp relay %s: %s leg failed: %r", self.name, leg, exc)
         if self._closed:
             return
-        code = getattr(exc, "code", None)
         if leg == "browser":
-            self._execute(self.relay.client_closed(code))
+            self._execute(self.relay.client_closed())
         else:
-            self._execute(self.relay.router_closed(code, str(exc)))
+            self._execute(self.relay.router_closed(getattr(exc, "code", None), str(exc)))
 
     def _close_all(self, code: int, reason: str) -> None:
         if self._closed:
@@ -323,19 +321,6 @@ def live_sessions() -> list[RelaySession]:
     return list(_sessions)
 
 
-def shutdown_all(code: int = 1001) -> None:
-    """Close every relayed session of this process (GOODBYE both ways, then ``code``), one after another.
-
-    The worker does this itself, in parallel, through each browser socket's
-    ``on_server_shutdown``; this is for other servers and tests.
-    """
-    for session in list(_sessions):
-        try:
-            session.shutdown(code)
-        except Exception:  # one broken session must not keep the others open
-            log.exception("wamp relay %s: shutdown failed", session.name)
-
-
 def _register(session: RelaySession) -> None:
     _sessions.add(session)
     if not _ticker or _ticker[0].dead:
@@ -349,7 +334,7 @@ def _unregister(session: RelaySession) -> None:
 def _tick_forever() -> None:
     while _sessions:
         gevent.sleep(TICK_INTERVAL)
-        now = time.time()
+        now = time.monotonic()
         for session in list(_sessions):
             try:
                 session.tick(now)

@@ -37,6 +37,7 @@ __all__ = [
     "verify",
     "make_authenticator",
     "ticket_secret",
+    "Tickets",
 ]
 
 #: itsdangerous salt of bridge tickets (Flask's session cookie uses "cookie-session").
@@ -174,3 +175,34 @@ def ticket_secret(config: t.Mapping[str, t.Any]) -> Secret:
     if isinstance(key, str):
         key = key.encode("utf-8")
     return hmac.new(key, b"flask-wamp-bridge.ticket-secret", hashlib.sha256).hexdigest()
+
+
+class Tickets:
+    """The bridge's tickets, wired once in ``init_app``: the relays sign, the peer's authenticator verifies.
+
+    Holds the key (:func:`ticket_secret`, derived once), the realm tickets are
+    bound to and their lifetime. Signing reads the wall clock: a ticket's time
+    is compared on another host (the authenticator may run in any worker).
+    """
+
+    def __init__(self, secret: Secret, realm: str, max_age: float = DEFAULT_MAX_AGE) -> None:
+        _serializer(secret)  # an empty key fails here, at startup
+        self._secret = secret
+        self.realm = realm
+        self.max_age = max_age
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> Tickets:
+        """From ``WAMP_BRIDGE_TICKET_SECRET`` (or ``SECRET_KEY``), ``_REALM`` and ``_TICKET_MAX_AGE``.
+
+        :raises ConfigError: there is no key.
+        """
+        return cls(ticket_secret(config), config["WAMP_BRIDGE_REALM"], config["WAMP_BRIDGE_TICKET_MAX_AGE"])
+
+    def sign(self, identity: Identity) -> str:
+        """A ticket for ``identity``, issued now, bound to the realm (the relay's ticket signer)."""
+        return sign(identity, self._secret, time.time(), realm=self.realm)
+
+    def authenticator(self) -> t.Callable[[str, str, t.Mapping[str, t.Any]], dict[str, t.Any]]:
+        """The router's dynamic authenticator for these tickets (see :func:`make_authenticator`)."""
+        return make_authenticator(self._secret, self.max_age, realm=self.realm)

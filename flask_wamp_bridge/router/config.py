@@ -28,35 +28,13 @@ import typing as t
 import urllib.parse
 from pathlib import Path
 
+from .. import settings as _settings
 from ..errors import ConfigError
 
-__all__ = ["ACTIONS", "DEFAULTS", "make_config", "write_config", "save_config"]
+__all__ = ["ACTIONS", "make_config", "write_config", "save_config", "defined_roles"]
 
 #: What a permission rule can allow.
 ACTIONS: tuple[str, ...] = ("call", "register", "publish", "subscribe")
-
-#: Defaults of the settings :func:`make_config` reads.
-DEFAULTS: dict[str, t.Any] = {
-    "WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/ws",
-    "WAMP_BRIDGE_REALM": "realm1",
-    "WAMP_BRIDGE_AUTHENTICATOR": "wamp_bridge.authenticate",
-    "WAMP_BRIDGE_PEER_AUTHID": "flask-app",
-    #: The generated config logs the peer in with WAMP-CRA only.
-    "WAMP_BRIDGE_PEER_AUTHMETHOD": "wampcra",
-    "WAMP_BRIDGE_PEER_ROLE": "backend",
-    "WAMP_BRIDGE_PEER_SECRET": None,
-    "WAMP_BRIDGE_SERVICES": {},
-    "WAMP_BRIDGE_ANONYMOUS_ROLE": "anonymous",
-    "WAMP_BRIDGE_USER_ROLE": "user",
-    "WAMP_BRIDGE_PERMISSIONS": {},
-    "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE": 1024 * 1024,
-    #: Listening address; None derives it from the URL's host (an IP, or localhost).
-    "WAMP_BRIDGE_ROUTER_INTERFACE": None,
-    #: Seconds between the router's WebSocket pings (0 or None: no pings).
-    "WAMP_BRIDGE_ROUTER_PING_INTERVAL": 10.0,
-    #: Seconds the router waits for a pong before dropping the connection.
-    "WAMP_BRIDGE_ROUTER_PING_TIMEOUT": 5.0,
-}
 
 _DEFAULT_USER_PREFIX = "app."
 _DEFAULT_ANONYMOUS_PREFIX = "app.public."
@@ -76,7 +54,7 @@ _PATH_RE = re.compile(r"^[a-zA-Z0-9_\-]+$")
 
 
 def _get(settings: t.Mapping[str, t.Any], key: str) -> t.Any:
-    return settings.get(key, DEFAULTS[key])
+    return _settings.get(settings, key)
 
 
 def _name(settings: t.Mapping[str, t.Any], key: str) -> str:
@@ -324,6 +302,23 @@ def _roles(settings: t.Mapping[str, t.Any], peer_role: str, backend_roles: list[
     return [{"name": name, "permissions": rules} for name, rules in roles.items()]
 
 
+def defined_roles(settings: t.Mapping[str, t.Any]) -> list[str]:
+    """The roles :func:`make_config` defines for these settings (without checking them).
+
+    The backend role(s), the user and anonymous roles and every role of
+    ``WAMP_BRIDGE_PERMISSIONS``: an identity with another role cannot join.
+    """
+    services = _get(settings, "WAMP_BRIDGE_SERVICES") or {}
+    peer_role = _get(settings, "WAMP_BRIDGE_PEER_ROLE")
+    roles = [peer_role, _get(settings, "WAMP_BRIDGE_USER_ROLE"), _get(settings, "WAMP_BRIDGE_ANONYMOUS_ROLE")]
+    if isinstance(services, t.Mapping):
+        roles += [entry.get("role", peer_role) for entry in services.values() if isinstance(entry, t.Mapping)]
+    permissions = _get(settings, "WAMP_BRIDGE_PERMISSIONS") or {}
+    if isinstance(permissions, t.Mapping):
+        roles += list(permissions)
+    return list(dict.fromkeys(role for role in roles if isinstance(role, str) and role))
+
+
 def _origins(host: str, port: int) -> list[str]:
     # Browsers always send an http(s) Origin (or "null"), so this admits no
     # browser page: only the router's own origin (no page is served there) and
@@ -337,8 +332,8 @@ def _origins(host: str, port: int) -> list[str]:
 def make_config(settings: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """Build a Crossbar ``config.json`` dict from ``WAMP_BRIDGE_*`` settings.
 
-    :param settings: ``app.config`` or any mapping; missing keys take :data:`DEFAULTS`.
-        ``WAMP_BRIDGE_PEER_SECRET`` is required.
+    :param settings: ``app.config`` or any mapping; missing keys take their defaults
+        (:data:`flask_wamp_bridge.settings.SETTINGS`). ``WAMP_BRIDGE_PEER_SECRET`` is required.
     :raises ConfigError: a setting is missing or invalid (the message names it).
 
     Permission rules are ``{"uri", "match", "allow", "disclose", "cache"}``:
@@ -350,6 +345,7 @@ def make_config(settings: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     lists only the router's own http origin and ``ws://*``/``wss://*``, which
     browsers never send): browsers reach the router only through the bridge.
     """
+    _settings.check(settings)
     host, port, path = _parse_url(settings)
     interface = _interface(settings, host)
     realm = _name(settings, "WAMP_BRIDGE_REALM")

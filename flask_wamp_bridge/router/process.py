@@ -2,8 +2,7 @@
 
 :class:`CrossbarProcess` runs ``crossbar start`` as a subprocess and waits until
 the router welcomes a real WAMP session. The config generation itself is pure
-and lives in :mod:`flask_wamp_bridge.router.config`; its names are re-exported
-here.
+and lives in :mod:`flask_wamp_bridge.router.config`.
 """
 
 from __future__ import annotations
@@ -21,21 +20,14 @@ from ..errors import ConfigError
 from ..errors import ConnectError
 from ..errors import RemoteProtocolError
 from ..wamp.client_auth import WampCraAuth
+from ..wamp.messages import MessageType
 from ..wamp.messages import serializer_for
 from ..websocket import frames as _frames
-from .config import ACTIONS as ACTIONS
-from .config import DEFAULTS as DEFAULTS
-from .config import make_config as make_config
-from .config import save_config as save_config
-from .config import write_config as write_config
+from .config import make_config
+from .config import save_config
 
 __all__ = [
-    "ACTIONS",
-    "DEFAULTS",
     "CROSSBAR_ENV",
-    "make_config",
-    "write_config",
-    "save_config",
     "find_crossbar",
     "CrossbarProcess",
 ]
@@ -164,21 +156,22 @@ def _probe_session(probe: _Probe, timeout: float) -> None:
         details: dict[str, t.Any] = {"roles": {"caller": {}}}
         if probe.authid is not None:
             details.update(authmethods=["wampcra"], authid=probe.authid)
-        leg.send([1, probe.realm, details])
+        leg.send([MessageType.HELLO, probe.realm, details])
         while True:
             message = leg.receive()
-            if message[0] == 2:  # WELCOME
-                leg.send([6, {}, "wamp.close.close_realm"])
+            if message[0] == MessageType.WELCOME:
+                leg.send([MessageType.GOODBYE, {}, "wamp.close.close_realm"])
                 try:
                     leg.receive()  # the router's GOODBYE
                 except (OSError, _NotReady, RemoteProtocolError):
                     pass
                 return
-            if message[0] == 4:  # CHALLENGE
+            if message[0] == MessageType.CHALLENGE:
                 if probe.secret is None:  # no credentials: a challenge shows the realm is served
                     return
-                leg.send([5, WampCraAuth(probe.authid or "", probe.secret).respond("wampcra", message[2]), {}])
-            elif message[0] == 3:  # ABORT: the router is up and said no
+                signature = WampCraAuth(probe.authid or "", probe.secret).respond("wampcra", message[2])
+                leg.send([MessageType.AUTHENTICATE, signature, {}])
+            elif message[0] == MessageType.ABORT:  # the router is up and said no
                 raise ConnectError(
                     f"Crossbar refused the readiness session as {probe.authid!r} in realm {probe.realm!r}: "
                     f"{message[2]} {message[1].get('message', '')}".rstrip()

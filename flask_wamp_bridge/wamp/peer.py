@@ -528,7 +528,8 @@ class Peer:
                 self._conn = conn
                 attempt = 0 if conn.serve() else attempt
             except BridgeError as exc:
-                log.warning("WAMP peer: cannot join realm %r at %s: %s", self.realm, self.url, exc)
+                log.warning("WAMP peer: cannot join realm %r at %s as authid %r: %s", self.realm, self.url,
+                            self.auth.authid, exc)
             except Exception:
                 log.exception("WAMP peer: unexpected error on the connection to %s", self.url)
             finally:

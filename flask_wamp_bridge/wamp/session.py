@@ -65,11 +65,31 @@ __all__ = [
     "backoff_delay",
 ]
 
-_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE = 1, 2, 3, 4, 5, 6
-_ERROR, _PUBLISH, _PUBLISHED, _SUBSCRIBE, _SUBSCRIBED = 8, 16, 17, 32, 33
-_UNSUBSCRIBE, _UNSUBSCRIBED, _EVENT, _CALL, _CANCEL, _RESULT = 34, 35, 36, 48, 49, 50
-_REGISTER, _REGISTERED, _UNREGISTER, _UNREGISTERED = 64, 65, 66, 67
-_INVOCATION, _INTERRUPT, _YIELD = 68, 69, 70
+# Plain ints of :class:`MessageType` (the dispatch tables and hot paths compare ints).
+_HELLO = int(MessageType.HELLO)
+_WELCOME = int(MessageType.WELCOME)
+_ABORT = int(MessageType.ABORT)
+_CHALLENGE = int(MessageType.CHALLENGE)
+_AUTHENTICATE = int(MessageType.AUTHENTICATE)
+_GOODBYE = int(MessageType.GOODBYE)
+_ERROR = int(MessageType.ERROR)
+_PUBLISH = int(MessageType.PUBLISH)
+_PUBLISHED = int(MessageType.PUBLISHED)
+_SUBSCRIBE = int(MessageType.SUBSCRIBE)
+_SUBSCRIBED = int(MessageType.SUBSCRIBED)
+_UNSUBSCRIBE = int(MessageType.UNSUBSCRIBE)
+_UNSUBSCRIBED = int(MessageType.UNSUBSCRIBED)
+_EVENT = int(MessageType.EVENT)
+_CALL = int(MessageType.CALL)
+_CANCEL = int(MessageType.CANCEL)
+_RESULT = int(MessageType.RESULT)
+_REGISTER = int(MessageType.REGISTER)
+_REGISTERED = int(MessageType.REGISTERED)
+_UNREGISTER = int(MessageType.UNREGISTER)
+_UNREGISTERED = int(MessageType.UNREGISTERED)
+_INVOCATION = int(MessageType.INVOCATION)
+_INTERRUPT = int(MessageType.INTERRUPT)
+_YIELD = int(MessageType.YIELD)
 
 #: Roles and features announced in HELLO. Crossbar sends INTERRUPT only to a
 #: callee announcing ``call_canceling``.

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import functools
 import typing as t
-import urllib.parse
 import weakref
 
 from flask import Blueprint
@@ -58,8 +57,11 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import Forbidden
 from werkzeug.routing.exceptions import WebsocketMismatch
 
+from .. import settings
 from ..errors import ConfigError
 from ..errors import ConnectionClosed
+from ..settings import check_origins
+from ..settings import normalize_origin
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -73,20 +75,9 @@ __all__ = [
     "WebSocketBlueprint",
     "accept_websocket",
     "check_origin",
-    "check_origins_setting",
     "negotiate_subprotocol",
     "handle_websocket_mismatch",
-    "CONFIG_DEFAULTS",
 ]
-
-#: Config keys this module reads, with their defaults.
-CONFIG_DEFAULTS: dict[str, t.Any] = {
-    "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE": 1 << 20,
-    "WAMP_BRIDGE_WS_PING_INTERVAL": 25.0,
-    "WAMP_BRIDGE_WS_IDLE_TIMEOUT": 60.0,
-    "WAMP_BRIDGE_WS_SEND_TIMEOUT": 10.0,
-    "WAMP_BRIDGE_ALLOWED_ORIGINS": (),
-}
 
 _OPTION_KEYS = {
     "max_message_size": "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE",
@@ -94,8 +85,7 @@ _OPTION_KEYS = {
     "idle_timeout": "WAMP_BRIDGE_WS_IDLE_TIMEOUT",
     "send_timeout": "WAMP_BRIDGE_WS_SEND_TIMEOUT",
 }
-_SETTING_NAMES = ("subprotocols", "origins", *_OPTION_KEYS)
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_ROUTE_OPTION_NAMES = ("subprotocols", "origins", *_OPTION_KEYS)
 
 _NOT_UNDER_WORKER = (
     "WebSocket routes need the flask_wamp_bridge gunicorn worker, which puts the socket in "
@@ -111,54 +101,9 @@ def _is_upgrade(environ: t.Mapping[str, t.Any]) -> bool:
 # --- origin ------------------------------------------------------------------------
 
 
-def _normalize_origin(value: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urllib.parse.urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
-
-
-def check_origins_setting(origins: t.Any, where: str = "WAMP_BRIDGE_ALLOWED_ORIGINS") -> None:
-    """Raise :class:`ConfigError` unless ``origins`` is a valid allow-list.
-
-    Valid: None or empty, a list (or comma-separated string) of ``"*"``,
-    ``"null"`` or origins like ``"https://app.example.com:8443"``. An entry
-    that can never match (no scheme, a path, a ``*.`` wildcard) is an error,
-    not a silent refusal of every browser.
-    """
-    if not origins:
-        return
-    if isinstance(origins, str):
-        entries: list[t.Any] = origins.split(",")
-    elif isinstance(origins, (list, tuple, set, frozenset)):
-        entries = list(origins)
-    else:
-        raise ConfigError(f"{where} must be a list of origins like ['https://app.example.com'], '*', "
-                          f"or None (same origin only), got {origins!r}")
-    for entry in entries:
-        if not isinstance(entry, str):
-            raise ConfigError(f"{where} entries must be strings like 'https://app.example.com', got {entry!r}")
-        value = entry.strip()
-        if not value or value in ("*", "null"):
-            continue
-        try:
-            parts = urllib.parse.urlsplit(value)
-        except ValueError:
-            parts = None
-        if (parts is None or _normalize_origin(value) is None or parts.path not in ("", "/") or parts.query
-                or parts.fragment or parts.username is not None or "*" in value):
-            raise ConfigError(f"{where} entry {value!r} is not an origin: write scheme, host and optional port, "
-                              "like 'https://app.example.com:8443' (no path, no wildcards; '*' alone allows any)")
-
-
 def _allowed_origins(origins: t.Iterable[str] | str | None) -> list[str]:
     if origins is None:
-        origins = current_app.config.get("WAMP_BRIDGE_ALLOWED_ORIGINS") or ()
+        origins = settings.get(current_app.config, "WAMP_BRIDGE_ALLOWED_ORIGINS") or ()
     if isinstance(origins, str):
         origins = origins.split(",")
     return [o.strip() for o in origins if o and o.strip()]
@@ -181,12 +126,12 @@ def check_origin(origins: t.Iterable[str] | str | None = None) -> None:
         if "null" in allowed:
             return
     else:
-        mine = _normalize_origin(origin)
+        mine = normalize_origin(origin)
         if mine is not None:
             scheme = "https" if request.scheme in ("https", "wss") else "http"
-            if mine == _normalize_origin(f"{scheme}://{request.host}"):
+            if mine == normalize_origin(f"{scheme}://{request.host}"):
                 return
-            if any(mine == _normalize_origin(a) for a in allowed if a != "null"):
+            if any(mine == normalize_origin(a) for a in allowed if a != "null"):
                 return
     raise Forbidden(
         description=(
@@ -231,7 +176,7 @@ def negotiate_subprotocol(
 
 def _resolve(name: str, value: t.Any) -> t.Any:
     if value is None:
-        value = current_app.config.get(_OPTION_KEYS[name], CONFIG_DEFAULTS[_OPTION_KEYS[name]])
+        value = settings.get(current_app.config, _OPTION_KEYS[name])
     return value or None  # 0 disables
 
 
@@ -240,6 +185,7 @@ def accept_websocket(
     *,
     origins: t.Iterable[str] | str | None = None,
     require_subprotocol: bool = False,
+    origin_checked: bool = False,
     max_message_size: int | None = None,
     ping_interval: float | None = None,
     idle_timeout: float | None = None,
@@ -248,7 +194,8 @@ def accept_websocket(
     """Check the Origin, negotiate the subprotocol and accept the current request's WebSocket.
 
     For use in a view bound to a ``websocket=True`` rule. Options left as None
-    take the ``WAMP_BRIDGE_WS_*`` config values; ``0`` disables.
+    take the ``WAMP_BRIDGE_WS_*`` config values; ``0`` disables. A caller that
+    ran :func:`check_origin` itself (before other work) passes ``origin_checked=True``.
 
     :raises werkzeug.exceptions.Forbidden: foreign Origin (nothing was sent yet).
     :raises werkzeug.exceptions.BadRequest: no acceptable subprotocol, or not a WebSocket request.
@@ -259,7 +206,8 @@ def accept_websocket(
         if not _is_upgrade(request.environ):
             raise BadRequest(description="This URL only accepts WebSocket connections.")
         raise ConfigError(_NOT_UNDER_WORKER)
-    check_origin(origins)
+    if not origin_checked:
+        check_origin(origins)
     subprotocol = negotiate_subprotocol(ws.offered_subprotocols, subprotocols, required=require_subprotocol)
     ws.accept(
         subprotocol,
@@ -286,24 +234,24 @@ def handle_websocket_mismatch(error: WebsocketMismatch) -> Response:
 # --- routes ---------------------------------------------------------------------------------
 
 
-def _pop_settings(options: dict[str, t.Any]) -> dict[str, t.Any]:
-    settings = {name: options.pop(name) for name in _SETTING_NAMES if name in options}
-    subprotocols = settings.get("subprotocols") or ()
+def _pop_route_options(options: dict[str, t.Any]) -> dict[str, t.Any]:
+    route_options = {name: options.pop(name) for name in _ROUTE_OPTION_NAMES if name in options}
+    subprotocols = route_options.get("subprotocols") or ()
     if isinstance(subprotocols, str):
         raise TypeError("subprotocols must be a list of names, not a string")
-    settings["subprotocols"] = tuple(subprotocols)
-    check_origins_setting(settings.get("origins"), "origins=")
-    return settings
+    route_options["subprotocols"] = tuple(subprotocols)
+    check_origins("origins=", route_options.get("origins"))
+    return route_options
 
 
-def _websocket_view(handler: t.Callable[..., t.Any], settings: dict[str, t.Any]) -> t.Callable[..., t.Any]:
-    settings = dict(settings)
-    subprotocols = settings.pop("subprotocols", ())
-    origins = settings.pop("origins", None)
+def _websocket_view(handler: t.Callable[..., t.Any], route_options: dict[str, t.Any]) -> t.Callable[..., t.Any]:
+    route_options = dict(route_options)
+    subprotocols = route_options.pop("subprotocols", ())
+    origins = route_options.pop("origins", None)
 
     @functools.wraps(handler)
     def view(**kwargs: t.Any) -> t.Any:
-        ws = accept_websocket(subprotocols, origins=origins, **settings)
+        ws = accept_websocket(subprotocols, origins=origins, **route_options)
         try:
             handler(ws, **kwargs)
         except ConnectionClosed:
@@ -326,9 +274,9 @@ class _WebSocketSetupState(BlueprintSetupState):
         view_func: t.Callable[..., t.Any] | None = None,
         **options: t.Any,
     ) -> None:
-        settings = _pop_settings(options)
+        route_options = _pop_route_options(options)
         if view_func is not None:
-            view_func = _websocket_view(view_func, settings)
+            view_func = _websocket_view(view_func, route_options)
         options["websocket"] = True
         options.pop("methods", None)
         options["provide_automatic_options"] = False
@@ -387,9 +335,7 @@ class Sockets:
 
     def init_app(self, app: Flask) -> None:
         """Register the routes declared so far on ``app`` (and later ones too)."""
-        for key, value in CONFIG_DEFAULTS.items():
-            app.config.setdefault(key, value)
-        check_origins_setting(app.config["WAMP_BRIDGE_ALLOWED_ORIGINS"])
+        settings.install(app.config, ["websocket"])
         app.extensions["wamp_bridge.sockets"] = self
         app.register_error_handler(WebsocketMismatch, handle_websocket_mismatch)
         for rule, handler, options in self._routes:
@@ -457,13 +403,13 @@ class Sockets:
 
     @staticmethod
     def _add(app: Flask, rule: str, handler: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
-        settings = _pop_settings(options)
+        route_options = _pop_route_options(options)
         endpoint = options.pop("endpoint", None)
         options.pop("methods", None)
         app.add_url_rule(
             rule,
             endpoint,
-            _websocket_view(handler, settings),
+            _websocket_view(handler, route_options),
             websocket=True,
             provide_automatic_options=False,
             **options,

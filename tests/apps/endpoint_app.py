@@ -1,7 +1,7 @@
 """Test app for the browser-facing WAMP endpoint (see tests/test_endpoint.py).
 
 Configured from ``FLASK_*`` environment variables (``FLASK_WAMP_BRIDGE_ROUTER_URL``
-...). ``POST /login`` with ``user=<authid>`` logs a user in (Flask session
+...). ``POST /login`` with ``user=<authid>`` (and optionally ``role=``) logs a user in (Flask session
 cookie); the WAMP route ``/wamp`` then relays that browser's session to the
 router as that user.
 """
@@ -43,6 +43,13 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+@bridge.identity_loader
+def load_identity() -> dict[str, t.Any] | None:
+    """The logged-in user, with the role ``/login`` was given (default: ``WAMP_BRIDGE_USER_ROLE``)."""
+    user = session.get("_user_id")
+    return {"authid": user, "authrole": session.get("role")} if user else None
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "endpoint-app-secret-key"
@@ -52,6 +59,7 @@ def create_app() -> Flask:
     @app.post("/login")
     def login() -> t.Any:
         session["_user_id"] = request.form["user"]
+        session["role"] = request.form.get("role")
         return "ok"
 
     @app.post("/logout/<authid>")

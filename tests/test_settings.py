@@ -1,0 +1,128 @@
+"""The settings table: one entry per key, the README generated from it, and the guard rails around it."""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+import pytest
+from flask import Flask
+from helpers import REPO_ROOT
+
+from flask_wamp_bridge import ConfigError
+from flask_wamp_bridge import Sockets
+from flask_wamp_bridge import WampBridge
+from flask_wamp_bridge import settings
+from flask_wamp_bridge.settings import DEFAULTS
+from flask_wamp_bridge.settings import SETTINGS
+
+# Environment variables, not app.config keys: the worker's and find_crossbar's own.
+ENVIRONMENT_ONLY = {"WAMP_BRIDGE_CROSSBAR", "WAMP_BRIDGE_HANDSHAKE_TIMEOUT"}
+
+
+def _app(**config: t.Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(TESTING=True, SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", **config)
+    return app
+
+
+def test_settings_readme_table_is_generated_from_the_table() -> None:
+    readme = (REPO_ROOT / "README.rst").read_text(encoding="utf-8")
+    assert settings.rst_table() in readme, (
+        "README.rst's configuration table differs from flask_wamp_bridge.settings.SETTINGS; paste the output of "
+        "python -c 'from flask_wamp_bridge import settings; print(settings.rst_table())'"
+    )
+
+
+def test_settings_every_key_the_package_names_is_in_the_table_once() -> None:
+    assert len({s.key for s in SETTINGS}) == len(SETTINGS)
+    package = REPO_ROOT / "flask_wamp_bridge"
+    named: dict[str, set[str]] = {}
+    for path in package.rglob("*.py"):
+        for key in re.findall(r"WAMP_BRIDGE_[A-Z_]+", path.read_text(encoding="utf-8")):
+            if not key.endswith("_"):  # "WAMP_BRIDGE_PEER_*" and the like
+                named.setdefault(key, set()).add(str(path.relative_to(package)))
+    unknown = {key: paths for key, paths in named.items() if key not in DEFAULTS and key not in ENVIRONMENT_ONLY}
+    assert unknown == {}, "declare these keys in flask_wamp_bridge/settings.py"
+
+
+def test_settings_defaults_pass_their_own_checks_and_have_docs() -> None:
+    settings.check({})
+    for setting in SETTINGS:
+        assert setting.doc and "\n" not in setting.doc and setting.type
+        assert setting.group in settings.GROUPS
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("WAMP_BRIDGE_WS_PING_INTERVAL", -1, "WAMP_BRIDGE_WS_PING_INTERVAL must be a positive number of seconds"),
+        ("WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT", 0, "positive integer or None"),
+        ("WAMP_BRIDGE_PEER_AUTOSTART", "yes", "True or False"),
+        ("WAMP_BRIDGE_PATH", "wamp", "URL path"),
+        ("WAMP_BRIDGE_TICKET_SECRET", "", "WAMP_BRIDGE_TICKET_SECRET must be a non-empty string"),
+        ("WAMP_BRIDGE_PERMISSIONS", [], "WAMP_BRIDGE_PERMISSIONS must be a dict"),
+        ("WAMP_BRIDGE_RECONNECT_FACTOR", 0, "positive number"),
+    ],
+)
+def test_settings_check_names_the_key(key: str, value: t.Any, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        settings.check({key: value})
+
+
+def test_settings_secret_values_never_appear_in_messages() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings.check({"WAMP_BRIDGE_PEER_SECRET": b"hunter2"})
+    assert "hunter2" not in str(info.value)
+    read = settings.snapshot({"WAMP_BRIDGE_PEER_SECRET": "hunter2", "WAMP_BRIDGE_PREFIX": "a"})
+    now = {"WAMP_BRIDGE_PEER_SECRET": "hunter3", "WAMP_BRIDGE_PREFIX": "b"}
+    assert settings.changed_keys(read, now) == ["WAMP_BRIDGE_PEER_SECRET", "WAMP_BRIDGE_PREFIX"]
+    assert settings.describe_change(read, now, "WAMP_BRIDGE_PEER_SECRET") == "WAMP_BRIDGE_PEER_SECRET"
+    assert settings.describe_change(read, now, "WAMP_BRIDGE_PREFIX") == "WAMP_BRIDGE_PREFIX ('a' -> 'b')"
+
+
+def test_settings_get_uses_defaults_and_refuses_unknown_keys() -> None:
+    assert settings.get({}, "WAMP_BRIDGE_REALM") == "realm1"
+    assert settings.get({"WAMP_BRIDGE_REALM": "r2"}, "WAMP_BRIDGE_REALM") == "r2"
+    with pytest.raises(KeyError, match="WAMP_BRIDGE_REALMS"):
+        settings.get({}, "WAMP_BRIDGE_REALMS")
+
+
+def test_settings_install_copies_mutable_defaults_and_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAMP_BRIDGE_PEER_SECRET", "from-env")
+    first: dict[str, t.Any] = {}
+    second: dict[str, t.Any] = {}
+    settings.install(first)
+    settings.install(second)
+    assert first["WAMP_BRIDGE_PEER_SECRET"] == "from-env"
+    first["WAMP_BRIDGE_PERMISSIONS"]["user"] = []
+    assert second["WAMP_BRIDGE_PERMISSIONS"] == {} == DEFAULTS["WAMP_BRIDGE_PERMISSIONS"]
+
+
+def test_settings_sockets_installs_only_the_websocket_keys() -> None:
+    app = Flask(__name__)
+    Sockets(app)
+    installed = {key for key in app.config if key.startswith("WAMP_BRIDGE_")}
+    assert installed == {s.key for s in SETTINGS if s.group == "websocket"}
+
+
+def test_settings_changed_after_init_app_fail_the_first_request() -> None:
+    app = _app()
+    WampBridge(app)
+    app.add_url_rule("/ok", "ok", lambda: "ok")
+    app.config["WAMP_BRIDGE_PREFIX"] = "app"  # too late: the README's mistake
+    with pytest.raises(ConfigError, match=r"WAMP_BRIDGE_PREFIX \(''\s*->\s*'app'\) changed after"):
+        app.test_client().get("/ok")
+    app.config["WAMP_BRIDGE_PREFIX"] = ""  # back to what init_app read: fine again
+    assert app.test_client().get("/ok").data == b"ok"
+
+
+def test_settings_changed_after_init_app_fail_peer_start_without_showing_secrets() -> None:
+    app = _app(WAMP_BRIDGE_PEER_AUTOSTART=False)
+    bridge = WampBridge(app)
+    app.config["WAMP_BRIDGE_PEER_SECRET"] = "changed-secret"
+    with pytest.raises(ConfigError, match="WAMP_BRIDGE_PEER_SECRET changed after") as info:
+        bridge.state(app).start_peer()
+    assert "changed-secret" not in str(info.value)
+    with app.app_context(), pytest.raises(ConfigError, match="changed after"):
+        _ = bridge.peer
