@@ -27,8 +27,6 @@ ALLOWED: dict[str, set[str]] = {
     "testing": {"websocket", "wamp", "bridge", "router"},
     "top": {"websocket", "wamp", "bridge", "router", "testing"},
 }
-#: Known upward imports, each to be removed (the test fails once one is gone, so the list cannot rot).
-KNOWN_UPWARD = {("flask_wamp_bridge.bridge.endpoint", "flask_wamp_bridge.extension")}
 
 
 def layer_of(module: str) -> str:
@@ -92,12 +90,7 @@ def upward(edge: tuple[str, str]) -> bool:
 def test_layout_each_folder_imports_only_downward() -> None:
     found = edges()
     assert len(found) > 50  # the walk sees the package's imports
-    bad = sorted({edge for edge in found if upward(edge)} - KNOWN_UPWARD)
-    assert bad == []
-
-
-def test_layout_known_upward_imports_still_exist() -> None:
-    assert KNOWN_UPWARD <= set(edges()), "an upward import is gone: drop it from KNOWN_UPWARD"
+    assert sorted({edge for edge in found if upward(edge)}) == []
 
 
 def test_layout_rule_catches_an_upward_import() -> None:

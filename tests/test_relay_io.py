@@ -46,7 +46,7 @@ class Harness:
         self.router = PairRouter(login=authenticator.answer if login else (lambda frame: []), refuse=refuse,
                                  answers={"app.ping": "pong"})
         self.browser, server_side = socket_pair(self.router.pairs, SUBPROTOCOL)
-        self.start = time.time()
+        self.start = time.monotonic()  # the relay's clock (tickets alone use wall-clock time)
         self.relay = Relay(Identity("alice", "user"), REALM, SERIALIZER,
                            lambda identity: tickets.sign(identity, SECRET, time.time(), realm=REALM),
                            self.start, login_timeout=LOGIN_TIMEOUT)
@@ -150,7 +150,7 @@ def test_relay_io_shutdown_says_goodbye_both_ways_and_closes_1001(harness: t.Cal
     h = harness()
     assert h.login() is not None
     end = h.router.ends[0]
-    relay_io.shutdown_all(1001)
+    h.session.shutdown(1001)  # what the worker calls through the socket's on_server_shutdown
     goodbye = h.receive()
     assert goodbye is not None and goodbye[0] == GOODBYE and goodbye[2] == "wamp.close.system_shutdown"
     assert end.expect(GOODBYE)[2] == "wamp.close.system_shutdown"
