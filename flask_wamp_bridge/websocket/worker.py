@@ -2,7 +2,7 @@
 
 :class:`BridgeWorker` is gunicorn's gevent pywsgi worker with
 :class:`BridgeHandler`, which turns WebSocket upgrade requests into an
-*unaccepted* :class:`~._websocket.WebSocket` in ``environ['wsgi.websocket']``
+*unaccepted* :class:`~.connection.WebSocket` in ``environ['wsgi.websocket']``
 and runs the app. Nothing is sent until the app calls ``ws.accept(...)`` (the
 101); a refusal is an ordinary HTTP response. Flask-Sockets-style code that
 never calls ``accept`` is accepted on its first ``receive()`` or ``send()``.
