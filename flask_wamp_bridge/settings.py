@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 import types
 import typing as t
 import urllib.parse
+import warnings
 
 from .errors import ConfigError
 
 __all__ = [
     "Setting",
     "Check",
+    "CANCEL_MODES",
+    "INVOKE_POLICIES",
+    "PEER_AUTHMETHODS",
     "SETTINGS",
     "DEFAULTS",
     "GROUPS",
@@ -34,6 +39,8 @@ __all__ = [
     "install",
     "check",
     "snapshot",
+    "unknown_keys",
+    "ENVIRONMENT_ONLY",
     "changed_keys",
     "describe_change",
     "rst_table",
@@ -274,6 +281,13 @@ def check_origins(where: str, origins: t.Any) -> None:
 
 # --- the table ------------------------------------------------------------------------------
 
+#: WAMP CANCEL modes (``WAMP_BRIDGE_CANCEL_MODE``; the peer checks its argument against them too).
+CANCEL_MODES = ("killnowait", "kill", "skip")
+#: How the app's peer logs in (``WAMP_BRIDGE_PEER_AUTHMETHOD``).
+PEER_AUTHMETHODS = ("wampcra", "ticket", "anonymous")
+#: Invocation policies of shared registrations (``WAMP_BRIDGE_INVOKE``).
+INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
+
 _ROLE = "a role name"
 
 #: Every ``WAMP_BRIDGE_*`` key, in the order the README lists them.
@@ -310,7 +324,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_WS_SEND_TIMEOUT", 10.0, "seconds",
             "Close a client that stops reading for this long", seconds_or_off(), "websocket"),
     Setting("WAMP_BRIDGE_PEER_AUTHMETHOD", "wampcra", "str",
-            "How the app's peer logs in (``wampcra``, ``ticket``)", one_of("wampcra", "ticket", "anonymous"), "peer"),
+            "How the app's peer logs in (``wampcra``, ``ticket``)", one_of(*PEER_AUTHMETHODS), "peer"),
     Setting("WAMP_BRIDGE_PEER_AUTHID", "flask-app", "str",
             "The app's peer authid", text(), "peer"),
     Setting("WAMP_BRIDGE_PEER_SECRET", None, "str",
@@ -322,11 +336,11 @@ SETTINGS: tuple[Setting, ...] = (
             "URI prefix of default procedure/topic names", any_string(), "peer"),
     Setting("WAMP_BRIDGE_INVOKE", "roundrobin", "str",
             "Invocation policy of the app's registrations",
-            one_of("single", "roundrobin", "random", "first", "last"), "peer"),
+            one_of(*INVOKE_POLICIES), "peer"),
     Setting("WAMP_BRIDGE_CALL_TIMEOUT", 10.0, "seconds | None",
             "Seconds a call waits; then CANCEL + ``CallTimeout``", positive_seconds(optional=True), "peer"),
     Setting("WAMP_BRIDGE_CANCEL_MODE", "killnowait", "str",
-            "CANCEL mode on timeout", one_of("killnowait", "kill", "skip"), "peer"),
+            "CANCEL mode on timeout", one_of(*CANCEL_MODES), "peer"),
     Setting("WAMP_BRIDGE_PEER_CONCURRENCY", 100, "int",
             "Invocations/events handled at once per worker", count(minimum=1), "peer"),
     Setting("WAMP_BRIDGE_PEER_BACKLOG", 1000, "int",
@@ -357,8 +371,10 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
-assert len(_BY_KEY) == len(SETTINGS), "a WAMP_BRIDGE_* key is in the table twice"
-assert all(s.group in GROUPS for s in SETTINGS)
+
+#: ``WAMP_BRIDGE_*`` names read from the environment only, never from ``app.config``: the
+#: worker's request-head timeout, the path of ``crossbar`` and the test plugin's port range (see the README).
+ENVIRONMENT_ONLY = frozenset({"WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_CROSSBAR", "WAMP_BRIDGE_TEST_PORTS"})
 
 #: ``{key: default}`` of every setting (read-only).
 DEFAULTS: t.Mapping[str, t.Any] = types.MappingProxyType({s.key: s.default for s in SETTINGS})
@@ -391,10 +407,15 @@ def install(config: t.MutableMapping[str, t.Any], groups: t.Iterable[str] | None
     """Put the defaults of the settings of ``groups`` (default: all) into ``config`` and check them.
 
     Sets only missing keys (``setdefault``); a setting with ``environ`` left at
-    None takes the environment variable of the same name.
+    None takes the environment variable of the same name. A ``WAMP_BRIDGE_*``
+    key that is no setting (a typo) gets a warning naming the closest one.
 
     :raises ConfigError: a value is invalid (the message names the key).
     """
+    for key in unknown_keys(config):
+        close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.warn(f"{key} is not a flask_wamp_bridge setting and is ignored{hint}", stacklevel=3)
     chosen = _selected(groups)
     for setting in chosen:
         config.setdefault(setting.key, copy.deepcopy(setting.default))
@@ -410,6 +431,13 @@ def check(config: t.Mapping[str, t.Any], groups: t.Iterable[str] | None = None) 
     """
     for setting in _selected(groups):
         setting.check(setting.key, config.get(setting.key, setting.default))
+
+
+def unknown_keys(config: t.Mapping[str, t.Any]) -> list[str]:
+    """The ``WAMP_BRIDGE_*`` keys of ``config`` that are not settings (environment-only names aside)."""
+    return [key for key in config
+            if isinstance(key, str) and key.startswith("WAMP_BRIDGE_") and key not in _BY_KEY
+            and key not in ENVIRONMENT_ONLY]
 
 
 def snapshot(config: t.Mapping[str, t.Any]) -> t.Mapping[str, t.Any]:

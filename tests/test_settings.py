@@ -14,10 +14,8 @@ from flask_wamp_bridge import Sockets
 from flask_wamp_bridge import WampBridge
 from flask_wamp_bridge import settings
 from flask_wamp_bridge.settings import DEFAULTS
+from flask_wamp_bridge.settings import ENVIRONMENT_ONLY
 from flask_wamp_bridge.settings import SETTINGS
-
-# Environment variables, not app.config keys: the worker's and find_crossbar's own.
-ENVIRONMENT_ONLY = {"WAMP_BRIDGE_CROSSBAR", "WAMP_BRIDGE_HANDSHAKE_TIMEOUT"}
 
 
 def _app(**config: t.Any) -> Flask:
@@ -97,6 +95,13 @@ def test_settings_install_copies_mutable_defaults_and_reads_the_environment(monk
     assert first["WAMP_BRIDGE_PEER_SECRET"] == "from-env"
     first["WAMP_BRIDGE_PERMISSIONS"]["user"] = []
     assert second["WAMP_BRIDGE_PERMISSIONS"] == {} == DEFAULTS["WAMP_BRIDGE_PERMISSIONS"]
+
+
+def test_settings_a_misspelled_key_gets_a_warning_with_the_right_name() -> None:
+    app = _app(WAMP_BRIDGE_PREFX="app", WAMP_BRIDGE_CROSSBAR="/usr/bin/crossbar")
+    with pytest.warns(UserWarning, match="WAMP_BRIDGE_PREFX is not a flask_wamp_bridge setting.*WAMP_BRIDGE_PREFIX"):
+        WampBridge(app)
+    assert settings.unknown_keys(app.config) == ["WAMP_BRIDGE_PREFX"]  # the environment-only name is known
 
 
 def test_settings_sockets_installs_only_the_websocket_keys() -> None:

@@ -18,6 +18,10 @@ import dataclasses
 import math
 import typing as t
 
+from flask import current_app
+from flask import session
+
+from .. import settings
 from ..errors import ConfigError
 
 __all__ = [
@@ -197,9 +201,6 @@ def default_identity_loader() -> str | None:
     ``"_user_id"``, Flask-Login's). Returns ``None`` when nobody is logged in.
     Never writes the session.
     """
-    from flask import current_app
-    from flask import session
-
     if getattr(current_app, "login_manager", None) is not None:
         try:
             from flask_login import current_user
@@ -210,7 +211,7 @@ def default_identity_loader() -> str | None:
                 user_id = current_user.get_id()
                 return None if user_id is None else str(user_id)
             return None
-    key = current_app.config.get("WAMP_BRIDGE_IDENTITY_KEY", "_user_id")
+    key = settings.get(current_app.config, "WAMP_BRIDGE_IDENTITY_KEY")
     user_id = session.get(key)
     if user_id is None or user_id == "":
         return None

@@ -36,6 +36,7 @@ import weakref
 import gevent
 
 from ..errors import BridgeError
+from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
 from .relay import Close
 from .relay import ConnectRouter
@@ -230,11 +231,7 @@ class RelaySession:
                 return
 
     def _open_upstream(self) -> None:
-        connect = self._connect
-        if connect is None:
-            from ..websocket.client import connect as default_connect
-
-            connect = t.cast(Connector, default_connect)
+        connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
         try:
             upstream = connect(self.router_url, subprotocols=[self.subprotocol],
                                timeout=self._connect_timeout, max_message_size=self._max_message_size)

@@ -22,6 +22,7 @@ import typing as t
 from itsdangerous import BadData
 from itsdangerous import URLSafeSerializer
 
+from .. import settings
 from ..errors import ApplicationError
 from ..errors import ConfigError
 from ..errors import ExpiredTicket
@@ -165,7 +166,7 @@ def ticket_secret(config: t.Mapping[str, t.Any]) -> Secret:
 
     :raises ConfigError: neither setting is present.
     """
-    secret = config.get("WAMP_BRIDGE_TICKET_SECRET")
+    secret = settings.get(config, "WAMP_BRIDGE_TICKET_SECRET")
     if secret:
         return t.cast(Secret, secret)
     key = config.get("SECRET_KEY")

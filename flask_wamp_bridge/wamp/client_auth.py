@@ -19,6 +19,7 @@ import typing as t
 from ..errors import AuthError
 from ..errors import ConfigError
 from ..errors import RemoteProtocolError
+from ..settings import PEER_AUTHMETHODS
 
 __all__ = [
     "ClientAuth",
@@ -120,12 +121,12 @@ class WampCraAuth(ClientAuth):
 
 def auth_from_config(method: str, authid: str | None, secret: str | None) -> ClientAuth:
     """Build the authenticator for ``WAMP_BRIDGE_PEER_AUTHMETHOD`` / ``_AUTHID`` / ``_SECRET``."""
+    if method not in PEER_AUTHMETHODS:
+        raise ConfigError(
+            f"WAMP_BRIDGE_PEER_AUTHMETHOD is {method!r}; use one of {', '.join(map(repr, PEER_AUTHMETHODS))}"
+        )
     if method == "anonymous":
         return AnonymousAuth(authid or None)
-    if method not in ("wampcra", "ticket"):
-        raise ConfigError(
-            f"WAMP_BRIDGE_PEER_AUTHMETHOD is {method!r}; use 'wampcra', 'ticket' or 'anonymous'"
-        )
     if not authid:
         raise ConfigError(f"WAMP_BRIDGE_PEER_AUTHID must be set for {method} authentication")
     if not secret:

@@ -13,6 +13,9 @@ import enum
 import json
 import typing as t
 
+import cbor2
+import msgpack
+
 from ..errors import LocalProtocolError
 from ..errors import RemoteProtocolError
 
@@ -116,13 +119,9 @@ class MsgpackSerializer(Serializer):
     binary = True
 
     def _dumps(self, message: list[t.Any]) -> bytes:
-        import msgpack
-
         return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
     def _loads(self, data: str | bytes) -> t.Any:
-        import msgpack
-
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
@@ -131,13 +130,9 @@ class CborSerializer(Serializer):
     binary = True
 
     def _dumps(self, message: list[t.Any]) -> bytes:
-        import cbor2
-
         return cbor2.dumps(message)
 
     def _loads(self, data: str | bytes) -> t.Any:
-        import cbor2
-
         return cbor2.loads(t.cast(bytes, data))  # binary frames only: loads() checked
 
 

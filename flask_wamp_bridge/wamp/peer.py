@@ -44,6 +44,8 @@ from ..errors import ConfigError
 from ..errors import ConnectionClosed
 from ..errors import NotConnected
 from ..errors import ProtocolError
+from ..settings import CANCEL_MODES
+from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
@@ -72,7 +74,6 @@ class _Default:
 #: "Use the peer's configured value" (for ``timeout``).
 DEFAULT: t.Any = _Default()
 
-_CANCEL_MODES = ("skip", "kill", "killnowait")
 
 #: ``connect(url, *, subprotocols, timeout, max_message_size)``: opens the peer's transport
 #: (default :func:`flask_wamp_bridge.websocket.client.connect`).
@@ -189,8 +190,8 @@ class Peer:
         max_message_size: int | None = None,
         connect: Connector | None = None,
     ) -> None:
-        if cancel_mode not in _CANCEL_MODES:
-            raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(_CANCEL_MODES)}")
+        if cancel_mode not in CANCEL_MODES:
+            raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(CANCEL_MODES)}")
         if concurrency < 1 or backlog < 0:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
@@ -546,11 +547,7 @@ class Peer:
             self._wakeup.wait(delay)
 
     def _connect(self) -> PeerConnection:
-        connect = self._open
-        if connect is None:
-            from ..websocket.client import connect as default_connect
-
-            connect = t.cast(Connector, default_connect)
+        connect = self._open or t.cast(Connector, default_connect)
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
                          max_message_size=self.max_message_size)

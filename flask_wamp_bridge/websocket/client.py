@@ -99,27 +99,13 @@ def connect(
         _close(sock)
         if exc is not timer:
             raise
-        raise ConnectError(f"could not connect to {url}: no WebSocket handshake within {timeout:g} s") from None
-    except _stdsocket.timeout:
-        _close(sock)
-        raise ConnectError(f"could not connect to {url}: no WebSocket handshake within {timeout:g} s") from None
-    except ConnectionRefusedError:
-        _close(sock)
-        raise ConnectError(
-            f"could not connect to {url}: connection refused (is the server running and listening on {host}:{port}?)"
-        ) from None
-    except _stdsocket.gaierror as exc:
-        _close(sock)
-        raise ConnectError(f"could not connect to {url}: cannot resolve host {host!r} ({exc})") from exc
-    except gssl.SSLError as exc:
-        _close(sock)
-        raise ConnectError(f"could not connect to {url}: TLS handshake failed ({exc})") from exc
+        raise ConnectError(f"could not connect to {url}: {_TIMED_OUT.format(timeout=timeout)}") from None
     except ConnectError:
         _close(sock)
         raise
     except OSError as exc:
         _close(sock)
-        raise ConnectError(f"could not connect to {url}: {exc}") from exc
+        raise ConnectError(f"could not connect to {url}: {_connect_failure(exc, host, port, timeout)}") from exc
     finally:
         timer.cancel()
 
@@ -137,6 +123,25 @@ def connect(
         path=parts.path or "/",
         max_message_size=max_message_size,
     )
+
+
+_TIMED_OUT = "no WebSocket handshake within {timeout:g} s"
+
+#: The foreign errors of connecting and what each means to the user; the first match wins.
+_CONNECT_FAILURES: tuple[tuple[type[OSError], str], ...] = (
+    (_stdsocket.timeout, _TIMED_OUT),
+    (ConnectionRefusedError, "connection refused (is the server running and listening on {host}:{port}?)"),
+    (_stdsocket.gaierror, "cannot resolve host {host!r} ({exc})"),
+    (gssl.SSLError, "TLS handshake failed ({exc})"),
+    (OSError, "{exc}"),
+)
+
+
+def _connect_failure(exc: OSError, host: str, port: int, timeout: float) -> str:
+    for kind, text in _CONNECT_FAILURES:
+        if isinstance(exc, kind):
+            return text.format(exc=exc, host=host, port=port, timeout=timeout)
+    raise AssertionError("OSError is the last entry")  # pragma: no cover
 
 
 def _close(sock: t.Any) -> None:

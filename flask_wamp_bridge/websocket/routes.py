@@ -32,11 +32,10 @@ as usual. ``Origin: null`` is refused unless ``"null"`` is allowed explicitly.
 Session: ``session`` can be read, but writes are NOT persisted: after the 101
 no ``Set-Cookie`` can reach the browser. Change the session over HTTP.
 
-Config (defaults; a value of ``0`` or None disables that limit or timer; a
-route's own arguments override them, where None means "use the config"):
-``WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE`` 1 MiB, ``WAMP_BRIDGE_WS_PING_INTERVAL``
-25 s, ``WAMP_BRIDGE_WS_IDLE_TIMEOUT`` 60 s, ``WAMP_BRIDGE_WS_SEND_TIMEOUT`` 10 s,
-``WAMP_BRIDGE_ALLOWED_ORIGINS`` empty.
+Config: the ``"websocket"`` group of :data:`flask_wamp_bridge.settings.SETTINGS`
+(``WAMP_BRIDGE_WS_*`` and ``WAMP_BRIDGE_ALLOWED_ORIGINS``); a value of ``0`` or
+None disables that limit or timer; a route's own arguments override them,
+where None means "use the config".
 
 WebSocket routes need ``gunicorn -k flask_wamp_bridge.worker``; under any
 other server a WebSocket request to them fails with a
