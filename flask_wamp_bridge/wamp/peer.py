@@ -54,6 +54,8 @@ from .peer_connection import PeerConnection
 from .peer_connection import Stream
 from .peer_connection import WebSocketLike
 from .peer_connection import current
+from .router_urls import next_url
+from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -149,7 +151,8 @@ class Subscription(Registration):
 class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
-    :param url: the router's WebSocket URL.
+    :param url: the router's WebSocket URL, or several (router nodes): after a failed
+        attempt the peer tries the next one.
     :param realm: the realm to join.
     :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
@@ -172,7 +175,7 @@ class Peer:
 
     def __init__(
         self,
-        url: str,
+        url: str | t.Sequence[str],
         realm: str,
         auth: ClientAuth,
         *,
@@ -196,7 +199,9 @@ class Peer:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
             serializer_for(subprotocol)
-        self.url = url
+        #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
+        self.urls = router_urls(url)
+        self.url = self.urls[0]
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
@@ -524,10 +529,11 @@ class Peer:
         assert self._first_attempt is not None and self._wakeup is not None
         while not self._stopping:
             conn = None
+            joined = False
             try:
                 conn = self._connect()
                 self._conn = conn
-                attempt = 0 if conn.serve() else attempt
+                joined = conn.serve()
             except BridgeError as exc:
                 log.warning("WAMP peer: cannot join realm %r at %s as authid %r: %s", self.realm, self.url,
                             self.auth.authid, exc)
@@ -538,6 +544,10 @@ class Peer:
                     conn.close_transport(self._close_code if self._stopping else 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
+                if joined:
+                    attempt = 0
+                else:  # this node did not take us: try the next one (if there are several)
+                    self.url = next_url(self.urls, self.url)
             if self._stopping:
                 break
             delay = peercore.backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,
