@@ -47,6 +47,8 @@ from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
 from ..websocket.client import connect as default_connect
 from . import session as peercore
+from .bounds import PEER_BOUNDS
+from .bounds import Bounds
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
 from .peer_connection import HandlerPool
@@ -169,6 +171,8 @@ class Peer:
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
     :param max_message_size: largest message accepted from the router (bytes), None for the transport's default.
+    :param bounds: payload bounds for what the router delivers; a message past them (or not
+        decodable) ends only its invocation (ERROR ``wamp.error.invalid_argument``), event or call.
     :param connect: ``connect(url, *, subprotocols, timeout[, max_message_size])`` opening the
         transport (default :func:`flask_wamp_bridge.websocket.client.connect`).
     """
@@ -191,6 +195,7 @@ class Peer:
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
+        bounds: Bounds = PEER_BOUNDS,
         connect: Connector | None = None,
     ) -> None:
         if cancel_mode not in CANCEL_MODES:
@@ -216,6 +221,7 @@ class Peer:
         self.debug = debug
         self.subprotocols = tuple(subprotocols)
         self.max_message_size = max_message_size
+        self.bounds = bounds
         self._open = connect
         self.handlers = HandlerPool(concurrency, backlog)
         self._registrations: list[Registration] = []

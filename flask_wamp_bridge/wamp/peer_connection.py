@@ -35,7 +35,10 @@ from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
 from . import session as peercore
+from .messages import MessageType
 from .messages import Serializer
+from .messages import Undecodable
+from .messages import decode_or_head
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -219,7 +222,11 @@ class PeerConnection:
             if data is None:
                 return
             try:
-                actions = self.core.receive(self.decode(data))
+                message = self.decode(data)
+                if isinstance(message, Undecodable):
+                    actions = self._undecodable(message)
+                else:
+                    actions = self.core.receive(message)
             except ProtocolError as exc:
                 log.error("WAMP peer: protocol violation by the router: %s", exc)
                 for action in self.core.abort("wamp.error.protocol_violation", str(exc)):
@@ -231,9 +238,33 @@ class PeerConnection:
             if self.closed.is_set():
                 return
 
-    def decode(self, data: str | bytes) -> list[t.Any]:
-        """The one place a message from the router is decoded (raises a ProtocolError)."""
-        return self.serializer.loads(data)
+    def decode(self, data: str | bytes) -> list[t.Any] | Undecodable:
+        """The one place a message from the router is decoded, within the peer's bounds.
+
+        :returns: the message, or what could be read of one that cannot be taken.
+        :raises ProtocolError: not even the message's head can be read.
+        """
+        return decode_or_head(self.serializer, data, self.peer.bounds)
+
+    def _undecodable(self, bad: Undecodable) -> list[t.Any]:
+        """A message the peer cannot take ends only what it belongs to, never the session."""
+        kind, request_id = bad.kind, bad.request_id
+        name = MessageType(kind).name if kind is not None and kind in MessageType._value2member_map_ else "message"
+        log.warning("WAMP peer: dropped a %s from the router that cannot be decoded: %s", name, bad.reason)
+        if request_id is None:
+            return []
+        answer: list[t.Any] = [8, None, request_id, {}, "wamp.error.invalid_argument",
+                               ["the message could not be decoded within the peer's bounds"]]
+        if kind == MessageType.INVOCATION:
+            answer[1] = int(MessageType.INVOCATION)
+            return [peercore.Send(answer)]
+        if kind == MessageType.RESULT or kind == MessageType.ERROR:  # the call (or request) fails, alone
+            answer[1] = bad.request_kind if kind == MessageType.ERROR else int(MessageType.CALL)
+            try:
+                return self.core.receive(answer)
+            except ProtocolError:
+                return []
+        return []  # an EVENT, or anything else: dropped
 
     def lost(self, message: str) -> None:
         """The transport is gone: end the session, failing whatever still waits for an answer."""
