@@ -198,14 +198,14 @@ def _noise(ws: t.Any, kind: str, size: int) -> None:
                 ws.receive()
 
 
-def _fairness(port: int, realm: str, cookie: str, probe_count: int, size: int) -> dict[str, dict[str, float]]:
+def _fairness(port: int, realm: str, cookie: str, probe_count: int, size: int) -> dict[str, t.Any]:
     """The probe here; the noisy session in a process of its own (so only the bridge is shared)."""
     import subprocess
 
     from bench.bench_relay import _env
 
     probe = _browser(port, realm, cookie)
-    results = {"alone": _probe(probe, probe_count)}
+    results: dict[str, t.Any] = {"size": size, "alone": _probe(probe, probe_count)}
     for kind in ("big", "flood"):
         noisy = subprocess.Popen([sys.executable, __file__, "--noise", kind, "--port", str(port), "--realm", realm,
                                   "--cookie", cookie, "--size", str(size)], cwd=REPO, env=_env(),
@@ -231,6 +231,10 @@ def main() -> None:
     parser.add_argument("--storms", default="100,1000", help="browsers logging in at once, comma-separated")
     parser.add_argument("--probe", type=int, default=300, help="probe round trips per fairness phase")
     parser.add_argument("--sessions", type=int, default=20, help="open sessions during the router faults")
+    parser.add_argument("--phases", default="faults,storms,fairness",
+                        help="which phases to run, comma-separated (faults, storms, fairness)")
+    parser.add_argument("--max-size", type=int, default=1 << 20,
+                        help="WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE, and the noisy session's message size (fairness)")
     parser.add_argument("--noise", help=argparse.SUPPRESS)  # internal: be the noisy session
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--realm", help=argparse.SUPPRESS)
@@ -244,7 +248,8 @@ def main() -> None:
     from flask_wamp_bridge.router.process import find_crossbar
 
     _raise_fd_limit()
-    size = 1 << 20
+    size = args.max_size
+    phases = set(args.phases.split(","))
     settings: dict[str, t.Any] = {
         "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{_free_port()}/ws",
         "WAMP_BRIDGE_PEER_SECRET": PEER_SECRET,
@@ -264,33 +269,36 @@ def main() -> None:
             for _ in range(10):  # the workers' peers have joined (the authenticator answers)
                 _retry_login(lambda: _browser(port, realm, cookie))
 
-            # router stalled, then killed: when do open sessions learn it?
-            for fault, sig in (("stalled", signal.SIGSTOP), ("killed", signal.SIGKILL)):
-                _retry_login(lambda: _browser(port, realm, cookie))  # the peers are back from the last fault
-                sockets = [_browser(port, realm, cookie) for _ in range(args.sessions)]
-                assert router.pid is not None
-                os.killpg(router.pid, sig)
-                report[f"detect_{fault}_s"] = _until_closed(sockets)
-                if sig == signal.SIGSTOP:
-                    os.killpg(router.pid, signal.SIGCONT)
-            router.stop()
-            router.start(120)  # same port
-            report["recover_router_restart_s"] = _retry_login(lambda: _browser(port, realm, cookie))
+            if "faults" in phases:
+                # router stalled, then killed: when do open sessions learn it?
+                for fault, sig in (("stalled", signal.SIGSTOP), ("killed", signal.SIGKILL)):
+                    _retry_login(lambda: _browser(port, realm, cookie))  # the peers are back from the last fault
+                    sockets = [_browser(port, realm, cookie) for _ in range(args.sessions)]
+                    assert router.pid is not None
+                    os.killpg(router.pid, sig)
+                    report[f"detect_{fault}_s"] = _until_closed(sockets)
+                    if sig == signal.SIGSTOP:
+                        os.killpg(router.pid, signal.SIGCONT)
+                router.stop()
+                router.start(120)  # same port
+                report["recover_router_restart_s"] = _retry_login(lambda: _browser(port, realm, cookie))
 
-            workers = _children(bridge.pid)
-            os.kill(workers[0], signal.SIGKILL)
-            report["recover_worker_kill_s"] = _retry_login(lambda: _browser(port, realm, cookie))
+                workers = _children(bridge.pid)
+                os.kill(workers[0], signal.SIGKILL)
+                report["recover_worker_kill_s"] = _retry_login(lambda: _browser(port, realm, cookie))
 
-            for count in (int(n) for n in args.storms.split(",")):
+            for count in (int(n) for n in args.storms.split(",") if "storms" in phases):
                 report[f"storm_{count}_bridge"] = _storm(lambda i: _browser(port, realm, cookie), count)
                 report[f"storm_{count}_direct"] = _storm(lambda i: _direct(router.url, realm, f"u{i}"), count)
         finally:
             if bridge is not None:
                 _end(bridge)
+                bridge = None
         try:
-            bridge, port, _ = _start_bridge(settings, log, ["-w", "1"])
-            cookie = _login_cookie(port, "bench-user")
-            report["fairness"] = _fairness(port, router.realm, cookie, args.probe, size)
+            if "fairness" in phases:
+                bridge, port, _ = _start_bridge(settings, log, ["-w", "1"])
+                cookie = _login_cookie(port, "bench-user")
+                report["fairness"] = _fairness(port, router.realm, cookie, args.probe, size)
         finally:
             if bridge is not None:
                 _end(bridge)
@@ -300,9 +308,10 @@ def main() -> None:
 
 
 def _print(report: dict[str, t.Any]) -> None:
-    print("\nfault                               seconds")
-    for key in ("detect_stalled_s", "detect_killed_s", "recover_router_restart_s", "recover_worker_kill_s"):
-        print(f"  {key:<34}{report.get(key, float('nan')):8.2f}")
+    if "detect_stalled_s" in report:
+        print("\nfault                               seconds")
+        for key in ("detect_stalled_s", "detect_killed_s", "recover_router_restart_s", "recover_worker_kill_s"):
+            print(f"  {key:<34}{report.get(key, float('nan')):8.2f}")
     print("\nlogin storm        path     ok  failed  sessions/s  p50 ms  p99 ms")
     for key, value in report.items():
         if key.startswith("storm_"):
@@ -313,10 +322,13 @@ def _print(report: dict[str, t.Any]) -> None:
         bridge, direct = report[f"storm_{count}_bridge"], report[f"storm_{count}_direct"]
         print(f"  {count}: bridge/direct sessions/s {bridge['per_s'] / direct['per_s']:.2f}x, "
               f"p99 {bridge['p99_ms'] / direct['p99_ms']:.2f}x")
-    print("\nprobe round trip while another session ...   p50 ms  p99 ms  max ms")
-    for kind, label in (("alone", "is idle"), ("big", "sends 1 MiB messages"), ("flood", "floods calls")):
-        value = report["fairness"][kind]
-        print(f"  {label:<43}{value['p50_ms']:>7.1f}{value['p99_ms']:>8.1f}{value['max_ms']:>8.1f}")
+    if "fairness" in report:
+        size = report["fairness"]["size"]
+        big = f"sends {size / (1 << 20):g} MiB messages"
+        print("\nprobe round trip while another session ...   p50 ms  p99 ms  max ms")
+        for kind, label in (("alone", "is idle"), ("big", big), ("flood", "floods calls")):
+            value = report["fairness"][kind]
+            print(f"  {label:<43}{value['p50_ms']:>7.1f}{value['p99_ms']:>8.1f}{value['max_ms']:>8.1f}")
     print(json.dumps(report))
 
 

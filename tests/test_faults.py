@@ -309,3 +309,34 @@ def test_a_killed_workers_registrations_never_swallow_calls(fresh_crossbar_route
             ws.shutdown()
     finally:
         server.stop()
+
+
+def test_a_login_storm_larger_than_the_login_cap_all_gets_welcome(crossbar_router: t.Any) -> None:
+    """150 browsers at once through one worker that runs 4 upstream logins at a time: all queue, none refused."""
+    import gevent
+
+    from flask_wamp_bridge.websocket.client import connect
+
+    server = _start(crossbar_router, WAMP_BRIDGE_MAX_LOGINS=4)
+    try:
+        cookie = login(server, "storm")
+        replies: list[t.Any] = []
+        sockets: list[t.Any] = []
+
+        def browser() -> None:
+            ws = connect(server.ws_url("/wamp"), subprotocols=["wamp.2.json"],
+                         headers={"Cookie": cookie, "Origin": server.url}, timeout=60)
+            sockets.append(ws)
+            ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+            data = ws.receive()
+            replies.append(json.loads(data) if isinstance(data, str) else data)
+
+        with gevent.Timeout(120):
+            gevent.joinall([gevent.spawn(browser) for _ in range(150)], raise_error=True)
+        assert len(replies) == 150
+        assert [reply for reply in replies if reply[0] != 2] == []  # every one a WELCOME
+        assert all(reply[2]["authid"] == "storm" for reply in replies)
+        for ws in sockets:
+            ws.close()
+    finally:
+        _stop(server)

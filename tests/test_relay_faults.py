@@ -132,6 +132,30 @@ def test_router_timeout_starts_when_the_connect_gets_its_turn() -> None:
     assert pair.relay.login_deadline == NOW + 10
 
 
+def test_no_login_deadline_runs_while_the_connect_waits_for_its_turn() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair.relay.router_queued(NOW)  # a login storm: 20 s in the queue, past both deadlines
+    assert pair.tick(NOW + 20) == []
+    pair.relay.router_connecting(NOW + 20)
+    assert pair.relay.login_deadline == NOW + 30  # the wait does not count
+    assert pair.tick(NOW + 22.9) == []
+    pair.tick(NOW + 23)  # the router's 3 s run from the turn
+    assert pair.client_messages()[0][2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+    assert pair.closed is not None and pair.closed.code == 1013
+
+
+def test_the_full_login_deadline_moves_by_the_wait_in_the_queue() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair.relay.router_queued(NOW + 1)
+    pair.relay.router_connecting(NOW + 6)
+    pair.router_sends([4, "ticket", {}])
+    assert pair.tick(NOW + 14.9) == []
+    pair.tick(NOW + 15)
+    assert pair.client_messages()[0][2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+
+
 def test_router_timeout_ends_with_the_challenge_then_the_login_deadline_holds() -> None:
     pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
     pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])

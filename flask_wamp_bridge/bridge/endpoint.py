@@ -168,6 +168,8 @@ class Endpoint:
             max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
             ping_interval=settings["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"] or None,
             ping_timeout=settings["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
+            max_logins=settings["WAMP_BRIDGE_MAX_LOGINS"],
+            login_queue_timeout=settings["WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT"],
             remote=remote,
         )
         relayed.run()

@@ -15,6 +15,8 @@ input                                 meaning
 ``from_router(data)``                 one WebSocket message from the router
 ``client_closed()``                   the browser's socket ended
 ``router_closed()``                   the upstream ended (or could not connect)
+``router_queued(now)``                the upstream connect waits for its turn
+``router_connecting(now)``            the upstream connect starts (its turn came)
 ``tick(now)``                         time passed: the only clock input
 ``shutdown(code)``                    the worker is stopping (1001) or reloading
 ====================================  =======================================
@@ -81,7 +83,8 @@ States::
 Crossbar ignores messages before HELLO and never times out a login, so the
 relay keeps its own deadline: ``login_timeout`` seconds from the moment the
 socket was accepted to WELCOME (this also bounds a browser that never sends a
-HELLO). Close codes: 1000 normal, 1001 shutdown, 1002 protocol error, 1003
+HELLO), not counting the time the upstream connect waited for its turn in a
+login storm (the IO layer bounds that wait). Close codes: 1000 normal, 1001 shutdown, 1002 protocol error, 1003
 wrong frame type, 1008 policy/auth, 1011 upstream failure (the browser should
 reconnect later).
 """
@@ -267,6 +270,7 @@ class Relay:
         self._checks = SessionChecks(serializer, limits, now)
         self._debug = debug
         self._challenged = False
+        self._queued_at: float | None = None  # when the upstream connect began waiting for its turn
         self._goodbye_from_client = False
         self._binary = serializer.binary
         self._peek = PEEKERS[serializer.name]
@@ -362,8 +366,21 @@ class Relay:
             return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
         return self._end(faults.ROUTER_LOST, tell_router=False)
 
+    def router_queued(self, now: float) -> None:
+        """The upstream connect waits for its turn (a login storm): no login deadline runs while it waits.
+
+        The IO layer bounds the wait itself (then ``router_closed``); the time waited is added to the login
+        deadline by :meth:`router_connecting`.
+        """
+        if self._state is State.AUTHENTICATING and self._queued_at is None:
+            self._queued_at = now
+
     def router_connecting(self, now: float) -> None:
         """The upstream connect starts only now (it waited its turn): the router's deadline starts here."""
+        if self._queued_at is not None:
+            self._login_full_deadline += max(0.0, now - self._queued_at)
+            self._login_deadline = self._login_full_deadline
+            self._queued_at = None
         if self._state is State.AUTHENTICATING and self._router_timeout is not None and not self._challenged:
             self._login_deadline = min(self._login_full_deadline, now + self._router_timeout)
 
@@ -388,7 +405,7 @@ class Relay:
         if state is State.AWAIT_HELLO and now >= self._login_deadline:
             return self._fail_client(RemoteProtocolError(
                 f"no HELLO within {self._login_timeout:g} s of connecting"))
-        if state is State.AUTHENTICATING and now >= self._login_deadline:
+        if state is State.AUTHENTICATING and now >= self._login_deadline and self._queued_at is None:
             self.error = TransportError(f"the router did not complete the login within "
                                         f"{min(self._login_timeout, self._router_timeout or 1e300):g} s: "
                                         f"{faults.LOGIN_TIMEOUT_HINTS[self._challenged]}")

@@ -48,6 +48,8 @@ from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
 from . import security_log
+from .login_turns import Turn
+from .login_turns import turns_for
 from .relay import Close
 from .relay import ConnectRouter
 from .relay import Notice
@@ -66,10 +68,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two ticks of every relay's clock.
 TICK_INTERVAL = 0.5
-#: Upstream connects under way at once per process; more wait their turn (a login storm
-#: queues here instead of piling handshakes on the router). The login deadline still holds.
-MAX_CONNECTS = 64
-_connects: list[t.Any] = []  # the semaphore, made on first use (after fork)
 
 
 class WebSocketLike(t.Protocol):
@@ -116,6 +114,9 @@ class RelaySession:
     :param ping_interval: seconds of upstream silence before the bridge pings
         the router; None: no liveness check.
     :param ping_timeout: seconds more of silence after which the router is lost.
+    :param max_logins: upstream logins under way at once in this process (connect to WELCOME); more
+        wait their turn, first come first served (:mod:`~flask_wamp_bridge.bridge.login_turns`).
+    :param login_queue_timeout: seconds a login may wait for its turn (then the router is unavailable).
     :param remote: the browser's address, for the log.
     """
 
@@ -133,6 +134,8 @@ class RelaySession:
         max_message_size: int | None = 1 << 20,
         ping_interval: float | None = 12.0,
         ping_timeout: float = 3.0,
+        max_logins: int = 64,
+        login_queue_timeout: float = 30.0,
         remote: str | None = None,
     ) -> None:
         self.client = client
@@ -154,6 +157,9 @@ class RelaySession:
         self._ping_timeout = ping_timeout
         self._heard = 0.0  # time.monotonic() when the router last sent anything
         self._pinged = False
+        self._max_logins = max_logins
+        self._login_queue_timeout = login_queue_timeout
+        self._turn: Turn | None = None  # this login's place in the process's queue, until WELCOME
 
     def upstream_peer(self) -> str | None:
         """The bridge's end of the upstream connection in Crossbar's notation (``tcp4:HOST:PORT``)."""
@@ -271,7 +277,10 @@ class RelaySession:
             elif kind is Notice:
                 self._notice(action)
             if self._closed:
-                return
+                break
+        turn = self._turn
+        if turn is not None and turn.granted and self.relay.state is not State.AUTHENTICATING:
+            self._end_turn()  # WELCOME (or the end): the next login may connect
 
     def _notice(self, notice: Notice) -> None:
         identity = self.relay.identity
@@ -283,20 +292,11 @@ class RelaySession:
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
-        if not _connects:
-            from gevent.lock import BoundedSemaphore
-
-            _connects.append(BoundedSemaphore(MAX_CONNECTS))
-        turn = _connects[0]
-        if not turn.acquire(timeout=max(0.0, self.relay.login_deadline - time.monotonic())):
-            self._execute(self.relay.router_closed(None, f"no turn to connect within the login deadline: "
-                                                          f"{MAX_CONNECTS} upstream connects were under way"))
+        if not self._wait_for_turn():
             return
         upstream = None
         error: BaseException | None = None
         try:
-            if self._closed:  # the login deadline passed while waiting
-                return
             self.relay.router_connecting(time.monotonic())
             for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):
                 self.router_url = url
@@ -315,7 +315,8 @@ class RelaySession:
                     _last_good[self.router_urls] = url
                     break
         finally:
-            turn.release()
+            if upstream is None or self._closed:
+                self._end_turn()
         if upstream is None:
             self._execute(self.relay.router_closed(None, f"cannot connect: {error}"))
             return
@@ -336,6 +337,32 @@ class RelaySession:
         self._heard = time.monotonic()
         self._await_router()
 
+    def _wait_for_turn(self) -> bool:
+        """Take this login's turn (queued first come, first served); False if the session ended meanwhile."""
+        turns = turns_for(self._max_logins)
+        self._turn = turn = turns.enter()
+        if not turn.granted:
+            self.relay.router_queued(time.monotonic())
+            if not turns.wait(turn, self._login_queue_timeout):
+                self._turn = None
+                if not self._closed:
+                    self._execute(self.relay.router_closed(
+                        None, f"no turn to log in within {self._login_queue_timeout:g} s: {turns.limit} "
+                              f"logins under way and {turns.waiting} waiting (WAMP_BRIDGE_MAX_LOGINS)"))
+                return False
+        if self._closed:  # ended while waiting (shutdown, the browser went away)
+            self._end_turn()
+            return False
+        return True
+
+    def _end_turn(self) -> None:
+        """The login is over (WELCOME, refused, failed): the next one waiting may connect."""
+        turn = self._turn
+        if turn is not None:
+            self._turn = None
+            turns_for(self._max_logins).release(turn)
+            turn.wake()
+
     def _leg_failed(self, leg: str, exc: BaseException) -> None:
         log.debug("wamp relay %s: %s leg failed: %r", self.name, leg, exc)
         if self._closed:
@@ -349,6 +376,12 @@ class RelaySession:
         if self._closed:
             return
         self._closed = True
+        turn = self._turn
+        if turn is not None:
+            if turn.granted:
+                self._end_turn()
+            else:
+                turn.wake()  # waiting in the queue: leave it now
         if self.relay.state is not State.CLOSED:  # an end the relay did not decide (IO failure)
             self.relay.client_closed()
         self._close_quietly(self.client, code, reason)
