@@ -235,6 +235,7 @@ def main() -> None:
                         help="which phases to run, comma-separated (faults, storms, fairness)")
     parser.add_argument("--max-size", type=int, default=1 << 20,
                         help="WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE, and the noisy session's message size (fairness)")
+    parser.add_argument("--max-logins", type=int, help="WAMP_BRIDGE_MAX_LOGINS (default: the library's)")
     parser.add_argument("--noise", help=argparse.SUPPRESS)  # internal: be the noisy session
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--realm", help=argparse.SUPPRESS)
@@ -256,6 +257,8 @@ def main() -> None:
         "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
         "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE": size,
     }
+    if args.max_logins:
+        settings["WAMP_BRIDGE_MAX_LOGINS"] = args.max_logins
     report: dict[str, t.Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         router = CrossbarProcess(settings, Path(tmp) / "crossbar", crossbar=find_crossbar())
