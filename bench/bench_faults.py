@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import typing as t
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -180,6 +181,22 @@ def _probe(ws: t.Any, count: int) -> dict[str, float]:
             "max_ms": 1000 * times[-1]}
 
 
+def _probe_http(port: int, count: int) -> dict[str, float]:
+    """Round trips of a plain HTTP request to the same worker (no router involved): p50, p99, max in ms."""
+    times = []
+    for _ in range(count):
+        start = time.monotonic()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/nowhere", timeout=BOUND) as response:
+                response.read()
+        except urllib.error.HTTPError as error:  # the 404 is the answer
+            error.read()
+        times.append(time.monotonic() - start)
+    times.sort()
+    return {"p50_ms": 1000 * statistics.median(times), "p99_ms": 1000 * times[int(len(times) * 0.99) - 1],
+            "max_ms": 1000 * times[-1]}
+
+
 def _noise(ws: t.Any, kind: str, size: int) -> None:
     """Keep a session busy, until killed: max-size CALLs one after another, or a flood of small ones."""
     i = 0
@@ -205,7 +222,8 @@ def _fairness(port: int, realm: str, cookie: str, probe_count: int, size: int) -
     from bench.bench_relay import _env
 
     probe = _browser(port, realm, cookie)
-    results: dict[str, t.Any] = {"size": size, "alone": _probe(probe, probe_count)}
+    results: dict[str, t.Any] = {"size": size, "alone": _probe(probe, probe_count),
+                                 "alone_http": _probe_http(port, probe_count)}
     for kind in ("big", "flood"):
         noisy = subprocess.Popen([sys.executable, __file__, "--noise", kind, "--port", str(port), "--realm", realm,
                                   "--cookie", cookie, "--size", str(size)], cwd=REPO, env=_env(),
@@ -214,6 +232,7 @@ def _fairness(port: int, realm: str, cookie: str, probe_count: int, size: int) -
             assert noisy.stdout is not None and noisy.stdout.readline().strip() == "noise"
             time.sleep(0.5)
             results[kind] = _probe(probe, probe_count)
+            results[f"{kind}_http"] = _probe_http(port, probe_count)
         finally:
             _end(noisy)
     probe.close()
@@ -328,10 +347,12 @@ def _print(report: dict[str, t.Any]) -> None:
     if "fairness" in report:
         size = report["fairness"]["size"]
         big = f"sends {size / (1 << 20):g} MiB messages"
-        print("\nprobe round trip while another session ...   p50 ms  p99 ms  max ms")
+        print("\nprobe round trip while another session ...   p50 ms  p99 ms  max ms"
+              "   (HTTP to the worker: p50  p99  max)")
         for kind, label in (("alone", "is idle"), ("big", big), ("flood", "floods calls")):
-            value = report["fairness"][kind]
-            print(f"  {label:<43}{value['p50_ms']:>7.1f}{value['p99_ms']:>8.1f}{value['max_ms']:>8.1f}")
+            value, http = report["fairness"][kind], report["fairness"][f"{kind}_http"]
+            print(f"  {label:<43}{value['p50_ms']:>7.1f}{value['p99_ms']:>8.1f}{value['max_ms']:>8.1f}"
+                  f"   {http['p50_ms']:>17.1f}{http['p99_ms']:>5.1f}{http['max_ms']:>5.1f}")
     print(json.dumps(report))
 
 

@@ -47,6 +47,7 @@ from ..wamp.router_urls import in_order_from
 from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
+from ..websocket.slices import Slice
 from . import security_log
 from .login_turns import Turn
 from .login_turns import turns_for
@@ -209,7 +210,9 @@ class RelaySession:
     def _read_router_ready(self) -> None:
         upstream = t.cast(t.Any, self.upstream)
         feed = self.relay.from_router
+        work = Slice()
         while not self._closed:
+            work.pause_if_due()  # a router flooding this session yields to the others
             try:
                 data = upstream.receive_nowait()
             except _LEG_ERRORS as exc:
@@ -225,6 +228,7 @@ class RelaySession:
 
     def _pump(self, source: WebSocketLike, feed: t.Callable[[t.Any], list[t.Any]], leg: str) -> None:
         """One direction: read ``source`` and feed the relay until this leg or the session ends."""
+        work = Slice()
         while not self._closed:
             try:
                 data = source.receive()
@@ -233,6 +237,7 @@ class RelaySession:
                 return
             if not self._handle(source, feed, leg, data):
                 return
+            work.pause_if_due()  # a flooding browser yields to the other sessions between messages
 
     def _handle(self, source: WebSocketLike, feed: t.Callable[[t.Any], list[t.Any]], leg: str,
                 data: t.Any) -> bool:

@@ -45,6 +45,7 @@ from .keepalive import Keepalive
 from .live import live_sockets as live_sockets
 from .live import shutdown_all as shutdown_all
 from .readiness import ReadableWatch
+from .slices import Slice
 from .writer import CLOSE_TIMEOUT as CLOSE_TIMEOUT
 from .writer import MAX_QUEUED as MAX_QUEUED
 from .writer import FrameWriter
@@ -303,11 +304,13 @@ class WebSocket:
         if self._state == _CONNECTING:
             self.accept()
         self._claim_reader()
+        work = Slice()  # a large message arriving fast is parsed in slices
         try:
             while self._state != _CLOSED:
                 message = self._step()
                 if message is not None:
                     return message
+                work.pause_if_due()
             return None
         finally:
             self._reading = False
@@ -374,8 +377,10 @@ class WebSocket:
         if self._state == _CONNECTING:
             raise LocalProtocolError("accept() the WebSocket before receive_nowait()")
         self._claim_reader()
+        work = Slice()
         try:
             while self._state != _CLOSED:
+                work.pause_if_due()
                 if not self._events and not self._initial:
                     if not self._unread:
                         return WOULD_BLOCK  # the last read emptied the socket: wait for the watcher

@@ -22,6 +22,7 @@ from gevent.event import Event
 
 from ..errors import ConnectionClosed
 from . import frames as _frames
+from .slices import encode_frame_in_slices
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .connection import WebSocket
@@ -103,7 +104,9 @@ class FrameWriter:
         ws = self._ws
         if ws._close_sent:
             raise self._closed()
-        frame = _frames.encode_frame(opcode, payload, _mask_key() if self._mask else None)
+        frame = encode_frame_in_slices(opcode, payload, _mask_key() if self._mask else None)
+        if ws._close_sent:  # closed while a large frame was masked
+            raise self._closed()
         if self._send_nb is None:
             self.write_sync(frame, self.timeout)
             return
