@@ -201,6 +201,14 @@ class WebSocket:
         _check_option("max_message_size", value, integer=True)
         self._parser.max_message_size = value
 
+    @property
+    def local_address(self) -> t.Any:
+        """This end's socket address (``getsockname()``), or None when unknown."""
+        try:
+            return self._sock.getsockname()
+        except (OSError, AttributeError):
+            return None
+
     def __repr__(self) -> str:
         return f"<WebSocket {self.role} {self.path!r} {self._state} code={self.close_code}>"
 
