@@ -49,6 +49,8 @@ from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .bounds import PEER_BOUNDS
 from .bounds import Bounds
+from .handles import Registration as Registration
+from .handles import Subscription as Subscription
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
 from .peer_connection import HandlerPool
@@ -60,7 +62,6 @@ from .router_urls import next_url
 from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
-from .session import PeerCore
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
@@ -87,67 +88,6 @@ Connector = t.Callable[..., WebSocketLike]
 def current_details() -> InvocationDetails | EventDetails | None:
     """Details of the invocation or event being handled by this greenlet, else ``None``."""
     return current.get()
-
-
-class Registration:
-    """A procedure the peer keeps registered (again after each reconnect)."""
-
-    #: What the log says this handle does ("register", "subscribe to").
-    verb = "register"
-
-    def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
-        self.peer = peer
-        self.uri = uri
-        self.fn = fn
-        self.options = options
-        #: The registration id in the current session, or ``None`` while not registered.
-        self.id: int | None = None
-        self._answer: gevent.event.AsyncResult | None = None
-
-    def unregister(self, timeout: float | None = None) -> None:
-        """Stop serving this procedure (and do not register it again on reconnect)."""
-        self.peer._release(self, timeout)
-
-    def _request(self, core: PeerCore) -> tuple[int, list[t.Any]]:
-        return core.register(self, self.uri, self.options)
-
-    def _release_request(self, core: PeerCore, handle_id: int) -> tuple[int, list[t.Any]] | None:
-        return core.unregister(self, handle_id)
-
-    # a ResultToken: the peer core hands this object back with REGISTER's answer
-    def set(self, registration_id: int) -> None:
-        self.id = registration_id
-        if self._answer is not None:
-            self._answer.set(registration_id)
-
-    def set_exception(self, exc: BaseException) -> None:
-        self.id = None
-        if self._answer is not None:
-            self._answer.set_exception(exc)
-
-    def __repr__(self) -> str:
-        return f"<Registration {self.uri!r} id={self.id}>"
-
-
-class Subscription(Registration):
-    """A topic handler the peer keeps subscribed (again after each reconnect)."""
-
-    verb = "subscribe to"
-
-    def unsubscribe(self, timeout: float | None = None) -> None:
-        """Stop receiving this topic's events here (and do not subscribe again on reconnect)."""
-        self.peer._release(self, timeout)
-
-    unregister = unsubscribe
-
-    def _request(self, core: PeerCore) -> tuple[int, list[t.Any]]:
-        return core.subscribe(self, self.uri, self.options)
-
-    def _release_request(self, core: PeerCore, handle_id: int) -> tuple[int, list[t.Any]] | None:
-        return core.unsubscribe(self, handle_id)
-
-    def __repr__(self) -> str:
-        return f"<Subscription {self.uri!r} id={self.id}>"
 
 
 class Peer:

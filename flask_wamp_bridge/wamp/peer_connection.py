@@ -46,8 +46,8 @@ from .session import InvocationDetails
 from .session import PeerCore
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from .handles import Registration
     from .peer import Peer
-    from .peer import Registration
 
 __all__ = ["PeerConnection", "HandlerPool", "ResultToken", "Stream", "WebSocketLike", "current", "QUIET_CLOSE_REASONS"]
 
