@@ -67,7 +67,6 @@ _CONNECTING, _OPEN, _CLOSED = "connecting", "open", "closed"
 
 _UNSET: t.Any = object()
 
-
 #: What :meth:`WebSocket.receive_nowait` returns when nothing can be read yet.
 WOULD_BLOCK: t.Any = type("WouldBlock", (), {"__repr__": lambda self: "WOULD_BLOCK", "__slots__": ()})()
 
@@ -198,10 +197,9 @@ class WebSocket:
     @property
     def local_address(self) -> t.Any:
         """This end's socket address (``getsockname()``), or None when unknown."""
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             return self._sock.getsockname()
-        except (OSError, AttributeError):
-            return None
+        return None
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.role} {self.path!r} {self._state} code={self.close_code}>"
@@ -296,30 +294,28 @@ class WebSocket:
         """
         if self._state == _CONNECTING:
             self.accept()
-        self._claim_reader()
-        work = Slice()  # a large message arriving fast is parsed in slices
+        work = self._claim_reader()
         try:
             while self._state != _CLOSED:
-                message = self._step()
-                if message is not None:
+                if (message := self._step()) is not None:
                     return message
                 work.pause_if_due()
             return None
         finally:
             self._reading = False
 
-    def _claim_reader(self) -> None:
-        """Mark this greenlet as the one receiving; the caller clears ``_reading`` in a ``finally``."""
+    def _claim_reader(self) -> Slice:
+        """Mark this greenlet as the one receiving (the caller clears ``_reading`` in a ``finally``)."""
         if self._reading:
             raise LocalProtocolError("receive() is already waiting in another greenlet; only one greenlet may receive")
         self._reading = True
+        return Slice()  # a large message or a flood arriving fast is handled in slices
 
     def __iter__(self) -> t.Iterator[str | bytes]:
         return self
 
     def __next__(self) -> str | bytes:
-        message = self.receive()
-        if message is None:
+        if (message := self.receive()) is None:
             raise StopIteration
         return message
 
@@ -369,8 +365,7 @@ class WebSocket:
         """
         if self._state == _CONNECTING:
             raise LocalProtocolError("accept() the WebSocket before receive_nowait()")
-        self._claim_reader()
-        work = Slice()
+        work = self._claim_reader()
         try:
             while self._state != _CLOSED:
                 work.pause_if_due()
