@@ -14,7 +14,9 @@ import collections.abc as c
 import dataclasses
 import typing as t
 
+from ..errors import RemoteProtocolError
 from ..wamp.messages import MessageType
+from ..wamp.messages import Serializer
 
 __all__ = [
     "Fault",
@@ -86,6 +88,18 @@ FAULTS: dict[str, Fault] = {
 def pending_errors(pending: c.Iterable[int], uri: str, message: str) -> list[list[t.Any]]:
     """One ERROR for each CALL still waiting (by request id): the session ends before its result can come."""
     return [[_ERROR, _CALL, request_id, {}, uri, [message]] for request_id in sorted(pending)]
+
+
+def router_ended(serializer: Serializer, data: str | bytes, pending: c.Iterable[int]) -> list[list[t.Any]]:
+    """The router ended the session (its GOODBYE or ABORT ``data``): an ERROR per pending CALL with its reason URI.
+
+    The URI only: the router's own text is not for browsers.
+    """
+    try:
+        uri = str(serializer.loads(data)[2])
+    except (RemoteProtocolError, IndexError):
+        uri = ROUTER_LOST.uri
+    return pending_errors(pending, uri, "the router ended the session")
 
 
 def last_words(fault: Fault, pending: c.Iterable[int], *, established: bool) -> list[list[t.Any]]:

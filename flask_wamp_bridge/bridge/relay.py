@@ -92,7 +92,6 @@ reconnect later).
 from __future__ import annotations
 
 import dataclasses
-import enum
 import typing as t
 
 from ..errors import BridgeError
@@ -102,7 +101,7 @@ from ..errors import ProtocolError
 from ..errors import RemoteProtocolError
 from ..errors import TransportError
 from ..wamp.heads import PEEKERS
-from ..wamp.heads import Head
+from ..wamp.heads import head_of
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
 from . import faults
@@ -112,6 +111,15 @@ from .checks import SessionChecks
 from .checks import Verdict
 from .identity import Identity
 from .identity import rewrite_hello
+from .relay_events import Action
+from .relay_events import Close
+from .relay_events import ConnectRouter
+from .relay_events import Data
+from .relay_events import Notice
+from .relay_events import RouterRefusal
+from .relay_events import SendToClient
+from .relay_events import SendToRouter
+from .relay_events import State
 from .router_text import sanitized
 from .router_text import welcome_details
 
@@ -128,8 +136,6 @@ __all__ = [
     "CALLS_IN_FLIGHT_ERROR",
 ]
 
-Data = t.Union[str, bytes]
-
 #: The ERROR URI a CALL over the in-flight limit gets (the call never reached the router).
 CALLS_IN_FLIGHT_ERROR = LIMIT_ERROR
 
@@ -142,73 +148,6 @@ _GOODBYE = int(MessageType.GOODBYE)
 _ERROR = int(MessageType.ERROR)
 #: Types that end or restart a session: handled specially after WELCOME.
 _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE})
-
-
-class RouterRefusal(t.NamedTuple):
-    """The router's ABORT of a login: its reason URI and its message (if any)."""
-
-    reason: str
-    message: str | None
-
-
-class State(enum.Enum):
-    """Where one relayed session is; see the module's theory of operation."""
-
-    AWAIT_HELLO = "await_hello"
-    AUTHENTICATING = "authenticating"
-    ESTABLISHED = "established"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class Action:
-    """Base of what a :class:`Relay` asks the IO layer to do. Don't subclass."""
-
-    __slots__ = ()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ConnectRouter(Action):
-    """Open the upstream WebSocket (same subprotocol as the browser's) before the next send."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SendToRouter(Action):
-    """Send one message upstream, as is."""
-
-    data: Data
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SendToClient(Action):
-    """Send one message to the browser, as is."""
-
-    data: Data
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Close(Action):
-    """End the session: close the browser's socket with ``code``/``reason`` and the upstream with 1000.
-
-    ``reason`` is free text; the socket cuts it to fit a close frame
-    (:func:`~flask_wamp_bridge.websocket.frames.truncate_reason`).
-    """
-
-    code: int
-    reason: str = ""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Notice(Action):
-    """Something for the log, no action: ``event`` and ``reason``.
-
-    Events: ``protocol_violation`` (the browser's), ``abort`` (the relay ABORTs the browser), ``refused`` (one
-    message refused or stripped), ``abuse`` (closed 1008), ``router_abort`` (the router's ABORT, its full
-    text) and ``router_text`` (the full text the browser did not get).
-    """
-
-    event: str
-    reason: str
 
 
 class Relay:
@@ -325,10 +264,11 @@ class Relay:
             if isinstance(data, str) is self._binary:
                 return self._fail_router(self._frame_error(data, "router"))
             head = self._peek(data)
-            if head is None:
-                head = self._decode_head(data)
-                if head is None:
-                    return self._fail_router(t.cast(ProtocolError, self.error))
+            if head is None:  # slow path: decode the whole frame
+                try:
+                    head = head_of(self.serializer.loads(data))
+                except RemoteProtocolError as exc:
+                    return self._fail_router(exc)
             kind = head[0]
             if kind in _SESSION_TYPES:
                 return self._router_session_message(kind, data)
@@ -585,17 +525,6 @@ class Relay:
 
     # --- helpers ------------------------------------------------------------
 
-    def _decode_head(self, data: Data) -> Head | None:
-        """Slow path: decode the whole frame; record the error and return None if it is bad."""
-        try:
-            message = self.serializer.loads(data)
-        except RemoteProtocolError as exc:
-            self.error = exc
-            return None
-        rest = [value if type(value) is int else None for value in message[1:3]]
-        rest.extend([None] * (2 - len(rest)))
-        return message[0], rest[0], rest[1]
-
     def _frame_error(self, data: Data, who: str) -> RemoteProtocolError:
         kind = "text" if isinstance(data, str) else "binary"
         return RemoteProtocolError(f"the {who} sent a {kind} frame on {self.serializer.subprotocol}", 1003)
@@ -649,14 +578,8 @@ class Relay:
 
     def _answer_pending_with_reason_of(self, data: Data) -> list[Action]:
         """The router ended the session (GOODBYE, ABORT): each pending CALL gets an ERROR with its reason."""
-        if not self._checks.calls:
-            return []
-        try:  # the URI only: the router's own text is not for browsers
-            uri = str(self.serializer.loads(data)[2])
-        except (RemoteProtocolError, IndexError):
-            uri = faults.ROUTER_LOST.uri
-        pending = faults.pending_errors(self._checks.calls, uri, "the router ended the session")
-        answers: list[Action] = [self._send_client(error) for error in pending]
+        answers: list[Action] = [self._send_client(error) for error in
+                                 faults.router_ended(self.serializer, data, self._checks.calls)]
         self._checks.calls.clear()
         return answers
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import typing as t
 
-__all__ = ["Head", "PEEKERS", "peek_head"]
+__all__ = ["Head", "PEEKERS", "peek_head", "head_of"]
 
 # Each returns (type, first, second): the message's leading unsigned integers,
 # None where the element is not one; or None when the head cannot be read.
@@ -93,3 +93,10 @@ PEEKERS: dict[str, t.Callable[[t.Any], t.Optional[Head]]] = {
 def peek_head(codec: str, data: t.Any) -> Head | None:
     """The head of ``data`` in ``codec`` (json, msgpack, cbor), or None if it cannot be read that way."""
     return PEEKERS[codec](data)
+
+
+def head_of(message: list[t.Any]) -> Head:
+    """The head of an already decoded message (the slow path when :func:`peek_head` cannot read the frame)."""
+    rest = [value if type(value) is int else None for value in message[1:3]]
+    rest.extend([None] * (2 - len(rest)))
+    return message[0], rest[0], rest[1]
