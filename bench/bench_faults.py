@@ -18,12 +18,13 @@ speaking raw JSON WAMP. Reports, in one run:
 - fairness: the p50/p99/max round trip of a probe session while another
   session on the same worker sends max-size messages, and while it floods
   calls (the probe's round trip is a CALL the router answers with ERROR
-  ``no_such_procedure``: bridge and router, no callee).
+  ``no_such_procedure``: bridge and router, no callee; and a plain HTTP
+  request to the same worker: the worker alone).
 
 The machine's other load moves these figures: compare within one run. Run from
 the repository root::
 
-    .venv/bin/python bench/bench_faults.py [--storms 100,1000] [--probe 300]
+    .venv/bin/python bench/bench_faults.py [--storms 100,1000] [--probe 300] [--phases storms,fairness]
 """
 
 from __future__ import annotations
