@@ -256,6 +256,8 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=1 << 20,
                         help="WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE, and the noisy session's message size (fairness)")
     parser.add_argument("--max-logins", type=int, help="WAMP_BRIDGE_MAX_LOGINS (default: the library's)")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
+                        help="another WAMP_BRIDGE_* setting for the bridge, e.g. WAMP_BRIDGE_LOGIN_TIMEOUT=2")
     parser.add_argument("--noise", help=argparse.SUPPRESS)  # internal: be the noisy session
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--realm", help=argparse.SUPPRESS)
@@ -277,6 +279,9 @@ def main() -> None:
         "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
         "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE": size,
     }
+    for item in args.setting:
+        key, _, value = item.partition("=")
+        settings[key] = json.loads(value)
     if args.max_logins:
         settings["WAMP_BRIDGE_MAX_LOGINS"] = args.max_logins
     report: dict[str, t.Any] = {}

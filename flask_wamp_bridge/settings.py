@@ -344,7 +344,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_LOGIN_TIMEOUT", 10.0, "seconds",
             "Seconds from connect to WELCOME for a browser (not counting a wait for a turn)",
             positive_seconds(), "endpoint"),
-    Setting("WAMP_BRIDGE_MAX_LOGINS", 256, "int",
+    Setting("WAMP_BRIDGE_MAX_LOGINS", 64, "int",
             "Browser logins under way upstream at once per worker; more queue", count(minimum=1), "endpoint"),
     Setting("WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT", 30.0, "seconds",
             "Longest wait in that queue (then ABORT, 1013)", positive_seconds(), "endpoint"),

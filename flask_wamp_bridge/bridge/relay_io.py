@@ -135,7 +135,7 @@ class RelaySession:
         max_message_size: int | None = 1 << 20,
         ping_interval: float | None = 12.0,
         ping_timeout: float = 3.0,
-        max_logins: int = 256,
+        max_logins: int = 64,
         login_queue_timeout: float = 30.0,
         remote: str | None = None,
     ) -> None:
