@@ -105,8 +105,6 @@ class FrameWriter:
         if ws._close_sent:
             raise self._closed()
         frame = encode_frame_in_slices(opcode, payload, _mask_key() if self._mask else None)
-        if ws._close_sent:  # closed while a large frame was masked
-            raise self._closed()
         if self._send_nb is None:
             self.write_sync(frame, self.timeout)
             return
