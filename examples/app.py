@@ -59,11 +59,9 @@ from flask import session
 
 from flask_wamp_bridge import ApplicationError
 from flask_wamp_bridge import BridgeError
+from flask_wamp_bridge import Sockets
 from flask_wamp_bridge import WampBridge
-from flask_wamp_bridge.websocket.routes import Sockets
-
-if t.TYPE_CHECKING:  # pragma: no cover
-    from flask_wamp_bridge.websocket.connection import WebSocket
+from flask_wamp_bridge import WebSocket
 
 __all__ = ["app", "bridge", "create_app", "DEV_DEFAULTS"]
 

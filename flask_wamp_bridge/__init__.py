@@ -2,7 +2,9 @@
 
 ``gunicorn -k flask_wamp_bridge.worker app:app`` runs the app on the bridge's
 gevent worker; :class:`WampBridge` adds the WAMP endpoint and the worker's own
-WAMP peer; :class:`Sockets` adds plain WebSocket routes.
+WAMP peer; :class:`Sockets` adds plain WebSocket routes. The types a view
+meets are here too: :class:`WebSocket` (a protocol), :class:`CallResult`,
+:class:`InvocationDetails` and :class:`EventDetails`.
 
 Importing this package imports neither gevent nor gunicorn: the worker class
 is resolved on first access of ``flask_wamp_bridge.worker``.
@@ -30,6 +32,10 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import TransportError as TransportError
 from .extension import WampBridge as WampBridge
+from .wamp.session import CallResult as CallResult
+from .wamp.session import EventDetails as EventDetails
+from .wamp.session import InvocationDetails as InvocationDetails
+from .websocket.interface import WebSocket as WebSocket
 from .websocket.routes import Sockets as Sockets
 from .websocket.routes import WebSocketBlueprint as WebSocketBlueprint
 
@@ -39,13 +45,16 @@ __all__ = [
     "ApplicationError",
     "AuthError",
     "BridgeError",
+    "CallResult",
     "CallTimeout",
     "ConfigError",
     "ConnectError",
     "ConnectionClosed",
+    "EventDetails",
     "ExpiredTicket",
     "Identity",
     "InvalidTicket",
+    "InvocationDetails",
     "LocalProtocolError",
     "MessageTooBig",
     "NotAuthenticated",
@@ -55,6 +64,7 @@ __all__ = [
     "Sockets",
     "TransportError",
     "WampBridge",
+    "WebSocket",
     "WebSocketBlueprint",
     "__version__",
 ]

@@ -1,1 +1,1 @@
-pytest_plugins = ["flask_wamp_bridge.testing"]
+pytest_plugins = ["flask_wamp_bridge.testing", "leakcheck"]

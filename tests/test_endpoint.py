@@ -48,7 +48,7 @@ class BrowserClient(WampClient):
         from autobahn.wamp import serializer as serializers
         from autobahn.wamp.types import ComponentConfig
 
-        from flask_wamp_bridge.testing import _session_class
+        from flask_wamp_bridge.testing.client import _session_class
 
         chosen = {"json": serializers.JsonSerializer, "msgpack": serializers.MsgPackSerializer,
                   "cbor": serializers.CBORSerializer}[self._serializer_name]()

@@ -77,3 +77,40 @@ def test_imports_all_lists_exactly_the_public_names() -> None:
     assert sorted(n for n in flask_wamp_bridge.__all__ if n != "__version__") == public
     for name in flask_wamp_bridge.__all__:
         assert hasattr(flask_wamp_bridge, name)
+
+
+def test_imports_public_types_come_from_the_package_without_gevent() -> None:
+    code = """
+import json, sys
+from flask_wamp_bridge import CallResult, EventDetails, InvocationDetails, WebSocket
+from flask_wamp_bridge.wamp import session
+same = [CallResult is session.CallResult, EventDetails is session.EventDetails,
+        InvocationDetails is session.InvocationDetails]
+print(json.dumps({"same": same, "gevent": "gevent" in sys.modules}))
+"""
+    assert json.loads(_fresh_python(code)) == {"same": [True, True, True], "gevent": False}
+
+
+def test_imports_the_websocket_type_fits_the_real_socket_and_not_others() -> None:
+    import socket
+
+    from flask_wamp_bridge.websocket.connection import WebSocket
+
+    left, right = socket.socketpair()
+    try:
+        ws = WebSocket(left, role="client")
+        assert isinstance(ws, flask_wamp_bridge.WebSocket)
+        assert not isinstance(object(), flask_wamp_bridge.WebSocket)
+    finally:
+        left.close()
+        right.close()
+
+
+def test_imports_the_example_app_imports_only_the_package_top() -> None:
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "examples" / "app.py").read_text())
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    modules |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    ours = {name for name in modules if name and name.startswith("flask_wamp_bridge")}
+    assert ours == {"flask_wamp_bridge"}

@@ -300,12 +300,13 @@ def test_websocket_send_queue_is_bounded_and_a_stuck_peer_times_out() -> None:
     ws.configure(send_timeout=0.5)
     chunk = b"x" * 60000
     largest = 0
-    with pytest.raises(ConnectionClosed, match="send timed out"):
+    with pytest.raises(ConnectionClosed):
         for _ in range(10000):
             ws.send(chunk)
-            largest = max(largest, ws._out_size)
+            largest = max(largest, ws._writer.queued)
     assert largest <= MAX_QUEUED + len(chunk) + 14
-    assert ws.closed and ws.close_code == 1006
+    # the sender's wait or the writer greenlet, whichever deadline the hub runs first, dropped it
+    assert ws.closed and ws.close_code == 1006 and ws.close_reason.startswith("send timed out")
     with pytest.raises(ConnectionClosed):
         ws.send("after")
     b.close()

@@ -21,18 +21,16 @@ Subscribers run in *every* worker process (each has its own session): work
 that must happen exactly once belongs in a procedure (a shared registration
 gives each call to one worker).
 
-All gevent code of the peer lives here; this module is imported lazily by the
-extension, never by ``import flask_wamp_bridge``.
+This module is the peer's public face and its reconnect loop; each transport
+and the session on it is a :class:`~flask_wamp_bridge.wamp.peer_connection.PeerConnection`.
+Both are gevent code, imported lazily by the extension, never by
+``import flask_wamp_bridge``.
 """
 
 from __future__ import annotations
 
-import collections
-import contextvars
-import dataclasses
 import logging
 import random
-import traceback
 import typing as t
 
 import gevent
@@ -44,16 +42,18 @@ from ..errors import BridgeError
 from ..errors import CallTimeout
 from ..errors import ConfigError
 from ..errors import ConnectionClosed
-from ..errors import LocalProtocolError
 from ..errors import NotConnected
 from ..errors import ProtocolError
-from ..errors import TransportError
 from ..settings import CANCEL_MODES
-from ..websocket.client import connect
+from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .messages import SUBPROTOCOLS
-from .messages import Serializer
 from .messages import serializer_for
+from .peer_connection import HandlerPool
+from .peer_connection import PeerConnection
+from .peer_connection import Stream
+from .peer_connection import WebSocketLike
+from .peer_connection import current
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -61,13 +61,9 @@ from .session import PeerCore
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
 
-__all__ = ["Peer", "Registration", "Subscription", "current_details", "DEFAULT"]
+__all__ = ["Peer", "Registration", "Subscription", "current_details", "DEFAULT", "Connector"]
 
 log = logging.getLogger(__name__)
-
-_current: contextvars.ContextVar[InvocationDetails | EventDetails | None] = contextvars.ContextVar(
-    "flask_wamp_bridge_details", default=None
-)
 
 
 class _Default:
@@ -79,14 +75,21 @@ class _Default:
 DEFAULT: t.Any = _Default()
 
 
+#: ``connect(url, *, subprotocols, timeout, max_message_size)``: opens the peer's transport
+#: (default :func:`flask_wamp_bridge.websocket.client.connect`).
+Connector = t.Callable[..., WebSocketLike]
+
 
 def current_details() -> InvocationDetails | EventDetails | None:
     """Details of the invocation or event being handled by this greenlet, else ``None``."""
-    return _current.get()
+    return current.get()
 
 
 class Registration:
     """A procedure the peer keeps registered (again after each reconnect)."""
+
+    #: What the log says this handle does ("register", "subscribe to").
+    verb = "register"
 
     def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
         self.peer = peer
@@ -99,9 +102,15 @@ class Registration:
 
     def unregister(self, timeout: float | None = None) -> None:
         """Stop serving this procedure (and do not register it again on reconnect)."""
-        self.peer._unregister(self, timeout)
+        self.peer._release(self, timeout)
 
-    # the peer core hands this object back as the token of REGISTER's answer
+    def _request(self, core: PeerCore) -> tuple[int, list[t.Any]]:
+        return core.register(self, self.uri, self.options)
+
+    def _release_request(self, core: PeerCore, handle_id: int) -> tuple[int, list[t.Any]] | None:
+        return core.unregister(self, handle_id)
+
+    # a ResultToken: the peer core hands this object back with REGISTER's answer
     def set(self, registration_id: int) -> None:
         self.id = registration_id
         if self._answer is not None:
@@ -119,55 +128,22 @@ class Registration:
 class Subscription(Registration):
     """A topic handler the peer keeps subscribed (again after each reconnect)."""
 
+    verb = "subscribe to"
+
     def unsubscribe(self, timeout: float | None = None) -> None:
         """Stop receiving this topic's events here (and do not subscribe again on reconnect)."""
-        self.peer._unsubscribe(self, timeout)
+        self.peer._release(self, timeout)
 
     unregister = unsubscribe
 
+    def _request(self, core: PeerCore) -> tuple[int, list[t.Any]]:
+        return core.subscribe(self, self.uri, self.options)
+
+    def _release_request(self, core: PeerCore, handle_id: int) -> tuple[int, list[t.Any]] | None:
+        return core.unsubscribe(self, handle_id)
+
     def __repr__(self) -> str:
         return f"<Subscription {self.uri!r} id={self.id}>"
-
-
-class _Stream:
-    """Token of a call with progressive results: everything goes through a queue to the caller."""
-
-    __slots__ = ("queue",)
-
-    def __init__(self) -> None:
-        self.queue: gevent.queue.Queue[tuple[int, t.Any]] = gevent.queue.Queue()
-
-    def progress(self, value: t.Any) -> None:
-        self.queue.put((0, value))
-
-    def set(self, value: t.Any) -> None:
-        self.queue.put((1, value))
-
-    def set_exception(self, exc: BaseException) -> None:
-        self.queue.put((2, exc))
-
-
-class _Connection:
-    """One transport and the session state on it."""
-
-    __slots__ = ("ws", "core", "serializer", "joined", "closed", "_dumps")
-
-    def __init__(self, ws: t.Any, core: PeerCore, serializer: Serializer) -> None:
-        self.ws = ws
-        self.core = core
-        self.serializer = serializer
-        self._dumps = serializer.dumps
-        self.joined = gevent.event.Event()
-        self.closed = gevent.event.Event()
-
-    def send(self, message: list[t.Any]) -> None:
-        self.send_data(self._dumps(message))
-
-    def send_data(self, data: str | bytes) -> None:
-        try:
-            self.ws.send(data)
-        except OSError as exc:  # the one boundary for socket errors on send
-            raise ConnectionClosed(f"cannot send to the router: {exc}") from exc
 
 
 class Peer:
@@ -189,6 +165,9 @@ class Peer:
         up to ``reconnect_max``, with jitter.
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
+    :param max_message_size: largest message accepted from the router (bytes), None for the transport's default.
+    :param connect: ``connect(url, *, subprotocols, timeout[, max_message_size])`` opening the
+        transport (default :func:`flask_wamp_bridge.websocket.client.connect`).
     """
 
     def __init__(
@@ -209,6 +188,7 @@ class Peer:
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
+        connect: Connector | None = None,
     ) -> None:
         if cancel_mode not in CANCEL_MODES:
             raise ConfigError(f"cancel mode {cancel_mode!r} is not one of {', '.join(CANCEL_MODES)}")
@@ -231,19 +211,18 @@ class Peer:
         self.debug = debug
         self.subprotocols = tuple(subprotocols)
         self.max_message_size = max_message_size
+        self._open = connect
+        self.handlers = HandlerPool(concurrency, backlog)
         self._registrations: list[Registration] = []
         self._subscriptions: list[Subscription] = []
         # gevent objects are made in start(): the peer may be built before fork
-        self._conn: _Connection | None = None
+        self._conn: PeerConnection | None = None
         self._runner: gevent.Greenlet | None = None
         self._stopping = False
+        self._close_code = 1000
         self._first_attempt: gevent.event.Event | None = None
         self._ready: gevent.event.Event | None = None
         self._wakeup: gevent.event.Event | None = None
-        self._active = 0
-        self._waiting: collections.deque[tuple[t.Callable[..., None], tuple[t.Any, ...]]] = collections.deque()
-        # (connection, invocation request id) -> greenlet; ids repeat across sessions
-        self._running: dict[tuple[_Connection, int], gevent.Greenlet] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -286,6 +265,8 @@ class Peer:
         """Leave the realm (GOODBYE ``reason``), wait up to ``timeout`` for the reply, close. Idempotent."""
         runner, self._runner = self._runner, None
         self._stopping = True
+        # 1001 "going away" when the process stops; the reader closes with it too when it sees the GOODBYE first
+        self._close_code = 1001 if reason == "wamp.close.system_shutdown" else 1000
         if self._wakeup is not None:
             self._wakeup.set()
         conn = self._conn
@@ -297,7 +278,7 @@ class Peer:
                     pass
                 else:
                     conn.closed.wait(timeout)
-            self._close_transport(conn, 1000 if reason != "wamp.close.system_shutdown" else 1001)
+            conn.close_transport(self._close_code)
         if runner is not None:
             runner.join(timeout)
             runner.kill(block=True, timeout=timeout)
@@ -347,10 +328,10 @@ class Peer:
             try:
                 waiter.wait(timeout)
             except BaseException:  # this greenlet was killed (e.g. the HTTP client went away)
-                self._cancel_quietly(conn, request_id, cancel_mode)
+                conn.cancel_quietly(request_id, cancel_mode)
                 raise
             if not waiter.ready():
-                raise self._timed_out(conn, request_id, procedure, timeout, cancel_mode)
+                raise conn.timed_out(request_id, procedure, timeout, cancel_mode)
             return waiter.get(block=False)
         last = None
         for item, final in self._stream(procedure, args, kwargs, timeout, cancel_mode, options):
@@ -374,7 +355,7 @@ class Peer:
                 timeout: float | None, cancel_mode: str | None,
                 options: dict[str, t.Any] | None) -> t.Iterator[tuple[t.Any, bool]]:
         conn = self._connection()
-        token = _Stream()
+        token = Stream()
         request_id, message = conn.core.call(token, procedure, args, kwargs,
                                              {**(options or {}), "receive_progress": True})
         conn.send(message)
@@ -387,34 +368,17 @@ class Peer:
                     kind, value = token.queue.get(timeout=timeout)
                 except gevent.queue.Empty:
                     done = True
-                    raise self._timed_out(conn, request_id, procedure, timeout, cancel_mode) from None
-                if kind == 2:
+                    raise conn.timed_out(request_id, procedure, timeout, cancel_mode) from None
+                if kind == Stream.FAILED:
                     done = True
                     raise value
-                yield value, kind == 1
-                if kind == 1:
+                yield value, kind == Stream.FINAL
+                if kind == Stream.FINAL:
                     done = True
                     return
         finally:
             if not done:  # the consumer stopped early (or was killed): cancel
-                self._cancel_quietly(conn, request_id, cancel_mode)
-
-    def _cancel_quietly(self, conn: _Connection, request_id: int, cancel_mode: str | None) -> None:
-        cancel = conn.core.cancel(request_id, cancel_mode or self.cancel_mode)
-        if cancel is not None:
-            try:
-                conn.send(cancel)
-            except TransportError:
-                pass
-
-    def _timed_out(self, conn: _Connection, request_id: int, procedure: str, timeout: float | None,
-                   cancel_mode: str | None) -> CallTimeout:
-        mode = cancel_mode or self.cancel_mode
-        self._cancel_quietly(conn, request_id, mode)
-        return CallTimeout(
-            None, f"call to {procedure!r} got no result within {timeout:g} s and was canceled ({mode}); "
-                  "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
-        )
+                conn.cancel_quietly(request_id, cancel_mode)
 
     def publish(self, topic: str, *args: t.Any, **kwargs: t.Any) -> None:
         """Publish an event to ``topic`` (fire and forget).
@@ -458,7 +422,7 @@ class Peer:
         conn.send(message)
         return None
 
-    def _connection(self) -> _Connection:
+    def _connection(self) -> PeerConnection:
         conn = self._conn
         if conn is not None and conn.core.is_established:
             return conn
@@ -517,7 +481,7 @@ class Peer:
         if timeout is DEFAULT:
             timeout = self.call_timeout
         try:
-            self._send_request(conn, reg)
+            conn.send_request(reg)
             assert reg._answer is not None
             reg._answer.get(timeout=timeout)
         except gevent.Timeout:
@@ -527,15 +491,8 @@ class Peer:
             remove_on_error.remove(reg)
             raise
 
-    def _send_request(self, conn: _Connection, reg: Registration) -> None:
-        reg._answer = gevent.event.AsyncResult()
-        if isinstance(reg, Subscription):
-            _, message = conn.core.subscribe(reg, reg.uri, reg.options)
-        else:
-            _, message = conn.core.register(reg, reg.uri, reg.options)
-        conn.send(message)
-
-    def _unregister(self, reg: Registration, timeout: float | None) -> None:
+    def _release(self, reg: Registration, timeout: float | None) -> None:
+        """UNREGISTER or UNSUBSCRIBE ``reg`` and forget it."""
         owner: list[t.Any] = self._subscriptions if isinstance(reg, Subscription) else self._registrations
         if reg in owner:
             owner.remove(reg)
@@ -545,10 +502,7 @@ class Peer:
             return
         # the handle is the token: its answer comes back to reg.set()/set_exception()
         waiter = reg._answer = gevent.event.AsyncResult()
-        if isinstance(reg, Subscription):
-            request = conn.core.unsubscribe(reg, reg.id)
-        else:
-            request = conn.core.unregister(reg, reg.id)
+        request = reg._release_request(conn.core, reg.id)
         reg.id = None
         if request is None:
             return
@@ -559,9 +513,11 @@ class Peer:
             conn.core.forget(request[0])
             raise CallTimeout(None, f"the router did not answer unregistering {reg.uri!r} in time") from None
 
-    _unsubscribe = _unregister
-
     # -- the connection loop --------------------------------------------------------------
+
+    def handles(self) -> list[Registration]:
+        """Every registration and subscription the peer keeps (made again on each new session)."""
+        return [*self._registrations, *self._subscriptions]
 
     def _run(self) -> None:
         attempt = 0
@@ -570,7 +526,8 @@ class Peer:
             conn = None
             try:
                 conn = self._connect()
-                attempt = 0 if self._serve(conn) else attempt
+                self._conn = conn
+                attempt = 0 if conn.serve() else attempt
             except BridgeError as exc:
                 log.warning("WAMP peer: cannot join realm %r at %s as authid %r: %s", self.realm, self.url,
                             self.auth.authid, exc)
@@ -578,7 +535,7 @@ class Peer:
                 log.exception("WAMP peer: unexpected error on the connection to %s", self.url)
             finally:
                 if conn is not None:
-                    self._close_transport(conn, 1000)
+                    conn.close_transport(self._close_code if self._stopping else 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
             if self._stopping:
@@ -589,7 +546,10 @@ class Peer:
             log.info("WAMP peer: reconnecting to %s in %.1f s", self.url, delay)
             self._wakeup.wait(delay)
 
-    def _connect(self) -> _Connection:
+    def _connect(self) -> PeerConnection:
+        connect = self._open
+        if connect is None:
+            connect = t.cast(Connector, default_connect)
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
                          max_message_size=self.max_message_size)
@@ -601,268 +561,25 @@ class Peer:
             ws.close(1002, "no WAMP subprotocol")
             raise ConnectionClosed(f"the router at {self.url} chose no WAMP subprotocol "
                                    f"(offered {', '.join(self.subprotocols)})") from None
-        return _Connection(ws, PeerCore(self.realm, self.auth), serializer)
+        return PeerConnection(self, ws, serializer)
 
-    def _serve(self, conn: _Connection) -> bool:
-        """Run one connection until it ends; returns whether a session was established."""
-        self._conn = conn
-        conn.send(conn.core.hello())
-        deadline = gevent.spawn_later(self.connect_timeout, self._join_deadline, conn)
-        try:
-            self._read(conn)
-        finally:
-            deadline.kill(block=False)
-        return bool(conn.joined.is_set())
-
-    def _join_deadline(self, conn: _Connection) -> None:
-        if not conn.joined.is_set():
-            log.warning("WAMP peer: no WELCOME from %s within %g s", self.url, self.connect_timeout)
-            self._close_transport(conn, 1000)
-
-    def _read(self, conn: _Connection) -> None:
-        loads = conn.serializer.loads
-        receive = conn.core.receive
-        ws = conn.ws
-        act = self._act
-        while True:
-            try:
-                data = ws.receive()
-            except TransportError:
-                return
-            if data is None:
-                return
-            try:
-                actions = receive(loads(data))
-            except ProtocolError as exc:
-                log.error("WAMP peer: protocol violation by the router: %s", exc)
-                for action in conn.core.abort("wamp.error.protocol_violation", str(exc)):
-                    act(conn, action)
-                self._close_transport(conn, exc.close_code)
-                return
-            for action in actions:
-                act(conn, action)
-            if conn.closed.is_set():
-                return
-
-    def _act(self, conn: _Connection, action: t.Any) -> None:
-        kind = type(action)
-        if kind is peercore.Result:
-            value = peercore.result_value(action.args, action.kwargs)
-            if action.progress:
-                progress = getattr(action.token, "progress", None)
-                if progress is not None:
-                    progress(value)
-            else:
-                action.token.set(value)
-        elif kind is peercore.Invoke:
-            self._submit(self._invoke, (conn, action))
-        elif kind is peercore.Deliver:
-            for handler in action.handlers:
-                self._submit(self._deliver, (handler, action))
-        elif kind is peercore.Send:
-            try:
-                conn.send(action.message)
-            except TransportError:
-                pass
-        elif kind is peercore.Failed:
-            action.token.set_exception(_application_error(action.error, action.args, action.kwargs))
-        elif kind in (peercore.Registered, peercore.Subscribed):
-            action.token.set(action.registration_id if kind is peercore.Registered else action.subscription_id)
-        elif kind in (peercore.Unregistered, peercore.Unsubscribed, peercore.Published):
-            if action.token is not None:
-                action.token.set(getattr(action, "publication_id", None))
-        elif kind is peercore.Interrupt:
-            greenlet = self._running.pop((conn, action.request_id), None)
-            if greenlet is not None:
-                greenlet.kill(block=False)
-        elif kind is peercore.Joined:
-            self._joined(conn, action)
-        elif kind is peercore.Closed:
-            self._closed(conn, action)
-        elif kind is peercore.Revoked:
-            for token in action.tokens:
-                token.id = None
-            log.warning("WAMP peer: the router removed %s %s (%s)", action.kind,
-                        ", ".join(repr(token.uri) for token in action.tokens), action.reason)
-
-    def _joined(self, conn: _Connection, action: peercore.Joined) -> None:
-        details = action.details
-        log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.realm,
-                 details.get("authid"), details.get("authrole"), action.session_id)
-        conn.joined.set()
-        gevent.spawn(self._restore, conn)
-
-    def _restore(self, conn: _Connection) -> None:
-        """(Re-)register and (re-)subscribe everything on a new session, then mark the peer ready."""
-        pending = []
-        for reg in [*self._registrations, *self._subscriptions]:
-            try:
-                self._send_request(conn, reg)
-            except BridgeError:
-                break
-            pending.append(reg)
-        for reg in pending:
-            assert reg._answer is not None
-            try:
-                reg._answer.get(timeout=self.connect_timeout)
-            except gevent.Timeout:
-                log.error("WAMP peer: no answer registering %r", reg.uri)
-            except BridgeError as exc:
-                log.error("WAMP peer: cannot %s %r: %s",
-                          "subscribe to" if isinstance(reg, Subscription) else "register", reg.uri, exc)
+    # called by the connection
+    def _session_ready(self, conn: PeerConnection) -> None:
+        """``conn`` joined and every registration and subscription was answered."""
         if conn is self._conn and conn.core.is_established and self._ready is not None:
             self._ready.set()
         if self._first_attempt is not None:
             self._first_attempt.set()
 
-    def _closed(self, conn: _Connection, action: peercore.Closed) -> None:
-        conn.closed.set()
+    def _session_closed(self, conn: PeerConnection) -> None:
         if self._ready is not None and conn is self._conn:
             self._ready.clear()
-        level = logging.INFO if action.reason in ("wamp.close.system_shutdown", "wamp.close.goodbye_and_out",
-                                                   "wamp.close.normal", "wamp.close.close_realm") else logging.WARNING
-        log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
-        self._fail_pending(action.pending, action.reason, action.message)
-        if action.aborted and not conn.joined.is_set():
-            self._close_transport(conn, 1000)
 
-    def _lost(self, conn: _Connection, message: str) -> None:
+    def _lost(self, conn: PeerConnection, message: str) -> None:
         if self._conn is conn:
             self._conn = None
         if self._ready is not None:
             self._ready.clear()
-        if conn.core.state is not peercore.PeerState.CLOSED:
-            closed = conn.core.connection_lost(message)
-            conn.closed.set()
-            self._fail_pending(closed.pending, closed.reason, closed.message)
-        for reg in [*self._registrations, *self._subscriptions]:
+        conn.lost(message)
+        for reg in self.handles():
             reg.id = None
-
-    def _fail_pending(self, tokens: tuple[t.Any, ...], reason: str, message: str) -> None:
-        for token in tokens:
-            token.set_exception(ConnectionClosed(
-                f"the WAMP session ended before the answer came ({reason}{': ' + message if message else ''}); "
-                "the call may or may not have run", reason=reason))
-
-    @staticmethod
-    def _close_transport(conn: _Connection, code: int) -> None:
-        try:
-            conn.ws.close(code)
-        except Exception:  # closing an already broken socket
-            pass
-
-    # -- running handlers ------------------------------------------------------------------
-
-    def _submit(self, fn: t.Callable[..., None], args: tuple[t.Any, ...]) -> None:
-        if self._active < self.concurrency:
-            self._active += 1
-            gevent.spawn(self._task, fn, args)
-        elif len(self._waiting) < self.backlog:
-            self._waiting.append((fn, args))
-        elif fn == self._invoke:
-            conn, action = args
-            log.error("WAMP peer: %d handlers busy and %d waiting; refusing a call to %r",
-                      self.concurrency, self.backlog, action.details.procedure)
-            message = conn.core.invocation_error(action.request_id, "wamp.error.unavailable",
-                                                 ["the server is overloaded; retry later"])
-            if message is not None:
-                try:
-                    conn.send(message)
-                except TransportError:
-                    pass
-        else:
-            log.error("WAMP peer: %d handlers busy and %d waiting; dropping an event on %r",
-                      self.concurrency, self.backlog, args[1].details.topic)
-
-    def _task(self, fn: t.Callable[..., None], args: tuple[t.Any, ...]) -> None:
-        try:
-            fn(*args)
-        finally:
-            if self._waiting:
-                next_fn, next_args = self._waiting.popleft()
-                gevent.spawn(self._task, next_fn, next_args)
-            else:
-                self._active -= 1
-
-    def _invoke(self, conn: _Connection, action: peercore.Invoke) -> None:
-        request_id = action.request_id
-        core = conn.core
-        if not core.invocation_active(request_id):
-            return  # interrupted while it waited in the backlog
-        details = action.details
-        if details.receive_progress:
-            details = dataclasses.replace(details, progress=_ProgressSender(conn, request_id))
-        reg: Registration = action.handler
-        self._running[conn, request_id] = gevent.getcurrent()
-        token = _current.set(details)
-        try:
-            value = reg.fn(*action.args, **action.kwargs)
-        except gevent.GreenletExit:
-            log.info("WAMP peer: call to %r interrupted by the caller", details.procedure)
-            return
-        except Exception as exc:
-            message = core.invocation_error(request_id, *self._error_payload(exc, details.procedure))
-        else:
-            message = core.yield_(request_id, *peercore.yield_payload(value))
-        finally:
-            _current.reset(token)
-            self._running.pop((conn, request_id), None)
-        if message is None:
-            return
-        try:
-            data = conn.serializer.dumps(message)
-        except LocalProtocolError as exc:  # the return value cannot be serialized
-            data = conn.serializer.dumps(peercore.invocation_error_message(
-                request_id, *self._error_payload(exc, details.procedure)))
-        try:
-            conn.send_data(data)
-        except TransportError as exc:
-            log.warning("WAMP peer: could not answer a call to %r: %s", details.procedure, exc)
-
-    def _error_payload(self, exc: BaseException, procedure: str) -> tuple[str, list[t.Any], dict[str, t.Any]]:
-        if isinstance(exc, ApplicationError):
-            log.debug("WAMP peer: %r answered with %s", procedure, exc.error)
-            return exc.error, list(exc.args), dict(exc.kwargs)
-        uri = getattr(type(exc), "uri", None)
-        if isinstance(uri, str) and uri:
-            log.debug("WAMP peer: %r answered with %s", procedure, uri)
-            return uri, list(exc.args), {}
-        log.error("WAMP peer: procedure %r raised", procedure, exc_info=exc)
-        if self.debug:
-            return "wamp.error.runtime_error", [f"{type(exc).__name__}: {exc}"], {
-                "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
-        return "wamp.error.runtime_error", ["the procedure failed; the server log has the details"], {}
-
-    def _deliver(self, sub: Subscription, action: peercore.Deliver) -> None:
-        token = _current.set(action.details)
-        try:
-            sub.fn(*action.args, **action.kwargs)
-        except Exception:
-            log.exception("WAMP peer: event handler for %r raised", action.details.topic)
-        finally:
-            _current.reset(token)
-
-
-def _application_error(error: str, args: list[t.Any], kwargs: dict[str, t.Any]) -> ApplicationError:
-    # set after construction: a WAMP kwarg may be called "error"
-    exc = ApplicationError(error)
-    exc.args = tuple(args)
-    exc.kwargs = dict(kwargs)
-    return exc
-
-
-class _ProgressSender:
-    """``details.progress(*args, **kwargs)``: send one progressive result of this invocation."""
-
-    __slots__ = ("_conn", "_request_id")
-
-    def __init__(self, conn: _Connection, request_id: int) -> None:
-        self._conn = conn
-        self._request_id = request_id
-
-    def __call__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        message = self._conn.core.yield_(self._request_id, args, kwargs, progress=True)
-        if message is None:
-            raise NotConnected("the call was canceled or the session ended; stop sending progress")
-        self._conn.send(message)
-

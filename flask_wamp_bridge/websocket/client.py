@@ -1,4 +1,4 @@
-"""A gevent WebSocket client on the same codec and :class:`~._websocket.WebSocket` class as the server.
+"""A gevent WebSocket client on the same codec and :class:`~.connection.WebSocket` class as the server.
 
 Used to reach Crossbar (the WAMP peer and the per-browser relay). It uses
 ``gevent.socket`` directly, so it works in a plain process that has not

@@ -2,7 +2,7 @@
 
 :class:`BridgeWorker` is gunicorn's gevent pywsgi worker with
 :class:`BridgeHandler`, which turns WebSocket upgrade requests into an
-*unaccepted* :class:`~._websocket.WebSocket` in ``environ['wsgi.websocket']``
+*unaccepted* :class:`~.connection.WebSocket` in ``environ['wsgi.websocket']``
 and runs the app. Nothing is sent until the app calls ``ws.accept(...)`` (the
 101); a refusal is an ordinary HTTP response. Flask-Sockets-style code that
 never calls ``accept`` is accepted on its first ``receive()`` or ``send()``.
@@ -50,6 +50,7 @@ from ..errors import ConfigError
 from . import connection as _websocket
 from . import frames as _frames
 from . import lifecycle as _lifecycle
+from . import live as _live
 
 __all__ = ["BridgeHandler", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
 
@@ -328,9 +329,9 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         while time.monotonic() < deadline:
             if shutdown.dead and all(s.pool.free_count() == s.pool.size for s in self._servers):
                 return
-            if shutdown.dead and _websocket.live_sockets():
+            if shutdown.dead and _live.live_sockets():
                 # a handshake that was in flight was accepted after the first pass
-                shutdown = gevent.spawn(_websocket.shutdown_all, code, close_timeout)
+                shutdown = gevent.spawn(_live.shutdown_all, code, close_timeout)
             if time.monotonic() - last_notify >= 1.0:
                 self.notify()
                 last_notify = time.monotonic()
@@ -343,7 +344,7 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         for server in self._servers:
             server.close()  # stop accepting
         hooks = gevent.spawn(_lifecycle.run_shutdown_hooks, code)
-        _websocket.shutdown_all(code, timeout=close_timeout)
+        _live.shutdown_all(code, timeout=close_timeout)
         hooks.join(close_timeout)
 
 

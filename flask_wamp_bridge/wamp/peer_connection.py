@@ -1,0 +1,451 @@
+"""One connection of the peer: a transport, the session (a :class:`~.session.PeerCore`) on it, its actions.
+
+:class:`~flask_wamp_bridge.wamp.peer.Peer` (the public face) makes one
+:class:`PeerConnection` per transport it opens. The connection reads the
+router, feeds the core, and carries out the core's actions through one table
+(:data:`PeerConnection.ACTIONS`); invocations and events run in the peer's
+:class:`HandlerPool`. A connection never reconnects: when it ends, the peer
+makes a new one.
+
+The tokens the core hands back with answers are :class:`ResultToken`\\s:
+gevent's ``AsyncResult`` for a plain call, a :class:`Stream` for a call with
+progressive results, and the :class:`~flask_wamp_bridge.wamp.peer.Registration`
+itself for REGISTER and SUBSCRIBE.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import dataclasses
+import logging
+import traceback
+import typing as t
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from ..errors import ApplicationError
+from ..errors import BridgeError
+from ..errors import CallTimeout
+from ..errors import ConnectionClosed
+from ..errors import LocalProtocolError
+from ..errors import NotConnected
+from ..errors import ProtocolError
+from ..errors import TransportError
+from . import session as peercore
+from .messages import Serializer
+from .session import EventDetails
+from .session import InvocationDetails
+from .session import PeerCore
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .peer import Peer
+    from .peer import Registration
+
+__all__ = ["PeerConnection", "HandlerPool", "ResultToken", "Stream", "WebSocketLike", "current", "QUIET_CLOSE_REASONS"]
+
+log = logging.getLogger("flask_wamp_bridge.wamp.peer")
+
+#: The details of the invocation or event the running greenlet handles.
+current: contextvars.ContextVar[InvocationDetails | EventDetails | None] = contextvars.ContextVar(
+    "flask_wamp_bridge_details", default=None
+)
+
+#: Session ends logged at INFO (the others are warnings).
+QUIET_CLOSE_REASONS = frozenset(
+    ("wamp.close.system_shutdown", "wamp.close.goodbye_and_out", "wamp.close.normal", "wamp.close.close_realm")
+)
+
+
+class ResultToken(t.Protocol):
+    """What waits for the answer to one request: the core hands it back with the answer."""
+
+    def set(self, value: t.Any) -> None:
+        """The answer came: the result value (a call), the id (register, subscribe, publish) or None."""
+
+    def set_exception(self, exc: BaseException) -> None:
+        """The request failed: an ERROR from the router, or the session ended first."""
+
+
+class WebSocketLike(t.Protocol):
+    """What the peer needs of its transport (:class:`flask_wamp_bridge.websocket.connection.WebSocket` fits)."""
+
+    subprotocol: str | None
+
+    def receive(self) -> str | bytes | None: ...
+
+    def send(self, message: str | bytes) -> None: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Stream:
+    """Token of a call with progressive results: everything goes through a queue to the caller."""
+
+    __slots__ = ("queue",)
+
+    PROGRESS, FINAL, FAILED = 0, 1, 2
+
+    def __init__(self) -> None:
+        self.queue: gevent.queue.Queue[tuple[int, t.Any]] = gevent.queue.Queue()
+
+    def progress(self, value: t.Any) -> None:
+        self.queue.put((self.PROGRESS, value))
+
+    def set(self, value: t.Any) -> None:
+        self.queue.put((self.FINAL, value))
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.queue.put((self.FAILED, exc))
+
+
+class HandlerPool:
+    """Runs invocations and event handlers, each in its own greenlet: ``concurrency`` at once, ``backlog`` waiting."""
+
+    def __init__(self, concurrency: int, backlog: int) -> None:
+        self.concurrency = concurrency
+        self.backlog = backlog
+        self._active = 0
+        self._waiting: collections.deque[tuple[t.Callable[..., None], tuple[t.Any, ...]]] = collections.deque()
+
+    def submit(self, fn: t.Callable[..., None], *args: t.Any) -> bool:
+        """Run ``fn(*args)`` now or later; False when the backlog is full (nothing will run)."""
+        if self._active < self.concurrency:
+            self._active += 1
+            gevent.spawn(self._task, fn, args)
+        elif len(self._waiting) < self.backlog:
+            self._waiting.append((fn, args))
+        else:
+            return False
+        return True
+
+    def _task(self, fn: t.Callable[..., None], args: tuple[t.Any, ...]) -> None:
+        try:
+            fn(*args)
+        finally:
+            if self._waiting:
+                next_fn, next_args = self._waiting.popleft()
+                gevent.spawn(self._task, next_fn, next_args)
+            else:
+                self._active -= 1
+
+
+class PeerConnection:
+    """One transport to the router and the WAMP session on it."""
+
+    __slots__ = ("peer", "ws", "core", "serializer", "joined", "closed", "_dumps", "_running")
+
+    def __init__(self, peer: Peer, ws: WebSocketLike, serializer: Serializer) -> None:
+        self.peer = peer
+        self.ws = ws
+        self.core = PeerCore(peer.realm, peer.auth)
+        self.serializer = serializer
+        self._dumps = serializer.dumps
+        self.joined = gevent.event.Event()
+        self.closed = gevent.event.Event()
+        # invocation request id -> the greenlet running it (for INTERRUPT)
+        self._running: dict[int, gevent.Greenlet] = {}
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, message: list[t.Any]) -> None:
+        self.send_data(self._dumps(message))
+
+    def send_data(self, data: str | bytes) -> None:
+        try:
+            self.ws.send(data)
+        except OSError as exc:  # the one boundary for socket errors on send
+            raise ConnectionClosed(f"cannot send to the router: {exc}") from exc
+
+    def _send_quietly(self, message: list[t.Any] | None) -> None:
+        if message is not None:
+            try:
+                self.send(message)
+            except TransportError:
+                pass
+
+    def cancel_quietly(self, request_id: int, cancel_mode: str | None) -> None:
+        self._send_quietly(self.core.cancel(request_id, cancel_mode or self.peer.cancel_mode))
+
+    def timed_out(self, request_id: int, procedure: str, timeout: float | None,
+                  cancel_mode: str | None) -> CallTimeout:
+        """Cancel a call that got no result in time; the error to raise."""
+        mode = cancel_mode or self.peer.cancel_mode
+        self.cancel_quietly(request_id, mode)
+        return CallTimeout(
+            None, f"call to {procedure!r} got no result within {timeout:g} s and was canceled ({mode}); "
+                  "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
+        )
+
+    def send_request(self, reg: Registration) -> None:
+        """REGISTER or SUBSCRIBE ``reg``; its answer comes back to ``reg.set()``/``set_exception()``."""
+        reg._answer = gevent.event.AsyncResult()
+        _, message = reg._request(self.core)
+        self.send(message)
+
+    def close_transport(self, code: int) -> None:
+        try:
+            self.ws.close(code)
+        except Exception:  # closing an already broken socket
+            pass
+
+    # -- reading --------------------------------------------------------------------------
+
+    def serve(self) -> bool:
+        """Say HELLO and read until the connection ends; returns whether a session was established."""
+        self.send(self.core.hello())
+        deadline = gevent.spawn_later(self.peer.connect_timeout, self._join_deadline)
+        try:
+            self._read()
+        finally:
+            deadline.kill(block=False)
+        return bool(self.joined.is_set())
+
+    def _join_deadline(self) -> None:
+        if not self.joined.is_set():
+            log.warning("WAMP peer: no WELCOME from %s within %g s", self.peer.url, self.peer.connect_timeout)
+            self.close_transport(1000)
+
+    def _read(self) -> None:
+        receive = self.ws.receive
+        act = self.act
+        while True:
+            try:
+                data = receive()
+            except TransportError:
+                return
+            if data is None:
+                return
+            try:
+                actions = self.core.receive(self.decode(data))
+            except ProtocolError as exc:
+                log.error("WAMP peer: protocol violation by the router: %s", exc)
+                for action in self.core.abort("wamp.error.protocol_violation", str(exc)):
+                    act(action)
+                self.close_transport(exc.close_code)
+                return
+            for action in actions:
+                act(action)
+            if self.closed.is_set():
+                return
+
+    def decode(self, data: str | bytes) -> list[t.Any]:
+        """The one place a message from the router is decoded (raises a ProtocolError)."""
+        return self.serializer.loads(data)
+
+    def lost(self, message: str) -> None:
+        """The transport is gone: end the session, failing whatever still waits for an answer."""
+        if self.core.state is not peercore.PeerState.CLOSED:
+            closed = self.core.connection_lost(message)
+            self.closed.set()
+            _fail_pending(closed.pending, closed.reason, closed.message)
+
+    # -- the core's actions, one handler each ---------------------------------------------
+
+    def act(self, action: t.Any) -> None:
+        self.ACTIONS[type(action)](self, action)
+
+    def _on_result(self, action: peercore.Result) -> None:
+        value = peercore.result_value(action.args, action.kwargs)
+        if action.progress:
+            progress = getattr(action.token, "progress", None)
+            if progress is not None:
+                progress(value)
+        else:
+            action.token.set(value)
+
+    def _on_failed(self, action: peercore.Failed) -> None:
+        action.token.set_exception(_application_error(action.error, action.args, action.kwargs))
+
+    def _on_registered(self, action: peercore.Registered) -> None:
+        action.token.set(action.registration_id)
+
+    def _on_subscribed(self, action: peercore.Subscribed) -> None:
+        action.token.set(action.subscription_id)
+
+    def _on_done(self, action: peercore.Unregistered | peercore.Unsubscribed) -> None:
+        if action.token is not None:
+            action.token.set(None)
+
+    def _on_published(self, action: peercore.Published) -> None:
+        if action.token is not None:
+            action.token.set(action.publication_id)
+
+    def _on_send(self, action: peercore.Send) -> None:
+        self._send_quietly(action.message)
+
+    def _on_invoke(self, action: peercore.Invoke) -> None:
+        if self.peer.handlers.submit(self._invoke, action):
+            return
+        pool = self.peer.handlers
+        log.error("WAMP peer: %d handlers busy and %d waiting; refusing a call to %r",
+                  pool.concurrency, pool.backlog, action.details.procedure)
+        self._send_quietly(self.core.invocation_error(action.request_id, "wamp.error.unavailable",
+                                                      ["the server is overloaded; retry later"]))
+
+    def _on_deliver(self, action: peercore.Deliver) -> None:
+        pool = self.peer.handlers
+        for handler in action.handlers:
+            if not pool.submit(_deliver, handler, action):
+                log.error("WAMP peer: %d handlers busy and %d waiting; dropping an event on %r",
+                          pool.concurrency, pool.backlog, action.details.topic)
+
+    def _on_interrupt(self, action: peercore.Interrupt) -> None:
+        greenlet = self._running.pop(action.request_id, None)
+        if greenlet is not None:
+            greenlet.kill(block=False)
+
+    def _on_joined(self, action: peercore.Joined) -> None:
+        details = action.details
+        log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.peer.realm,
+                 details.get("authid"), details.get("authrole"), action.session_id)
+        self.joined.set()
+        gevent.spawn(self._restore)
+
+    def _on_closed(self, action: peercore.Closed) -> None:
+        self.closed.set()
+        self.peer._session_closed(self)
+        level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
+        log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
+        _fail_pending(action.pending, action.reason, action.message)
+        if action.aborted and not self.joined.is_set():
+            self.close_transport(1000)
+
+    def _on_revoked(self, action: peercore.Revoked) -> None:
+        for token in action.tokens:
+            token.id = None
+        log.warning("WAMP peer: the router removed %s %s (%s)", action.kind,
+                    ", ".join(repr(token.uri) for token in action.tokens), action.reason)
+
+    ACTIONS: t.ClassVar[dict[type, t.Callable[[PeerConnection, t.Any], None]]] = {
+        peercore.Result: _on_result,
+        peercore.Failed: _on_failed,
+        peercore.Registered: _on_registered,
+        peercore.Subscribed: _on_subscribed,
+        peercore.Unregistered: _on_done,
+        peercore.Unsubscribed: _on_done,
+        peercore.Published: _on_published,
+        peercore.Send: _on_send,
+        peercore.Invoke: _on_invoke,
+        peercore.Deliver: _on_deliver,
+        peercore.Interrupt: _on_interrupt,
+        peercore.Joined: _on_joined,
+        peercore.Closed: _on_closed,
+        peercore.Revoked: _on_revoked,
+    }
+
+    # -- a new session: register and subscribe everything again ---------------------------
+
+    def _restore(self) -> None:
+        """(Re-)register and (re-)subscribe everything on a new session, then mark the peer ready."""
+        peer = self.peer
+        pending = []
+        for reg in peer.handles():
+            try:
+                self.send_request(reg)
+            except BridgeError:
+                break
+            pending.append(reg)
+        for reg in pending:
+            assert reg._answer is not None
+            try:
+                reg._answer.get(timeout=peer.connect_timeout)
+            except gevent.Timeout:
+                log.error("WAMP peer: no answer registering %r", reg.uri)
+            except BridgeError as exc:
+                log.error("WAMP peer: cannot %s %r: %s", reg.verb, reg.uri, exc)
+        peer._session_ready(self)
+
+    # -- running a procedure --------------------------------------------------------------
+
+    def _invoke(self, action: peercore.Invoke) -> None:
+        request_id = action.request_id
+        core = self.core
+        if not core.invocation_active(request_id):
+            return  # interrupted while it waited in the backlog
+        details = action.details
+        if details.receive_progress:
+            details = dataclasses.replace(details, progress=_ProgressSender(self, request_id))
+        reg: Registration = action.handler
+        self._running[request_id] = gevent.getcurrent()
+        token = current.set(details)
+        try:
+            value = reg.fn(*action.args, **action.kwargs)
+        except gevent.GreenletExit:
+            log.info("WAMP peer: call to %r interrupted by the caller", details.procedure)
+            return
+        except Exception as exc:
+            message = core.invocation_error(request_id, *self._error_payload(exc, details.procedure))
+        else:
+            message = core.yield_(request_id, *peercore.yield_payload(value))
+        finally:
+            current.reset(token)
+            self._running.pop(request_id, None)
+        if message is None:
+            return
+        try:
+            data = self._dumps(message)
+        except LocalProtocolError as exc:  # the return value cannot be serialized
+            data = self._dumps(peercore.invocation_error_message(
+                request_id, *self._error_payload(exc, details.procedure)))
+        try:
+            self.send_data(data)
+        except TransportError as exc:
+            log.warning("WAMP peer: could not answer a call to %r: %s", details.procedure, exc)
+
+    def _error_payload(self, exc: BaseException, procedure: str) -> tuple[str, list[t.Any], dict[str, t.Any]]:
+        if isinstance(exc, ApplicationError):
+            log.debug("WAMP peer: %r answered with %s", procedure, exc.error)
+            return exc.error, list(exc.args), dict(exc.kwargs)
+        uri = getattr(type(exc), "uri", None)
+        if isinstance(uri, str) and uri:
+            log.debug("WAMP peer: %r answered with %s", procedure, uri)
+            return uri, list(exc.args), {}
+        log.error("WAMP peer: procedure %r raised", procedure, exc_info=exc)
+        if self.peer.debug:
+            return "wamp.error.runtime_error", [f"{type(exc).__name__}: {exc}"], {
+                "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
+        return "wamp.error.runtime_error", ["the procedure failed; the server log has the details"], {}
+
+
+def _deliver(sub: Registration, action: peercore.Deliver) -> None:
+    token = current.set(action.details)
+    try:
+        sub.fn(*action.args, **action.kwargs)
+    except Exception:
+        log.exception("WAMP peer: event handler for %r raised", action.details.topic)
+    finally:
+        current.reset(token)
+
+
+def _fail_pending(tokens: tuple[t.Any, ...], reason: str, message: str) -> None:
+    for token in tokens:
+        token.set_exception(ConnectionClosed(
+            f"the WAMP session ended before the answer came ({reason}{': ' + message if message else ''}); "
+            "the call may or may not have run", reason=reason))
+
+
+def _application_error(error: str, args: list[t.Any], kwargs: dict[str, t.Any]) -> ApplicationError:
+    # set after construction: a WAMP kwarg may be called "error"
+    exc = ApplicationError(error)
+    exc.args = tuple(args)
+    exc.kwargs = dict(kwargs)
+    return exc
+
+
+class _ProgressSender:
+    """``details.progress(*args, **kwargs)``: send one progressive result of this invocation."""
+
+    __slots__ = ("_conn", "_request_id")
+
+    def __init__(self, conn: PeerConnection, request_id: int) -> None:
+        self._conn = conn
+        self._request_id = request_id
+
+    def __call__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        message = self._conn.core.yield_(self._request_id, args, kwargs, progress=True)
+        if message is None:
+            raise NotConnected("the call was canceled or the session ended; stop sending progress")
+        self._conn.send(message)

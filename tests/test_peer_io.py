@@ -1,0 +1,176 @@
+"""The peer's IO loop in process: socket pairs and a scripted router (no Crossbar).
+
+Reconnect with re-registration, the join and call timeouts, cancel (a killed
+caller, an INTERRUPT from the router) and shutdown, each over real frames.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import gevent
+import gevent.event
+import pytest
+from pair_router import CALL
+from pair_router import CANCEL
+from pair_router import ERROR
+from pair_router import GOODBYE
+from pair_router import HELLO
+from pair_router import INTERRUPT
+from pair_router import INVOCATION
+from pair_router import REGISTER
+from pair_router import YIELD
+from pair_router import PairRouter
+
+from flask_wamp_bridge.errors import CallTimeout
+from flask_wamp_bridge.errors import ConnectionClosed
+from flask_wamp_bridge.errors import NotConnected
+from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
+from flask_wamp_bridge.wamp.peer import Peer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def router() -> t.Iterator[PairRouter]:
+    scripted = PairRouter(answers={"app.ping": "pong"})
+    yield scripted
+    scripted.close()
+
+
+@pytest.fixture
+def make_peer() -> t.Iterator[t.Callable[..., Peer]]:
+    peers: list[Peer] = []
+
+    def make(router: PairRouter, **options: t.Any) -> Peer:
+        options = {"connect_timeout": 2.0, "call_timeout": 5.0, "reconnect_initial": 0.01,
+                   "reconnect_max": 0.05, **options}
+        peer = Peer("ws://scripted.invalid/ws", "realm1", AnonymousAuth(), connect=router.connect, **options)
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        peer.stop(timeout=1.0)
+
+
+def test_peer_io_joins_and_calls_over_the_seam(router: PairRouter, make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router)
+    assert peer.wait_ready(5)
+    assert peer.session_id == 1000
+    assert peer.call("app.ping") == "pong"
+    end = router.ends[0]
+    assert [m[0] for m in end.received] == [HELLO, CALL]
+    assert end.received[1][3] == "app.ping"
+
+
+def test_peer_io_reconnects_and_registers_again(router: PairRouter, make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router)
+    assert peer.wait_ready(5)
+    reg = peer.register("app.add", lambda a, b: a + b)
+    first = router.next_connection()
+    assert first.expect(REGISTER)[3] == "app.add"
+    first_id = reg.id
+    first.drop()
+    second = router.next_connection()
+    assert second.expect(REGISTER)[3] == "app.add"
+    assert peer.wait_ready(5)
+    assert reg.id is not None and reg.id != first_id
+    second.send([INVOCATION, 7, reg.id, {}, [2, 3]])
+    assert second.expect(YIELD)[1:] == [7, {}, [5]]
+
+
+def test_peer_io_retries_refused_connections(make_peer: t.Callable[..., Peer]) -> None:
+    router = PairRouter(refuse=2)
+    try:
+        peer = make_peer(router)
+        assert peer.wait_ready(5)
+        assert router.attempts == 3
+    finally:
+        router.close()
+
+
+def test_peer_io_join_timeout_closes_and_tries_again(make_peer: t.Callable[..., Peer]) -> None:
+    router = PairRouter(welcome=False)
+    try:
+        peer = make_peer(router, connect_timeout=0.2)
+        peer.start()
+        first = router.next_connection()
+        first.expect(HELLO)
+        assert first.ws.wait_closed(5)  # the peer gave up waiting for WELCOME
+        router.next_connection().expect(HELLO)
+        with pytest.raises(NotConnected):
+            peer.call("app.ping")
+    finally:
+        router.close()
+
+
+def test_peer_io_call_timeout_cancels(router: PairRouter, make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router, cancel_mode="kill")
+    assert peer.wait_ready(5)
+    with pytest.raises(CallTimeout):
+        peer.call_with("app.silent", timeout=0.1)
+    end = router.ends[0]
+    call = end.expect(CALL)
+    cancel = end.expect(CANCEL)
+    assert cancel[1] == call[1] and cancel[2] == {"mode": "kill"}
+
+
+def test_peer_io_killed_caller_cancels(router: PairRouter, make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router)
+    assert peer.wait_ready(5)
+    caller = gevent.spawn(peer.call, "app.silent")
+    end = router.ends[0]
+    call = end.expect(CALL)
+    caller.kill()
+    assert end.expect(CANCEL)[1] == call[1]
+
+
+def test_peer_io_interrupt_kills_the_invocation(router: PairRouter, make_peer: t.Callable[..., Peer]) -> None:
+    started, finished = gevent.event.Event(), gevent.event.Event()
+
+    def slow() -> str:
+        started.set()
+        try:
+            gevent.sleep(30)
+        finally:
+            finished.set()
+        return "late"
+
+    peer = make_peer(router)
+    assert peer.wait_ready(5)
+    reg = peer.register("app.slow", slow)
+    end = router.ends[0]
+    end.send([INVOCATION, 9, reg.id, {}, []])
+    assert started.wait(5)
+    end.send([INTERRUPT, 9, {"mode": "kill"}])
+    assert finished.wait(5)
+    assert peer.call("app.ping") == "pong"  # a round trip: whatever the peer sent before has arrived
+    answers = [m for m in end.received if m[0] in (YIELD, ERROR)]
+    assert answers == [[ERROR, INVOCATION, 9, {}, "wamp.error.canceled"]]  # never the late "late"
+
+
+def test_peer_io_lost_connection_fails_pending_calls(router: PairRouter,
+                                                     make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router)
+    assert peer.wait_ready(5)
+    caller = gevent.spawn(peer.call, "app.silent")
+    end = router.ends[0]
+    end.expect(CALL)
+    end.drop()
+    with pytest.raises(ConnectionClosed):
+        caller.get(timeout=5)
+
+
+def test_peer_io_stop_says_goodbye_and_closes(router: PairRouter, make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router)
+    assert peer.wait_ready(5)
+    end = router.ends[0]
+    peer.stop(timeout=2.0)
+    assert end.expect(GOODBYE)[2] == "wamp.close.system_shutdown"
+    assert end.ws.wait_closed(5)
+    assert end.ws.close_code == 1001
+    assert not peer.started and not peer.is_connected
+    with pytest.raises(NotConnected):
+        peer.call("app.ping")
+    assert len(router.ends) == 1  # no reconnect after stop
