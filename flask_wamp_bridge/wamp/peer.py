@@ -37,6 +37,7 @@ import gevent
 import gevent.event
 import gevent.queue
 
+from .. import signals
 from ..errors import ApplicationError
 from ..errors import BridgeError
 from ..errors import CallTimeout
@@ -90,6 +91,7 @@ class Registration:
 
     #: What the log says this handle does ("register", "subscribe to").
     verb = "register"
+    kind = "register"
 
     def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
         self.peer = peer
@@ -129,6 +131,7 @@ class Subscription(Registration):
     """A topic handler the peer keeps subscribed (again after each reconnect)."""
 
     verb = "subscribe to"
+    kind = "subscribe"
 
     def unsubscribe(self, timeout: float | None = None) -> None:
         """Stop receiving this topic's events here (and do not subscribe again on reconnect)."""
@@ -223,6 +226,9 @@ class Peer:
         self._first_attempt: gevent.event.Event | None = None
         self._ready: gevent.event.Event | None = None
         self._wakeup: gevent.event.Event | None = None
+        #: Returns the sender of this peer's :mod:`~flask_wamp_bridge.signals` (None: the peer itself).
+        self.signal_sender: t.Callable[[], object] | None = None
+        self.joins = 0  # sessions established so far (a rejoin re-registers)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -446,13 +452,15 @@ class Peer:
     # -- callee / subscriber --------------------------------------------------------
 
     def register(self, uri: str, fn: t.Callable[..., t.Any], *, timeout: float | None = DEFAULT,
-                 **options: t.Any) -> Registration:
+                 report: bool = True, **options: t.Any) -> Registration:
         """Serve ``fn`` as procedure ``uri`` (REGISTER ``options``: ``match``, ``invoke``, ...).
 
         ``invoke`` defaults to the peer's policy (``"roundrobin"``), so every
         worker can register the same URI. Before the session is up this only
         records the registration; it is made (again) on every join. When
-        connected it waits for the router's answer.
+        connected it waits for the router's answer; with ``report=False`` a
+        refusal sends no :data:`~flask_wamp_bridge.signals.registration_failed`
+        (for a refusal that is expected).
 
         :raises ApplicationError: the router refused (e.g. not authorized).
         """
@@ -460,7 +468,7 @@ class Peer:
             options.setdefault("invoke", self.invoke)
         reg = Registration(self, uri, fn, options)
         self._registrations.append(reg)
-        self._sync(reg, timeout, remove_on_error=self._registrations)
+        self._sync(reg, timeout, remove_on_error=self._registrations, report=report)
         return reg
 
     def subscribe(self, topic: str, fn: t.Callable[..., t.Any], *, timeout: float | None = DEFAULT,
@@ -474,7 +482,8 @@ class Peer:
         self._sync(sub, timeout, remove_on_error=self._subscriptions)
         return sub
 
-    def _sync(self, reg: Registration, timeout: float | None, remove_on_error: list[t.Any]) -> None:
+    def _sync(self, reg: Registration, timeout: float | None, remove_on_error: list[t.Any],
+              report: bool = True) -> None:
         conn = self._conn
         if conn is None or not conn.core.is_established:
             return
@@ -485,10 +494,15 @@ class Peer:
             assert reg._answer is not None
             reg._answer.get(timeout=timeout)
         except gevent.Timeout:
-            raise CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; it is "
-                                    "registered again on the next reconnect") from None
-        except ApplicationError:
+            exc = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; it is "
+                                    "registered again on the next reconnect")
+            if report:
+                self.send_signal(signals.registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
+            raise exc from None
+        except ApplicationError as exc:
             remove_on_error.remove(reg)
+            if report:
+                self.send_signal(signals.registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
             raise
 
     def _release(self, reg: Registration, timeout: float | None) -> None:
@@ -512,6 +526,12 @@ class Peer:
         except gevent.Timeout:
             conn.core.forget(request[0])
             raise CallTimeout(None, f"the router did not answer unregistering {reg.uri!r} in time") from None
+
+    def send_signal(self, signal: t.Any, **kwargs: t.Any) -> None:
+        """Send one of :mod:`~flask_wamp_bridge.signals` from this peer."""
+        if signal.receivers:
+            sender = self.signal_sender
+            signals.send(signal, sender() if sender is not None else self, **kwargs)
 
     # -- the connection loop --------------------------------------------------------------
 

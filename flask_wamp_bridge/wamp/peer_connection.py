@@ -34,6 +34,11 @@ from ..errors import LocalProtocolError
 from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
+from ..signals import call_timed_out
+from ..signals import peer_joined
+from ..signals import peer_left
+from ..signals import peer_reregistered
+from ..signals import registration_failed
 from . import session as peercore
 from .messages import Serializer
 from .session import EventDetails
@@ -174,6 +179,7 @@ class PeerConnection:
         """Cancel a call that got no result in time; the error to raise."""
         mode = cancel_mode or self.peer.cancel_mode
         self.cancel_quietly(request_id, mode)
+        self.peer.send_signal(call_timed_out, procedure=procedure, timeout=timeout)
         return CallTimeout(
             None, f"call to {procedure!r} got no result within {timeout:g} s and was canceled ({mode}); "
                   "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
@@ -240,6 +246,8 @@ class PeerConnection:
         if self.core.state is not peercore.PeerState.CLOSED:
             closed = self.core.connection_lost(message)
             self.closed.set()
+            if self.joined.is_set():
+                self.peer.send_signal(peer_left, reason=closed.reason, message=closed.message)
             _fail_pending(closed.pending, closed.reason, closed.message)
 
     # -- the core's actions, one handler each ---------------------------------------------
@@ -302,6 +310,9 @@ class PeerConnection:
         log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.peer.realm,
                  details.get("authid"), details.get("authrole"), action.session_id)
         self.joined.set()
+        self.peer.joins += 1
+        self.peer.send_signal(peer_joined, session_id=action.session_id, authid=details.get("authid"),
+                              authrole=details.get("authrole"))
         gevent.spawn(self._restore)
 
     def _on_closed(self, action: peercore.Closed) -> None:
@@ -310,6 +321,8 @@ class PeerConnection:
         level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
         log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
         _fail_pending(action.pending, action.reason, action.message)
+        if self.joined.is_set():
+            self.peer.send_signal(peer_left, reason=action.reason, message=action.message)
         if action.aborted and not self.joined.is_set():
             self.close_transport(1000)
 
@@ -342,6 +355,7 @@ class PeerConnection:
         """(Re-)register and (re-)subscribe everything on a new session, then mark the peer ready."""
         peer = self.peer
         pending = []
+        rejoin = peer.joins > 1
         for reg in peer.handles():
             try:
                 self.send_request(reg)
@@ -354,8 +368,14 @@ class PeerConnection:
                 reg._answer.get(timeout=peer.connect_timeout)
             except gevent.Timeout:
                 log.error("WAMP peer: no answer registering %r", reg.uri)
+                peer.send_signal(registration_failed, uri=reg.uri, kind=reg.kind,
+                                 error=CallTimeout(None, f"no answer registering {reg.uri!r}"))
             except BridgeError as exc:
                 log.error("WAMP peer: cannot %s %r: %s", reg.verb, reg.uri, exc)
+                peer.send_signal(registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
+        if rejoin and self.core.is_established:
+            peer.send_signal(peer_reregistered, session_id=self.core.session_id,
+                             uris=[reg.uri for reg in pending if reg.id is not None])
         peer._session_ready(self)
 
     # -- running a procedure --------------------------------------------------------------
