@@ -4,12 +4,15 @@ The extension attaches :data:`wamp_cli` with ``app.cli.add_command(wamp_cli)``:
 
 - ``flask wamp config [--output FILE]`` prints (or writes) the generated config JSON;
 - ``flask wamp router [--cbdir DIR]`` writes it to ``DIR/config.json`` and runs
-  Crossbar in the foreground until Ctrl-C.
+  Crossbar in the foreground until Ctrl-C;
+- ``flask wamp run`` runs the app as a WAMP component: its peer alone, no HTTP,
+  in the foreground with gevent, until Ctrl-C or SIGTERM (it then leaves with GOODBYE).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -88,3 +91,23 @@ def router_command(cbdir: Path) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.exit(0 if code in (0, -signal.SIGINT, -signal.SIGTERM) else code)
+
+
+@wamp_cli.command("run")
+def run_command() -> None:
+    """Run the app's WAMP peer alone (no HTTP) until Ctrl-C or SIGTERM, then say GOODBYE.
+
+    Handlers doing blocking IO need gevent's monkey-patching:
+    ``python -m gevent.monkey -m flask --app APP wamp run``.
+    """
+    from .component.run import run_component  # imports gevent
+
+    state = current_app.extensions.get("wamp_bridge")
+    if state is None:
+        raise click.ClickException("this app has no WampBridge: call bridge.init_app(app)")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_component(state)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
