@@ -2,7 +2,7 @@
 
 ::
 
-    python -m examples.run [--port 8000] [--workers 2] [--host 127.0.0.1]
+    python -m examples.run [--port 8000] [--workers 2] [--host 127.0.0.1] [--access-log]
 
 1. Makes per-run secrets (``SECRET_KEY``, ``WAMP_BRIDGE_PEER_SECRET``) unless
    the environment sets them, and picks a free loopback port for the router
@@ -10,7 +10,8 @@
 2. Writes the Crossbar config generated from the example app's own settings
    into ``.crossbar-run/`` (git-ignored) and starts Crossbar.
 3. Starts ``gunicorn -k flask_wamp_bridge.worker examples.app:app`` and prints
-   the URL once the page answers.
+   the URL, as its last line, once every worker answers (no per-request log
+   unless ``--access-log``).
 4. On Ctrl-C or SIGTERM stops gunicorn, then Crossbar (each by its PID), and
    exits 0. If either dies on its own, the other is stopped and the exit code is 1.
 """
@@ -50,6 +51,7 @@ def parse_args(argv: t.Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--run-dir", default=str(REPO_ROOT / ".crossbar-run"),
                         help="where the generated Crossbar config, its log and the board's database go "
                              "(default .crossbar-run/ in the repository)")
+    parser.add_argument("--access-log", action="store_true", help="log every HTTP request (gunicorn's access log)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -115,7 +117,8 @@ def _wait_for_workers(url: str, workers: int, timeout: float) -> None:
             with urllib.request.urlopen(url + "api/me", timeout=5) as response:
                 seen.add(json.loads(response.read())["worker"])
         except (urllib.error.URLError, OSError, ValueError, KeyError):
-            time.sleep(0.2)
+            pass
+        time.sleep(0.1)  # the kernel picks the worker: ask again shortly, without flooding it
 
 
 def _stop_gunicorn(proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> None:
@@ -182,7 +185,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             "--bind", f"{args.host}:{args.port}",
             "--workers", str(args.workers),
             "--no-control-socket",
-            "--access-logfile", "-",
+            *(["--access-logfile", "-"] if args.access_log else []),
             "examples.app:app",
         ]
         child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
@@ -195,8 +198,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         starting = False
         if stop.is_set():
             raise _Stop()
-        print(f"\n  Live board: {url}\n  Open it in two browser windows and log in as two users. "
-              "Ctrl-C stops.\n", flush=True)
+        # the URL is the last line: nothing is logged per request unless --access-log
+        print(f"\n  Open the live board in two browser windows and log in as two users; Ctrl-C stops."
+              f"\n  Live board: {url}", flush=True)
         while not stop.wait(0.5):
             if gunicorn.poll() is not None:
                 print(f"gunicorn exited with code {gunicorn.returncode}; stopping Crossbar", file=sys.stderr)

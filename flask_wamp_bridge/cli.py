@@ -3,10 +3,15 @@
 The extension attaches :data:`wamp_cli` with ``app.cli.add_command(wamp_cli)``:
 
 - ``flask wamp config [--output FILE]`` prints (or writes) the generated config JSON;
-- ``flask wamp router [--cbdir DIR]`` writes it to ``DIR/config.json`` and runs
-  Crossbar in the foreground until Ctrl-C;
+- ``flask wamp router [--cbdir DIR] [--config FILE]`` runs Crossbar in the
+  foreground until Ctrl-C: with ``--config``, on that file as it is (e.g. the
+  one ``flask wamp config -o FILE`` wrote, edited or not); without it, on a
+  config generated afresh into ``DIR/config.json``;
 - ``flask wamp run`` runs the app as a WAMP component: its peer alone, no HTTP,
   in the foreground with gevent, until Ctrl-C or SIGTERM (it then leaves with GOODBYE).
+
+Crossbar is looked up by :func:`~flask_wamp_bridge.router.process.find_crossbar`:
+first in the app's own environment (``pip install "Flask-WAMP-Bridge[router]"``).
 """
 
 from __future__ import annotations
@@ -65,18 +70,31 @@ def config_command(output: Path | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".crossbar-run"),
     show_default=True,
-    help="Crossbar node directory (config.json, keys, node.pid).",
+    help="Crossbar node directory (keys, node.pid; config.json unless --config).",
 )
-def router_command(cbdir: Path) -> None:
-    """Run Crossbar in the foreground with the generated config (Ctrl-C stops it)."""
-    config = _config()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Run this config file (e.g. written by `flask wamp config -o`) instead of generating one.",
+)
+def router_command(cbdir: Path, config_file: Path | None) -> None:
+    """Run Crossbar in the foreground (Ctrl-C stops it) with the generated config or --config FILE."""
     try:
         crossbar = find_crossbar()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    save_config(config, cbdir / "config.json")
-    click.echo(f"starting Crossbar ({crossbar}) with {cbdir / 'config.json'}", err=True)
-    proc = subprocess.Popen([crossbar, "start", "--cbdir", str(cbdir)])
+    command = [crossbar, "start", "--cbdir", str(cbdir)]
+    if config_file is None:
+        config_file = cbdir / "config.json"
+        save_config(_config(), config_file)
+    else:
+        cbdir.mkdir(parents=True, exist_ok=True)
+        config_file = config_file.resolve()
+        command += ["--config", str(config_file)]
+    click.echo(f"starting Crossbar ({crossbar}) with {config_file}", err=True)
+    proc = subprocess.Popen(command)
     # Ctrl-C reaches Crossbar too (same process group); SIGTERM is passed on.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
     try:

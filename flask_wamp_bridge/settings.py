@@ -381,8 +381,8 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 #: ``WAMP_BRIDGE_*`` names read from the environment only, never from ``app.config``: the
-#: worker's request-head timeout and the path of ``crossbar`` (see the README).
-ENVIRONMENT_ONLY = frozenset({"WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_CROSSBAR"})
+#: worker's request-head timeout, the path of ``crossbar`` and the test plugin's port range (see the README).
+ENVIRONMENT_ONLY = frozenset({"WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_CROSSBAR", "WAMP_BRIDGE_TEST_PORTS"})
 
 #: ``{key: default}`` of every setting (read-only).
 DEFAULTS: t.Mapping[str, t.Any] = types.MappingProxyType({s.key: s.default for s in SETTINGS})

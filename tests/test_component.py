@@ -303,7 +303,7 @@ def test_component_every_runs_once_across_three_workers_and_survives_kill_9(
         server.stop()
     ticks = records(record, "tick")
     ordered = sorted(ticks, key=lambda r: r["start"])
-    overlaps = [(a, b) for a, b in zip(ordered, ordered[1:]) if b["start"] < a["end"]]
+    overlaps = [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if b["start"] < a["end"]]
     assert overlaps == []
     runners_before = {r["pid"] for r in ticks[:before]}
     assert runners_before == {holder}  # one runner at a time, no second one while it lived

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -371,25 +372,82 @@ def test_find_crossbar_order(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -
     on_path = _executable(tmp_path / "bin" / "crossbar")
     local = _executable(tmp_path / "repo" / ".crossbar-venv" / "bin" / "crossbar")
     from_env = _executable(tmp_path / "elsewhere" / "crossbar")
+    beside_python = tmp_path / "appenv" / "bin" / "crossbar"
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "appenv" / "bin" / "python"))
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     monkeypatch.chdir(tmp_path / "repo")
     monkeypatch.setenv("WAMP_BRIDGE_CROSSBAR", from_env)
     assert find_crossbar() == from_env
     monkeypatch.delenv("WAMP_BRIDGE_CROSSBAR")
     assert find_crossbar() == local
+    _executable(beside_python)  # installed into the app's own environment: that one wins
+    assert find_crossbar() == str(beside_python)
+    beside_python.unlink()
     monkeypatch.chdir(tmp_path)
     assert find_crossbar() == on_path
 
 
-def test_find_crossbar_missing_says_how_to_fix(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_crossbar_missing_names_the_pip_command(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WAMP_BRIDGE_CROSSBAR", raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="scripts/setup-crossbar"):
+    with pytest.raises(ConfigError, match=re.escape('pip install "Flask-WAMP-Bridge[router]"')):
         find_crossbar()
     monkeypatch.setenv("WAMP_BRIDGE_CROSSBAR", str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="WAMP_BRIDGE_CROSSBAR"):
         find_crossbar()
+
+
+def _recording_crossbar(tmp_path: t.Any) -> tuple[str, t.Any]:
+    """A fake ``crossbar`` that records its arguments and the config it was given, then exits 0."""
+    record = tmp_path / "record.json"
+    script = tmp_path / "fake" / "crossbar"
+    script.parent.mkdir()
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "args = sys.argv[1:]\n"
+        "cbdir = args[args.index('--cbdir') + 1]\n"
+        "config = args[args.index('--config') + 1] if '--config' in args else 'config.json'\n"
+        "with open(os.path.join(cbdir, config)) as f: used = json.load(f)\n"
+        f"json.dump({{'args': args, 'config': used}}, open({str(record)!r}, 'w'))\n"
+    )
+    script.chmod(0o755)
+    return str(script), record
+
+
+def test_cli_router_runs_the_written_config_when_told(
+    cli_app: Flask, tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crossbar, record = _recording_crossbar(tmp_path)
+    monkeypatch.setenv("WAMP_BRIDGE_CROSSBAR", crossbar)
+    written = tmp_path / "crossbar" / "config.json"
+    runner = cli_app.test_cli_runner()
+    assert runner.invoke(args=["wamp", "config", "-o", str(written)]).exit_code == 0
+    edited = json.loads(written.read_text())
+    edited["controller"] = {"id": "edited-by-hand"}
+    written.write_text(json.dumps(edited))
+
+    result = runner.invoke(args=["wamp", "router", "--config", str(written), "--cbdir", str(tmp_path / "node")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(record.read_text())["config"] == edited  # the file as written, not a regenerated one
+
+    result = runner.invoke(args=["wamp", "router", "--cbdir", str(tmp_path / "node")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(record.read_text())["config"] == make_config(cli_app.config)
+
+
+def test_cli_router_without_crossbar_names_the_pip_command(
+    cli_app: Flask, tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WAMP_BRIDGE_CROSSBAR", raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = cli_app.test_cli_runner().invoke(args=["wamp", "router"])
+    assert result.exit_code == 1
+    assert 'pip install "Flask-WAMP-Bridge[router]"' in result.output
 
 
 @pytest.fixture

@@ -432,6 +432,9 @@ def test_example_runner_serves_the_page_and_stops_cleanly(tmp_path: Path, crossb
         started = _descendants(runner.pid)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT) as page:
             assert page.status == 200 and b"Live board" in page.read()
+        lines = [line for line in output.read_text().splitlines() if line.strip()]
+        assert lines[-1].strip() == f"Live board: http://127.0.0.1:{port}/", lines[-5:]  # last, and quiet
+        assert "/api/me" not in output.read_text()
         assert json.loads((run_dir / "config.json").read_text())["workers"][0]["realms"][0]["name"] == "example"
         assert len(started) >= 5  # Crossbar's controller and router, gunicorn's master and its 2 workers
 

@@ -30,6 +30,9 @@ LIGHT_MODULES = [
     "flask_wamp_bridge.cli",
     "flask_wamp_bridge.websocket.frames",
     "flask_wamp_bridge.websocket.lifecycle",
+    "flask_wamp_bridge.testing",
+    "flask_wamp_bridge.testing.bridge_client",
+    "flask_wamp_bridge.testing.ports",
 ]
 
 

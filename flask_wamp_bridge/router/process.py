@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import typing as t
 from pathlib import Path
@@ -28,6 +29,7 @@ from .config import save_config
 
 __all__ = [
     "CROSSBAR_ENV",
+    "INSTALL_HINT",
     "find_crossbar",
     "CrossbarProcess",
 ]
@@ -35,30 +37,43 @@ __all__ = [
 #: Environment variable naming the ``crossbar`` executable (checked first by :func:`find_crossbar`).
 CROSSBAR_ENV = "WAMP_BRIDGE_CROSSBAR"
 
+#: How a pip user gets Crossbar into the app's own environment.
+INSTALL_HINT = 'pip install "Flask-WAMP-Bridge[router]"'
+
 
 def find_crossbar() -> str:
     """Path of the ``crossbar`` executable.
 
-    Looks at ``$WAMP_BRIDGE_CROSSBAR``, then ``./.crossbar-venv/bin/crossbar``,
-    then ``crossbar`` on ``PATH``.
+    Looks at ``$WAMP_BRIDGE_CROSSBAR``, then next to the running Python (the
+    app's own environment, where ``pip install "Flask-WAMP-Bridge[router]"``
+    puts it), then ``./.crossbar-venv/bin/crossbar`` (the repository's own
+    setup), then ``crossbar`` on ``PATH``.
 
-    :raises ConfigError: none found.
+    :raises ConfigError: none found; the message names the pip command.
     """
     env = os.environ.get(CROSSBAR_ENV)
     if env:
-        if os.path.isfile(env) and os.access(env, os.X_OK):
+        if _is_executable(Path(env)):
             return env
         raise ConfigError(f"${CROSSBAR_ENV} is {env!r}, which is not an executable file: fix or unset it")
-    local = Path.cwd() / ".crossbar-venv" / "bin" / "crossbar"
-    if local.is_file() and os.access(local, os.X_OK):
-        return str(local)
+    candidates = (
+        Path(sys.executable).parent / "crossbar",  # not resolved: a venv's python is a symlink
+        Path.cwd() / ".crossbar-venv" / "bin" / "crossbar",
+    )
+    for candidate in candidates:
+        if _is_executable(candidate):
+            return str(candidate)
     found = shutil.which("crossbar")
     if found:
         return found
     raise ConfigError(
-        "Crossbar.io was not found: run scripts/setup-crossbar in the repository root (creates "
-        f".crossbar-venv/), or set ${CROSSBAR_ENV} to the path of the crossbar executable"
+        f"Crossbar.io was not found: install it into this environment with `{INSTALL_HINT}` "
+        f"(Python >= 3.11), or set ${CROSSBAR_ENV} to the path of a crossbar executable"
     )
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
 
 
 class _Probe(t.NamedTuple):

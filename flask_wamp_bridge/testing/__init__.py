@@ -18,6 +18,19 @@ Fixtures:
 ``wamp_client``
     A factory, ``wamp_client(router, authid=..., secret=..., ticket=...)``,
     returning a connected :class:`WampClient` (closed after the test).
+``wamp_bridge_settings``
+    ``crossbar_router.settings`` (a fresh dict per test): pass it to your app
+    factory so ``init_app`` points the app at the test router.
+``bridge_client``
+    A factory, ``bridge_client(app, serializer="json")``, returning a
+    :class:`~flask_wamp_bridge.testing.bridge_client.BridgeClient`: a browser
+    that logs in over HTTP (``login(...)``) and calls, subscribes and publishes
+    through the app's ``/wamp``. The app is served by a real gunicorn with the
+    bridge's worker (one per app and test, see
+    :class:`~flask_wamp_bridge.testing.bridge_client.BridgeServer`).
+
+Ports: fixtures use free loopback ports, from ``wamp_bridge_ports = LOW-HIGH``
+in the pytest configuration or ``$WAMP_BRIDGE_TEST_PORTS`` when set.
 
 When no ``crossbar`` executable is found (see
 :func:`~flask_wamp_bridge.router.process.find_crossbar`) these tests are skipped,
@@ -33,7 +46,6 @@ WAMP-CRA principal :data:`TESTER_AUTHID` / :data:`TESTER_SECRET` (role
 from __future__ import annotations
 
 import os
-import socket
 import typing as t
 
 import pytest
@@ -41,9 +53,16 @@ import pytest
 from ..errors import ConfigError
 from ..router.process import CrossbarProcess
 from ..router.process import find_crossbar
+from .bridge_client import BridgeClient
+from .bridge_client import BridgeServer
 from .client import TESTER_AUTHID as TESTER_AUTHID
 from .client import TESTER_SECRET as TESTER_SECRET
 from .client import WampClient as WampClient
+from .ports import free_port as free_port
+from .ports import set_port_range
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
 
 __all__ = [
     "TEST_PEER_AUTHID",
@@ -58,19 +77,16 @@ __all__ = [
     "crossbar_router",
     "fresh_crossbar_router",
     "wamp_client",
+    "wamp_bridge_settings",
+    "bridge_client",
+    "BridgeClient",
+    "BridgeServer",
 ]
 
 #: The app peer's WAMP-CRA login on test routers.
 TEST_PEER_AUTHID = "flask-app"
 TEST_PEER_SECRET = "test-peer-secret-not-for-production"
 _START_TIMEOUT = 90.0  # Crossbar takes ~5-10 s alone, more on a busy 2-core machine
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def router_settings(port: int, **overrides: t.Any) -> dict[str, t.Any]:
@@ -152,11 +168,56 @@ def wamp_client() -> t.Iterator[t.Callable[..., WampClient]]:
             client.close()
 
 
+@pytest.fixture
+def wamp_bridge_settings(crossbar_router: CrossbarProcess) -> dict[str, t.Any]:
+    """The ``WAMP_BRIDGE_*`` settings that point an app at the test router (a copy per test)."""
+    assert crossbar_router.settings is not None
+    return dict(crossbar_router.settings)
+
+
+@pytest.fixture
+def bridge_client(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Callable[..., BridgeClient]]:
+    """Factory: ``bridge_client(app)`` serves ``app`` with gunicorn and returns a browser-like client.
+
+    Each call returns a new client (its own cookies and WAMP session); the
+    server is started once per app object and test, and stopped after it.
+    """
+    servers: dict[int, BridgeServer] = {}
+    clients: list[BridgeClient] = []
+
+    def make(app: Flask, *, serializer: str = "json", workers: int = 1) -> BridgeClient:
+        server = servers.get(id(app))
+        if server is None:
+            log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+            server = BridgeServer(app, log, tester=(TESTER_AUTHID, TESTER_SECRET), workers=workers)
+            servers[id(app)] = server.start()
+        client = BridgeClient(server.url, wamp_path=app.config["WAMP_BRIDGE_PATH"],
+                              realm=app.config["WAMP_BRIDGE_REALM"], serializer=serializer)
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            client.close()
+        for server in servers.values():
+            server.stop()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini("wamp_bridge_ports", "LOW-HIGH: loopback ports the flask_wamp_bridge fixtures may use", default="")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    set_port_range(config.getini("wamp_bridge_ports") or None)
     config.addinivalue_line("markers", "crossbar: needs a real Crossbar router (flask_wamp_bridge.testing)")
+
+
+_ROUTER_FIXTURES = {"crossbar_executable", "crossbar_router", "fresh_crossbar_router", "wamp_bridge_settings"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if {"crossbar_executable", "crossbar_router", "fresh_crossbar_router"} & set(getattr(item, "fixturenames", ())):
+        if _ROUTER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.crossbar)
