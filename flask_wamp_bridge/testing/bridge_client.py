@@ -33,7 +33,7 @@ from .ports import free_port
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
 
-    from . import WampClient
+    from .client import WampClient
 
 __all__ = ["BridgeServer", "BridgeClient", "HttpResponse", "Events"]
 
@@ -143,7 +143,7 @@ class BridgeServer:
 
     def _wait_for_peer(self, deadline: float) -> None:
         """Until the router has every procedure and topic of the app's peer, from each worker."""
-        from . import WampClient
+        from .client import WampClient
 
         state = self.app.extensions.get("wamp_bridge")
         if state is None:
@@ -340,7 +340,7 @@ class BridgeClient:
 
     def join(self) -> WampClient:
         """Open the WAMP session through the app's endpoint (if not open), as the logged-in user."""
-        from . import WampClient
+        from .client import WampClient
 
         if self.session is not None and self.session.connected:
             return self.session

@@ -567,9 +567,7 @@ class Peer:
             self._wakeup.wait(delay)
 
     def _connect(self) -> PeerConnection:
-        connect = self._open
-        if connect is None:
-            connect = t.cast(Connector, default_connect)
+        connect = self._open or t.cast(Connector, default_connect)
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
                          max_message_size=self.max_message_size)
