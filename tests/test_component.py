@@ -335,3 +335,43 @@ def test_component_mode_flask_wamp_run_serves_and_leaves_with_goodbye(
     assert proc.returncode == 0, output
     assert any(f"session closed: {reply}" in output for reply in GOODBYE_REPLIES), output
     assert [line["name"] for line in records(record, "signal")].count("peer_left") == 1
+
+
+@pytest.mark.timeout(180)
+def test_component_browser_sessions_send_signals_and_see_validation_errors(
+    crossbar_router: CrossbarProcess, tmp_path: Path,
+) -> None:
+    from flask_wamp_bridge.testing import BridgeClient
+
+    prefix = "app.browser"
+    record = tmp_path / "record.jsonl"
+    env = component_env(crossbar_router, prefix, record)
+    with GunicornProcess("tests.apps.component_app:app", env=env) as server:
+        browser = BridgeClient(server.url, realm=crossbar_router.realm)
+        try:
+            browser.login(user="alice")
+            exc = wait_until(lambda: _browser_error(browser, f"{prefix}.add", 1, "x"), what="the browser's call")
+            assert exc.error == "wamp.error.invalid_argument"
+            assert exc.kwargs["errors"] == [{"argument": "b", "problem": "int_parsing",
+                                             "message": "Input should be a valid integer, unable to parse string "
+                                                        "as an integer"}]
+            browser.leave()
+            wait_until(lambda: [r for r in records(record, "signal") if r["name"] == "browser_session_closed"],
+                       what="browser_session_closed")
+        finally:
+            browser.close()
+        server.stop()
+    seen = [r for r in records(record, "signal") if r["name"].startswith("browser_session")]
+    assert [(r["name"], r["authid"], r["role"]) for r in seen] == [
+        ("browser_session_opened", "alice", "user"), ("browser_session_closed", "alice", "user")]
+    assert seen[0]["session_id"] == seen[1]["session_id"] and seen[1]["reason"]
+
+
+def _browser_error(browser: t.Any, procedure: str, *args: t.Any) -> ApplicationError | None:
+    try:
+        browser.call(procedure, *args)
+    except ApplicationError as exc:
+        if exc.error == "wamp.error.no_such_procedure":
+            return None
+        return exc
+    raise AssertionError("the call succeeded")

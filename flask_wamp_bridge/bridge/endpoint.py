@@ -147,6 +147,7 @@ class Endpoint:
             connect_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
             send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
             max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
+            signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )
         session.run()
         if relay.router_refusal is not None and identity is not None:

@@ -36,6 +36,9 @@ import weakref
 import gevent
 
 from ..errors import BridgeError
+from ..signals import browser_session_closed
+from ..signals import browser_session_opened
+from ..signals import send as send_signal
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
 from .relay import Close
@@ -94,6 +97,7 @@ class RelaySession:
         socket has its own, from the accept options).
     :param close_timeout: seconds to wait for a closing handshake.
     :param max_message_size: upstream message size limit (bytes), None for none.
+    :param signal_sender: the sender of this session's :mod:`~flask_wamp_bridge.signals` (the Flask app).
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class RelaySession:
         send_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int | None = 1 << 20,
+        signal_sender: object | None = None,
     ) -> None:
         self.client = client
         self.relay = relay
@@ -122,6 +127,8 @@ class RelaySession:
         self._max_message_size = max_message_size
         self._router_reader: gevent.Greenlet | None = None
         self._closed = False
+        self._signal_sender = signal_sender if signal_sender is not None else self
+        self._opened = False  # browser_session_opened was sent
 
     # --- running ------------------------------------------------------------
 
@@ -142,6 +149,8 @@ class RelaySession:
                 reader.kill(block=False)
             _unregister(self)
             self._log_end()
+            if self._opened:
+                self._send_signal(browser_session_closed, reason=self._end_reason())
 
     def _read_router(self) -> None:
         assert self.upstream is not None
@@ -203,7 +212,20 @@ class RelaySession:
         if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
             data = bytes(t.cast(t.Any, data))
         self._execute(feed(data))
+        if not self._opened and relay.state is State.ESTABLISHED:
+            self._opened = True
+            self._send_signal(browser_session_opened)
         return True
+
+    def _send_signal(self, signal: t.Any, **kwargs: t.Any) -> None:
+        identity = self.relay.identity
+        if signal.receivers and identity is not None:
+            send_signal(signal, self._signal_sender, authid=identity.authid, role=identity.authrole,
+                        session_id=self.relay.session_id, **kwargs)
+
+    def _end_reason(self) -> str:
+        closed = self.relay.closed_with
+        return closed.reason if closed is not None and closed.reason else "connection lost"
 
     # --- actions --------------------------------------------------------------
 

@@ -37,7 +37,6 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from .. import signals
 from ..errors import ApplicationError
 from ..errors import BridgeError
 from ..errors import CallTimeout
@@ -46,6 +45,7 @@ from ..errors import ConnectionClosed
 from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
+from ..signals import registration_failed
 from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .messages import SUBPROTOCOLS
@@ -55,6 +55,7 @@ from .peer_connection import PeerConnection
 from .peer_connection import Stream
 from .peer_connection import WebSocketLike
 from .peer_connection import current
+from .peer_connection import send_signal
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -74,7 +75,6 @@ class _Default:
 
 #: "Use the peer's configured value" (for ``timeout``).
 DEFAULT: t.Any = _Default()
-
 
 #: ``connect(url, *, subprotocols, timeout, max_message_size)``: opens the peer's transport
 #: (default :func:`flask_wamp_bridge.websocket.client.connect`).
@@ -458,9 +458,8 @@ class Peer:
         ``invoke`` defaults to the peer's policy (``"roundrobin"``), so every
         worker can register the same URI. Before the session is up this only
         records the registration; it is made (again) on every join. When
-        connected it waits for the router's answer; with ``report=False`` a
-        refusal sends no :data:`~flask_wamp_bridge.signals.registration_failed`
-        (for a refusal that is expected).
+        connected it waits for the router's answer (``report=False``: a refusal
+        is expected, no :data:`~flask_wamp_bridge.signals.registration_failed`).
 
         :raises ApplicationError: the router refused (e.g. not authorized).
         """
@@ -482,8 +481,8 @@ class Peer:
         self._sync(sub, timeout, remove_on_error=self._subscriptions)
         return sub
 
-    def _sync(self, reg: Registration, timeout: float | None, remove_on_error: list[t.Any],
-              report: bool = True) -> None:
+    def _sync(self, reg: Registration, timeout: float | None, remove_on_error: list[t.Any], report: bool = True
+              ) -> None:
         conn = self._conn
         if conn is None or not conn.core.is_established:
             return
@@ -494,16 +493,16 @@ class Peer:
             assert reg._answer is not None
             reg._answer.get(timeout=timeout)
         except gevent.Timeout:
-            exc = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; it is "
-                                    "registered again on the next reconnect")
-            if report:
-                self.send_signal(signals.registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
-            raise exc from None
+            error: BridgeError = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; "
+                                                   "it is registered again on the next reconnect")
         except ApplicationError as exc:
             remove_on_error.remove(reg)
-            if report:
-                self.send_signal(signals.registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
-            raise
+            error = exc
+        else:
+            return
+        if report:
+            send_signal(self, registration_failed, uri=reg.uri, kind=reg.kind, error=error)
+        raise error from None
 
     def _release(self, reg: Registration, timeout: float | None) -> None:
         """UNREGISTER or UNSUBSCRIBE ``reg`` and forget it."""
@@ -526,12 +525,6 @@ class Peer:
         except gevent.Timeout:
             conn.core.forget(request[0])
             raise CallTimeout(None, f"the router did not answer unregistering {reg.uri!r} in time") from None
-
-    def send_signal(self, signal: t.Any, **kwargs: t.Any) -> None:
-        """Send one of :mod:`~flask_wamp_bridge.signals` from this peer."""
-        if signal.receivers:
-            sender = self.signal_sender
-            signals.send(signal, sender() if sender is not None else self, **kwargs)
 
     # -- the connection loop --------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from ..signals import peer_joined
 from ..signals import peer_left
 from ..signals import peer_reregistered
 from ..signals import registration_failed
+from ..signals import send as send_from
 from . import session as peercore
 from .messages import Serializer
 from .session import EventDetails
@@ -179,7 +180,7 @@ class PeerConnection:
         """Cancel a call that got no result in time; the error to raise."""
         mode = cancel_mode or self.peer.cancel_mode
         self.cancel_quietly(request_id, mode)
-        self.peer.send_signal(call_timed_out, procedure=procedure, timeout=timeout)
+        send_signal(self.peer, call_timed_out, procedure=procedure, timeout=timeout)
         return CallTimeout(
             None, f"call to {procedure!r} got no result within {timeout:g} s and was canceled ({mode}); "
                   "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
@@ -247,7 +248,7 @@ class PeerConnection:
             closed = self.core.connection_lost(message)
             self.closed.set()
             if self.joined.is_set():
-                self.peer.send_signal(peer_left, reason=closed.reason, message=closed.message)
+                send_signal(self.peer, peer_left, reason=closed.reason, message=closed.message)
             _fail_pending(closed.pending, closed.reason, closed.message)
 
     # -- the core's actions, one handler each ---------------------------------------------
@@ -311,7 +312,7 @@ class PeerConnection:
                  details.get("authid"), details.get("authrole"), action.session_id)
         self.joined.set()
         self.peer.joins += 1
-        self.peer.send_signal(peer_joined, session_id=action.session_id, authid=details.get("authid"),
+        send_signal(self.peer, peer_joined, session_id=action.session_id, authid=details.get("authid"),
                               authrole=details.get("authrole"))
         gevent.spawn(self._restore)
 
@@ -322,7 +323,7 @@ class PeerConnection:
         log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
         _fail_pending(action.pending, action.reason, action.message)
         if self.joined.is_set():
-            self.peer.send_signal(peer_left, reason=action.reason, message=action.message)
+            send_signal(self.peer, peer_left, reason=action.reason, message=action.message)
         if action.aborted and not self.joined.is_set():
             self.close_transport(1000)
 
@@ -368,13 +369,13 @@ class PeerConnection:
                 reg._answer.get(timeout=peer.connect_timeout)
             except gevent.Timeout:
                 log.error("WAMP peer: no answer registering %r", reg.uri)
-                peer.send_signal(registration_failed, uri=reg.uri, kind=reg.kind,
+                send_signal(peer, registration_failed, uri=reg.uri, kind=reg.kind,
                                  error=CallTimeout(None, f"no answer registering {reg.uri!r}"))
             except BridgeError as exc:
                 log.error("WAMP peer: cannot %s %r: %s", reg.verb, reg.uri, exc)
-                peer.send_signal(registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
+                send_signal(peer, registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
         if rejoin and self.core.is_established:
-            peer.send_signal(peer_reregistered, session_id=self.core.session_id,
+            send_signal(peer, peer_reregistered, session_id=self.core.session_id,
                              uris=[reg.uri for reg in pending if reg.id is not None])
         peer._session_ready(self)
 
@@ -438,6 +439,13 @@ def _deliver(sub: Registration, action: peercore.Deliver) -> None:
         log.exception("WAMP peer: event handler for %r raised", action.details.topic)
     finally:
         current.reset(token)
+
+
+def send_signal(peer: Peer, signal: t.Any, **kwargs: t.Any) -> None:
+    """Send one of :mod:`~flask_wamp_bridge.signals` from ``peer`` (sender: ``peer.signal_sender()``, else the peer)."""
+    if signal.receivers:
+        sender = peer.signal_sender
+        send_from(signal, sender() if sender is not None else peer, **kwargs)
 
 
 def _fail_pending(tokens: tuple[t.Any, ...], reason: str, message: str) -> None:

@@ -15,6 +15,8 @@ import typing as t
 import gevent
 from flask import Flask
 from flask import g
+from flask import request
+from flask import session
 
 from flask_wamp_bridge import ApplicationError
 from flask_wamp_bridge import WampBridge
@@ -158,6 +160,20 @@ _receivers = {name: _recorder(name) for name in signals.__all__ if name != "send
 for _name, _receiver in _receivers.items():
     getattr(signals, _name).connect(_receiver)
 
+
+
+@bridge.identity_loader
+def load_identity() -> dict[str, t.Any] | None:
+    user = session.get("user")
+    return {"authid": user, "authrole": None} if user else None
+
+
 app = Flask(__name__)
 app.config.from_prefixed_env()
 bridge.init_app(app)
+
+
+@app.post("/login")
+def login() -> str:
+    session["user"] = request.form["user"]
+    return "ok"
