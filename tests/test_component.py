@@ -375,3 +375,68 @@ def _browser_error(browser: t.Any, procedure: str, *args: t.Any) -> ApplicationE
             return None
         return exc
     raise AssertionError("the call succeeded")
+
+
+@pytest.mark.timeout(120)
+def test_component_peer_signals_each_sent_once_per_event(
+    crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
+) -> None:
+    import gevent
+
+    from flask_wamp_bridge import signals
+    from flask_wamp_bridge.errors import CallTimeout
+    from flask_wamp_bridge.settings import DEFAULTS
+
+    bridge = WampBridge()
+
+    @bridge.register()
+    def slow() -> None:
+        gevent.sleep(5)
+
+    app = Flask("signals_app")
+    app.config.update({k: v for k, v in (crossbar_router.settings or {}).items() if k in DEFAULTS})
+    app.config.update(SECRET_KEY="signals-secret", WAMP_BRIDGE_PREFIX=f"app.sig{uuid.uuid4().hex[:8]}",
+                      WAMP_BRIDGE_PATH=None)
+    bridge.init_app(app)
+    other_app = Flask("other")  # a receiver bound to another sender hears nothing
+    seen: list[tuple[str, dict[str, t.Any]]] = []
+    receivers = []
+    for name in ("peer_joined", "peer_left", "peer_reregistered", "registration_failed", "call_timed_out"):
+        def receive(sender: t.Any, _name: str = name, **kwargs: t.Any) -> None:
+            assert sender is app
+            seen.append((_name, kwargs))
+        receivers.append(receive)
+        getattr(signals, name).connect(receive, sender=app)
+        getattr(signals, name).connect(receive, sender=other_app)
+
+    def names() -> list[str]:
+        return [name for name, _ in seen]
+
+    def wait_for(predicate: t.Callable[[], bool]) -> None:
+        with gevent.Timeout(30):
+            while not predicate():
+                gevent.sleep(0.05)
+
+    state = bridge.state(app)
+    tester = wamp_client(crossbar_router)
+    try:
+        state.start_peer()
+        peer = state.peer
+        assert peer.wait_ready(30)
+        assert names() == ["peer_joined"] and seen[0][1]["authid"] == TEST_PEER_AUTHID
+        with pytest.raises(CallTimeout):
+            peer.call_with(state.prefix + "slow", timeout=0.2)
+        assert names()[1:] == ["call_timed_out"] and seen[1][1]["procedure"] == state.prefix + "slow"
+        taken = state.prefix + "taken"
+        gevent.get_hub().threadpool.apply(tester.register, (taken, lambda: None))
+        with pytest.raises(ApplicationError):
+            peer.register(taken, lambda: None, invoke="single")
+        assert names()[2:] == ["registration_failed"] and seen[2][1]["uri"] == taken
+        # the router ends the peer's session: it leaves, rejoins and registers everything again
+        gevent.get_hub().threadpool.apply(tester.call, ("wamp.session.kill", peer.session_id))
+        wait_for(lambda: "peer_reregistered" in names())
+        assert names()[3:] == ["peer_left", "peer_joined", "peer_reregistered"]
+        assert state.prefix + "slow" in seen[-1][1]["uris"]
+    finally:
+        state.stop_peer()
+    assert names()[6:] == ["peer_left"]
