@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import logging
 import types
 import typing as t
@@ -195,10 +196,18 @@ def _pydantic_check(hint: t.Any, strict: bool) -> _Check | None:
         log.warning("annotation %r cannot be checked (%s); left unchecked", hint, exc)
         return None
     validate = adapter.validate_python
+    validate_json = adapter.validate_json
     error_type = _pydantic.ValidationError
 
     def check(value: t.Any) -> t.Any:
         try:
+            if strict and type(value) in (dict, list):
+                # pydantic's strict JSON rules: exact scalar types, but objects may become dataclasses/models
+                try:
+                    data = json.dumps(value)
+                except (TypeError, ValueError):  # bytes inside (msgpack, CBOR): Python rules
+                    return validate(value, strict=True)
+                return validate_json(data, strict=True)
             return validate(value, strict=strict)
         except error_type as exc:
             raise _Problem([_from_pydantic(error) for error in exc.errors(include_url=False)]) from None
