@@ -391,7 +391,7 @@ def report_validation(results: dict[str, dict[str, t.Any]], args: argparse.Names
     print("\nin process, best of 5: the callee's wrapper (app context, hooks, plain result) and the check alone:")
     costs = check_cost()
     for label, us in costs.items():
-        print(f"  {label:<40} {us:7.2f} us/call")
+        print(f"  {label:<52} {us:7.2f} us/call")
 
 
 def report(results: dict[str, dict[str, t.Any]], args: argparse.Namespace) -> None:

@@ -194,6 +194,37 @@ def test_bridge_decorators_record_hooks_and_refuse_bad_validate_option() -> None
 GOODBYE_REPLIES = ("wamp.close.normal", "wamp.close.goodbye_and_out")
 
 
+def test_tasks_bounded_logged_and_stopped(caplog: pytest.LogCaptureFixture) -> None:
+    import gevent
+
+    from flask_wamp_bridge.component.tasks import Tasks
+    from flask_wamp_bridge.component.tasks import TooManyTasks
+
+    app = Flask("tasks_app")
+    tasks = Tasks(lambda: app, "wampy", limit=2)
+    stopped: list[str] = []
+
+    def forever(name: str) -> None:
+        assert g.wampy == "wampy"
+        try:
+            gevent.sleep(3600)
+        finally:
+            stopped.append(name)
+
+    tasks.spawn(forever, "a")
+    failing = tasks.spawn(lambda: 1 / 0)
+    failing.join()
+    assert "background task" in caplog.text and "ZeroDivisionError" in caplog.text
+    tasks.spawn(forever, "b")
+    gevent.sleep(0)  # both running (a task killed before it started never runs at all)
+    with pytest.raises(TooManyTasks):
+        tasks.spawn(forever, "c")
+    tasks.stop()
+    assert sorted(stopped) == ["a", "b"] and not tasks.running
+    with pytest.raises(TooManyTasks):
+        tasks.spawn(forever, "late")
+
+
 # --- real Crossbar and gunicorn -------------------------------------------------------------
 
 
@@ -440,3 +471,47 @@ def test_component_peer_signals_each_sent_once_per_event(
     finally:
         state.stop_peer()
     assert names()[6:] == ["peer_left"]
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(180)
+def test_component_validation_error_shown_by_wampy_js_in_chromium(
+    crossbar_router: CrossbarProcess, tmp_path: Path,
+) -> None:
+    from test_browser import CHROMIUM_ARGS
+    from test_browser import WAIT_MS
+    from test_browser import _chromium
+    from test_browser import _require
+
+    chromium = _chromium()
+    _require(chromium, "Debian's chromium is not installed: run scripts/setup --browser")
+    from playwright.sync_api import expect
+    from playwright.sync_api import sync_playwright
+
+    prefix = "app.page"
+    env = component_env(crossbar_router, prefix, tmp_path / "record.jsonl")
+    with GunicornProcess("tests.apps.component_app:app", env=env) as server:
+        # the page calls as soon as it loads: wait until the procedure is registered
+        checker = WampClient(crossbar_router.url, crossbar_router.realm)
+        try:
+            call_when_ready(checker, f"{prefix}.add", 1, 1)
+        finally:
+            checker.close()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(f"{server.url}/page")
+                expect(page.locator("body")).to_have_attribute("data-state", "done", timeout=WAIT_MS)
+                expect(page.locator("#error")).to_have_text(
+                    "wamp.error.invalid_argument: invalid arguments for app.page.add: b: Input should be a valid "
+                    "integer, unable to parse string as an integer")
+                expect(page.locator("#problems li[data-argument='b']")).to_have_text(
+                    "b: Input should be a valid integer, unable to parse string as an integer")
+                assert page.locator("#problems li").count() == 1
+                assert errors == []
+            finally:
+                browser.close()
+        server.stop()

@@ -69,3 +69,4 @@ class Tasks:
         if running:
             log.info("stopping %d background task(s)", len(running))
             gevent.killall(running, timeout=timeout)
+            self.running.difference_update(greenlet for greenlet in running if greenlet.dead)

@@ -11,11 +11,15 @@ import json
 import os
 import time
 import typing as t
+from pathlib import Path
 
 import gevent
 from flask import Flask
+from flask import abort
 from flask import g
+from flask import render_template
 from flask import request
+from flask import send_file
 from flask import session
 
 from flask_wamp_bridge import ApplicationError
@@ -177,3 +181,17 @@ bridge.init_app(app)
 def login() -> str:
     session["user"] = request.form["user"]
     return "ok"
+
+
+@app.get("/page")
+def page() -> str:
+    return render_template("component_page.html", prefix=app.config["WAMP_BRIDGE_PREFIX"],
+                           realm=app.config["WAMP_BRIDGE_REALM"])
+
+
+@app.get("/wampy.min.js")
+def wampy_js() -> t.Any:
+    path = Path(__file__).resolve().parents[2] / "node_modules" / "wampy" / "dist" / "browser" / "wampy.min.js"
+    if not path.is_file():
+        abort(404)
+    return send_file(path)
