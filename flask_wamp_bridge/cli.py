@@ -2,11 +2,13 @@
 
 The extension attaches :data:`wamp_cli` with ``app.cli.add_command(wamp_cli)``:
 
-- ``flask wamp config [--output FILE]`` prints (or writes) the generated config JSON;
-- ``flask wamp router [--cbdir DIR] [--config FILE]`` runs Crossbar in the
+- ``flask wamp config [--output FILE] [--node NAME]`` prints (or writes) the generated config JSON
+  (with ``--node``, of that node of ``WAMP_BRIDGE_CLUSTER``; ``--output`` then also writes its ``key.priv``);
+- ``flask wamp router [--cbdir DIR] [--config FILE] [--node NAME]`` runs Crossbar in the
   foreground until Ctrl-C: with ``--config``, on that file as it is (e.g. the
   one ``flask wamp config -o FILE`` wrote, edited or not); without it, on a
-  config generated afresh into ``DIR/config.json``;
+  config generated afresh into ``DIR/config.json`` (with ``--node``, that
+  node's, and its ``key.priv`` in ``DIR``);
 - ``flask wamp run`` runs the app as a WAMP component: its peer alone, no HTTP,
   in the foreground with gevent, until Ctrl-C or SIGTERM (it then leaves with GOODBYE).
 
@@ -29,6 +31,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .errors import ConfigError
+from .router.cluster import write_node_key
 from .router.config import make_config
 from .router.config import save_config
 from .router.process import find_crossbar
@@ -39,11 +42,23 @@ __all__ = ["wamp_cli"]
 wamp_cli = AppGroup("wamp", help="WAMP bridge: Crossbar router config and a development router.")
 
 
-def _config() -> dict[str, t.Any]:
+def _config(node: str | None = None) -> dict[str, t.Any]:
     try:
-        return make_config(current_app.config)
+        return make_config(current_app.config, node=node)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _write_key(node: str | None, cbdir: Path) -> None:
+    if node is not None:  # a cluster node: its link key (Crossbar's key.priv) goes next to the config
+        write_node_key(current_app.config, node, cbdir)
+        click.echo(f"wrote {cbdir / 'key.priv'}", err=True)
+
+
+_node_option = click.option(
+    "--node", default=None, metavar="NAME",
+    help="Generate the config of this node of WAMP_BRIDGE_CLUSTER (and its key.priv next to it).",
+)
 
 
 @wamp_cli.command("config")
@@ -54,14 +69,16 @@ def _config() -> dict[str, t.Any]:
     default=None,
     help="Write config.json here (mode 0600) instead of printing it.",
 )
-def config_command(output: Path | None) -> None:
+@_node_option
+def config_command(output: Path | None, node: str | None) -> None:
     """Print the Crossbar config generated from the app's WAMP_BRIDGE_* settings."""
-    config = _config()
+    config = _config(node)
     if output is None:
         click.echo(json.dumps(config, indent=2))
         return
     save_config(config, output)
     click.echo(f"wrote {output}", err=True)
+    _write_key(node, output.parent)
 
 
 @wamp_cli.command("router")
@@ -79,7 +96,8 @@ def config_command(output: Path | None) -> None:
     default=None,
     help="Run this config file (e.g. written by `flask wamp config -o`) instead of generating one.",
 )
-def router_command(cbdir: Path, config_file: Path | None) -> None:
+@_node_option
+def router_command(cbdir: Path, config_file: Path | None, node: str | None) -> None:
     """Run Crossbar in the foreground (Ctrl-C stops it) with the generated config or --config FILE."""
     try:
         crossbar = find_crossbar()
@@ -88,11 +106,12 @@ def router_command(cbdir: Path, config_file: Path | None) -> None:
     command = [crossbar, "start", "--cbdir", str(cbdir)]
     if config_file is None:
         config_file = cbdir / "config.json"
-        save_config(_config(), config_file)
+        save_config(_config(node), config_file)
     else:
         cbdir.mkdir(parents=True, exist_ok=True)
         config_file = config_file.resolve()
         command += ["--config", str(config_file)]
+    _write_key(node, cbdir)
     click.echo(f"starting Crossbar ({crossbar}) with {config_file}", err=True)
     proc = subprocess.Popen(command)
     # Ctrl-C reaches Crossbar too (same process group); SIGTERM is passed on.

@@ -64,6 +64,7 @@ from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from .bridge.nodes import NodeSessions
     from .wamp.peer import Peer
 
 __all__ = ["WampBridge", "BridgeState", "Wampy"]
@@ -128,6 +129,7 @@ class BridgeState:
         self._peer_pid: int | None = None
         self._tasks: t.Any = None  # component.tasks.Tasks, made with the peer (gevent)
         self._scheduler: t.Any = None  # component.schedule.Scheduler
+        self._nodes: NodeSessions | None = None
 
     @property
     def app(self) -> Flask:
@@ -164,7 +166,18 @@ class BridgeState:
             # a peer inherited over fork (used in a --preload master) is not ours to use
             self._peer = self._build_peer()
             self._peer_pid = pid
+            self._nodes = None
         return self._peer
+
+    @property
+    def nodes(self) -> NodeSessions:
+        """A session on every router node of ``WAMP_BRIDGE_ROUTER_URL`` (for logout and ``publish_to``)."""
+        peer = self.peer
+        if self._nodes is None:
+            from .bridge.nodes import NodeSessions
+
+            self._nodes = NodeSessions(peer, lambda url: self._build_peer(url))
+        return self._nodes
 
     @property
     def has_peer(self) -> bool:
@@ -173,7 +186,8 @@ class BridgeState:
     def uri_for(self, handler: _Handler) -> str:
         return handler.uri if handler.uri is not None else self.prefix + handler.fn.__name__
 
-    def _build_peer(self) -> Peer:
+    def _build_peer(self, url: str | None = None) -> Peer:
+        """The worker's peer; with ``url``, a side session on that one node (no handlers)."""
         from .wamp.peer import Peer  # imports gevent
 
         self.check_settings_unchanged()
@@ -181,7 +195,7 @@ class BridgeState:
         auth = auth_from_config(config["WAMP_BRIDGE_PEER_AUTHMETHOD"], config["WAMP_BRIDGE_PEER_AUTHID"],
                                 config["WAMP_BRIDGE_PEER_SECRET"])
         peer = Peer(
-            config["WAMP_BRIDGE_ROUTER_URL"],
+            url or config["WAMP_BRIDGE_ROUTER_URL"],
             config["WAMP_BRIDGE_REALM"],
             auth,
             call_timeout=config["WAMP_BRIDGE_CALL_TIMEOUT"],
@@ -195,6 +209,8 @@ class BridgeState:
             reconnect_factor=config["WAMP_BRIDGE_RECONNECT_FACTOR"],
             debug=self.app.debug,
         )
+        if url is not None:
+            return peer
         peer.signal_sender = self._app_ref
         for handler in [*self.bridge._handlers, *self._internal]:
             self._add(peer, handler)
@@ -263,6 +279,8 @@ class BridgeState:
         if self.has_peer:
             assert self._peer is not None
             self._peer.stop(reason="wamp.close.system_shutdown")
+            if self._nodes is not None:
+                self._nodes.stop()
 
 
 class WampBridge:
@@ -475,19 +493,31 @@ class WampBridge:
         self.state().peer.publish(topic, *args, **kwargs)
 
     def publish_to(self, authid: str | t.Sequence[str], topic: str, *args: t.Any, **kwargs: t.Any) -> None:
-        """Publish only to the sessions of ``authid`` (one or several), via ``eligible_authid``."""
+        """Publish only to the sessions of ``authid`` (one or several), via ``eligible_authid``.
+
+        With several router URLs (a cluster), on every node: links between
+        nodes do not forward restricted publications.
+        """
         eligible = [authid] if isinstance(authid, str) else list(authid)
-        self.state().peer.publish_with(topic, args, kwargs, options={"eligible_authid": eligible})
+        state = self.state()
+        if len(state.peer.urls) > 1:
+            state.nodes.publish_to(eligible, topic, args, kwargs)
+            return
+        state.peer.publish_with(topic, args, kwargs, options={"eligible_authid": eligible})
 
     def logout(self, authid: str, reason: str = "wamp.close.logout", message: str | None = None) -> list[int]:
         """End every WAMP session of ``authid`` on the router (all workers, all hosts).
 
-        Calls Crossbar's ``wamp.session.kill_by_authid``; returns the killed session ids.
+        Calls Crossbar's ``wamp.session.kill_by_authid`` (on every router node
+        when ``WAMP_BRIDGE_ROUTER_URL`` lists several); returns the killed session ids.
         """
         kwargs: dict[str, t.Any] = {"reason": reason}
         if message is not None:
             kwargs["message"] = message
-        killed = self.state().peer.call("wamp.session.kill_by_authid", authid, **kwargs)
+        state = self.state()
+        if len(state.peer.urls) > 1:
+            return state.nodes.logout(authid, kwargs)
+        killed = state.peer.call("wamp.session.kill_by_authid", authid, **kwargs)
         return list(killed or [])
 
 

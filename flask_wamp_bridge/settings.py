@@ -214,8 +214,18 @@ def _message_size(key: str, value: t.Any) -> None:
 
 
 def _router_url(key: str, value: t.Any) -> None:
-    if not isinstance(value, str) or not value.startswith(("ws://", "wss://")):
-        _fail(key, "a string like 'ws://127.0.0.1:8080/ws' (ws:// or wss://)", value)
+    urls = value.replace(",", " ").split() if isinstance(value, str) else value
+    if (not isinstance(urls, (list, tuple)) or not urls
+            or not all(isinstance(url, str) and url.startswith(("ws://", "wss://")) for url in urls)):
+        _fail(key, "a URL like 'ws://127.0.0.1:8080/ws' (ws:// or wss://), or a list of them (router nodes)", value)
+
+
+def _cluster(key: str, value: t.Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, t.Mapping) or not all(
+            isinstance(name, str) and isinstance(url, str) for name, url in value.items()):
+        _fail(key, "None or a dict {node name: 'ws://host:port/ws'}", value)
 
 
 def _url_path(key: str, value: t.Any) -> None:
@@ -295,8 +305,9 @@ _ROLE = "a role name"
 
 #: Every ``WAMP_BRIDGE_*`` key, in the order the README lists them.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("WAMP_BRIDGE_ROUTER_URL", "ws://127.0.0.1:8080/ws", "str",
-            "Router transport for the bridge and the app's peer", _router_url, "peer"),
+    Setting("WAMP_BRIDGE_ROUTER_URL", "ws://127.0.0.1:8080/ws", "str | list[str]",
+            "Router transport for the bridge and the app's peer; several: router nodes, tried in order",
+            _router_url, "peer"),
     Setting("WAMP_BRIDGE_REALM", "realm1", "str",
             "The realm; browsers must ask for this one", text(), "peer"),
     Setting("WAMP_BRIDGE_PATH", "/wamp", "str | None",
@@ -376,6 +387,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Router-side ping interval (generated config)", seconds_or_off(minimum=1), "router"),
     Setting("WAMP_BRIDGE_ROUTER_PING_TIMEOUT", 5.0, "seconds",
             "Router-side ping timeout (generated config)", seconds_or_off(minimum=1), "router"),
+    Setting("WAMP_BRIDGE_CLUSTER", None, "dict | None",
+            "Router nodes ``{name: url}`` for ``flask wamp config --node``", _cluster, "router"),
+    Setting("WAMP_BRIDGE_CLUSTER_SECRET", None, "str | None",
+            "Seed of the nodes' link keys; the same for every node", text(optional=True), "router", secret=True),
+    Setting("WAMP_BRIDGE_CLUSTER_CALLS", True, "bool",
+            "Whether rlinks forward registrations (else events only)", flag(), "router"),
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -103,6 +103,8 @@ class GunicornProcess:
     :param extra_args: more gunicorn command-line arguments.
     :param worker_class: the ``-k`` value (the bridge worker by default).
     :param probe: on start, wait until a plain HTTP request is answered (turn off for TLS).
+    :param host: the address to bind (another host's, inside a network namespace).
+    :param port: the port (default: a free one on 127.0.0.1).
     """
 
     def __init__(
@@ -115,10 +117,12 @@ class GunicornProcess:
         worker_class: str = "flask_wamp_bridge.worker",
         start_timeout: float = 30.0,
         probe: bool = True,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.app_spec = app_spec
-        self.host = "127.0.0.1"
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self.workers = workers
         self.start_timeout = start_timeout
         self.probe = probe

@@ -282,7 +282,7 @@ def test_defaults_are_the_documented_values() -> None:
         ({"WAMP_BRIDGE_PEER_SECRET": ""}, "WAMP_BRIDGE_PEER_SECRET is not set"),
         ({"WAMP_BRIDGE_ROUTER_URL": "wss://127.0.0.1:8080/ws"}, "TLS"),
         ({"WAMP_BRIDGE_ROUTER_URL": "http://127.0.0.1:8080/ws"}, "ws://127.0.0.1:8080/ws"),
-        ({"WAMP_BRIDGE_ROUTER_URL": 8080}, "must be a string"),
+        ({"WAMP_BRIDGE_ROUTER_URL": 8080}, "must be a URL like"),
         ({"WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/a/b"}, "one segment"),
         ({"WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/ws?x=1"}, "query"),
         ({"WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:99999/ws"}, "invalid port"),

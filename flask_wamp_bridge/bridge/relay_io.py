@@ -39,6 +39,8 @@ from ..errors import BridgeError
 from ..signals import browser_session_closed
 from ..signals import browser_session_opened
 from ..signals import send as send_signal
+from ..wamp.router_urls import in_order_from
+from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
 from .relay import Close
@@ -76,6 +78,9 @@ class WebSocketLike(t.Protocol):
 
 Connector = t.Callable[..., WebSocketLike]
 
+# The router URL that last took a relay, per URL list: new relays start there.
+_last_good: dict[tuple[str, ...], str] = {}
+
 # The one mapping boundary: whatever a socket raises on receive or send means
 # "that leg is gone". BridgeError covers the WebSocket layers' own
 # (ConnectionClosed, ProtocolError, MessageTooBig); the rest are what sockets
@@ -88,7 +93,8 @@ class RelaySession:
 
     :param client: the browser's accepted WebSocket.
     :param relay: the session's state machine (identity already frozen in it).
-    :param router_url: the router's WebSocket URL.
+    :param router_url: the router's WebSocket URL, or several (router nodes): tried
+        in order, from the one that last worked in this process.
     :param subprotocol: the negotiated WAMP subprotocol (used upstream as well).
     :param connect: ``connect(url, *, subprotocols, timeout, max_message_size)``
         opening the upstream (default: ``flask_wamp_bridge.websocket.client.connect``).
@@ -104,7 +110,7 @@ class RelaySession:
         self,
         client: WebSocketLike,
         relay: Relay,
-        router_url: str,
+        router_url: str | t.Sequence[str],
         subprotocol: str,
         *,
         connect: Connector | None = None,
@@ -116,7 +122,8 @@ class RelaySession:
     ) -> None:
         self.client = client
         self.relay = relay
-        self.router_url = router_url
+        self.router_urls = router_urls(router_url)
+        self.router_url = self.router_urls[0]
         self.subprotocol = subprotocol
         self.upstream: WebSocketLike | None = None
         self.name = f"{relay.identity.authid if relay.identity else '<none>'}#{id(self):x}"
@@ -254,12 +261,23 @@ class RelaySession:
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
-        try:
-            upstream = connect(self.router_url, subprotocols=[self.subprotocol],
-                               timeout=self._connect_timeout, max_message_size=self._max_message_size)
-        except _LEG_ERRORS as exc:
-            log.warning("wamp relay %s: cannot reach the router at %s: %s", self.name, self.router_url, exc)
-            self._execute(self.relay.router_closed(None, f"cannot connect: {exc}"))
+        upstream = None
+        error: BaseException | None = None
+        for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):
+            self.router_url = url
+            try:
+                upstream = connect(url, subprotocols=[self.subprotocol],
+                                   timeout=self._connect_timeout, max_message_size=self._max_message_size)
+            except _LEG_ERRORS as exc:
+                log.warning("wamp relay %s: cannot reach the router at %s: %s", self.name, url, exc)
+                error = exc
+                if self._closed:
+                    break
+            else:
+                _last_good[self.router_urls] = url
+                break
+        if upstream is None:
+            self._execute(self.relay.router_closed(None, f"cannot connect: {error}"))
             return
         if self._closed:  # ended while connecting (deadline, shutdown)
             self._close_quietly(upstream, 1000, "session ended")

@@ -20,6 +20,7 @@ bridge's relays and backend peers (loopback by default):
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import json
 import os
@@ -30,6 +31,8 @@ from pathlib import Path
 
 from .. import settings as _settings
 from ..errors import ConfigError
+from .cluster import cluster_nodes
+from .cluster import node_config
 
 __all__ = ["ACTIONS", "make_config", "write_config", "save_config", "defined_roles"]
 
@@ -76,6 +79,13 @@ def _seconds_to_ms(settings: t.Mapping[str, t.Any], key: str) -> int:
 def _parse_url(settings: t.Mapping[str, t.Any]) -> tuple[str, int, str]:
     """Return (host, port, path segment or "") of WAMP_BRIDGE_ROUTER_URL."""
     url = _get(settings, "WAMP_BRIDGE_ROUTER_URL")
+    if isinstance(url, (list, tuple)) and len(url) == 1:
+        url = url[0]
+    elif isinstance(url, (list, tuple)):
+        raise ConfigError(
+            "WAMP_BRIDGE_ROUTER_URL lists several routers: generate each node's config with "
+            "make_config(settings, node=...) (flask wamp config --node NAME) from WAMP_BRIDGE_CLUSTER"
+        )
     if not isinstance(url, str):
         raise ConfigError(f"WAMP_BRIDGE_ROUTER_URL must be a string like 'ws://127.0.0.1:8080/ws', got {url!r}")
     parts = urllib.parse.urlsplit(url)
@@ -329,8 +339,12 @@ def _origins(host: str, port: int) -> list[str]:
     return [f"http://{host}:{port}", "ws://*", "wss://*"]
 
 
-def make_config(settings: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dict[str, t.Any]:
     """Build a Crossbar ``config.json`` dict from ``WAMP_BRIDGE_*`` settings.
+
+    With ``node``, the config of that node of ``WAMP_BRIDGE_CLUSTER`` (it
+    listens on the node's URL and links to the other nodes; see
+    :mod:`flask_wamp_bridge.router.cluster`).
 
     :param settings: ``app.config`` or any mapping; missing keys take their defaults
         (:data:`flask_wamp_bridge.settings.SETTINGS`). ``WAMP_BRIDGE_PEER_SECRET`` is required.
@@ -346,6 +360,11 @@ def make_config(settings: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     browsers never send): browsers reach the router only through the bridge.
     """
     _settings.check(settings)
+    if node is not None:
+        nodes = cluster_nodes(settings)
+        if node not in nodes:
+            raise ConfigError(f"node {node!r} is not in WAMP_BRIDGE_CLUSTER ({', '.join(nodes) or 'empty'})")
+        settings = collections.ChainMap({"WAMP_BRIDGE_ROUTER_URL": nodes[node]}, dict(settings))
     host, port, path = _parse_url(settings)
     interface = _interface(settings, host)
     realm = _name(settings, "WAMP_BRIDGE_REALM")
@@ -404,7 +423,7 @@ def make_config(settings: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         transport = {"type": "web", "endpoint": endpoint, "paths": {path: websocket}}
     else:
         transport = {**websocket, "endpoint": endpoint}
-    return {
+    config = {
         "version": 2,
         "controller": {},
         "workers": [
@@ -415,6 +434,7 @@ def make_config(settings: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
             }
         ],
     }
+    return config if node is None else node_config(config, settings, node)
 
 
 def write_config(settings: t.Mapping[str, t.Any], cbdir: str | os.PathLike[str]) -> Path:

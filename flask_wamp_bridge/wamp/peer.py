@@ -45,7 +45,6 @@ from ..errors import ConnectionClosed
 from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
-from ..signals import registration_failed
 from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .messages import SUBPROTOCOLS
@@ -55,7 +54,8 @@ from .peer_connection import PeerConnection
 from .peer_connection import Stream
 from .peer_connection import WebSocketLike
 from .peer_connection import current
-from .peer_connection import send_signal
+from .router_urls import next_url
+from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -91,7 +91,6 @@ class Registration:
 
     #: What the log says this handle does ("register", "subscribe to").
     verb = "register"
-    kind = "register"
 
     def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
         self.peer = peer
@@ -131,7 +130,6 @@ class Subscription(Registration):
     """A topic handler the peer keeps subscribed (again after each reconnect)."""
 
     verb = "subscribe to"
-    kind = "subscribe"
 
     def unsubscribe(self, timeout: float | None = None) -> None:
         """Stop receiving this topic's events here (and do not subscribe again on reconnect)."""
@@ -152,7 +150,8 @@ class Subscription(Registration):
 class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
-    :param url: the router's WebSocket URL.
+    :param url: the router's WebSocket URL, or several (router nodes): after a failed
+        attempt the peer tries the next one.
     :param realm: the realm to join.
     :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
@@ -175,7 +174,7 @@ class Peer:
 
     def __init__(
         self,
-        url: str,
+        url: str | t.Sequence[str],
         realm: str,
         auth: ClientAuth,
         *,
@@ -199,7 +198,9 @@ class Peer:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
             serializer_for(subprotocol)
-        self.url = url
+        #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
+        self.urls = router_urls(url)
+        self.url = self.urls[0]
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
@@ -226,8 +227,7 @@ class Peer:
         self._first_attempt: gevent.event.Event | None = None
         self._ready: gevent.event.Event | None = None
         self._wakeup: gevent.event.Event | None = None
-        #: Returns the sender of this peer's :mod:`~flask_wamp_bridge.signals` (None: the peer itself).
-        self.signal_sender: t.Callable[[], object] | None = None
+        self.signal_sender: t.Callable[[], object] | None = None  #: gives the signals' sender (None: the peer)
         self.joins = 0  # sessions established so far (a rejoin re-registers)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -458,8 +458,7 @@ class Peer:
         ``invoke`` defaults to the peer's policy (``"roundrobin"``), so every
         worker can register the same URI. Before the session is up this only
         records the registration; it is made (again) on every join. When
-        connected it waits for the router's answer (``report=False``: a refusal
-        is expected, no :data:`~flask_wamp_bridge.signals.registration_failed`).
+        connected it waits for the router's answer (``report=False``: no ``registration_failed`` signal).
 
         :raises ApplicationError: the router refused (e.g. not authorized).
         """
@@ -467,7 +466,7 @@ class Peer:
             options.setdefault("invoke", self.invoke)
         reg = Registration(self, uri, fn, options)
         self._registrations.append(reg)
-        self._sync(reg, timeout, remove_on_error=self._registrations, report=report)
+        self._sync(reg, timeout, owner=self._registrations, report=report)
         return reg
 
     def subscribe(self, topic: str, fn: t.Callable[..., t.Any], *, timeout: float | None = DEFAULT,
@@ -478,11 +477,10 @@ class Peer:
         """
         sub = Subscription(self, topic, fn, options)
         self._subscriptions.append(sub)
-        self._sync(sub, timeout, remove_on_error=self._subscriptions)
+        self._sync(sub, timeout, owner=self._subscriptions)
         return sub
 
-    def _sync(self, reg: Registration, timeout: float | None, remove_on_error: list[t.Any], report: bool = True
-              ) -> None:
+    def _sync(self, reg: Registration, timeout: float | None, owner: list[t.Any], report: bool = True) -> None:
         conn = self._conn
         if conn is None or not conn.core.is_established:
             return
@@ -496,12 +494,12 @@ class Peer:
             error: BridgeError = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; "
                                                    "it is registered again on the next reconnect")
         except ApplicationError as exc:
-            remove_on_error.remove(reg)
+            owner.remove(reg)
             error = exc
         else:
             return
         if report:
-            send_signal(self, registration_failed, uri=reg.uri, kind=reg.kind, error=error)
+            conn.registration_failed(reg, error)
         raise error from None
 
     def _release(self, reg: Registration, timeout: float | None) -> None:
@@ -537,10 +535,11 @@ class Peer:
         assert self._first_attempt is not None and self._wakeup is not None
         while not self._stopping:
             conn = None
+            joined = False
             try:
                 conn = self._connect()
                 self._conn = conn
-                attempt = 0 if conn.serve() else attempt
+                joined = conn.serve()
             except BridgeError as exc:
                 log.warning("WAMP peer: cannot join realm %r at %s as authid %r: %s", self.realm, self.url,
                             self.auth.authid, exc)
@@ -551,6 +550,10 @@ class Peer:
                     conn.close_transport(self._close_code if self._stopping else 1000)
                     self._lost(conn, "the connection to the router was lost")
                 self._first_attempt.set()
+                if joined:
+                    attempt = 0
+                else:  # this node did not take us: try the next one (if there are several)
+                    self.url = next_url(self.urls, self.url)
             if self._stopping:
                 break
             delay = peercore.backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,

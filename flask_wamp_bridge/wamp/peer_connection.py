@@ -186,6 +186,10 @@ class PeerConnection:
                   "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
         )
 
+    def registration_failed(self, reg: Registration, error: BaseException) -> None:
+        """Send the :data:`~flask_wamp_bridge.signals.registration_failed` signal for ``reg``."""
+        send_signal(self.peer, registration_failed, uri=reg.uri, kind=reg.verb.split()[0], error=error)
+
     def send_request(self, reg: Registration) -> None:
         """REGISTER or SUBSCRIBE ``reg``; its answer comes back to ``reg.set()``/``set_exception()``."""
         reg._answer = gevent.event.AsyncResult()
@@ -369,11 +373,10 @@ class PeerConnection:
                 reg._answer.get(timeout=peer.connect_timeout)
             except gevent.Timeout:
                 log.error("WAMP peer: no answer registering %r", reg.uri)
-                send_signal(peer, registration_failed, uri=reg.uri, kind=reg.kind,
-                                 error=CallTimeout(None, f"no answer registering {reg.uri!r}"))
+                self.registration_failed(reg, CallTimeout(None, f"no answer registering {reg.uri!r}"))
             except BridgeError as exc:
                 log.error("WAMP peer: cannot %s %r: %s", reg.verb, reg.uri, exc)
-                send_signal(peer, registration_failed, uri=reg.uri, kind=reg.kind, error=exc)
+                self.registration_failed(reg, exc)
         if rejoin and self.core.is_established:
             send_signal(peer, peer_reregistered, session_id=self.core.session_id,
                              uris=[reg.uri for reg in pending if reg.id is not None])

@@ -1,0 +1,55 @@
+"""The router URL list: one URL per router node, tried in order (pure).
+
+``WAMP_BRIDGE_ROUTER_URL`` is one URL or several (a list, or one string with
+URLs separated by commas or spaces). The peer and the relays connect to the
+first that answers and move on to the next one when a connection attempt
+fails, so a host attached to a router node that died reconnects to another
+node of the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+from ..errors import ConfigError
+
+__all__ = ["router_urls", "next_url", "in_order_from"]
+
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def router_urls(value: str | t.Sequence[str]) -> tuple[str, ...]:
+    """The URLs of a ``WAMP_BRIDGE_ROUTER_URL`` value, in order, without repeats.
+
+    :raises ConfigError: no URL, or one that is not a ``ws://``/``wss://`` URL.
+    """
+    if isinstance(value, str):
+        items: list[t.Any] = [u for u in _SEPARATORS.split(value) if u]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(f"WAMP_BRIDGE_ROUTER_URL must be a URL or a list of URLs, got {value!r}")
+    for url in items:
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"WAMP_BRIDGE_ROUTER_URL {url!r} must start with ws:// or wss://")
+    if not items:
+        raise ConfigError("WAMP_BRIDGE_ROUTER_URL names no router URL")
+    return tuple(dict.fromkeys(items))
+
+
+def next_url(urls: t.Sequence[str], current: str) -> str:
+    """The URL to try after ``current`` failed (wrapping around)."""
+    try:
+        return urls[(list(urls).index(current) + 1) % len(urls)]
+    except ValueError:
+        return urls[0]
+
+
+def in_order_from(urls: t.Sequence[str], first: str) -> list[str]:
+    """All ``urls``, starting at ``first`` (e.g. the one that worked last) and wrapping around."""
+    try:
+        start = list(urls).index(first)
+    except ValueError:
+        start = 0
+    return [*urls[start:], *urls[:start]]
