@@ -359,6 +359,9 @@ class WampBridge:
         The URI is ``WAMP_BRIDGE_PREFIX`` + the function's name unless given.
         ``options`` go into REGISTER: ``match="prefix"|"wildcard"``,
         ``invoke="roundrobin"|"random"|"single"|...`` (default ``WAMP_BRIDGE_INVOKE``).
+        ``validate`` (not sent to the router): ``"lax"``/``True``, ``"strict"``
+        or ``"off"``/``False`` checks this function's arguments against its type
+        hints (default ``WAMP_BRIDGE_VALIDATION``; see the README).
         The function is returned unchanged (it can also be a Flask view). It
         runs in an app context; raise :class:`~flask_wamp_bridge.errors.ApplicationError`
         (or an exception class with a ``uri`` attribute) to answer with an error URI.
@@ -376,7 +379,8 @@ class WampBridge:
     def subscribe(self, topic: str | t.Callable[..., t.Any] | None = None, **options: t.Any) -> t.Any:
         """Decorator: run the function for each event on a topic (default prefix + name).
 
-        ``options`` go into SUBSCRIBE (``match="prefix"|"wildcard"``). Runs in
+        ``options`` go into SUBSCRIBE (``match="prefix"|"wildcard"``);
+        ``validate`` as for :meth:`register` (an event that fails is logged and dropped). Runs in
         *every* worker process: do exactly-once work in a procedure instead.
         """
         if callable(topic):

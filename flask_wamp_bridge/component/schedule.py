@@ -77,16 +77,21 @@ class Scheduler:
                 reg = peer.register(uri, self._holder_info(job), invoke="single", report=False)
             except BridgeError as exc:  # held by another session (or no answer)
                 log.debug("job %r: not elected (%s)", job.name, exc)
+                self._forget(uri)
                 gevent.sleep(RETRY)
                 continue
             log.info("job %r: elected to run it every %g s", job.name, job.seconds)
-            try:
-                self._hold(job, reg)
-            finally:
-                log.info("job %r: no longer the runner", job.name)
+            self._hold(job, reg)  # stopping (GreenletExit) leaves the registration to the GOODBYE
+            log.info("job %r: no longer the runner", job.name)
+            self._forget(uri)
+
+    def _forget(self, uri: str) -> None:
+        """Drop this peer's record of the job's registration, so that a reconnect does not make it again."""
+        for handle in self.peer.handles():
+            if handle.uri == uri:
                 try:
-                    reg.unregister()
-                except BridgeError:
+                    handle.unregister()
+                except BridgeError:  # no answer: the session is going anyway
                     pass
 
     def _hold(self, job: Job, reg: Registration) -> None:
@@ -97,7 +102,7 @@ class Scheduler:
                 gevent.sleep(min(next_run - now, RETRY))
                 continue
             # in this greenlet, so that runs never overlap; tasks give the app context and error logging
-            self.tasks._run(job.fn, (), {})
+            self.tasks.run_here(job.fn)
             self.runs[job.name] += 1
             next_run += job.seconds
             if next_run < time.monotonic():  # a run took longer than the period: skip the missed ones

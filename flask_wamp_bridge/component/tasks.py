@@ -42,20 +42,22 @@ class Tasks:
         if len(self.running) >= self.limit:
             raise TooManyTasks(f"{len(self.running)} background tasks are running (WAMP_BRIDGE_MAX_TASKS = "
                                f"{self.limit}); wait for some to finish or raise the limit")
-        greenlet = gevent.Greenlet(self._run, fn, args, kwargs)
+        greenlet = gevent.Greenlet(self.run_here, fn, args, kwargs)
         self.running.add(greenlet)
         greenlet.link(self.running.discard)
         greenlet.start()
         return greenlet
 
-    def _run(self, fn: t.Callable[..., t.Any], args: tuple[t.Any, ...], kwargs: dict[str, t.Any]) -> t.Any:
+    def run_here(self, fn: t.Callable[..., t.Any], args: tuple[t.Any, ...] = (),
+                 kwargs: dict[str, t.Any] | None = None) -> t.Any:
+        """Run ``fn`` in this greenlet in an app context with ``g.wampy``; an exception is logged (result None)."""
         app = self._app_ref()
         if app is None:
             return None
         with app.app_context():
             g.wampy = self._wampy
             try:
-                return fn(*args, **kwargs)
+                return fn(*args, **(kwargs or {}))
             except gevent.GreenletExit:
                 raise
             except Exception:

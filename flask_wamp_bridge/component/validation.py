@@ -29,14 +29,10 @@ import types
 import typing as t
 
 from ..errors import ApplicationError
-from ..settings import VALIDATION_MODES
 
-__all__ = ["InvalidArgument", "Validator", "validator_for", "to_plain", "MODES", "pydantic_available"]
+__all__ = ["InvalidArgument", "Validator", "validator_for", "to_plain", "INVALID_ARGUMENT"]
 
 log = logging.getLogger("flask_wamp_bridge.validation")
-
-#: ``WAMP_BRIDGE_VALIDATION`` and ``validate=`` values: coerce compatible input, accept only exact types, don't check.
-MODES = VALIDATION_MODES
 
 INVALID_ARGUMENT = "wamp.error.invalid_argument"
 
@@ -44,10 +40,6 @@ try:  # the optional extra
     import pydantic as _pydantic
 except ImportError:  # pragma: no cover - depends on the environment
     _pydantic = None  # type: ignore[assignment]
-
-
-def pydantic_available() -> bool:
-    return _pydantic is not None
 
 
 class InvalidArgument(ApplicationError):
