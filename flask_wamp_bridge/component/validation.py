@@ -22,6 +22,7 @@ plain dicts and lists. Pure: no gevent, no Flask.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -36,10 +37,15 @@ log = logging.getLogger("flask_wamp_bridge.validation")
 
 INVALID_ARGUMENT = "wamp.error.invalid_argument"
 
-try:  # the optional extra
-    import pydantic as _pydantic
-except ImportError:  # pragma: no cover - depends on the environment
-    _pydantic = None  # type: ignore[assignment]
+
+@functools.cache
+def _pydantic() -> t.Any:
+    """The pydantic module (the optional extra ``validation``), or None; imported when a handler is first checked."""
+    try:
+        import pydantic
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return pydantic
 
 
 class InvalidArgument(ApplicationError):
@@ -169,7 +175,7 @@ def validator_for(fn: t.Callable[..., t.Any], *, name: str, strict: bool = False
         hint = hints.get(param.name, inspect.Parameter.empty)
         check = None
         if hint is not inspect.Parameter.empty and hint is not t.Any:
-            check = _pydantic_check(hint, strict) if use_pydantic and _pydantic is not None else \
+            check = _pydantic_check(hint, strict) if use_pydantic and _pydantic() is not None else \
                 _plain_check(hint, strict)
             annotated = annotated or check is not None
         required = param.default is inspect.Parameter.empty and param.kind not in (_VAR_POS, _VAR_KW)
@@ -181,15 +187,15 @@ def validator_for(fn: t.Callable[..., t.Any], *, name: str, strict: bool = False
 
 
 def _pydantic_check(hint: t.Any, strict: bool) -> _Check | None:
-    assert _pydantic is not None
+    pydantic = _pydantic()
     try:
-        adapter = _pydantic.TypeAdapter(hint)
+        adapter = pydantic.TypeAdapter(hint)
     except Exception as exc:  # pydantic cannot build a schema for it
         log.warning("annotation %r cannot be checked (%s); left unchecked", hint, exc)
         return None
     validate = adapter.validate_python
     validate_json = adapter.validate_json
-    error_type = _pydantic.ValidationError
+    error_type = pydantic.ValidationError
 
     def check(value: t.Any) -> t.Any:
         try:
