@@ -14,6 +14,13 @@ rounds; the report gives medians.
 - bridge CPU: user + system seconds of the gunicorn worker over the bridged
   run (it also runs the app's own WAMP peer, idle here), per call.
 
+Two bridges run side by side: ``after`` (the package's relay, every browser
+message checked) and ``before`` (``bench/relay_before.py``, the relay as it
+was before the per-message checks, which only peeked at each frame's head),
+so the checks' cost is the difference of one run. Both run with the limits
+that would refuse the bench's own load lifted (1,000 calls in flight; a rate
+of 10**9 requests/s, so the token bucket still runs).
+
 Targets: proxied round trip <= 1.2x direct, throughput >= 0.95x direct.
 On a shared 2-core machine every process (router, callee, caller, bridge)
 competes for the cores, so compare ratios from one run. Run from the
@@ -58,6 +65,12 @@ def create_app() -> t.Any:
     from flask import session
 
     from flask_wamp_bridge import WampBridge
+
+    if os.environ.get("BENCH_RELAY") == "before":  # the relay without the per-message checks
+        from bench import relay_before
+        from flask_wamp_bridge.bridge import endpoint
+
+        endpoint.Relay = relay_before.Relay  # type: ignore[misc]
 
     app = Flask(__name__)
     app.config["SECRET_KEY"] = APP_SECRET_KEY
@@ -256,13 +269,19 @@ def _children(pid: int) -> list[int]:
 
 
 def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
-                  extra_args: t.Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], int, int]:
-    """Start the bench app on the bridge worker; return the master, its port and the worker's PID."""
+                  extra_args: t.Sequence[str] = (), relay: str = "after") -> tuple[subprocess.Popen[bytes], int, int]:
+    """Start the bench app on the bridge worker; return the master, its port and the worker's PID.
+
+    ``relay`` ``"before"`` serves the relay without the per-message checks (``bench/relay_before.py``).
+    """
     port = _free_port()
     env = _env()
     for key, value in settings.items():
         env[f"FLASK_{key}"] = value if isinstance(value, str) else json.dumps(value)
     env["FLASK_WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"] = "null"  # the bench keeps 1,000 calls in flight
+    env["FLASK_WAMP_BRIDGE_MESSAGE_RATE"] = "1e9"  # ... at thousands of calls a second: the bucket runs, never empty
+    env["FLASK_WAMP_BRIDGE_MESSAGE_BURST"] = str(10**9)
+    env["BENCH_RELAY"] = relay
     argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket", *extra_args,
             "-b", f"127.0.0.1:{port}", "-w", "1", "bench.bench_relay:create_app()"]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -317,27 +336,30 @@ def orchestrate(args: argparse.Namespace) -> None:
         realm = router.realm
         callee = _spawn("callee", router.url, realm, args)
         log = open(Path(tmp) / "gunicorn.log", "wb")
-        bridge: subprocess.Popen[bytes] | None = None
+        bridges: list[subprocess.Popen[bytes]] = []
         try:
             assert callee.stdout is not None
             if callee.stdout.readline().strip() != "ready":
                 raise SystemExit("the callee did not start")
-            bridge, port, worker = _start_bridge(settings, log)
-            bridge_url = f"ws://127.0.0.1:{port}/wamp"
-            print(f"bridge worker pid {worker} on {bridge_url}", flush=True)
+            paths: list[tuple[str, str, str, int | None]] = [("direct", "direct", router.url, None)]
+            for relay in ("before", "after"):
+                bridge, port, pid = _start_bridge(settings, log, relay=relay)
+                bridges.append(bridge)
+                paths.append((relay, "bridge", f"ws://127.0.0.1:{port}/wamp", pid))
+                print(f"bridge ({relay}) worker pid {pid} on {paths[-1][2]}", flush=True)
             for round_ in range(1, args.rounds + 1):
                 for size in SIZES:
-                    for via, url in (("direct", router.url), ("bridge", bridge_url)):
-                        cpu, router_cpu = _cpu(worker), _tree_cpu(router.pid)
+                    for path, via, url, worker in paths:
+                        cpu, router_cpu = (_cpu(worker) if worker else 0.0), _tree_cpu(router.pid)
                         result = _call({"via": via, "size": size}, url, realm, args)
                         if result is None:
                             continue
-                        result["bridge_us"] = (_cpu(worker) - cpu) / result["calls"] * 1e6
+                        result["bridge_us"] = (_cpu(worker) - cpu) / result["calls"] * 1e6 if worker else 0.0
                         result["router_us"] = (_tree_cpu(router.pid) - router_cpu) / result["calls"] * 1e6
-                        results.setdefault((size, via), []).append(result)
-                        print(f"  round {round_}: {size:>5} B {via:<6} done (authid {result['authid']})", flush=True)
+                        results.setdefault((size, path), []).append(result)
+                        print(f"  round {round_}: {size:>5} B {path:<6} done (authid {result['authid']})", flush=True)
         finally:
-            if bridge is not None:
+            for bridge in bridges:
                 _end(bridge)
             log.close()
             _end(callee)
@@ -353,17 +375,25 @@ def report(runs: dict[tuple[int, str], list[dict[str, t.Any]]], args: argparse.N
           f"{'wrong':>6} {'router CPU us/call':>19} {'bridge CPU us/call':>19}")
     results = {key: {name: statistics.median(r[name] for r in rs) for name in rs[0] if name != "authid"}
                for key, rs in runs.items()}
-    for (size, via), r in sorted(results.items()):
-        cpu = f"{r['bridge_us']:19.0f}" if via == "bridge" else f"{'-':>19}"
-        print(f"{size:>7}B {via:<7} {r['rtt_median'] * 1e6:14.0f} {r['rtt_p90'] * 1e6:11.0f} "
+    order = {"direct": 0, "before": 1, "after": 2}
+    for (size, path), r in sorted(results.items(), key=lambda item: (item[0][0], order[item[0][1]])):
+        cpu = f"{r['bridge_us']:19.0f}" if path != "direct" else f"{'-':>19}"
+        print(f"{size:>7}B {path:<7} {r['rtt_median'] * 1e6:14.0f} {r['rtt_p90'] * 1e6:11.0f} "
               f"{r['throughput']:9.0f} {int(r['wrong']):6d} {r['router_us']:19.0f} {cpu}")
+    print("(before: the relay without per-message checks; after: every browser message checked)")
     for size in SIZES:
-        direct, bridged = results.get((size, "direct")), results.get((size, "bridge"))
-        if direct and bridged:
-            rtt = bridged["rtt_median"] / direct["rtt_median"]
-            rate = bridged["throughput"] / direct["throughput"]
-            print(f"{size:>7}B bridge/direct: round trip {rtt:.2f}x (target <= 1.20x), "
-                  f"throughput {rate:.2f}x (target >= 0.95x)")
+        direct = results.get((size, "direct"))
+        for path in ("before", "after"):
+            bridged = results.get((size, path))
+            if direct and bridged:
+                rtt = bridged["rtt_median"] / direct["rtt_median"]
+                rate = bridged["throughput"] / direct["throughput"]
+                print(f"{size:>7}B {path}/direct: round trip {rtt:.2f}x (target <= 1.20x), "
+                      f"throughput {rate:.2f}x (target >= 0.95x)")
+        before, after = results.get((size, "before")), results.get((size, "after"))
+        if before and after:
+            print(f"{size:>7}B the checks cost {after['bridge_us'] - before['bridge_us']:+.1f} us of bridge CPU "
+                  "per call (a call is one browser message each way)")
 
 
 def main() -> None:

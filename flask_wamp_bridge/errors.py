@@ -7,7 +7,8 @@ Everything the library raises derives from :class:`BridgeError`::
     ├── ProtocolError               a WebSocket or WAMP rule was broken (.close_code)
     │   ├── LocalProtocolError      we were asked to send something illegal
     │   └── RemoteProtocolError     the other side sent something illegal
-    │       └── MessageTooBig       a message over the configured size limit
+    │       ├── MessageTooBig       a message over the configured size limit
+    │       └── PayloadOutOfBounds  a message nested too deep, too many elements, a length bomb
     ├── AuthError                   identity could not be established
     │   ├── NotAuthenticated        no identity in the Flask session
     │   └── InvalidTicket           a bridge ticket failed verification
@@ -36,6 +37,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "MessageTooBig",
+    "PayloadOutOfBounds",
     "AuthError",
     "NotAuthenticated",
     "InvalidTicket",
@@ -83,6 +85,11 @@ class MessageTooBig(RemoteProtocolError):
     """A message is larger than the configured maximum (close code 1009)."""
 
     close_code = 1009
+
+
+class PayloadOutOfBounds(RemoteProtocolError):
+    """A message is past a decoding bound: nesting depth, element count, size, or a length prefix
+    claiming more than the frame holds. Refused before (or instead of) decoding it."""
 
 
 class AuthError(BridgeError):

@@ -162,12 +162,14 @@ def positive_seconds(*, optional: bool = False) -> Check:
     return check
 
 
-def positive_number() -> Check:
-    """A number > 0."""
+def positive_number(*, optional: bool = False) -> Check:
+    """A number > 0 (or None when ``optional``)."""
 
     def check(key: str, value: t.Any) -> None:
+        if value is None and optional:
+            return
         if not _is_number(value) or value <= 0:
-            _fail(key, "a positive number", value)
+            _fail(key, "a positive number" + (" or None" if optional else ""), value)
 
     return check
 
@@ -329,6 +331,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds from connect to WELCOME for a browser", positive_seconds(), "endpoint"),
     Setting("WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT", 100, "int | None",
             "Calls one browser session may have outstanding", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_DEPTH", 32, "int",
+            "Nesting depth of one browser message", count(minimum=2), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_ELEMENTS", 100_000, "int",
+            "List and map elements of one browser message", count(minimum=1), "endpoint"),
+    Setting("WAMP_BRIDGE_STRICT_URIS", False, "bool",
+            "Browser URIs must be strict, not just loose", flag(), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_SUBSCRIPTIONS", 1000, "int | None",
+            "Subscriptions one browser session may hold", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_REGISTRATIONS", 100, "int | None",
+            "Registrations one browser session may hold", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MESSAGE_RATE", 1000.0, "float | None",
+            "Requests per second of one browser session", positive_number(optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MESSAGE_BURST", 2000, "int",
+            "Requests one browser session may burst above the rate", count(minimum=1), "endpoint"),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
             "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket"),
     Setting("WAMP_BRIDGE_WS_PING_INTERVAL", 25.0, "seconds",

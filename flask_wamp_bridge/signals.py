@@ -50,7 +50,8 @@ call_timed_out = _signals.signal("wamp-call-timed-out")
 browser_session_opened = _signals.signal("wamp-browser-session-opened")
 #: That session ended: ``authid``, ``role``, ``session_id``, ``reason`` (the close reason).
 browser_session_closed = _signals.signal("wamp-browser-session-closed")
-#: The relay's checks refused a browser's message: ``authid``, ``role``, ``reason``.
+#: The relay's checks refused (or stripped) one message of a browser: ``authid``, ``role``, ``session_id``
+#: (None before WELCOME), ``reason``.
 message_refused = _signals.signal("wamp-message-refused")
 
 

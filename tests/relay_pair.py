@@ -18,6 +18,7 @@ from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.relay import Action
 from flask_wamp_bridge.bridge.relay import Close
 from flask_wamp_bridge.bridge.relay import ConnectRouter
+from flask_wamp_bridge.bridge.relay import Notice
 from flask_wamp_bridge.bridge.relay import Relay
 from flask_wamp_bridge.bridge.relay import SendToClient
 from flask_wamp_bridge.bridge.relay import SendToRouter
@@ -53,6 +54,8 @@ class ScriptedRouter:
         self.hello: list[t.Any] | None = None
         self.tickets: list[str] = []
         self.session_id = 4242
+        #: extra WELCOME details (Crossbar adds x_cb_* keys); ``authextra`` in here is merged into the principal's
+        self.welcome_details: dict[str, t.Any] = {}
 
     def answer(self, data: str | bytes) -> list[str | bytes]:
         """Frames the router sends back for one frame it got during the login."""
@@ -71,9 +74,10 @@ class ScriptedRouter:
             except ApplicationError as exc:
                 return [self.serializer.dumps([3, {"message": str(exc)}, exc.error])]
             authid = self.hello[2].get("authid") if self.keep_hello_authid else principal["authid"]
+            extra = {**principal["extra"], **self.welcome_details.get("authextra", {})}
             welcome = [2, self.session_id, {
                 "realm": self.hello[1], "authid": authid, "authrole": principal["role"],
-                "authmethod": "ticket", "authprovider": "dynamic", "authextra": principal["extra"],
+                "authmethod": "ticket", "authprovider": "dynamic", **self.welcome_details, "authextra": extra,
                 "roles": {"broker": {"features": {}}, "dealer": {"features": {}}}}]
             return [self.serializer.dumps(welcome)]
         return []
@@ -95,6 +99,8 @@ class RelayPair:
         self.actions: list[Action] = []
         self.router_connected = False
         self.closed: Close | None = None
+        #: the relay's notices for the log, in order
+        self.notices: list[Notice] = []
         self._answered = 0
 
     def _sign(self, identity: Identity) -> str:
@@ -148,6 +154,8 @@ class RelayPair:
                 self.at_client.append(action.data)
             elif isinstance(action, Close):
                 self.closed = action
+            elif isinstance(action, Notice):
+                self.notices.append(action)
             else:  # pragma: no cover
                 raise AssertionError(f"unknown action {action!r}")
         return actions

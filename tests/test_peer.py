@@ -7,6 +7,7 @@ gevent's thread pool to keep the hub (and the peer) running meanwhile.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import typing as t
@@ -15,6 +16,7 @@ import uuid
 import gevent
 import gevent.event
 import pytest
+import websocket
 
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.errors import CallTimeout
@@ -24,6 +26,7 @@ from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID
+from flask_wamp_bridge.testing import TESTER_SECRET
 from flask_wamp_bridge.testing import WampClient
 from flask_wamp_bridge.wamp.client_auth import WampCraAuth
 from flask_wamp_bridge.wamp.peer import Peer
@@ -455,3 +458,73 @@ def test_peer_reconnects_after_router_restart(
     peer.publish(uri("evt"), "back")  # re-subscribed by itself
     assert wait_until(lambda: events == ["back"])
     release.set()
+
+
+def nested(depth: int) -> t.Any:
+    value: t.Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_peer_survives_payloads_past_its_bounds(
+    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
+    uri: t.Callable[[str], str],
+) -> None:
+    """A payload the peer cannot take ends only its invocation, event or call: the session stays."""
+    events: list[t.Any] = []
+    peer.register(uri("echo"), lambda value: value)
+    peer.subscribe(uri("news"), lambda value: events.append(value))
+    assert peer.wait_ready(20)
+    session_id = peer.session_id
+    client = wamp_client(crossbar_router)
+    client.register(uri("deep"), lambda: nested(200))
+
+    with pytest.raises(ApplicationError) as refused:  # an INVOCATION past the bounds: ERROR for it alone
+        in_thread(client.call, uri("echo"), nested(200))
+    assert refused.value.error == "wamp.error.invalid_argument"
+    in_thread(client.publish, uri("news"), nested(200))  # an EVENT past the bounds: dropped
+    with pytest.raises(ApplicationError) as failed:  # a RESULT past the bounds: that call fails
+        peer.call(uri("deep"))
+    assert failed.value.error == "wamp.error.invalid_argument"
+
+    assert in_thread(client.call, uri("echo"), nested(10)) == nested(10)
+    in_thread(client.publish, uri("news"), "fine")
+    assert wait_until(lambda: events == ["fine"])
+    assert peer.session_id == session_id and peer.is_connected
+
+
+def raw_tester(router: CrossbarProcess) -> websocket.WebSocket:
+    """A raw JSON WAMP session on the router as the test service: it sends frames no WAMP library would."""
+    ws = websocket.create_connection(router.url, subprotocols=["wamp.2.json"], timeout=15)
+    ws.send(json.dumps([1, router.realm, {"roles": {"caller": {}, "publisher": {}}, "authmethods": ["wampcra"],
+                                          "authid": TESTER_AUTHID}]))
+    challenge = json.loads(ws.recv())
+    signature = WampCraAuth(TESTER_AUTHID, TESTER_SECRET).respond(challenge[1], challenge[2])
+    ws.send(json.dumps([5, signature, {}]))
+    assert json.loads(ws.recv())[0] == 2
+    return ws
+
+
+def test_the_test_client_survives_payloads_past_its_bounds(
+    crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient], uri: t.Callable[[str], str],
+) -> None:
+    client = wamp_client(crossbar_router)
+    events: list[t.Any] = []
+    client.register(uri("echo"), lambda value: value)
+    client.subscribe(uri("news"), lambda value: events.append(value))
+    session_id = client.session_id
+    raw = raw_tester(crossbar_router)
+    try:
+        deep = "[" * 3000 + "]" * 3000
+        raw.send(f'[48,1,{{}},"{uri("echo")}",[{deep}]]')  # past the bounds: ERROR for that invocation alone
+        assert json.loads(raw.recv())[:5] == [8, 48, 1, {}, "wamp.error.invalid_argument"]
+        raw.send(f'[16,2,{{}},"{uri("news")}",[{deep}]]')  # an EVENT past the bounds: dropped
+        raw.send(f'[16,3,{{}},"{uri("news")}",["fine"]]')
+        raw.send(f'[48,4,{{}},"{uri("echo")}",[[1,[2]]]]')
+        result = json.loads(raw.recv())
+        assert result[:2] == [50, 4] and result[3] == [[1, [2]]]
+    finally:
+        raw.close()
+    assert wait_until(lambda: events == ["fine"])
+    assert client.connected and client.session_id == session_id

@@ -11,17 +11,17 @@ from relay_pair import RelayPair
 
 from flask_wamp_bridge.bridge import tickets
 from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.identity import rewrite_hello
 from flask_wamp_bridge.bridge.relay import CALLS_IN_FLIGHT_ERROR
 from flask_wamp_bridge.bridge.relay import Close
 from flask_wamp_bridge.bridge.relay import ConnectRouter
 from flask_wamp_bridge.bridge.relay import SendToClient
 from flask_wamp_bridge.bridge.relay import SendToRouter
 from flask_wamp_bridge.bridge.relay import State
-from flask_wamp_bridge.bridge.relay import _peek_cbor
-from flask_wamp_bridge.bridge.relay import _peek_json
-from flask_wamp_bridge.bridge.relay import _peek_msgpack
-from flask_wamp_bridge.bridge.relay import rewrite_hello
 from flask_wamp_bridge.errors import LocalProtocolError
+from flask_wamp_bridge.wamp.heads import _peek_cbor
+from flask_wamp_bridge.wamp.heads import _peek_json
+from flask_wamp_bridge.wamp.heads import _peek_msgpack
 from flask_wamp_bridge.wamp.messages import serializer_for
 from flask_wamp_bridge.websocket import frames
 
@@ -125,7 +125,7 @@ def test_relay_without_identity_aborts_not_authorized():
     assert pair.relay.router_refusal is None  # the bridge refused, not the router
 
 
-def test_relay_router_abort_is_forwarded():
+def test_relay_router_abort_is_forwarded_with_its_text_for_the_log_only():
     pair = RelayPair(ANN)
     pair.router.authenticate = tickets.make_authenticator("another-secret", 30, realm=REALM,
                                                           clock=lambda: NOW)
@@ -135,7 +135,8 @@ def test_relay_router_abort_is_forwarded():
     assert pair.relay.state is State.CLOSED
     refusal = pair.relay.router_refusal  # for the endpoint's log line
     assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
-    assert refusal.message == last[1]["message"]
+    assert "signature does not match" in refusal.message  # the router's text: logged ...
+    assert last[1] == {"message": "the router ended the session"}  # ... not shown to the browser
 
 
 # --- bad input before WELCOME ---------------------------------------------------
@@ -204,14 +205,16 @@ def test_relay_wrong_frame_type_after_welcome_closes_1003():
     pair = established()
     pair.client_sends(b"[16, 1, {}, \"t\"]")
     assert pair.closed.code == 1003
-    assert len(pair.at_router) == 2  # HELLO, AUTHENTICATE: nothing more
+    assert len(pair.at_router) == 3  # HELLO, AUTHENTICATE, then only the GOODBYE that ends the router's session
+    assert pair.router_messages()[-1] == [6, {}, "wamp.error.protocol_violation"]
 
 
 def test_relay_second_hello_is_a_protocol_violation():
     pair = established()
     before = len(pair.at_router)
     pair.client_sends([1, REALM, {"roles": BROWSER_ROLES, "authid": "admin"}])
-    assert len(pair.at_router) == before
+    assert len(pair.at_router) == before + 1
+    assert pair.router_messages()[-1] == [6, {}, "wamp.error.protocol_violation"]
     abort = pair.client_messages()[-1]
     assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
     assert pair.closed.code == 1002
@@ -248,13 +251,13 @@ def test_relay_browser_abort_during_login_is_forwarded():
     assert pair.closed.code == 1000
 
 
-# (a frame whose head reads well passes as opaque bytes: the router judges its shape)
 @pytest.mark.parametrize("after_welcome", ['{"a": 1}', "[", "", "[-16, 1]",
                                            '\u00a0[48, 1, {}, "x"]', '[\u0664\u0668, 1, {}, "x"]'])
 def test_relay_garbage_after_welcome_is_a_protocol_violation(after_welcome):
     pair = established()
     pair.client_sends(after_welcome)
-    assert len(pair.at_router) == 2
+    assert len(pair.at_router) == 3
+    assert pair.router_messages()[-1] == [6, {}, "wamp.error.protocol_violation"]
     assert pair.client_messages()[-1][2] == "wamp.error.protocol_violation"
     assert pair.closed.code == 1002
 
@@ -392,6 +395,8 @@ def _frames(subprotocol):
 @pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
 def test_relay_pass_through_is_byte_identical(subprotocol):
     pair = established(subprotocol=subprotocol)
+    pair.router_sends([68, 7, 77, {}, [1]])  # the YIELD below answers it
+    pair.client_sends([48, 5, {}, "com.example.slow"])  # the CANCEL below cancels it
     for frame in _frames(subprotocol):
         actions = pair.client_sends(frame)
         assert actions == [SendToRouter(frame)]

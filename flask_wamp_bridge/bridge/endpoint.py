@@ -25,14 +25,20 @@ import typing as t
 
 from flask import Flask
 from flask import current_app
+from flask import request
+from flask import session
+from werkzeug.exceptions import Forbidden
 from werkzeug.routing.exceptions import WebsocketMismatch
 
 from ..errors import NotAuthenticated
+from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
 from ..wamp.messages import serializer_for
 from ..websocket.routes import accept_websocket
 from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
+from . import security_log
+from .checks import Limits
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
@@ -113,7 +119,13 @@ class Endpoint:
         from . import relay_io  # imports gevent: only once a socket is relayed
 
         settings = self.settings
-        check_origin()  # first: a foreign page must not even get the identity loader run
+        remote = request.remote_addr
+        try:
+            check_origin()  # first: a foreign page must not even get the identity loader run
+        except Forbidden:
+            security_log.warn("origin_refused", remote, None, f"Origin {request.headers.get('Origin')!r}")
+            raise
+        _log_tampered_cookie(remote)
         try:
             identity = self.load_identity()  # frozen before any greenlet exists
         except NotAuthenticated as exc:
@@ -137,9 +149,10 @@ class Endpoint:
             self.sign,
             time.monotonic(),
             login_timeout=settings["WAMP_BRIDGE_LOGIN_TIMEOUT"],
-            max_calls_in_flight=settings["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
+            limits=limits_from_settings(settings),
+            debug=bool(current_app.debug),
         )
-        session = relay_io.RelaySession(
+        relayed = relay_io.RelaySession(
             ws,
             relay,
             settings["WAMP_BRIDGE_ROUTER_URL"],
@@ -147,9 +160,10 @@ class Endpoint:
             connect_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
             send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
             max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
+            remote=remote,
             signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )
-        session.run()
+        relayed.run()
         if relay.router_refusal is not None and identity is not None:
             self._log_refusal(identity, relay.router_refusal)
         return current_app.response_class(status=204)  # discarded by the worker after the 101
@@ -168,3 +182,35 @@ class Endpoint:
             )
         log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
                     identity.authid, role, why, hint)
+
+
+def limits_from_settings(settings: t.Mapping[str, t.Any]) -> Limits:
+    """The per-message limits of a browser session, from the ``WAMP_BRIDGE_*`` settings."""
+    return Limits(
+        bounds=Bounds(max_depth=settings["WAMP_BRIDGE_MAX_DEPTH"], max_elements=settings["WAMP_BRIDGE_MAX_ELEMENTS"],
+                      max_bytes=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or (1 << 62)),
+        strict_uris=bool(settings["WAMP_BRIDGE_STRICT_URIS"]),
+        max_calls_in_flight=settings["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
+        max_subscriptions=settings["WAMP_BRIDGE_MAX_SUBSCRIPTIONS"],
+        max_registrations=settings["WAMP_BRIDGE_MAX_REGISTRATIONS"],
+        message_rate=settings["WAMP_BRIDGE_MESSAGE_RATE"],
+        message_burst=settings["WAMP_BRIDGE_MESSAGE_BURST"],
+    )
+
+
+def _log_tampered_cookie(remote: str | None) -> None:
+    """Log a session cookie whose signature fails (Flask then just starts an empty session)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    cookie = request.cookies.get(app.config.get("SESSION_COOKIE_NAME", "session"))
+    if not cookie or session:
+        return
+    signer = getattr(app.session_interface, "get_signing_serializer", None)
+    serializer = signer(app) if signer is not None else None
+    if serializer is None:
+        return
+    from itsdangerous import BadSignature
+
+    try:
+        serializer.loads(cookie)
+    except BadSignature:
+        security_log.warn("cookie_refused", remote, None, "the session cookie's signature does not match")

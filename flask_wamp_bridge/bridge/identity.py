@@ -30,6 +30,7 @@ __all__ = [
     "coerce_identity",
     "default_identity_loader",
     "thaw",
+    "rewrite_hello",
 ]
 
 #: What :func:`coerce_identity` accepts (``None`` means "no identity": anonymous or refused).
@@ -216,3 +217,22 @@ def default_identity_loader() -> str | None:
     if user_id is None or user_id == "":
         return None
     return str(user_id)
+
+
+#: HELLO.Details keys that carry the client's claimed identity: replaced by the server's.
+_AUTH_KEYS = ("authid", "authrole", "authmethods", "authextra")
+
+
+def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
+    """Return ``hello`` with the client's claimed identity replaced by ``identity``.
+
+    ``authid``, ``authrole``, ``authmethods`` and ``authextra`` in the details
+    are replaced (``authmethods`` becomes ``["ticket"]``); every other key, known
+    or not, is kept as it was.
+    """
+    details = {key: value for key, value in hello[2].items() if key not in _AUTH_KEYS}
+    details["authmethods"] = ["ticket"]
+    details["authid"] = identity.authid
+    if identity.authextra:
+        details["authextra"] = thaw(identity.authextra)
+    return [hello[0], hello[1], details, *hello[3:]]

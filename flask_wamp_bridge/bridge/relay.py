@@ -58,15 +58,21 @@ States::
    verbatim. A router ABORT is forwarded and the session closes (1008). The
    browser must be silent here, except for an ABORT of its own.
 
-4. ESTABLISHED. Frames pass through as opaque bytes. Each one gets a cheap
-   look at its leading integers (message type, and request ids where needed)
-   without decoding the payload; only a frame whose head cannot be read that
-   way is decoded in full. The look serves three rules: a browser never sends
+4. ESTABLISHED. The browser stays untrusted: each of its messages is decoded
+   within payload bounds and judged by the per-type table of
+   :mod:`flask_wamp_bridge.bridge.checks` (types, shapes, URIs, an options
+   allow-list, request ids, rate and limits). Accepted bytes go upstream
+   unchanged unless an option had to be dropped (then re-encoded); a refused
+   request is answered by the relay itself with an ERROR; a protocol violation
+   gets ABORT ``wamp.error.protocol_violation``, GOODBYE upstream and close
+   1002; sustained abuse closes with 1008. A browser never sends
    session-level messages again (a second HELLO is a protocol violation:
-   Crossbar would answer it with a second challenge); GOODBYE in either
-   direction starts a clean close; and at most ``max_calls_in_flight`` CALLs
-   wait for their results, the excess CALL being answered by the relay itself
-   with ERROR ``wamp.error.canceled`` and never forwarded.
+   Crossbar would answer it with a second challenge). The router's messages get
+   a cheap look at their leading integers (type, request ids) to track answers
+   and INVOCATIONs; its ABORT, GOODBYE and ERRORs of the router's own
+   ``wamp.error.*`` URIs reach the browser with the URI only, the text replaced
+   by a generic one (unless ``debug``; the text goes to the log). GOODBYE in
+   either direction starts a clean close.
 
 5. CLOSING. One side said GOODBYE; the other's GOODBYE reply is forwarded and
    both legs close with 1000. Other messages are dropped (the spec says to
@@ -84,7 +90,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 import typing as t
 
 from ..errors import BridgeError
@@ -93,10 +98,18 @@ from ..errors import LocalProtocolError
 from ..errors import ProtocolError
 from ..errors import RemoteProtocolError
 from ..errors import TransportError
+from ..wamp.heads import PEEKERS
+from ..wamp.heads import Head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from .checks import LIMIT_ERROR
+from .checks import Limits
+from .checks import SessionChecks
+from .checks import Verdict
 from .identity import Identity
-from .identity import thaw
+from .identity import rewrite_hello
+from .router_text import sanitized
+from .router_text import welcome_details
 
 __all__ = [
     "State",
@@ -105,8 +118,8 @@ __all__ = [
     "SendToRouter",
     "SendToClient",
     "Close",
+    "Notice",
     "Relay",
-    "rewrite_hello",
     "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
 ]
@@ -114,7 +127,7 @@ __all__ = [
 Data = t.Union[str, bytes]
 
 #: The ERROR URI a CALL over the in-flight limit gets (the call never reached the router).
-CALLS_IN_FLIGHT_ERROR = "wamp.error.canceled"
+CALLS_IN_FLIGHT_ERROR = LIMIT_ERROR
 
 _HELLO = int(MessageType.HELLO)
 _WELCOME = int(MessageType.WELCOME)
@@ -123,16 +136,8 @@ _CHALLENGE = int(MessageType.CHALLENGE)
 _AUTHENTICATE = int(MessageType.AUTHENTICATE)
 _GOODBYE = int(MessageType.GOODBYE)
 _ERROR = int(MessageType.ERROR)
-_CALL = int(MessageType.CALL)
-_RESULT = int(MessageType.RESULT)
-#: Prefix of the WELCOME authextra keys Crossbar adds about itself (x_cb_node, x_cb_pid,
-#: x_cb_peer, x_cb_worker): not for browsers.
-_ROUTER_INTERNAL = "x_cb_"
 #: Types that end or restart a session: handled specially after WELCOME.
 _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE})
-
-#: HELLO.Details keys that carry the client's claimed identity: replaced by the server's.
-_AUTH_KEYS = ("authid", "authrole", "authmethods", "authextra")
 
 
 class RouterRefusal(t.NamedTuple):
@@ -189,99 +194,17 @@ class Close(Action):
     reason: str = ""
 
 
-def rewrite_hello(hello: list[t.Any], identity: Identity) -> list[t.Any]:
-    """Return ``hello`` with the client's claimed identity replaced by ``identity``.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notice(Action):
+    """Something for the log, no action: ``event`` and ``reason``.
 
-    ``authid``, ``authrole``, ``authmethods`` and ``authextra`` in the details
-    are replaced (``authmethods`` becomes ``["ticket"]``); every other key, known
-    or not, is kept as it was.
+    Events: ``protocol_violation`` (the browser's), ``abort`` (the relay ABORTs the browser), ``refused`` (one
+    message refused or stripped), ``abuse`` (closed 1008), ``router_abort`` (the router's ABORT, its full
+    text) and ``router_text`` (the full text the browser did not get).
     """
-    details = {key: value for key, value in hello[2].items() if key not in _AUTH_KEYS}
-    details["authmethods"] = ["ticket"]
-    details["authid"] = identity.authid
-    if identity.authextra:
-        details["authextra"] = thaw(identity.authextra)
-    return [hello[0], hello[1], details, *hello[3:]]
 
-
-# --- the cheap look at a frame's head ------------------------------------------
-# Each returns (type, first, second): the message's leading unsigned integers,
-# None where the element is not one; or None when the head cannot be read.
-
-Head = t.Tuple[int, t.Optional[int], t.Optional[int]]
-
-# JSON's own whitespace and ASCII digits only: Unicode ones (U+00A0, U+0664) would
-# read as a head here while the frame is not JSON at all.
-_JSON_HEAD = re.compile(
-    r"[ \t\n\r]*\[[ \t\n\r]*(\d{1,16})(?![\d.eE])"
-    r"(?:[ \t\n\r]*,[ \t\n\r]*(\d{1,16})(?![\d.eE])(?:[ \t\n\r]*,[ \t\n\r]*(\d{1,16})(?![\d.eE]))?)?",
-    re.ASCII,
-)
-
-
-def _peek_json(data: t.Any) -> Head | None:
-    match = _JSON_HEAD.match(data)
-    if match is None:
-        return None
-    first, second, third = match.groups()
-    return int(first), (int(second) if second else None), (int(third) if third else None)
-
-
-def _peek_binary(data: t.Any, arrays: dict[int, int], uints: dict[int, int], fix_array: range,
-                 fix_uint: range) -> Head | None:
-    # msgpack and CBOR both start an array with a header byte (and maybe a
-    # big-endian length) and encode small unsigned ints the same way: a "fix"
-    # range, or a marker byte followed by 1/2/4/8 big-endian bytes.
-    found: list[int | None] = []
-    try:
-        lead = data[0]
-        if lead in fix_array:
-            pos = 1
-        elif lead in arrays:
-            pos = 1 + arrays[lead]
-        else:
-            return None
-        while len(found) < 3:
-            byte = data[pos]
-            if byte in fix_uint:
-                found.append(byte - fix_uint.start)
-                pos += 1
-            elif byte in uints:
-                size = uints[byte]
-                if pos + 1 + size > len(data):
-                    return None
-                found.append(int.from_bytes(data[pos + 1:pos + 1 + size], "big"))
-                pos += 1 + size
-            else:
-                break
-    except IndexError:
-        if not found:
-            return None
-    if not found:
-        return None
-    found.extend([None] * (3 - len(found)))
-    return t.cast(Head, tuple(found))
-
-
-_MSGPACK_ARRAYS = {0xDC: 2, 0xDD: 4}
-_MSGPACK_UINTS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
-_CBOR_ARRAYS = {0x98: 1, 0x99: 2, 0x9A: 4, 0x9B: 8, 0x9F: 0}
-_CBOR_UINTS = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}
-
-
-def _peek_msgpack(data: t.Any) -> Head | None:
-    return _peek_binary(data, _MSGPACK_ARRAYS, _MSGPACK_UINTS, range(0x90, 0xA0), range(0x00, 0x80))
-
-
-def _peek_cbor(data: t.Any) -> Head | None:
-    return _peek_binary(data, _CBOR_ARRAYS, _CBOR_UINTS, range(0x80, 0x98), range(0x00, 0x18))
-
-
-_PEEKERS: dict[str, t.Callable[[t.Any], t.Optional[Head]]] = {
-    "json": _peek_json,
-    "msgpack": _peek_msgpack,
-    "cbor": _peek_cbor,
-}
+    event: str
+    reason: str
 
 
 class Relay:
@@ -296,8 +219,10 @@ class Relay:
     :param now: the current monotonic time (seconds; ``tick`` gets the same clock): the login deadline starts here.
     :param login_timeout: seconds from ``now`` until WELCOME must have happened.
     :param max_calls_in_flight: CALLs that may wait for a result at once;
-        ``None`` for no limit.
+        ``None`` for no limit (used when ``limits`` is not given).
     :param goodbye_timeout: seconds to wait for the GOODBYE reply.
+    :param limits: the per-message rules' limits (:class:`~flask_wamp_bridge.bridge.checks.Limits`).
+    :param debug: pass the router's free text (ABORT, GOODBYE, ERROR) to the browser unchanged.
     """
 
     def __init__(
@@ -311,7 +236,12 @@ class Relay:
         login_timeout: float = 10.0,
         max_calls_in_flight: int | None = 100,
         goodbye_timeout: float = 5.0,
+        limits: Limits | None = None,
+        debug: bool = False,
     ) -> None:
+        if limits is None:
+            limits = Limits(max_calls_in_flight=max_calls_in_flight)
+        max_calls_in_flight = limits.max_calls_in_flight
         if max_calls_in_flight is not None and max_calls_in_flight < 1:
             raise ValueError("max_calls_in_flight must be at least 1, or None for no limit")
         self.identity = identity
@@ -323,13 +253,12 @@ class Relay:
         self._login_timeout = login_timeout
         self._goodbye_timeout = goodbye_timeout
         self._goodbye_deadline = 0.0
-        self._max_calls = max_calls_in_flight
-        self._calls: set[int] = set()
+        self._checks = SessionChecks(serializer, limits, now)
+        self._debug = debug
         self._challenged = False
         self._goodbye_from_client = False
         self._binary = serializer.binary
-        self._peek = _PEEKERS[serializer.name]
-        self._progress = b"progress" if serializer.binary else "progress"
+        self._peek = PEEKERS[serializer.name]
         self._state = State.AWAIT_HELLO
         #: Why the session failed (a protocol error of either side, a lost router), or None.
         self.error: BridgeError | None = None
@@ -347,7 +276,7 @@ class Relay:
     @property
     def calls_in_flight(self) -> int:
         """How many of the browser's CALLs are waiting for their result."""
-        return len(self._calls)
+        return len(self._checks.calls)
 
     # --- inputs -------------------------------------------------------------
 
@@ -358,16 +287,9 @@ class Relay:
             if isinstance(data, str) is self._binary:
                 return self._fail_client(self._frame_error(data, "browser"))
             head = self._peek(data)
-            if head is None or (head[0] == _CALL and head[1] is None):
-                head = self._decode_head(data)
-                if head is None:
-                    return self._fail_client(t.cast(ProtocolError, self.error))
-            kind = head[0]
-            if kind == _CALL:
-                return self._on_call(data, t.cast(int, head[1]))
-            if kind in _SESSION_TYPES:
-                return self._client_session_message(kind, data)
-            return [SendToRouter(data)]
+            if head is not None and head[0] in _SESSION_TYPES and head[0] != _GOODBYE:
+                return self._client_session_message(head[0], data)
+            return self._carry_out(self._checks.check(data, self._now))
         if state is State.AWAIT_HELLO:
             return self._on_hello(data)
         if state is State.AUTHENTICATING:
@@ -388,17 +310,14 @@ class Relay:
                 if head is None:
                     return self._fail_router(t.cast(ProtocolError, self.error))
             kind = head[0]
-            if kind == _RESULT:
-                if head[1] in self._calls and not self._is_progress(data):
-                    self._calls.discard(head[1])
-            elif kind == _ERROR:
-                if head[1] == _CALL and self._calls:
-                    if head[2] is None:
-                        decoded = self._decode_head(data)
-                        head = decoded if decoded is not None else head
-                    self._calls.discard(head[2])
-            elif kind in _SESSION_TYPES:
+            if kind in _SESSION_TYPES:
                 return self._router_session_message(kind, data)
+            verdict = self._checks.from_router(head, data)
+            if verdict is not None:
+                return [self._send_router(t.cast(list[t.Any], verdict.upstream)),
+                        Notice("refused", "an INVOCATION past the limit of invocations in flight")]
+            if kind == _ERROR:
+                return self._sanitized(kind, data)
             return [SendToClient(data)]
         if state is State.AUTHENTICATING:
             return self._router_during_login(data)
@@ -529,33 +448,49 @@ class Relay:
                     "the authenticator must return the ticket's authid", 1011))
             self._state = State.ESTABLISHED
             self.session_id = message[1]
-            details = message[2]
-            extra = details.get("authextra")
-            if isinstance(extra, dict) and any(key.startswith(_ROUTER_INTERNAL) for key in extra):
-                # Crossbar puts its node, PID and the bridge's own address in here.
-                extra = {key: value for key, value in extra.items() if not key.startswith(_ROUTER_INTERNAL)}
-                return [self._send_client([_WELCOME, message[1], {**details, "authextra": extra}])]
+            details = welcome_details(message[2])  # without Crossbar's x_cb_* keys
+            if details is not None:
+                return [self._send_client([_WELCOME, message[1], details])]
             return [SendToClient(data)]
         if kind == _ABORT:
             text = message[1].get("message") if isinstance(message[1], dict) else None
             self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
-            return [SendToClient(data), *self._close(1008, str(message[2]))]
+            return [*self._sanitized(kind, data), *self._close(1008, str(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))
 
     # --- established --------------------------------------------------------
 
-    def _on_call(self, data: Data, request_id: int) -> list[Action]:
-        calls = self._calls
-        if self._max_calls is not None:
-            if len(calls) >= self._max_calls and request_id not in calls:
-                error = [_ERROR, _CALL, request_id, {}, CALLS_IN_FLIGHT_ERROR,
-                         [f"too many calls in flight on this session (limit {self._max_calls}); "
-                          "wait for results before calling again"],
-                         {"limit": self._max_calls}]
-                return [self._send_client(error)]
-            calls.add(request_id)
-        return [SendToRouter(data)]
+    def _carry_out(self, verdict: Verdict) -> list[Action]:
+        """The relay's side of a :class:`~flask_wamp_bridge.bridge.checks.Verdict` on a browser message."""
+        forward = verdict.forward
+        if forward is not None:
+            if verdict.closing:
+                self._start_closing(from_client=True)
+            if verdict.refused is None:
+                return [SendToRouter(forward)]
+            return [SendToRouter(forward), Notice("refused", verdict.refused)]
+        if verdict.reply is not None:
+            return [self._send_client(verdict.reply), Notice("refused", t.cast(str, verdict.refused))]
+        if verdict.upstream is not None:
+            return [self._send_router(verdict.upstream), Notice("refused", t.cast(str, verdict.refused))]
+        if verdict.violation is not None:
+            return self._fail_client(RemoteProtocolError(verdict.violation))
+        if verdict.abuse is not None:
+            self.error = RemoteProtocolError(verdict.abuse, 1008)
+            return [Notice("abuse", verdict.abuse),
+                    self._send_router([_GOODBYE, {}, "wamp.close.close_realm"]),
+                    *self._close(1008, "too many refused messages")]
+        return [Notice("refused", verdict.refused)] if verdict.refused else []
+
+    def _sanitized(self, kind: int, data: Data) -> list[Action]:
+        """A router ABORT, GOODBYE or ERROR for the browser: its URI kept, the router's own text replaced."""
+        if self._debug:
+            return [SendToClient(data), Notice("router_abort", repr(data))] if kind == _ABORT else [SendToClient(data)]
+        clean, text = sanitized(self.serializer, kind, data)
+        if clean is None:
+            return [SendToClient(data)]
+        return [self._send_client(clean), Notice("router_abort" if kind == _ABORT else "router_text", text)]
 
     def _client_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:
@@ -569,21 +504,12 @@ class Relay:
     def _router_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:
             self._start_closing(from_client=False)
-            return [SendToClient(data)]
+            return self._sanitized(kind, data)
         if kind == _ABORT:
             self.error = RemoteProtocolError("the router sent ABORT after WELCOME", 1011)
-            return [SendToClient(data), *self._close(1011, "router aborted the session")]
+            return [*self._sanitized(kind, data), *self._close(1011, "router aborted the session")]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} after WELCOME", 1011))
-
-    def _is_progress(self, data: Data) -> bool:
-        if self._progress not in data:  # type: ignore[operator]
-            return False
-        try:
-            message = self.serializer.loads(data)
-        except RemoteProtocolError:
-            return False
-        return bool(message[2].get("progress"))
 
     # --- closing ------------------------------------------------------------
 
@@ -601,7 +527,7 @@ class Relay:
     def _router_while_closing(self, data: Data) -> list[Action]:
         head = self._peek(data) if isinstance(data, str) is not self._binary else None
         if head is not None and self._goodbye_from_client and head[0] in (_GOODBYE, _ABORT):
-            return [SendToClient(data), *self._close(1000, "session closed")]
+            return [*self._sanitized(head[0], data), *self._close(1000, "session closed")]
         return []
 
     # --- helpers ------------------------------------------------------------
@@ -627,8 +553,9 @@ class Relay:
     def _send_router(self, message: list[t.Any]) -> SendToRouter:
         return SendToRouter(self.serializer.dumps(message))
 
-    def _abort_client(self, uri: str, message: str, code: int) -> list[Action]:
-        return [self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, message)]
+    def _abort_client(self, uri: str, message: str, code: int, *, notice: bool = True) -> list[Action]:
+        actions: list[Action] = [Notice("abort", f"{uri}: {message}")] if notice else []
+        return [*actions, self._send_client([_ABORT, {"message": message}, uri]), *self._close(code, message)]
 
     def _fail_client(self, exc: ProtocolError) -> list[Action]:
         """The browser broke the protocol: ABORT it (unless it sent the wrong frame type) and close.
@@ -637,9 +564,13 @@ class Relay:
         """
         self.error = exc
         code = exc.close_code
+        notice = Notice("protocol_violation", str(exc))
+        actions: list[Action] = [notice]
+        if self._state is State.ESTABLISHED:  # end the router's session at once, not when the link drops
+            actions.append(self._send_router([_GOODBYE, {}, "wamp.error.protocol_violation"]))
         if code == 1003:
-            return self._close(1003, str(exc))
-        return self._abort_client("wamp.error.protocol_violation", str(exc), code)
+            return actions + self._close(1003, str(exc))
+        return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code, notice=False)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
         """The router broke the protocol (or is misconfigured): close the browser with 1011."""
@@ -652,7 +583,7 @@ class Relay:
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED
-        self._calls.clear()
+        self._checks.calls.clear()
         close = Close(code, reason)
         self.closed_with = close
         return [close]

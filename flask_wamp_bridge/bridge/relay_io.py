@@ -38,13 +38,16 @@ import gevent
 from ..errors import BridgeError
 from ..signals import browser_session_closed
 from ..signals import browser_session_opened
+from ..signals import message_refused
 from ..signals import send as send_signal
 from ..wamp.router_urls import in_order_from
 from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
+from . import security_log
 from .relay import Close
 from .relay import ConnectRouter
+from .relay import Notice
 from .relay import Relay
 from .relay import SendToClient
 from .relay import SendToRouter
@@ -103,6 +106,7 @@ class RelaySession:
         socket has its own, from the accept options).
     :param close_timeout: seconds to wait for a closing handshake.
     :param max_message_size: upstream message size limit (bytes), None for none.
+    :param remote: the browser's address, for the log.
     :param signal_sender: the sender of this session's :mod:`~flask_wamp_bridge.signals` (the Flask app).
     """
 
@@ -118,6 +122,7 @@ class RelaySession:
         send_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int | None = 1 << 20,
+        remote: str | None = None,
         signal_sender: object | None = None,
     ) -> None:
         self.client = client
@@ -132,6 +137,7 @@ class RelaySession:
         self._send_timeout = send_timeout
         self._close_timeout = close_timeout
         self._max_message_size = max_message_size
+        self.remote = remote
         self._router_reader: gevent.Greenlet | None = None
         self._closed = False
         self._signal_sender = signal_sender if signal_sender is not None else self
@@ -256,8 +262,20 @@ class RelaySession:
                 self._open_upstream()
             elif kind is Close:
                 self._close_all(action.code, action.reason)
+            elif kind is Notice:
+                self._notice(action)
             if self._closed:
                 return
+
+    def _notice(self, notice: Notice) -> None:
+        identity = self.relay.identity
+        authid = identity.authid if identity is not None else None
+        if notice.event == "router_text":
+            log.info("wamp relay %s: the router said %s (not shown to the browser)", self.name, notice.reason)
+        else:
+            security_log.warn(notice.event, self.remote, authid, notice.reason)
+            if notice.event == "refused":
+                self._send_signal(message_refused, reason=notice.reason)
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..errors import ConnectError
 from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
+from .tolerant import tolerant_serializer
 
 __all__ = ["WampClient", "TESTER_AUTHID", "TESTER_SECRET"]
 
@@ -242,7 +243,6 @@ class WampClient:
         authextra: dict[str, t.Any] | None,
     ) -> t.Any:
         from autobahn.asyncio.websocket import WampWebSocketClientFactory
-        from autobahn.wamp import serializer as serializers
         from autobahn.wamp.types import ComponentConfig
 
         loop = asyncio.get_running_loop()
@@ -257,7 +257,7 @@ class WampClient:
         factory = WampWebSocketClientFactory(  # type: ignore[no-untyped-call]
             lambda: self._session,
             url=url,
-            serializers=[getattr(serializers, _SERIALIZERS[self._serializer_choice])()],
+            serializers=[tolerant_serializer(_SERIALIZERS[self._serializer_choice])(self._session)],
             headers=self._extra_headers,
             origin=self._ws_origin,
         )

@@ -9,6 +9,7 @@ checks their shape, and encodes them again. It raises only
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import typing as t
@@ -17,7 +18,11 @@ import cbor2
 import msgpack
 
 from ..errors import LocalProtocolError
+from ..errors import PayloadOutOfBounds
 from ..errors import RemoteProtocolError
+from .bounds import Bounds
+from .bounds import check_decoded
+from .bounds import check_frame
 
 __all__ = [
     "MessageType",
@@ -26,6 +31,8 @@ __all__ = [
     "SUBPROTOCOLS",
     "serializer_for",
     "check_message",
+    "decode_or_head",
+    "Undecodable",
     "MAX_ID",
 ]
 
@@ -82,18 +89,29 @@ class Serializer:
                 "JSON-like values (dict, list, str, int, float, bool, None)"
             ) from exc
 
-    def loads(self, data: str | bytes) -> list[t.Any]:
-        """Decode one frame into a message list, checking its shape."""
+    def loads(self, data: str | bytes, bounds: Bounds | None = None) -> list[t.Any]:
+        """Decode one frame into a message list, checking its shape.
+
+        With ``bounds``, a frame past them raises
+        :class:`~flask_wamp_bridge.errors.PayloadOutOfBounds` (a subclass of
+        :class:`~flask_wamp_bridge.errors.RemoteProtocolError`), checked before
+        the codec allocates (see :mod:`flask_wamp_bridge.wamp.bounds`).
+        """
         if isinstance(data, str) == self.binary:
             kind = "text" if isinstance(data, str) else "binary"
             raise RemoteProtocolError(
                 f"{kind} frame on the {self.subprotocol} subprotocol",
                 close_code=1003,
             )
+        measure = bounds is not None and check_frame(data, self.name, bounds)
         try:
             message = self._loads(data)
+        except RecursionError as exc:  # the codec's own depth guard
+            raise PayloadOutOfBounds(f"frame nested too deep for {self.name}") from exc
         except Exception as exc:  # each codec raises its own family
             raise RemoteProtocolError(f"frame is not valid {self.name}: {exc}") from exc
+        if measure:
+            check_decoded(message, t.cast(Bounds, bounds))
         return check_message(message)
 
     def _dumps(self, message: list[t.Any]) -> str | bytes:
@@ -215,3 +233,40 @@ def check_message(message: t.Any) -> list[t.Any]:
             name = MessageType(message[0]).name
             raise RemoteProtocolError(f"{name} field {index} must be a {kind}, got {type(value).__name__}")
     return message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A frame that could not be decoded (or was past its bounds), with what its head still tells.
+
+    ``kind`` and ``request_id`` are None where the head cannot be read; for an
+    ERROR, ``request_id`` is the request it answers and ``request_kind`` that request's type.
+    """
+
+    reason: str
+    kind: int | None = None
+    request_id: int | None = None
+    request_kind: int | None = None
+
+
+def decode_or_head(serializer: Serializer, data: str | bytes, bounds: Bounds) -> list[t.Any] | Undecodable:
+    """Decode one frame within ``bounds``; on failure return what its head tells instead of raising.
+
+    A peer uses this so that one payload it cannot take ends only the
+    invocation, event or call it belongs to, never the session. A frame of the
+    wrong kind (text on a binary subprotocol) still raises.
+    """
+    from .heads import peek_head
+
+    try:
+        return serializer.loads(data, bounds)
+    except RemoteProtocolError as exc:
+        if exc.close_code == 1003:
+            raise
+        head = peek_head(serializer.name, data)
+        if head is None:
+            return Undecodable(str(exc))
+        kind, first, second = head
+        if kind == MessageType.ERROR:
+            return Undecodable(str(exc), kind, second, first)
+        return Undecodable(str(exc), kind, first)

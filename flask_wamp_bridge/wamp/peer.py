@@ -37,7 +37,6 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from ..errors import ApplicationError
 from ..errors import BridgeError
 from ..errors import CallTimeout
 from ..errors import ConfigError
@@ -47,6 +46,8 @@ from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
 from ..websocket.client import connect as default_connect
 from . import session as peercore
+from .bounds import PEER_BOUNDS
+from .bounds import Bounds
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
 from .peer_connection import HandlerPool
@@ -75,6 +76,7 @@ class _Default:
 
 #: "Use the peer's configured value" (for ``timeout``).
 DEFAULT: t.Any = _Default()
+
 
 #: ``connect(url, *, subprotocols, timeout, max_message_size)``: opens the peer's transport
 #: (default :func:`flask_wamp_bridge.websocket.client.connect`).
@@ -168,6 +170,8 @@ class Peer:
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
     :param max_message_size: largest message accepted from the router (bytes), None for the transport's default.
+    :param bounds: payload bounds for what the router delivers; a message past them (or not
+        decodable) ends only its invocation (ERROR ``wamp.error.invalid_argument``), event or call.
     :param connect: ``connect(url, *, subprotocols, timeout[, max_message_size])`` opening the
         transport (default :func:`flask_wamp_bridge.websocket.client.connect`).
     """
@@ -190,6 +194,7 @@ class Peer:
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
+        bounds: Bounds = PEER_BOUNDS,
         connect: Connector | None = None,
     ) -> None:
         if cancel_mode not in CANCEL_MODES:
@@ -215,6 +220,7 @@ class Peer:
         self.debug = debug
         self.subprotocols = tuple(subprotocols)
         self.max_message_size = max_message_size
+        self.bounds = bounds
         self._open = connect
         self.handlers = HandlerPool(concurrency, backlog)
         self._registrations: list[Registration] = []
@@ -482,25 +488,8 @@ class Peer:
 
     def _sync(self, reg: Registration, timeout: float | None, owner: list[t.Any], report: bool = True) -> None:
         conn = self._conn
-        if conn is None or not conn.core.is_established:
-            return
-        if timeout is DEFAULT:
-            timeout = self.call_timeout
-        try:
-            conn.send_request(reg)
-            assert reg._answer is not None
-            reg._answer.get(timeout=timeout)
-        except gevent.Timeout:
-            error: BridgeError = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; "
-                                                   "it is registered again on the next reconnect")
-        except ApplicationError as exc:
-            owner.remove(reg)
-            error = exc
-        else:
-            return
-        if report:
-            conn.registration_failed(reg, error)
-        raise error from None
+        if conn is not None and conn.core.is_established:
+            conn.request_and_wait(reg, self.call_timeout if timeout is DEFAULT else timeout, owner, report)
 
     def _release(self, reg: Registration, timeout: float | None) -> None:
         """UNREGISTER or UNSUBSCRIBE ``reg`` and forget it."""

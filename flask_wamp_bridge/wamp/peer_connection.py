@@ -41,7 +41,10 @@ from ..signals import peer_reregistered
 from ..signals import registration_failed
 from ..signals import send as send_from
 from . import session as peercore
+from .messages import MessageType
 from .messages import Serializer
+from .messages import Undecodable
+from .messages import decode_or_head
 from .session import EventDetails
 from .session import InvocationDetails
 from .session import PeerCore
@@ -186,6 +189,28 @@ class PeerConnection:
                   "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
         )
 
+    def request_and_wait(self, reg: Registration, timeout: float | None, owner: list[t.Any], report: bool) -> None:
+        """REGISTER or SUBSCRIBE ``reg`` and wait for the answer; refused: drop it from ``owner`` and raise.
+
+        :raises ApplicationError: the router refused.
+        :raises CallTimeout: no answer in time (``reg`` is made again on the next session).
+        """
+        try:
+            self.send_request(reg)
+            assert reg._answer is not None
+            reg._answer.get(timeout=timeout)
+        except gevent.Timeout:
+            error: BridgeError = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; "
+                                                   "it is registered again on the next reconnect")
+        except ApplicationError as exc:
+            owner.remove(reg)
+            error = exc
+        else:
+            return
+        if report:
+            self.registration_failed(reg, error)
+        raise error from None
+
     def registration_failed(self, reg: Registration, error: BaseException) -> None:
         """Send the :data:`~flask_wamp_bridge.signals.registration_failed` signal for ``reg``."""
         send_signal(self.peer, registration_failed, uri=reg.uri, kind=reg.verb.split()[0], error=error)
@@ -230,7 +255,11 @@ class PeerConnection:
             if data is None:
                 return
             try:
-                actions = self.core.receive(self.decode(data))
+                message = self.decode(data)
+                if isinstance(message, Undecodable):
+                    actions = self._undecodable(message)
+                else:
+                    actions = self.core.receive(message)
             except ProtocolError as exc:
                 log.error("WAMP peer: protocol violation by the router: %s", exc)
                 for action in self.core.abort("wamp.error.protocol_violation", str(exc)):
@@ -242,9 +271,33 @@ class PeerConnection:
             if self.closed.is_set():
                 return
 
-    def decode(self, data: str | bytes) -> list[t.Any]:
-        """The one place a message from the router is decoded (raises a ProtocolError)."""
-        return self.serializer.loads(data)
+    def decode(self, data: str | bytes) -> list[t.Any] | Undecodable:
+        """The one place a message from the router is decoded, within the peer's bounds.
+
+        :returns: the message, or what could be read of one that cannot be taken.
+        :raises ProtocolError: not even the message's head can be read.
+        """
+        return decode_or_head(self.serializer, data, self.peer.bounds)
+
+    def _undecodable(self, bad: Undecodable) -> list[t.Any]:
+        """A message the peer cannot take ends only what it belongs to, never the session."""
+        kind, request_id = bad.kind, bad.request_id
+        name = MessageType(kind).name if kind is not None and kind in MessageType._value2member_map_ else "message"
+        log.warning("WAMP peer: dropped a %s from the router that cannot be decoded: %s", name, bad.reason)
+        if request_id is None:
+            return []
+        answer: list[t.Any] = [8, None, request_id, {}, "wamp.error.invalid_argument",
+                               ["the message could not be decoded within the peer's bounds"]]
+        if kind == MessageType.INVOCATION:
+            answer[1] = int(MessageType.INVOCATION)
+            return [peercore.Send(answer)]
+        if kind == MessageType.RESULT or kind == MessageType.ERROR:  # the call (or request) fails, alone
+            answer[1] = bad.request_kind if kind == MessageType.ERROR else int(MessageType.CALL)
+            try:
+                return self.core.receive(answer)
+            except ProtocolError:
+                return []
+        return []  # an EVENT, or anything else: dropped
 
     def lost(self, message: str) -> None:
         """The transport is gone: end the session, failing whatever still waits for an answer."""

@@ -9,12 +9,14 @@ router as that user.
 from __future__ import annotations
 
 import typing as t
+from pathlib import Path
 
 import gevent
 from flask import Flask
 from flask import g
 from flask import jsonify
 from flask import request
+from flask import send_from_directory
 from flask import session
 
 from flask_wamp_bridge import WampBridge
@@ -43,6 +45,31 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+@bridge.register("app.count")
+def count(n: int) -> str:
+    """Progressive results 0 .. n-1 (to a caller that asked for them), then ``"done"``."""
+    progress = g.wamp_details.progress
+    for i in range(n):
+        if progress is not None:
+            progress(i)
+    return "done"
+
+
+NODE_MODULES = Path(__file__).resolve().parents[2] / "node_modules"
+#: The browser WAMP clients the client page loads (wampy.js with its serializers, autobahn-js).
+CLIENT_SCRIPTS = ("wampy/dist/browser/wampy.min.js", "wampy/dist/browser/wampy-all.min.js",
+                  "autobahn-browser/autobahn.min.js")
+
+#: What the app's subscriber to ``app.board`` got: (args, publisher authid, publisher role).
+board: list[tuple[t.Any, ...]] = []
+
+
+@bridge.subscribe("app.board")
+def on_board(*args: t.Any) -> None:
+    details = g.wamp_details
+    board.append((list(args), details.publisher_authid, details.publisher_authrole))
+
+
 @bridge.identity_loader
 def load_identity() -> dict[str, t.Any] | None:
     """The logged-in user, with the role ``/login`` was given (default: ``WAMP_BRIDGE_USER_ROLE``)."""
@@ -65,6 +92,26 @@ def create_app() -> Flask:
     @app.post("/logout/<authid>")
     def logout(authid: str) -> t.Any:
         return jsonify(killed=bridge.logout(authid))
+
+    @app.get("/clients")
+    def clients_page() -> str:
+        """An empty page with the browser WAMP clients loaded: tests drive them with page.evaluate."""
+        scripts = "".join(f'<script src="/js/{name}"></script>' for name in CLIENT_SCRIPTS)
+        return f"<!doctype html><html><head><title>clients</title>{scripts}</head><body></body></html>"
+
+    @app.get("/js/<path:name>")
+    def client_script(name: str) -> t.Any:
+        if name not in CLIENT_SCRIPTS:
+            return "not found", 404
+        return send_from_directory(NODE_MODULES, name, mimetype="text/javascript")
+
+    @app.get("/board")
+    def read_board() -> t.Any:
+        return jsonify(board)
+
+    @app.get("/peer")
+    def peer_session() -> t.Any:
+        return jsonify(session=bridge.peer.session_id)
 
     @app.get("/relays")
     def relays() -> t.Any:

@@ -1,0 +1,385 @@
+"""The relay's per-message rules after WELCOME, one row per rule: message in, action out (sans-IO)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+import pytest
+from relay_pair import RelayPair
+
+from flask_wamp_bridge.bridge.checks import RULES
+from flask_wamp_bridge.bridge.checks import Limits
+from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.relay import Notice
+from flask_wamp_bridge.bridge.relay import SendToRouter
+from flask_wamp_bridge.bridge.relay import State
+from flask_wamp_bridge.wamp.bounds import Bounds
+from flask_wamp_bridge.wamp.messages import SUBPROTOCOLS
+from flask_wamp_bridge.wamp.messages import MessageType
+
+ALICE = Identity("alice", "user")
+BOB = [{"session": 1, "authid": "bob", "authrole": "user"}]
+
+
+def nested(depth: int) -> t.Any:
+    value: t.Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# --- what a row expects -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """The browser's bytes go upstream unchanged, nothing to the browser."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rewritten:
+    """Upstream gets ``message`` (options dropped), nothing to the browser."""
+
+    message: list[t.Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """The browser gets ERROR ``uri`` for its request; nothing upstream."""
+
+    uri: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """Upstream gets ``message`` instead of the browser's."""
+
+    message: list[t.Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropped:
+    """Nothing either way; the session stays."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """ABORT protocol_violation to the browser, GOODBYE upstream, close 1002."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Abuse:
+    """GOODBYE upstream, close 1008."""
+
+
+Expect = t.Union[Forward, Rewritten, Reply, Upstream, Dropped, Violation, Abuse]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    message: t.Any
+    expect: Expect
+    before: tuple[tuple[str, list[t.Any]], ...] = ()
+    limits: Limits = Limits()
+
+
+def client(message: list[t.Any]) -> tuple[str, list[t.Any]]:
+    return ("client", message)
+
+
+def router(message: list[t.Any]) -> tuple[str, list[t.Any]]:
+    return ("router", message)
+
+
+INVOKED = (router([68, 5, 77, {}, ["x"]]),)
+CALLED = (client([48, 1, {}, "app.slow"]),)
+
+ROWS = [
+    # types: only what a client sends after WELCOME
+    Row("call", [48, 1, {}, "app.echo", ["hi"], {"k": None}], Forward()),
+    Row("publish", [16, 1, {}, "app.topic", ["hi"]], Forward()),
+    Row("subscribe", [32, 1, {}, "app.topic"], Forward()),
+    Row("register", [64, 1, {}, "app.proc"], Forward()),
+    Row("unsubscribe", [34, 2, 99], Forward()),
+    Row("unregister", [66, 2, 99], Forward()),
+    Row("yield", [70, 5, {}, ["done"]], Forward(), INVOKED),
+    Row("error for an invocation", [8, 68, 5, {}, "app.error.nope", ["no"]], Forward(), INVOKED),
+    Row("cancel of a call in flight", [49, 1, {"mode": "kill"}], Forward(), CALLED),
+    *[Row(f"{kind.name} from a browser", message, Violation()) for kind, message in (
+        (MessageType.WELCOME, [2, 1, {}]), (MessageType.CHALLENGE, [4, "ticket", {}]),
+        (MessageType.AUTHENTICATE, [5, "sig", {}]), (MessageType.PUBLISHED, [17, 1, 2]),
+        (MessageType.SUBSCRIBED, [33, 1, 2]), (MessageType.UNSUBSCRIBED, [35, 1]),
+        (MessageType.EVENT, [36, 1, 2, {}]), (MessageType.RESULT, [50, 1, {}]),
+        (MessageType.REGISTERED, [65, 1, 2]), (MessageType.UNREGISTERED, [67, 1]),
+        (MessageType.INVOCATION, [68, 1, 2, {}]), (MessageType.INTERRUPT, [69, 1, {}]))],
+    Row("unknown type", [99, 1, {}], Violation()),
+    Row("not a message", {"a": 1}, Violation()),
+    # shapes
+    Row("call without a URI", [48, 1, {}], Violation()),
+    Row("call with options not a dict", [48, 1, [], "app.x"], Violation()),
+    Row("call with a negative id", [48, -1, {}, "app.x"], Violation()),
+    Row("call with args not a list", [48, 1, {}, "app.x", {"a": 1}], Violation()),
+    # URIs
+    Row("call to an invalid URI", [48, 1, {}, "app..x"], Reply("wamp.error.invalid_uri")),
+    Row("call to a URI with a space", [48, 1, {}, "app.x y"], Reply("wamp.error.invalid_uri")),
+    Row("loose URI by default", [48, 1, {}, "App.Größe-1"], Forward()),
+    Row("strict URI by config", [48, 1, {}, "App.Größe-1"], Reply("wamp.error.invalid_uri"),
+        limits=Limits(strict_uris=True)),
+    Row("prefix subscription", [32, 1, {"match": "prefix"}, "app."], Forward()),
+    Row("wildcard subscription", [32, 1, {"match": "wildcard"}, "app..x"], Forward()),
+    Row("wildcard registration", [64, 1, {"match": "wildcard", "invoke": "roundrobin"}, "app..x"], Forward()),
+    Row("pattern without match", [32, 1, {}, "app..x"], Reply("wamp.error.invalid_uri")),
+    Row("error with an invalid URI", [8, 68, 5, {}, "bad uri"],
+        Upstream([8, 68, 5, {}, "wamp.error.invalid_uri"]), INVOKED),
+    # options: the allow-list
+    Row("call with every option", [48, 1, {"receive_progress": True, "timeout": 5000, "disclose_me": True,
+                                           "ppt_scheme": "x_custom", "ppt_serializer": "cbor"}, "app.x"], Forward()),
+    Row("publish with every option", [16, 1, {"acknowledge": True, "exclude_me": False, "exclude": [7],
+                                              "exclude_authid": ["a"], "exclude_authrole": ["r"], "eligible": [8],
+                                              "eligible_authid": ["b"], "eligible_authrole": ["user"],
+                                              "retain": True, "disclose_me": True}, "app.t"], Forward()),
+    Row("subscribe with every option", [32, 1, {"match": "exact", "get_retained": True}, "app.t"], Forward()),
+    Row("register with every option", [64, 1, {"match": "prefix", "invoke": "single", "concurrency": 2,
+                                               "disclose_caller": True}, "app."], Forward()),
+    Row("yield progress", [70, 5, {"progress": True}, [1]], Forward(), INVOKED),
+    Row("null options dropped (wampy.js over msgpack/cbor)", [32, 1, {"match": None, "get_retained": None}, "app.t"],
+        Rewritten([32, 1, {}, "app.t"])),
+    Row("undefined options dropped (wampy.js: msgpackr ext 0, cbor-x undefined)", "undefined-subscribe",
+        Rewritten([32, 1, {"match": "prefix"}, "app."])),
+    Row("session ids sent as floats (wampy.js over msgpack/cbor) become ints",
+        [16, 1, {"exclude": [3987199069964432.0], "eligible": [1.0, 2]}, "app.t"],
+        Rewritten([16, 1, {"exclude": [3987199069964432], "eligible": [1, 2]}, "app.t"])),
+    Row("session ids that are not whole numbers are refused", [16, 1, {"acknowledge": True, "exclude": [1.5]}, "app.t"],
+        Reply("wamp.error.invalid_argument")),
+    Row("unknown option dropped", [48, 1, {"x_custom": 1, "timeout": 10}, "app.x"],
+        Rewritten([48, 1, {"timeout": 10}, "app.x"])),
+    Row("wrong option value refused", [48, 1, {"timeout": "soon"}, "app.x"], Reply("wamp.error.invalid_argument")),
+    Row("wrong match refused", [32, 1, {"match": "regex"}, "app.t"], Reply("wamp.error.invalid_argument")),
+    # options: nothing may change the identity the router or a callee sees
+    Row("call with forward_for", [48, 1, {"forward_for": BOB}, "app.board.post", ["hi"]],
+        Reply("wamp.error.not_authorized")),
+    Row("acknowledged publish with forward_for", [16, 1, {"acknowledge": True, "forward_for": BOB}, "app.t"],
+        Reply("wamp.error.not_authorized")),
+    Row("publish with forward_for, no acknowledge", [16, 1, {"forward_for": BOB}, "app.t"], Dropped()),
+    Row("subscribe with forward_for", [32, 1, {"forward_for": BOB}, "app.t"], Reply("wamp.error.not_authorized")),
+    Row("register with force_reregister", [64, 1, {"force_reregister": True}, "app.p"],
+        Reply("wamp.error.not_authorized")),
+    Row("call with caller_authid", [48, 1, {"caller_authid": "bob"}, "app.x"], Reply("wamp.error.not_authorized")),
+    Row("yield with callee identity: dropped", [70, 5, {"callee_authid": "app", "forward_for": BOB}, ["x"]],
+        Rewritten([70, 5, {}, ["x"]]), INVOKED),
+    Row("cancel with forward_for: dropped", [49, 1, {"forward_for": BOB}], Rewritten([49, 1, {}]), CALLED),
+    # request ids
+    Row("call id already in flight", [48, 1, {}, "app.slow"], Violation(), CALLED),
+    Row("call id free again after its result", [48, 1, {}, "app.slow"], Forward(),
+        (*CALLED, router([50, 1, {}, [1]]))),
+    Row("call id busy after a progressive result", [48, 1, {}, "app.slow"], Violation(),
+        (*CALLED, router([50, 1, {"progress": True}, [1]]))),
+    Row("progressive call invocation: more input", [48, 1, {"progress": True}, "app.up", [2]], Forward(),
+        (client([48, 1, {"progress": True}, "app.up", [1]]),)),
+    Row("subscribe id already in flight", [32, 1, {}, "app.t"], Violation(), (client([32, 1, {}, "app.u"]),)),
+    Row("acknowledged publish id already in flight", [16, 1, {"acknowledge": True}, "app.t"], Violation(),
+        (client([16, 1, {"acknowledge": True}, "app.t"]),)),
+    Row("unacknowledged publishes may share an id", [16, 1, {}, "app.t"], Forward(), (client([16, 1, {}, "app.t"]),)),
+    Row("cancel of no call in flight", [49, 1, {}], Dropped()),
+    Row("yield for no invocation", [70, 5, {}, ["x"]], Violation()),
+    Row("yield after the final yield", [70, 5, {}, ["x"]], Violation(), (*INVOKED, client([70, 5, {}, ["x"]]))),
+    Row("error for a call", [8, 48, 1, {}, "app.error.x"], Violation()),
+    Row("error for no invocation", [8, 68, 5, {}, "app.error.x"], Violation()),
+    # payload bounds
+    Row("call nested past the bound", [48, 1, {}, "app.public.echo", [nested(40)]],
+        Reply("wamp.error.invalid_argument")),
+    Row("call nested within the bound", [48, 1, {}, "app.public.echo", [nested(20)]], Forward()),
+    Row("call with too many elements", [48, 1, {}, "app.x", list(range(200))], Reply("wamp.error.invalid_argument"),
+        limits=Limits(bounds=Bounds(max_elements=100))),
+    Row("call too large", [48, 1, {}, "app.x", ["x" * 2000]], Reply("wamp.error.invalid_argument"),
+        limits=Limits(bounds=Bounds(max_bytes=1024))),
+    Row("acknowledged publish nested past the bound", [16, 1, {"acknowledge": True}, "app.t", [nested(40)]],
+        Reply("wamp.error.invalid_argument")),
+    Row("publish nested past the bound, no acknowledge", [16, 1, {}, "app.t", [nested(40)]], Dropped()),
+    Row("yield nested past the bound", [70, 5, {}, [nested(40)]],
+        Upstream([8, 68, 5, {}, "wamp.error.invalid_argument"]), INVOKED),
+    Row("subscribe with options nested past the bound", [32, 1, {"match": nested(40)}, "app.t"],
+        Reply("wamp.error.invalid_argument")),
+    Row("unsubscribe nested past the bound", [34, 1, nested(40)], Violation()),
+    # rate and limits
+    Row("calls in flight cap", [48, 2, {}, "app.slow"], Reply("wamp.error.canceled"), CALLED,
+        Limits(max_calls_in_flight=1)),
+    Row("subscription cap", [32, 2, {}, "app.u"], Reply("wamp.error.canceled"),
+        (client([32, 1, {}, "app.t"]), router([33, 1, 500])), Limits(max_subscriptions=1)),
+    Row("subscription cap counts pending ones", [32, 2, {}, "app.u"], Reply("wamp.error.canceled"),
+        (client([32, 1, {}, "app.t"]),), Limits(max_subscriptions=1)),
+    Row("unsubscribing frees a subscription", [32, 3, {}, "app.u"], Forward(),
+        (client([32, 1, {}, "app.t"]), router([33, 1, 500]), client([34, 2, 500])), Limits(max_subscriptions=1)),
+    Row("registration cap", [64, 2, {}, "app.q"], Reply("wamp.error.canceled"),
+        (client([64, 1, {}, "app.p"]), router([65, 1, 600])), Limits(max_registrations=1)),
+    Row("a refused subscribe frees its slot", [32, 2, {}, "app.u"], Forward(),
+        (client([32, 1, {}, "app.t"]), router([8, 32, 1, {}, "wamp.error.not_authorized"])),
+        Limits(max_subscriptions=1)),
+    Row("message rate", [48, 3, {}, "app.x"], Reply("wamp.error.canceled"),
+        (client([48, 1, {}, "app.x"]), client([48, 2, {}, "app.x"])), Limits(message_rate=1.0, message_burst=2)),
+    Row("answers are not rated", [70, 5, {}, ["x"]], Forward(),
+        (client([48, 1, {}, "app.x"]), *INVOKED), Limits(message_rate=1.0, message_burst=1)),
+    Row("sustained abuse", [48, 3, {"forward_for": BOB}, "app.x"], Abuse(),
+        (client([48, 1, {"forward_for": BOB}, "app.x"]), client([48, 2, {"forward_for": BOB}, "app.x"])),
+        Limits(max_strikes=2)),
+    # closing
+    Row("goodbye", [6, {}, "wamp.close.close_realm"], Forward()),
+]
+
+
+# [32, 1, {"match": "prefix", "get_retained": undefined}, "app."] as wampy.js's encoders write it
+# (node: msgpackr's pack(), cbor-x's Encoder with wampy's options)
+UNDEFINED_SUBSCRIBE: dict[str, str | bytes] = {
+    "wamp.2.json": '[32,1,{"match":"prefix"},"app."]',  # JSON.stringify leaves undefined out
+    "wamp.2.msgpack": bytes.fromhex("942001de0002a56d61746368a6707265666978ac6765745f72657461696e6564d40000a4617070"
+                                    "2e"),
+    "wamp.2.cbor": bytes.fromhex("84182001b90002656d61746368667072656669786c6765745f72657461696e6564f76461707"
+                                 "02e"),
+}
+
+
+def _run(row: Row, subprotocol: str) -> RelayPair:
+    pair = RelayPair(ALICE, subprotocol=subprotocol, limits=row.limits)
+    assert pair.login()[0] == 2
+    for side, message in row.before:
+        if side == "client":
+            pair.client_sends(message)
+        else:
+            pair.router_sends(message)
+    assert pair.closed is None, row.before
+    return pair
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_rule(row: Row, subprotocol: str) -> None:
+    pair = _run(row, subprotocol)
+    at_router, at_client = len(pair.at_router), len(pair.at_client)
+    if row.message == "undefined-subscribe":
+        frame = UNDEFINED_SUBSCRIBE[subprotocol]
+    elif isinstance(row.message, list):
+        frame = pair.serializer.dumps(row.message)
+    else:
+        frame = pair.serializer._dumps(row.message)  # not a list: encode it anyway
+    actions = pair.client_sends(frame)
+    sent_up = pair.router_messages()[at_router:]
+    sent_down = pair.client_messages()[at_client:]
+    expect = row.expect
+    if isinstance(expect, Forward):
+        assert [a for a in actions if not isinstance(a, Notice)] == [SendToRouter(frame)]
+        assert pair.at_router[-1] is frame
+    elif isinstance(expect, Rewritten):
+        assert repr(sent_up) == repr([expect.message]) and sent_down == []  # repr: 1 and 1.0 differ
+    elif isinstance(expect, Reply):
+        assert sent_up == []
+        [error] = sent_down
+        kind = row.message[0]
+        assert error[:5] == [8, kind, row.message[1], {}, expect.uri]
+        assert pair.notices and pair.notices[-1].event == "refused"
+    elif isinstance(expect, Upstream):
+        assert sent_down == []
+        [message] = sent_up
+        assert message[:len(expect.message)] == expect.message
+    elif isinstance(expect, Dropped):
+        assert sent_up == [] and sent_down == []
+    elif isinstance(expect, Violation):
+        assert sent_up == [[6, {}, "wamp.error.protocol_violation"]]
+        [abort] = sent_down
+        assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
+        assert pair.closed is not None and pair.closed.code == 1002
+        assert pair.notices[-1].event == "protocol_violation"
+        return
+    elif isinstance(expect, Abuse):
+        assert sent_up == [[6, {}, "wamp.close.close_realm"]] and sent_down == []
+        assert pair.closed is not None and pair.closed.code == 1008
+        return
+    assert pair.closed is None
+    if row.message[0] != 6:
+        assert pair.relay.state is State.ESTABLISHED
+    else:
+        assert pair.relay.state is State.CLOSING
+
+
+def test_every_client_type_has_a_row_that_forwards_it() -> None:
+    forwarded = {row.message[0] for row in ROWS if isinstance(row.expect, Forward)}
+    assert set(RULES) <= forwarded
+
+
+# --- length bombs: a length prefix claiming more than the frame holds ------------------------
+
+
+LENGTH_BOMBS = {
+    # [48, 1, {}, "a", [<a string claiming 4 GiB>]]
+    "wamp.2.msgpack": b"\x95\x30\x01\x80\xa1a\x91\xdb\xff\xff\xff\xffabc",
+    "wamp.2.cbor": b"\x85\x18\x30\x01\xa0\x61a\x81\x7b\x00\x00\x00\xff\xff\xff\xff\xffabc",
+    # [48, 1, {}, "a", [<an array claiming 2**32 - 1 elements>]]
+    "wamp.2.msgpack-array": b"\x95\x30\x01\x80\xa1a\x91\xdd\xff\xff\xff\xff\x01",
+    "wamp.2.cbor-array": b"\x85\x18\x30\x01\xa0\x61a\x81\x9b\x00\x00\x00\x00\xff\xff\xff\xff\x01",
+    "wamp.2.cbor-map": b"\x85\x18\x30\x01\xa0\x61a\x81\xbb\x00\x00\x00\x00\xff\xff\xff\xff\x01",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LENGTH_BOMBS))
+def test_length_bomb_call_gets_invalid_argument(name: str) -> None:
+    pair = _run(Row("bomb", [], Forward()), name.split("-")[0])
+    at_router = len(pair.at_router)
+    pair.client_sends(LENGTH_BOMBS[name])
+    assert len(pair.at_router) == at_router
+    [error] = pair.client_messages()[-1:]
+    assert error[:5] == [8, 48, 1, {}, "wamp.error.invalid_argument"]
+    assert pair.closed is None
+
+
+def test_json_number_bomb_is_a_protocol_violation() -> None:
+    pair = _run(Row("bomb", [], Forward()), "wamp.2.json")
+    pair.client_sends('[48,1,{},"a",[' + "9" * 100_000 + "]]")
+    assert pair.closed is not None and pair.closed.code == 1002
+
+
+# --- router -> browser: sanitised --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_router_texts_reach_the_browser_only_in_debug(debug: bool) -> None:
+    pair = RelayPair(ALICE, debug=debug)
+    assert pair.login()[0] == 2
+    secret = "postgres://admin:hunter2@db.internal/app"
+    pair.client_sends([48, 1, {}, "app.x"])
+    pair.router_sends([8, 48, 1, {"x": secret}, "wamp.error.authorization_failed", [f"authorizer failed: {secret}"]])
+    pair.router_sends([8, 48, 1, {}, "app.error.custom", ["an app's own message"]])
+    pair.router_sends([3, {"message": f"router down: {secret}"}, "wamp.close.system_shutdown"])
+    error, custom, abort = pair.client_messages()[-3:]
+    assert error[4] == "wamp.error.authorization_failed" and abort[2] == "wamp.close.system_shutdown"
+    assert custom[5] == ["an app's own message"]
+    assert (secret in repr([error, abort])) is debug
+    if not debug:
+        assert any(secret in notice.reason for notice in pair.notices if notice.event == "router_text")
+
+
+def test_router_goodbye_text_is_replaced() -> None:
+    pair = RelayPair(ALICE)
+    assert pair.login()[0] == 2
+    pair.router_sends([6, {"message": "kicked by admin@internal"}, "wamp.close.logout"])
+    assert pair.client_messages()[-1] == [6, {"message": "the session was closed"}, "wamp.close.logout"]
+
+
+def test_welcome_loses_router_internal_keys_at_every_level() -> None:
+    pair = RelayPair(ALICE)
+    pair.router.welcome_details = {"x_cb_node": "host-1", "x_cb_pid": 7, "x_cb_peer": "tcp4:127.0.0.1:5",
+                                   "x_cb_worker": "worker001", "authextra": {"x_cb_node": "host-1", "k": 1}}
+    welcome = pair.login()
+    assert welcome[0] == 2
+    assert not any(key.startswith("x_cb_") for key in welcome[2])
+    assert welcome[2]["authextra"] == {"k": 1}
+
+
+def test_router_invocations_past_the_limit_are_refused_upstream() -> None:
+    pair = RelayPair(ALICE, limits=Limits(max_invocations=1))
+    assert pair.login()[0] == 2
+    pair.router_sends([68, 1, 77, {}, []])
+    at_client = len(pair.at_client)
+    pair.router_sends([68, 2, 77, {}, []])
+    assert len(pair.at_client) == at_client
+    assert pair.router_messages()[-1][:5] == [8, 68, 2, {}, "wamp.error.canceled"]
