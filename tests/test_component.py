@@ -372,6 +372,9 @@ def test_component_mode_flask_wamp_run_serves_and_leaves_with_goodbye(
 def test_component_browser_sessions_send_signals_and_see_validation_errors(
     crossbar_router: CrossbarProcess, tmp_path: Path,
 ) -> None:
+    from test_endpoint import login
+    from test_relay_security import Raw
+
     from flask_wamp_bridge.testing import BridgeClient
 
     prefix = "app.browser"
@@ -391,8 +394,20 @@ def test_component_browser_sessions_send_signals_and_see_validation_errors(
                        what="browser_session_closed")
         finally:
             browser.close()
+        # a message the relay's checks refuse: a CALL claiming to be forwarded for someone else
+        raw = Raw(server, "wamp.2.json", login(server, "dave"))
+        try:
+            refused = raw.call(1, f"{prefix}.add", 1, 2, forward_for=[{"session": 1, "authid": "bob",
+                                                                       "authrole": "user"}])
+            assert refused[:5] == [8, 48, 1, {}, "wamp.error.not_authorized"]
+        finally:
+            raw.close()
+        wait_until(lambda: [r for r in records(record, "signal") if r["name"] == "message_refused"],
+                   what="message_refused")
         server.stop()
-    seen = [r for r in records(record, "signal") if r["name"].startswith("browser_session")]
+    refusals = [r for r in records(record, "signal") if r["name"] == "message_refused"]
+    assert [(r["authid"], r["role"]) for r in refusals] == [("dave", "user")] and refusals[0]["reason"]
+    seen = [r for r in records(record, "signal") if r["name"].startswith("browser_session") and r["authid"] == "alice"]
     assert [(r["name"], r["authid"], r["role"]) for r in seen] == [
         ("browser_session_opened", "alice", "user"), ("browser_session_closed", "alice", "user")]
     assert seen[0]["session_id"] == seen[1]["session_id"] and seen[1]["reason"]
