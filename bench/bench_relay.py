@@ -282,8 +282,8 @@ def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
     env["FLASK_WAMP_BRIDGE_MESSAGE_RATE"] = "1e9"  # ... at thousands of calls a second: the bucket runs, never empty
     env["FLASK_WAMP_BRIDGE_MESSAGE_BURST"] = str(10**9)
     env["BENCH_RELAY"] = relay
-    argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket", *extra_args,
-            "-b", f"127.0.0.1:{port}", "-w", "1", "bench.bench_relay:create_app()"]
+    argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
+            "-b", f"127.0.0.1:{port}", "-w", "1", *extra_args, "bench.bench_relay:create_app()"]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while True:

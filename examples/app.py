@@ -4,7 +4,8 @@ Run it with one command from the repository root (it sets up Crossbar too)::
 
     scripts/example            # then open http://127.0.0.1:8000
 
-or by hand, with the development defaults below, in two terminals::
+or by hand, with the development defaults below, in two terminals (from the same
+directory: both read the random secrets the first one generates)::
 
     flask --app examples.app wamp router        # Crossbar on 127.0.0.1:8080
     gunicorn -k flask_wamp_bridge.worker -w 2 examples.app:app
@@ -32,7 +33,10 @@ limit fits that suite's 16 MiB messages.
 
 Configuration comes from environment variables: ``SECRET_KEY``, every
 ``WAMP_BRIDGE_*`` key and ``EXAMPLE_*`` (``EXAMPLE_DATABASE``: the SQLite
-file of the board). Without them the development defaults below apply.
+file of the board). Without them the development defaults below apply. There
+are no default secrets: without ``SECRET_KEY`` and ``WAMP_BRIDGE_PEER_SECRET``
+the app generates random ones at start, keeps them in ``EXAMPLE_SECRETS_FILE``
+(mode 0600) so that every worker and the router agree, and logs a warning.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import sqlite3
 import time
 import typing as t
@@ -67,14 +72,15 @@ __all__ = ["app", "bridge", "create_app", "DEV_DEFAULTS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Development defaults; the runner (``examples/run.py``) replaces the secrets per run.
+#: Development defaults. There are no default secrets: see :func:`_secrets`.
 DEV_DEFAULTS: dict[str, t.Any] = {
-    "SECRET_KEY": "dev-only-secret-change-me",
     "SESSION_COOKIE_SAMESITE": "Lax",
     "WAMP_BRIDGE_ROUTER_URL": "ws://127.0.0.1:8080/ws",
     "WAMP_BRIDGE_REALM": "example",
     "WAMP_BRIDGE_PEER_AUTHID": "example-app",
-    "WAMP_BRIDGE_PEER_SECRET": "dev-only-peer-secret-change-me",
+    #: Where random secrets are kept when the environment gives none (shared by the
+    #: workers and ``flask wamp router``; mode 0600).
+    "EXAMPLE_SECRETS_FILE": str(REPO_ROOT / ".crossbar-run" / "example-secrets.json"),
     #: The board's SQLite file, shared by the workers.
     "EXAMPLE_DATABASE": str(REPO_ROOT / ".crossbar-run" / "board.sqlite3"),
     #: Where ``scripts/setup`` (npm) puts wampy.js's browser builds.
@@ -85,7 +91,9 @@ DEV_DEFAULTS: dict[str, t.Any] = {
 
 # Environment values are JSON when they parse as JSON (numbers, lists), except
 # for keys that are always strings: a secret that happens to be all digits stays a string.
-_STRING_SUFFIXES = ("SECRET_KEY", "_SECRET", "_URL", "_REALM", "_AUTHID", "_PATH", "_DATABASE", "_DIR")
+_STRING_SUFFIXES = ("SECRET_KEY", "_SECRET", "_URL", "_REALM", "_AUTHID", "_PATH", "_DATABASE", "_DIR", "_FILE")
+#: The secrets the example needs; never a value known from the source.
+_SECRET_KEYS = ("SECRET_KEY", "WAMP_BRIDGE_PEER_SECRET")
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,19}$")
 MENTION_RE = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{1,19})\b")
@@ -248,6 +256,37 @@ def _from_env(environ: c.Mapping[str, str]) -> dict[str, t.Any]:
     return config
 
 
+def _secrets(app: Flask) -> None:
+    """Fill in missing secrets with random ones, kept in ``EXAMPLE_SECRETS_FILE``, and say so.
+
+    Every worker and ``flask wamp router`` must agree on them, so the first
+    process to start writes the file (atomically, mode 0600) and the others read it.
+    """
+    missing = [key for key in _SECRET_KEYS if not app.config.get(key)]
+    if not missing:
+        return
+    path = Path(app.config["EXAMPLE_SECRETS_FILE"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = {key: secrets.token_urlsafe(32) for key in _SECRET_KEYS}
+    scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(fresh, f)
+    try:
+        os.link(scratch, path)  # fails if another process was first: then use its secrets
+        created = True
+    except FileExistsError:
+        created = False
+    finally:
+        scratch.unlink()
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    for key in missing:
+        app.config[key] = stored[key]
+    verb = "generated random" if created else "using the random"
+    app.logger.warning("%s %s from %s (no %s in the environment); set them to choose your own",
+                       verb, " and ".join(missing), path, " or ".join(missing))
+
+
 def _current_user() -> str | None:
     return session.get("_user_id")
 
@@ -273,6 +312,7 @@ def create_app(config: c.Mapping[str, t.Any] | None = None) -> Flask:
     app.config.update(DEV_DEFAULTS)
     app.config.update(_from_env(os.environ))
     app.config.update(config or {})
+    _secrets(app)
     bridge.init_app(app)  # also mounts the browsers' WAMP endpoint at WAMP_BRIDGE_PATH ("/wamp")
     sockets = Sockets(app)
 

@@ -207,6 +207,8 @@ class BridgeState:
             reconnect_initial=config["WAMP_BRIDGE_RECONNECT_INITIAL"],
             reconnect_max=config["WAMP_BRIDGE_RECONNECT_MAX"],
             reconnect_factor=config["WAMP_BRIDGE_RECONNECT_FACTOR"],
+            ping_interval=config["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"] or None,
+            ping_timeout=config["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
             debug=self.app.debug,
         )
         if url is not None:

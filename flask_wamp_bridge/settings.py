@@ -292,6 +292,17 @@ def check_origins(where: str, origins: t.Any) -> None:
                               "like 'https://app.example.com:8443' (no path, no wildcards; '*' alone allows any)")
 
 
+def _backlog(key: str, value: t.Any) -> None:
+    if type(value) is not int or not 1 <= value <= 65535:
+        _fail(key, "an integer from 1 to 65535 (the kernel caps it at net.core.somaxconn)", value)
+
+
+def _role_names(key: str, value: t.Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
+            isinstance(role, str) and role for role in value):
+        _fail(key, "a list of role names", value)
+
+
 # --- the table ------------------------------------------------------------------------------
 
 #: WAMP CANCEL modes (``WAMP_BRIDGE_CANCEL_MODE``; the peer checks its argument against them too).
@@ -316,6 +327,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Path of the browser WAMP endpoint (``None``: none)", _url_path, "endpoint"),
     Setting("WAMP_BRIDGE_ALLOWED_ORIGINS", (), "list[str]",
             "Other allowed origins, exact ``scheme://host[:port]``", check_origins, "websocket"),
+    Setting("WAMP_BRIDGE_ALLOW_MISSING_ORIGIN", True, "bool",
+            "Accept upgrades without ``Origin`` (non-browsers)", flag(), "websocket"),
     Setting("WAMP_BRIDGE_IDENTITY_KEY", "_user_id", "str",
             "Session key the default identity loader reads", text(), "endpoint"),
     Setting("WAMP_BRIDGE_USER_ROLE", "user", "str | None",
@@ -325,10 +338,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_TICKET_SECRET", None, "str | None",
             "Key of the bridge's tickets; same on every host", _ticket_secret, "endpoint",
             shown_default="derived from ``SECRET_KEY``", secret=True),
-    Setting("WAMP_BRIDGE_TICKET_MAX_AGE", 30.0, "seconds",
+    Setting("WAMP_BRIDGE_TICKET_MAX_AGE", 5.0, "seconds",
             "Seconds a ticket is valid", positive_seconds(), "endpoint"),
+    Setting("WAMP_BRIDGE_TICKET_BIND_PEER", True, "bool",
+            "Tickets only good on the bridge's own upstream connection", flag(), "endpoint"),
+    Setting("WAMP_BRIDGE_BROWSER_ROLES", (), "list[str]",
+            "More roles a loader may give browsers", _role_names, "endpoint"),
     Setting("WAMP_BRIDGE_LOGIN_TIMEOUT", 10.0, "seconds",
             "Seconds from connect to WELCOME for a browser", positive_seconds(), "endpoint"),
+    Setting("WAMP_BRIDGE_WS_MAX_LIFETIME", None, "seconds | None",
+            "Longest browser WAMP session (else: the Flask session's)", seconds_or_off(), "endpoint"),
     Setting("WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT", 100, "int | None",
             "Calls one browser session may have outstanding", count(minimum=1, optional=True), "endpoint"),
     Setting("WAMP_BRIDGE_MAX_DEPTH", 32, "int",
@@ -382,8 +401,12 @@ SETTINGS: tuple[Setting, ...] = (
             one_of(*VALIDATION_MODES), "peer"),
     Setting("WAMP_BRIDGE_MAX_TASKS", 100, "int",
             "Background tasks (``bridge.spawn``) running at once per worker", count(minimum=1), "peer"),
-    Setting("WAMP_BRIDGE_CONNECT_TIMEOUT", 10.0, "seconds",
-            "Seconds to connect and join (peer and relays)", positive_seconds(), "peer"),
+    Setting("WAMP_BRIDGE_CONNECT_TIMEOUT", 5.0, "seconds",
+            "Peer: connect and join; browser: HELLO to the router's answer", positive_seconds(), "peer"),
+    Setting("WAMP_BRIDGE_UPSTREAM_PING_INTERVAL", 12.0, "seconds",
+            "Ping a router silent this long (peer, relays; ``0``: off)", seconds_or_off(), "peer"),
+    Setting("WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT", 3.0, "seconds",
+            "Then, this much more silence: the router is lost", positive_seconds(), "peer"),
     Setting("WAMP_BRIDGE_RECONNECT_INITIAL", 0.5, "seconds",
             "First reconnect delay (jittered)", positive_seconds(), "peer"),
     Setting("WAMP_BRIDGE_RECONNECT_FACTOR", 2.0, "float",
@@ -399,6 +422,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router"),
     Setting("WAMP_BRIDGE_ROUTER_INTERFACE", None, "str | None",
             "Interface to listen on when the URL names a host", text(optional=True), "router"),
+    Setting("WAMP_BRIDGE_ROUTER_BACKLOG", 4096, "int",
+            "Router's listen backlog (generated config; Crossbar: 50)", _backlog, "router"),
     Setting("WAMP_BRIDGE_ROUTER_PING_INTERVAL", 10.0, "seconds",
             "Router-side ping interval (generated config)", seconds_or_off(minimum=1), "router"),
     Setting("WAMP_BRIDGE_ROUTER_PING_TIMEOUT", 5.0, "seconds",

@@ -63,7 +63,7 @@ def test_make_config_defaults_layout() -> None:
     assert realm["options"] == {"enable_meta_api": True}
     (transport,) = router(config)["transports"]
     assert transport["type"] == "web"
-    assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 8080}
+    assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 8080, "backlog": 4096}
     assert list(transport["paths"]) == ["ws"]
     ws = transport["paths"]["ws"]
     assert ws["type"] == "websocket"
@@ -231,7 +231,7 @@ def test_make_config_transport_options_follow_settings() -> None:
 def test_make_config_root_path_uses_websocket_transport() -> None:
     (transport,) = router(make_config(settings(WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:9000")))["transports"]
     assert transport["type"] == "websocket"
-    assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 9000}
+    assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 9000, "backlog": 4096}
     assert "auth" in transport and "options" in transport
 
 
@@ -246,7 +246,14 @@ def test_make_config_root_path_uses_websocket_transport() -> None:
 )
 def test_make_config_endpoint_from_url(url: str, interface: str | None, expected: dict[str, t.Any]) -> None:
     config = make_config(settings(WAMP_BRIDGE_ROUTER_URL=url, WAMP_BRIDGE_ROUTER_INTERFACE=interface))
-    assert router(config)["transports"][0]["endpoint"] == expected
+    assert router(config)["transports"][0]["endpoint"] == {**expected, "backlog": 4096}
+
+
+def test_make_config_listen_backlog_fits_a_login_storm() -> None:
+    endpoint = router(make_config(settings(WAMP_BRIDGE_ROUTER_BACKLOG=1024)))["transports"][0]["endpoint"]
+    assert endpoint["backlog"] == 1024  # Crossbar's default (50) drops SYNs when 1,000 browsers log in at once
+    with pytest.raises(ConfigError, match="WAMP_BRIDGE_ROUTER_BACKLOG"):
+        make_config(settings(WAMP_BRIDGE_ROUTER_BACKLOG=0))
 
 
 def test_make_config_is_pure_and_json_ready() -> None:

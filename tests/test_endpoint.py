@@ -179,19 +179,38 @@ def test_endpoint_refuses_anonymous_when_configured(crossbar_router: t.Any) -> N
         _stop(server)
 
 
-def test_endpoint_login_the_router_refuses_is_logged_with_authid_reason_and_fix(server: GunicornProcess) -> None:
-    ws = raw_socket(server, cookie=login(server, "frank", role="admin"))  # no such role in the router config
+def test_endpoint_login_the_router_refuses_is_logged_with_authid_reason_and_fix(fresh_crossbar_router: t.Any) -> None:
+    # a browser role the app declares, but the router's config does not define (a router of its own: the
+    # shared one also has the other test servers' authenticators, which refuse the undeclared role)
+    server = _start(fresh_crossbar_router, WAMP_BRIDGE_BROWSER_ROLES=["admin"])
+    try:
+        ws = raw_socket(server, cookie=login(server, "frank", role="admin"))
+        try:
+            ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+            abort = json.loads(ws.recv())
+            assert abort[0] == 3 and abort[2] == "wamp.error.no_such_role"
+            assert close_code(ws) == 1008
+        finally:
+            ws.close()
+            ws.shutdown()
+        server.wait_for_log("the router refused the WAMP session of authid 'frank' (role 'admin'): "
+                            "wamp.error.no_such_role")
+        assert "add WAMP_BRIDGE_PERMISSIONS['admin']" in server.log()
+    finally:
+        _stop(server)
+
+
+def test_endpoint_refuses_a_role_the_app_never_declared_for_browsers(server: GunicornProcess) -> None:
+    ws = raw_socket(server, cookie=login(server, "gus", role="admin"))
     try:
         ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
         abort = json.loads(ws.recv())
-        assert abort[0] == 3 and abort[2] == "wamp.error.no_such_role"
+        assert abort[0] == 3 and abort[2] == "wamp.error.not_authorized"
         assert close_code(ws) == 1008
     finally:
         ws.close()
         ws.shutdown()
-    server.wait_for_log("the router refused the WAMP session of authid 'frank' (role 'admin'): "
-                        "wamp.error.no_such_role")
-    assert "add WAMP_BRIDGE_PERMISSIONS['admin']" in server.log()
+    server.wait_for_log("authrole 'admin' is not a browser role")
 
 
 def test_endpoint_refuses_a_foreign_origin_before_the_upgrade(server: GunicornProcess) -> None:
@@ -279,16 +298,39 @@ def test_endpoint_worker_shutdown_says_goodbye_and_closes_1001(crossbar_router: 
         _stop(server)
 
 
-def test_endpoint_unreachable_router_closes_1011(crossbar_router: t.Any) -> None:
+def test_endpoint_unreachable_router_aborts_the_hello_and_closes_1013(crossbar_router: t.Any) -> None:
     server = _start(crossbar_router, WAMP_BRIDGE_ROUTER_URL=f"ws://127.0.0.1:{free_port()}/ws",
                     WAMP_BRIDGE_CONNECT_TIMEOUT=2)
     try:
         ws = raw_socket(server)
         try:
             ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
-            opcode, frame = ws.recv_data(control_frame=True)  # no ABORT: the browser should retry later
-            assert opcode == websocket.ABNF.OPCODE_CLOSE
-            assert int.from_bytes(frame[:2], "big") == 1011
+            abort = json.loads(ws.recv())
+            assert abort[0] == 3 and abort[2] == "wamp_bridge.error.router_unavailable", abort
+            assert close_code(ws) == 1013  # try again later
+        finally:
+            ws.close()
+            ws.shutdown()
+    finally:
+        _stop(server)
+
+
+def test_endpoint_session_expiry_closes_the_socket_with_a_reason(crossbar_router: t.Any) -> None:
+    server = _start(crossbar_router, PERMANENT_SESSION_LIFETIME=3)
+    try:
+        ws, _ = raw_session(server, login(server, "fay"))
+        try:
+            ws.send(json.dumps([48, 1, {}, "app.sleep", [30]]))  # still waiting when the session expires
+            error = json.loads(ws.recv())
+            assert error[:3] == [8, 48, 1] and error[4] == "wamp_bridge.close.session_expired", error
+            goodbye = json.loads(ws.recv())
+            assert goodbye[0] == 6 and goodbye[2] == "wamp_bridge.close.session_expired", goodbye
+            while True:
+                opcode, frame = ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    break
+            assert int.from_bytes(frame[:2], "big") == 1008
+            assert frame[2:].decode() == "login session expired"
         finally:
             ws.close()
             ws.shutdown()
@@ -368,3 +410,52 @@ def test_endpoint_ordinary_users_are_not_backend_principals() -> None:
     with app.test_request_context("/wamp"):
         identity = _endpoint(app).load_identity()
     assert identity is not None and (identity.authid, identity.authrole) == ("ann", "user")
+
+
+def _direct_ticket_login(router_url: str, identity: t.Any, *, bind_to: str | None = None) -> tuple[list[t.Any], str]:
+    """Log in on Crossbar directly (no bridge) with a ticket from the endpoint app's key.
+
+    The ticket is bound to ``bind_to``, else to this very connection. Returns
+    the router's last answer (WELCOME or ABORT) and this connection's peer name.
+    """
+    import time
+
+    from flask_wamp_bridge.bridge import tickets
+
+    ws = websocket.create_connection(router_url, subprotocols=["wamp.2.json"], timeout=10)
+    try:
+        own = tickets.peer_descriptor(ws.sock.getsockname())
+        assert own is not None
+        ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}, "authid": identity.authid,
+                                          "authmethods": ["ticket"]}]))
+        challenge = json.loads(ws.recv())
+        assert challenge[0] == 4 and challenge[1] == "ticket", challenge
+        secret = tickets.ticket_secret({"SECRET_KEY": "endpoint-app-secret-key"})
+        signed = tickets.sign(identity, secret, time.time(), realm="realm1", peer=bind_to or own)
+        ws.send(json.dumps([5, signed, {}]))
+        return json.loads(ws.recv()), own
+    finally:
+        ws.close()
+
+
+def test_endpoint_ticket_for_a_backend_role_is_refused_by_the_router(server: GunicornProcess,
+                                                                   crossbar_router: t.Any) -> None:
+    from flask_wamp_bridge.bridge.identity import Identity
+
+    welcome, _ = _direct_ticket_login(crossbar_router.url, Identity("walt", "user"))
+    assert welcome[0] == 2 and welcome[2]["authrole"] == "user"  # the same login with a browser role works
+    for forged in (Identity("walt", "backend"), Identity("walt", "admin"), Identity("flask-app", "user")):
+        abort, _ = _direct_ticket_login(crossbar_router.url, forged)
+        assert abort[0] == 3, abort
+        assert abort[2] in ("wamp.error.not_authorized", "wamp.error.authentication_failed"), abort
+
+
+def test_endpoint_ticket_replayed_on_a_second_connection_is_refused(server: GunicornProcess,
+                                                                   crossbar_router: t.Any) -> None:
+    from flask_wamp_bridge.bridge.identity import Identity
+
+    ann = Identity("ann", "user")
+    welcome, first_peer = _direct_ticket_login(crossbar_router.url, ann)
+    assert welcome[0] == 2, welcome
+    abort, _ = _direct_ticket_login(crossbar_router.url, ann, bind_to=first_peer)
+    assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed", abort

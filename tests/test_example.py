@@ -177,6 +177,27 @@ def test_example_serves_wampy_js_or_says_how_to_install_it(tmp_path: Path) -> No
     assert not (tmp_path / "board.sqlite3").exists()  # the database is made on first use only
 
 
+def test_example_never_runs_with_known_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    from examples.app import create_app
+
+    for key in ("SECRET_KEY", "WAMP_BRIDGE_PEER_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    store = tmp_path / "secrets.json"
+    with caplog.at_level("WARNING"):
+        first = create_app({"EXAMPLE_SECRETS_FILE": str(store)}).config
+    assert "generated random SECRET_KEY and WAMP_BRIDGE_PEER_SECRET" in caplog.text
+    assert (store.stat().st_mode & 0o777) == 0o600
+    second = create_app({"EXAMPLE_SECRETS_FILE": str(store)}).config  # another worker, the router CLI
+    for key in ("SECRET_KEY", "WAMP_BRIDGE_PEER_SECRET"):
+        assert len(first[key]) >= 32 and first[key] == second[key]
+    other = create_app({"EXAMPLE_SECRETS_FILE": str(tmp_path / "elsewhere.json")}).config
+    assert other["SECRET_KEY"] != first["SECRET_KEY"]  # random per machine, not a constant
+    given = create_app({"EXAMPLE_SECRETS_FILE": str(tmp_path / "unused.json"), "SECRET_KEY": "k" * 32,
+                        "WAMP_BRIDGE_PEER_SECRET": "p" * 32}).config
+    assert given["SECRET_KEY"] == "k" * 32 and not (tmp_path / "unused.json").exists()
+
+
 # --- the generated config and the peer -----------------------------------------------
 
 

@@ -104,10 +104,12 @@ def test_relay_io_session_end_to_end(harness: t.Callable[..., Harness]) -> None:
     assert h.relay.state is State.CLOSED
 
 
-def test_relay_io_unreachable_router_closes_the_browser_1011(harness: t.Callable[..., Harness]) -> None:
+def test_relay_io_unreachable_router_aborts_the_login_and_closes_1013(harness: t.Callable[..., Harness]) -> None:
     h = harness(refuse=1)
-    assert h.login() is None  # no WAMP answer: the close code says "try again" (the browser reconnects)
-    assert h.browser.close_code == 1011
+    abort = h.login()
+    assert abort is not None and abort[0] == ABORT and abort[2] == "wamp_bridge.error.router_unavailable"
+    assert h.receive() is None
+    assert h.browser.close_code == 1013  # "try again later": the browser reconnects
     assert h.ended()
     assert h.router.attempts == 1 and h.router.ends == []
 

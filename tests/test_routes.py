@@ -357,6 +357,21 @@ def test_check_origin_allow_list_from_config_and_argument() -> None:
         check_origin(["null"])
 
 
+def test_check_origin_missing_origin_is_a_setting() -> None:
+    from flask import Flask
+    from werkzeug.exceptions import Forbidden
+
+    app = Flask(__name__)
+    with app.test_request_context("/"):
+        check_origin()  # default: a non-browser client (no Origin) is accepted
+    app.config["WAMP_BRIDGE_ALLOW_MISSING_ORIGIN"] = False
+    with app.test_request_context("/"):
+        with pytest.raises(Forbidden, match="WAMP_BRIDGE_ALLOW_MISSING_ORIGIN"):
+            check_origin()
+    with app.test_request_context("/", headers={"Origin": "http://localhost"}):
+        check_origin()  # browsers still get in
+
+
 def test_negotiate_subprotocol_first_offer_the_route_accepts() -> None:
     from werkzeug.exceptions import BadRequest
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import typing as t
+
 import itsdangerous
 import pytest
 
@@ -127,3 +129,61 @@ def test_ticket_secret_prefers_the_setting_then_derives_from_secret_key():
     assert derived != ticket.ticket_secret({"SECRET_KEY": "k2"})
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         ticket.ticket_secret({})
+
+
+POLICY = ticket.browser_policy({
+    "WAMP_BRIDGE_USER_ROLE": "user", "WAMP_BRIDGE_ANONYMOUS_ROLE": "anonymous",
+    "WAMP_BRIDGE_PEER_AUTHID": "flask-app", "WAMP_BRIDGE_PEER_ROLE": "backend",
+    "WAMP_BRIDGE_SERVICES": {"billing": {"secret": "x", "role": "ops"}},
+    "WAMP_BRIDGE_PERMISSIONS": {"editor": [], "ops": []},
+    "WAMP_BRIDGE_BROWSER_ROLES": ["viewer"],
+})
+
+
+def test_browser_policy_has_the_browser_roles_and_never_a_backend_one():
+    assert POLICY.roles == {"user", "anonymous", "editor", "viewer"}
+    assert POLICY.backend_roles == {"backend", "ops"}
+    assert POLICY.backend_authids == {"flask-app", "billing"}
+    assert POLICY.refusal("ann", "editor") is None
+    assert "backend" in t.cast(str, POLICY.refusal("ann", "backend"))
+    assert "backend" in t.cast(str, POLICY.refusal("flask-app", "user"))
+    assert "not a browser role" in t.cast(str, POLICY.refusal("ann", "admin"))
+
+
+@pytest.mark.parametrize("identity", [Identity("eve", "backend"), Identity("eve", "ops"),
+                                      Identity("flask-app", "user"), Identity("billing", "user"),
+                                      Identity("eve", "admin")])
+def test_ticket_authenticator_refuses_non_browser_principals(identity: Identity):
+    authenticate = ticket.make_authenticator(SECRET, 5, realm="realm1", policy=POLICY, clock=lambda: NOW)
+    signed = ticket.sign(identity, SECRET, NOW, realm="realm1")
+    with pytest.raises(ApplicationError) as info:
+        authenticate("realm1", identity.authid, {"ticket": signed})
+    assert info.value.error == "wamp.error.not_authorized"
+    ok = ticket.sign(Identity("eve", "viewer"), SECRET, NOW, realm="realm1")
+    assert authenticate("realm1", "eve", {"ticket": ok})["role"] == "viewer"
+
+
+def test_ticket_bound_to_a_connection_is_refused_on_another():
+    authenticate = ticket.make_authenticator(SECRET, 5, realm="realm1", bind_peer=True, clock=lambda: NOW)
+    signed = ticket.sign(ANN, SECRET, NOW, realm="realm1", peer="tcp4:127.0.0.1:40000")
+    assert authenticate("realm1", "ann", {"ticket": signed, "transport": {"peer": "tcp4:127.0.0.1:40000"}})
+    for details in ({"ticket": signed, "transport": {"peer": "tcp4:127.0.0.1:40001"}},
+                    {"ticket": signed},
+                    {"ticket": ticket.sign(ANN, SECRET, NOW, realm="realm1"),
+                     "transport": {"peer": "tcp4:127.0.0.1:40000"}}):
+        with pytest.raises(ApplicationError) as info:
+            authenticate("realm1", "ann", details)
+        assert info.value.error == "wamp.error.authentication_failed"
+
+
+def test_ticket_default_lifetime_is_a_few_seconds():
+    assert ticket.DEFAULT_MAX_AGE <= 5
+    signed = ticket.sign(ANN, SECRET, NOW)
+    with pytest.raises(ExpiredTicket):
+        ticket.verify(signed, SECRET, NOW + ticket.DEFAULT_MAX_AGE + 0.5, ticket.DEFAULT_MAX_AGE)
+
+
+def test_peer_descriptor_is_crossbars_notation():
+    assert ticket.peer_descriptor(("127.0.0.1", 5000)) == "tcp4:127.0.0.1:5000"
+    assert ticket.peer_descriptor(("::1", 5000, 0, 0)) == "tcp6:::1:5000"
+    assert ticket.peer_descriptor(None) is None

@@ -39,10 +39,12 @@ from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
 from . import security_log
 from .checks import Limits
+from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
 from .relay import RouterRefusal
+from .tickets import browser_policy
 
 __all__ = ["Endpoint", "ENDPOINT"]
 
@@ -57,7 +59,8 @@ class Endpoint:
 
     :param settings: the app's ``WAMP_BRIDGE_*`` values as ``init_app`` read them.
     :param identity_loader: returns what the app's identity loader returns for the current request.
-    :param sign: ``sign(identity) -> ticket`` (:meth:`~flask_wamp_bridge.bridge.tickets.Tickets.sign`).
+    :param sign: ``sign(identity, peer) -> ticket`` (:meth:`~flask_wamp_bridge.bridge.tickets.Tickets.sign`;
+        ``peer`` names the bridge's end of the upstream connection).
     :param generated_roles: the roles the generated router config defines; a login the router
         refuses for a role outside them is logged with the fix.
     """
@@ -66,7 +69,7 @@ class Endpoint:
         self,
         settings: t.Mapping[str, t.Any],
         identity_loader: t.Callable[[], t.Any],
-        sign: t.Callable[[Identity], str],
+        sign: t.Callable[[Identity, str | None], str],
         generated_roles: t.Collection[str] = (),
     ) -> None:
         self.settings = settings
@@ -99,20 +102,15 @@ class Endpoint:
         return identity
 
     def _refuse_backend_principal(self, identity: Identity) -> None:
-        """A browser never becomes the app's peer or a backend service (authid or role).
+        """A browser never becomes the app's peer or a backend service, and has a browser role.
 
         Such a session could kill every worker's peer with ``bridge.logout``, use the
-        meta API, or register the authenticator itself.
+        meta API, or register the authenticator itself. The router's authenticator
+        applies the same :class:`~flask_wamp_bridge.bridge.tickets.BrowserPolicy`.
         """
-        services: t.Mapping[str, t.Mapping[str, t.Any]] = self.settings["WAMP_BRIDGE_SERVICES"] or {}
-        authids = {self.settings["WAMP_BRIDGE_PEER_AUTHID"], *services}
-        roles = {self.settings["WAMP_BRIDGE_PEER_ROLE"], *(s.get("role") for s in services.values())}
-        if identity.authid in authids or identity.authrole in roles:
-            raise NotAuthenticated(
-                f"the identity loader returned authid {identity.authid!r} / authrole {identity.authrole!r}, "
-                "which belong to the app's peer or a backend service (WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES): "
-                "a browser session may not take them; give users their own authids and roles"
-            )
+        refusal = browser_policy(self.settings).refusal(identity.authid, identity.authrole)
+        if refusal is not None:
+            raise NotAuthenticated(f"the identity loader returned {refusal}; give users their own authids and roles")
 
     def serve(self) -> t.Any:
         """The view: check the Origin, freeze the identity, accept, relay until either side closes."""
@@ -142,13 +140,21 @@ class Endpoint:
             send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"],
         )
         subprotocol = t.cast(str, ws.subprotocol)  # required above: never None here
+
+        def sign(who: Identity) -> str:
+            # called at the router's CHALLENGE: the upstream is connected by then
+            return self.sign(who, relayed.upstream_peer())
+
+        now = time.monotonic()
         relay = Relay(
             identity,
             settings["WAMP_BRIDGE_REALM"],
             serializer_for(subprotocol),
-            self.sign,
-            time.monotonic(),
+            sign,
+            now,
             login_timeout=settings["WAMP_BRIDGE_LOGIN_TIMEOUT"],
+            router_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
+            expires_at=now + self.session_life(),
             limits=limits_from_settings(settings),
             debug=bool(current_app.debug),
         )
@@ -160,6 +166,8 @@ class Endpoint:
             connect_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
             send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
             max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
+            ping_interval=settings["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"] or None,
+            ping_timeout=settings["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
             remote=remote,
             signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )
@@ -167,6 +175,32 @@ class Endpoint:
         if relay.router_refusal is not None and identity is not None:
             self._log_refusal(identity, relay.router_refusal)
         return current_app.response_class(status=204)  # discarded by the worker after the 101
+
+    def session_life(self) -> float:
+        """Seconds until the Flask session of the current request ends (at most ``WAMP_BRIDGE_WS_MAX_LIFETIME``).
+
+        With Flask's signed-cookie sessions the end is the cookie's signing time
+        plus ``PERMANENT_SESSION_LIFETIME`` (Flask refuses the cookie after that);
+        with another session interface, or no cookie, that lifetime from now.
+        """
+        from flask import request
+        from itsdangerous import BadData
+
+        app = current_app
+        lifetime = app.permanent_session_lifetime.total_seconds()
+        life = lifetime
+        cookie = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+        get_signer = getattr(app.session_interface, "get_signing_serializer", None)
+        signer = get_signer(app) if cookie and get_signer is not None else None
+        if signer is not None:
+            try:
+                _, signed_at = signer.loads(cookie, max_age=lifetime, return_timestamp=True)
+            except BadData:
+                pass  # no session for the identity loader either
+            else:
+                life = signed_at.timestamp() + lifetime - time.time()
+        longest = self.settings["WAMP_BRIDGE_WS_MAX_LIFETIME"]
+        return float(min(life, longest) if longest else life)
 
     def _log_refusal(self, identity: Identity, refusal: RouterRefusal) -> None:
         """The router refused a browser's login: say who, why, and (for an unknown role) the fix."""
@@ -180,6 +214,8 @@ class Endpoint:
                 f"= [{{'uri': 'app.', 'allow': ['call', 'subscribe']}}] (or return one of those roles) and "
                 "regenerate the router config with `flask wamp config`"
             )
+        if not hint and refusal.reason in LOGIN_REFUSAL_HINTS:
+            hint = "; " + LOGIN_REFUSAL_HINTS[refusal.reason]
         log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
                     identity.authid, role, why, hint)
 

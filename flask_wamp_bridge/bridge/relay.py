@@ -102,6 +102,7 @@ from ..wamp.heads import PEEKERS
 from ..wamp.heads import Head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from . import faults
 from .checks import LIMIT_ERROR
 from .checks import Limits
 from .checks import SessionChecks
@@ -221,6 +222,12 @@ class Relay:
     :param max_calls_in_flight: CALLs that may wait for a result at once;
         ``None`` for no limit (used when ``limits`` is not given).
     :param goodbye_timeout: seconds to wait for the GOODBYE reply.
+    :param router_timeout: seconds from the HELLO to the router's first answer,
+        its ticket CHALLENGE (the connect timeout); then ABORT
+        ``wamp_bridge.error.router_unavailable``, close 1013. After the challenge
+        the login deadline holds again (the authenticator may be busy in a storm).
+    :param expires_at: when the Flask session that opened this one ends (the
+        clock of ``now``); then :data:`~.faults.SESSION_EXPIRED`. None: never.
     :param limits: the per-message rules' limits (:class:`~flask_wamp_bridge.bridge.checks.Limits`).
     :param debug: pass the router's free text (ABORT, GOODBYE, ERROR) to the browser unchanged.
     """
@@ -236,6 +243,8 @@ class Relay:
         login_timeout: float = 10.0,
         max_calls_in_flight: int | None = 100,
         goodbye_timeout: float = 5.0,
+        router_timeout: float | None = None,
+        expires_at: float | None = None,
         limits: Limits | None = None,
         debug: bool = False,
     ) -> None:
@@ -249,10 +258,12 @@ class Relay:
         self.serializer = serializer
         self._ticket_signer = ticket_signer
         self._now = now
-        self._login_deadline = now + login_timeout
+        self._login_deadline = self._login_full_deadline = now + login_timeout
         self._login_timeout = login_timeout
         self._goodbye_timeout = goodbye_timeout
         self._goodbye_deadline = 0.0
+        self._router_timeout = router_timeout
+        self._expires_at = expires_at
         self._checks = SessionChecks(serializer, limits, now)
         self._debug = debug
         self._challenged = False
@@ -272,6 +283,11 @@ class Relay:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def login_deadline(self) -> float:
+        """When the login must be complete (the clock of ``now``): the latest an upstream connect may start."""
+        return self._login_full_deadline
 
     @property
     def calls_in_flight(self) -> int:
@@ -342,20 +358,41 @@ class Relay:
             return self._close(1000, "session closed")
         detail = f" ({code} {reason})" if code is not None else (f" ({reason})" if reason else "")
         self.error = ConnectionClosed(f"router connection lost{detail}", code, reason)
-        return self._close(1011, "router connection lost")
+        if self._state is State.AUTHENTICATING:  # unreachable, or gone during the login: try again later
+            return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
+        return self._end(faults.ROUTER_LOST, tell_router=False)
+
+    def router_connecting(self, now: float) -> None:
+        """The upstream connect starts only now (it waited its turn): the router's deadline starts here."""
+        if self._state is State.AUTHENTICATING and self._router_timeout is not None and not self._challenged:
+            self._login_deadline = min(self._login_full_deadline, now + self._router_timeout)
+
+    def router_silent(self, seconds: float) -> list[Action]:
+        """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""
+        if self._state is State.CLOSED:
+            return []
+        self.error = TransportError(f"the router sent nothing for {seconds:g} s, not even a pong")
+        if self._state is State.AUTHENTICATING:
+            return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
+        if self._state is State.CLOSING:
+            return self._close(1000, "session closed")
+        return self._end(faults.ROUTER_SILENT, tell_router=False)
 
     def tick(self, now: float) -> list[Action]:
-        """Let time pass: enforces the login and GOODBYE deadlines."""
+        """Let time pass: enforces the login, GOODBYE and session expiry deadlines."""
         self._now = now
         state = self._state
+        if self._expires_at is not None and now >= self._expires_at and state is not State.CLOSED:
+            self.error = None
+            return self._end(faults.SESSION_EXPIRED)
         if state is State.AWAIT_HELLO and now >= self._login_deadline:
             return self._fail_client(RemoteProtocolError(
                 f"no HELLO within {self._login_timeout:g} s of connecting"))
         if state is State.AUTHENTICATING and now >= self._login_deadline:
             self.error = TransportError(f"the router did not complete the login within "
-                                        f"{self._login_timeout:g} s")
-            return [self._send_client([_ABORT, {"message": str(self.error)}, "wamp.error.timeout"]),
-                    *self._close(1011, "login timed out")]
+                                        f"{min(self._login_timeout, self._router_timeout or 1e300):g} s: "
+                                        f"{faults.LOGIN_TIMEOUT_HINTS[self._challenged]}")
+            return self._end(faults.ROUTER_LOGIN_TIMEOUT, tell_router=False)
         if state is State.CLOSING and now >= self._goodbye_deadline:
             return self._close(1000, "session closed")
         return []
@@ -367,18 +404,12 @@ class Relay:
         only the close code: wampy.js takes a GOODBYE as final and would not
         reconnect to the new worker.
         """
-        state = self._state
-        if state is State.CLOSED:
-            return []
-        message = "the server is shutting down; reconnect later"
-        actions: list[Action] = []
-        if state is State.ESTABLISHED:
-            if code != 1012:
-                actions.append(self._send_client([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
-            actions.append(self._send_router([_GOODBYE, {"message": message}, "wamp.close.system_shutdown"]))
-        elif state is State.AUTHENTICATING:
-            actions.append(self._send_client([_ABORT, {"message": message}, "wamp.close.system_shutdown"]))
-        return actions + self._close(code, "server shutting down")
+        if self._state is State.CLOSING:
+            return self._close(code, "server shutting down")
+        fault = faults.RESTART if code == 1012 else faults.SHUTDOWN
+        if code not in (1001, 1012):
+            fault = dataclasses.replace(fault, close_code=code)
+        return self._end(fault)
 
     # --- handshake ----------------------------------------------------------
 
@@ -406,6 +437,8 @@ class Relay:
         except LocalProtocolError as exc:  # decodable, yet not encodable (NaN, nesting at the limit)
             return self._fail_client(RemoteProtocolError(f"the HELLO cannot be passed on: {exc}"))
         self._state = State.AUTHENTICATING
+        if self._router_timeout is not None:
+            self._login_deadline = min(self._login_deadline, self._now + self._router_timeout)
         return [ConnectRouter(), hello]
 
     def _client_during_login(self, data: Data) -> list[Action]:
@@ -425,6 +458,7 @@ class Relay:
             return self._fail_router(exc)
         kind = message[0]
         if kind == _CHALLENGE:
+            self._login_deadline = self._login_full_deadline  # the router answers: no longer its deadline
             if message[1] != "ticket":
                 return self._fail_router(RemoteProtocolError(
                     f"the router challenged with {message[1]!r}; configure ticket authentication "
@@ -503,11 +537,13 @@ class Relay:
 
     def _router_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:
+            answers = self._answer_pending_with_reason_of(data)
             self._start_closing(from_client=False)
-            return self._sanitized(kind, data)
+            return [*answers, *self._sanitized(kind, data)]
         if kind == _ABORT:
             self.error = RemoteProtocolError("the router sent ABORT after WELCOME", 1011)
-            return [*self._sanitized(kind, data), *self._close(1011, "router aborted the session")]
+            answers = self._answer_pending_with_reason_of(data)
+            return [*answers, *self._sanitized(kind, data), *self._close(1011, "router aborted the session")]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} after WELCOME", 1011))
 
@@ -573,13 +609,39 @@ class Relay:
         return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code, notice=False)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
-        """The router broke the protocol (or is misconfigured): close the browser with 1011."""
+        """The router broke the protocol (or is misconfigured): answer pending calls, ABORT, close 1011."""
         exc.close_code = 1011
         self.error = exc
         actions: list[Action] = []
         if self._state is State.AUTHENTICATING:
             actions.append(self._send_router([_ABORT, {"message": str(exc)}, "wamp.error.protocol_violation"]))
-        return actions + self._close(1011, "router protocol error")
+        return actions + self._end(faults.ROUTER_PROTOCOL_ERROR, tell_router=False)
+
+    def _end(self, fault: faults.Fault, *, tell_router: bool = True) -> list[Action]:
+        """End the session for ``fault``: an ERROR per pending CALL, GOODBYE or ABORT, then the close code."""
+        if self._state is State.CLOSED:
+            return []
+        established = self._state is State.ESTABLISHED
+        if established or self._state is State.AUTHENTICATING:
+            to_client = faults.last_words(fault, self._checks.calls, established=established)
+            actions: list[Action] = [self._send_client(message) for message in to_client]
+            if established and tell_router:
+                actions.append(self._send_router([_GOODBYE, {"message": fault.message}, fault.uri]))
+            return actions + self._close(fault.close_code, fault.reason)
+        return self._close(fault.close_code, fault.reason)
+
+    def _answer_pending_with_reason_of(self, data: Data) -> list[Action]:
+        """The router ended the session (GOODBYE, ABORT): each pending CALL gets an ERROR with its reason."""
+        if not self._checks.calls:
+            return []
+        try:  # the URI only: the router's own text is not for browsers
+            uri = str(self.serializer.loads(data)[2])
+        except (RemoteProtocolError, IndexError):
+            uri = faults.ROUTER_LOST.uri
+        pending = faults.pending_errors(self._checks.calls, uri, "the router ended the session")
+        answers: list[Action] = [self._send_client(error) for error in pending]
+        self._checks.calls.clear()
+        return answers
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED

@@ -17,6 +17,13 @@ backpressure reaches the sender; the upstream connect has a timeout and the
 login a deadline (the relay's). Keepalive pings: the browser socket's
 (accept options) and the router's own (its transport's auto-ping).
 
+Upstream liveness costs no timer and no greenlet per session: the socket's
+readable callback notes when the router last sent anything (data, its own
+pings, pongs), and the process ticker looks at that. An upstream silent for
+``ping_interval`` gets one ping (the generated router config pings every 10 s
+by itself, so an idle healthy router is heard before the bridge ever pings);
+silent for ``ping_interval + ping_timeout`` it is a lost router.
+
 A process-local registry holds the live sessions; one ticker greenlet per
 process drives every relay's clock (login and GOODBYE deadlines). On worker
 shutdown each session says GOODBYE ``wamp.close.system_shutdown`` both ways
@@ -63,6 +70,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two ticks of every relay's clock.
 TICK_INTERVAL = 0.5
+#: Upstream connects under way at once per process; more wait their turn (a login storm
+#: queues here instead of piling handshakes on the router). The login deadline still holds.
+MAX_CONNECTS = 64
+_connects: list[t.Any] = []  # the semaphore, made on first use (after fork)
 
 
 class WebSocketLike(t.Protocol):
@@ -106,6 +117,9 @@ class RelaySession:
         socket has its own, from the accept options).
     :param close_timeout: seconds to wait for a closing handshake.
     :param max_message_size: upstream message size limit (bytes), None for none.
+    :param ping_interval: seconds of upstream silence before the bridge pings
+        the router; None: no liveness check.
+    :param ping_timeout: seconds more of silence after which the router is lost.
     :param remote: the browser's address, for the log.
     :param signal_sender: the sender of this session's :mod:`~flask_wamp_bridge.signals` (the Flask app).
     """
@@ -122,6 +136,8 @@ class RelaySession:
         send_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int | None = 1 << 20,
+        ping_interval: float | None = 12.0,
+        ping_timeout: float = 3.0,
         remote: str | None = None,
         signal_sender: object | None = None,
     ) -> None:
@@ -142,6 +158,16 @@ class RelaySession:
         self._closed = False
         self._signal_sender = signal_sender if signal_sender is not None else self
         self._opened = False  # browser_session_opened was sent
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._heard = 0.0  # time.monotonic() when the router last sent anything
+        self._pinged = False
+
+    def upstream_peer(self) -> str | None:
+        """The bridge's end of the upstream connection in Crossbar's notation (``tcp4:HOST:PORT``)."""
+        from .tickets import peer_descriptor
+
+        return peer_descriptor(getattr(self.upstream, "local_address", None))
 
     # --- running ------------------------------------------------------------
 
@@ -179,6 +205,8 @@ class RelaySession:
             notify(self._router_readable)
 
     def _router_readable(self) -> None:
+        self._heard = time.monotonic()
+        self._pinged = False
         if not self._closed:  # from the hub: the reading needs a greenlet (sends may block)
             self._router_reader = gevent.spawn(self._read_router_ready)
 
@@ -195,6 +223,7 @@ class RelaySession:
                 if not self._closed:
                     upstream.notify_readable(self._router_readable)
                 return
+            self._heard = time.monotonic()
             if not self._handle(upstream, feed, "router", data):
                 return
 
@@ -279,21 +308,39 @@ class RelaySession:
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
+        if not _connects:
+            from gevent.lock import BoundedSemaphore
+
+            _connects.append(BoundedSemaphore(MAX_CONNECTS))
+        turn = _connects[0]
+        if not turn.acquire(timeout=max(0.0, self.relay.login_deadline - time.monotonic())):
+            self._execute(self.relay.router_closed(None, f"no turn to connect within the login deadline: "
+                                                          f"{MAX_CONNECTS} upstream connects were under way"))
+            return
         upstream = None
         error: BaseException | None = None
-        for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):
-            self.router_url = url
-            try:
-                upstream = connect(url, subprotocols=[self.subprotocol],
-                                   timeout=self._connect_timeout, max_message_size=self._max_message_size)
-            except _LEG_ERRORS as exc:
-                log.warning("wamp relay %s: cannot reach the router at %s: %s", self.name, url, exc)
-                error = exc
-                if self._closed:
+        try:
+            if self._closed:  # the login deadline passed while waiting
+                return
+            self.relay.router_connecting(time.monotonic())
+            for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):
+                self.router_url = url
+                try:
+                    upstream = connect(url, subprotocols=[self.subprotocol],
+                                       timeout=self._connect_timeout, max_message_size=self._max_message_size)
+                except _LEG_ERRORS as exc:
+                    warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
+                                 "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or overloaded: "
+                                 "one that accepts TCP but never answers the handshake looks like this too)",
+                                 self.name, url, exc)
+                    error = exc
+                    if self._closed:
+                        break
+                else:
+                    _last_good[self.router_urls] = url
                     break
-            else:
-                _last_good[self.router_urls] = url
-                break
+        finally:
+            turn.release()
         if upstream is None:
             self._execute(self.relay.router_closed(None, f"cannot connect: {error}"))
             return
@@ -311,6 +358,7 @@ class RelaySession:
         if configure is not None:  # a router that stops reading must not block this relay forever
             configure(max_message_size=self._max_message_size, send_timeout=self._send_timeout)
         self.upstream = upstream
+        self._heard = time.monotonic()
         self._await_router()
 
     def _leg_failed(self, leg: str, exc: BaseException) -> None:
@@ -344,7 +392,9 @@ class RelaySession:
     def _log_end(self) -> None:
         closed = self.relay.closed_with
         how = f"{closed.code} {closed.reason}" if closed else "no close"
-        if self.relay.error is not None:
+        if closed is not None and closed.reason == "login timed out":
+            warn_limited("login timeout", "wamp relay %s: %s", self.name, self.relay.error)
+        elif self.relay.error is not None:
             log.info("wamp relay %s ended (%s): %s", self.name, how, self.relay.error)
         else:
             log.debug("wamp relay %s ended (%s)", self.name, how)
@@ -356,13 +406,54 @@ class RelaySession:
         if self._closed:
             return
         actions = self.relay.tick(now)
+        if not actions and self._ping_interval and self.upstream is not None:
+            actions = self._check_router()
         if actions:
             gevent.spawn(self._execute, actions)
+
+    def _check_router(self) -> list[t.Any]:
+        """Ping a router silent for ``ping_interval``; past ``ping_timeout`` more, it is lost."""
+        silent = time.monotonic() - self._heard
+        interval = t.cast(float, self._ping_interval)
+        if silent < interval or self.relay.state is not State.ESTABLISHED:
+            return []
+        if silent >= interval + self._ping_timeout:
+            log.warning("wamp relay %s: the router sent nothing for %.1f s, not even a pong; "
+                        "taking it as lost", self.name, silent)
+            return self.relay.router_silent(round(silent, 1))
+        if not self._pinged:
+            self._pinged = True
+            try:
+                t.cast(t.Any, self.upstream).ping(b"")
+            except _LEG_ERRORS as exc:
+                self._leg_failed("router", exc)
+        return []
 
     def shutdown(self, code: int = 1001) -> None:
         """The worker is stopping: GOODBYE both ways, then close with ``code``."""
         if not self._closed:
             self._execute(self.relay.shutdown(code))
+
+
+# --- warnings a storm of browsers must not multiply ------------------------------
+
+#: Seconds between two warnings of one kind; the ones in between are counted.
+WARNING_INTERVAL = 10.0
+_warned: dict[str, list[float]] = {}  # kind -> [when last logged, how many suppressed since]
+
+
+def warn_limited(kind: str, message: str, *args: t.Any) -> None:
+    """``log.warning`` at most once per :data:`WARNING_INTERVAL` per ``kind`` (a misconfiguration hits every login)."""
+    now = time.monotonic()
+    seen = _warned.get(kind)
+    if seen is not None and now - seen[0] < WARNING_INTERVAL:
+        seen[1] += 1
+        return
+    suppressed = int(seen[1]) if seen is not None else 0
+    _warned[kind] = [now, 0]
+    if suppressed:
+        message += f" ({suppressed} more like this in the last {WARNING_INTERVAL:g} s)"
+    log.warning(message, *args)
 
 
 # --- the process-local registry and its ticker ----------------------------------

@@ -9,10 +9,19 @@ browser never sees it.
 Pure: the clock is passed in (``now``, seconds since the epoch). Tickets are
 itsdangerous signatures with their own salt, so neither a Flask session
 cookie nor any other itsdangerous token signed with the same key is a ticket.
+
+A ticket is good for one login on one connection: it names the bridge's own
+end of the upstream connection (``peer``, in Crossbar's peer notation such as
+``tcp4:127.0.0.1:51234``), and the authenticator compares it with the
+``transport.peer`` Crossbar reports for the connection that presents it. A
+ticket copied to any other connection is refused, and a connection logs in
+once. The authenticator also accepts only browser roles (:class:`BrowserPolicy`):
+a ticket never makes anyone the app's peer or a backend service.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -38,13 +47,16 @@ __all__ = [
     "verify",
     "make_authenticator",
     "ticket_secret",
+    "BrowserPolicy",
+    "browser_policy",
+    "peer_descriptor",
     "Tickets",
 ]
 
 #: itsdangerous salt of bridge tickets (Flask's session cookie uses "cookie-session").
 SALT = "flask-wamp-bridge.ticket"
 #: Default ``WAMP_BRIDGE_TICKET_MAX_AGE``: a ticket is used within a second of signing.
-DEFAULT_MAX_AGE = 30.0
+DEFAULT_MAX_AGE = 5.0
 #: How far in the future a ticket's time may be (clock skew between hosts).
 CLOCK_LEEWAY = 5.0
 
@@ -57,8 +69,12 @@ def _serializer(secret: Secret) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
 
-def sign(identity: Identity, secret: Secret, now: float, *, realm: str | None = None) -> str:
-    """Sign a ticket for ``identity`` issued at ``now``, optionally bound to ``realm``.
+def sign(identity: Identity, secret: Secret, now: float, *, realm: str | None = None,
+         peer: str | None = None) -> str:
+    """Sign a ticket for ``identity`` issued at ``now``, optionally bound to ``realm`` and a connection.
+
+    :param peer: the bridge's end of the upstream connection as the router
+        sees it (:func:`peer_descriptor`); only that connection may present it.
 
     With a list of secrets (key rotation), the last one signs.
     """
@@ -71,6 +87,8 @@ def sign(identity: Identity, secret: Secret, now: float, *, realm: str | None = 
         payload["e"] = thaw(identity.authextra)
     if realm is not None:
         payload["m"] = realm
+    if peer is not None:
+        payload["p"] = peer
     return _serializer(secret).dumps(payload)
 
 
@@ -81,6 +99,7 @@ def verify(
     max_age: float,
     *,
     realm: str | None = None,
+    peer: str | None = None,
     leeway: float = CLOCK_LEEWAY,
 ) -> Identity:
     """Check a ticket and return the identity it carries.
@@ -88,6 +107,7 @@ def verify(
     :param now: the current time, seconds since the epoch.
     :param max_age: how many seconds after signing the ticket is still valid.
     :param realm: when given, only a ticket bound to this realm is accepted.
+    :param peer: when given, only a ticket bound to this connection is accepted.
     :param leeway: how far in the future the ticket's time may be (clock skew).
     :raises ExpiredTicket: the ticket is older than ``max_age`` (or too far in the future).
     :raises InvalidTicket: the ticket is malformed, tampered with, signed with
@@ -117,10 +137,58 @@ def verify(
         # an unbound ticket would be good for every realm sharing the key
         where = f"realm {bound!r}" if bound is not None else "no realm"
         raise InvalidTicket(f"the ticket is for {where}, not {realm!r}; sign it with realm={realm!r}")
+    if peer is not None and payload.get("p") != peer:
+        # a ticket seen on one connection (a log, a proxy) is worth nothing on another
+        raise InvalidTicket("the ticket was issued for another connection; a ticket is good for one login "
+                            "on the connection it was signed for (see WAMP_BRIDGE_TICKET_BIND_PEER)")
     try:
         return Identity(payload.get("i"), payload.get("r"), payload.get("e"))  # type: ignore[arg-type]
     except TypeError as exc:
         raise InvalidTicket(f"the ticket's identity is malformed: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class BrowserPolicy:
+    """Which principals a browser may be: its roles, and the backend authids and roles it may never take."""
+
+    roles: frozenset[str]
+    backend_authids: frozenset[str]
+    backend_roles: frozenset[str]
+
+    def refusal(self, authid: str, authrole: str) -> str | None:
+        """Why a browser may not be ``authid``/``authrole``, or None when it may."""
+        if authid in self.backend_authids or authrole in self.backend_roles:
+            return (f"authid {authid!r} / authrole {authrole!r} belong to the app's peer or a backend service "
+                    "(WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES): a browser session may not take them")
+        if authrole not in self.roles:
+            return (f"authrole {authrole!r} is not a browser role ({', '.join(sorted(self.roles))}); declare it "
+                    "in WAMP_BRIDGE_PERMISSIONS or WAMP_BRIDGE_BROWSER_ROLES")
+        return None
+
+
+def browser_policy(config: t.Mapping[str, t.Any]) -> BrowserPolicy:
+    """The :class:`BrowserPolicy` of an app's settings.
+
+    Browser roles are ``WAMP_BRIDGE_USER_ROLE``, ``WAMP_BRIDGE_ANONYMOUS_ROLE``,
+    the roles of ``WAMP_BRIDGE_PERMISSIONS`` and ``WAMP_BRIDGE_BROWSER_ROLES``,
+    less the backend roles (``WAMP_BRIDGE_PEER_ROLE`` and the services' roles).
+    """
+    services: t.Mapping[str, t.Mapping[str, t.Any]] = config.get("WAMP_BRIDGE_SERVICES") or {}
+    peer_role = config.get("WAMP_BRIDGE_PEER_ROLE") or "backend"
+    backend_roles = frozenset({peer_role, *(s.get("role") or peer_role for s in services.values())})
+    backend_authids = frozenset(a for a in (config.get("WAMP_BRIDGE_PEER_AUTHID"), *services) if a)
+    declared = {config.get("WAMP_BRIDGE_USER_ROLE") or "user", config.get("WAMP_BRIDGE_ANONYMOUS_ROLE"),
+                *(config.get("WAMP_BRIDGE_PERMISSIONS") or {}), *(config.get("WAMP_BRIDGE_BROWSER_ROLES") or ())}
+    roles = frozenset(r for r in declared if isinstance(r, str) and r) - backend_roles
+    return BrowserPolicy(roles, backend_authids, backend_roles)
+
+
+def peer_descriptor(address: t.Any) -> str | None:
+    """Crossbar's name for a TCP peer (``tcp4:HOST:PORT``, ``tcp6:HOST:PORT``) from a ``getsockname()``."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        return None
+    host, port = address[0], address[1]
+    return f"{'tcp6' if ':' in host else 'tcp4'}:{host}:{port}"
 
 
 def make_authenticator(
@@ -128,6 +196,8 @@ def make_authenticator(
     max_age: float = DEFAULT_MAX_AGE,
     *,
     realm: str | None = None,
+    policy: BrowserPolicy | None = None,
+    bind_peer: bool = False,
     clock: t.Callable[[], float] = time.time,
 ) -> t.Callable[[str, str, t.Mapping[str, t.Any]], dict[str, t.Any]]:
     """Build the router's dynamic ticket authenticator ``authenticate(realm, authid, details)``.
@@ -138,6 +208,10 @@ def make_authenticator(
     :class:`~flask_wamp_bridge.errors.ApplicationError` to deny.
 
     :param realm: when given, logins to any other realm are refused.
+    :param policy: when given, only its browser roles are accepted, and never
+        a backend authid.
+    :param bind_peer: accept a ticket only on the connection it was signed for
+        (``details["transport"]["peer"]``, which Crossbar fills in).
     """
 
     def authenticate(realm_: str, authid: str, details: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
@@ -147,13 +221,24 @@ def make_authenticator(
         if not isinstance(details, t.Mapping) or details.get("authmethod", "ticket") != "ticket":
             raise ApplicationError("wamp.error.authentication_failed",
                                    "the bridge authenticator handles only the ticket method")
+        peer = None
+        if bind_peer:
+            transport = details.get("transport")
+            peer = transport.get("peer") if isinstance(transport, t.Mapping) else None
+            if not isinstance(peer, str) or not peer:
+                raise ApplicationError("wamp.error.authentication_failed",
+                                       "the router did not say which connection presents the ticket "
+                                       "(details.transport.peer); set WAMP_BRIDGE_TICKET_BIND_PEER = False")
         try:
-            identity = verify(details.get("ticket"), secret, clock(), max_age, realm=realm_)
+            identity = verify(details.get("ticket"), secret, clock(), max_age, realm=realm_, peer=peer)
         except InvalidTicket as exc:
             raise ApplicationError("wamp.error.authentication_failed", str(exc)) from exc
         if identity.authid != authid:
             raise ApplicationError("wamp.error.authentication_failed",
                                    "the ticket was issued for another authid than the HELLO names")
+        refusal = policy.refusal(identity.authid, identity.authrole) if policy is not None else None
+        if refusal is not None:
+            raise ApplicationError("wamp.error.not_authorized", refusal)
         return {"authid": identity.authid, "role": identity.authrole, "extra": thaw(identity.authextra)}
 
     return authenticate
@@ -186,24 +271,32 @@ class Tickets:
     is compared on another host (the authenticator may run in any worker).
     """
 
-    def __init__(self, secret: Secret, realm: str, max_age: float = DEFAULT_MAX_AGE) -> None:
+    def __init__(self, secret: Secret, realm: str, max_age: float = DEFAULT_MAX_AGE, *,
+                 policy: BrowserPolicy | None = None, bind_peer: bool = False) -> None:
         _serializer(secret)  # an empty key fails here, at startup
         self._secret = secret
         self.realm = realm
         self.max_age = max_age
+        #: Who a browser may be (None: anyone the ticket names).
+        self.policy = policy
+        #: Whether a ticket is good only on the upstream connection it was signed for.
+        self.bind_peer = bind_peer
 
     @classmethod
     def from_config(cls, config: t.Mapping[str, t.Any]) -> Tickets:
-        """From ``WAMP_BRIDGE_TICKET_SECRET`` (or ``SECRET_KEY``), ``_REALM`` and ``_TICKET_MAX_AGE``.
+        """From ``WAMP_BRIDGE_TICKET_SECRET`` (or ``SECRET_KEY``), ``_REALM``, ``_TICKET_MAX_AGE``,
+        ``_TICKET_BIND_PEER`` and the :func:`browser_policy`.
 
         :raises ConfigError: there is no key.
         """
-        return cls(ticket_secret(config), config["WAMP_BRIDGE_REALM"], config["WAMP_BRIDGE_TICKET_MAX_AGE"])
+        return cls(ticket_secret(config), config["WAMP_BRIDGE_REALM"], config["WAMP_BRIDGE_TICKET_MAX_AGE"],
+                   policy=browser_policy(config), bind_peer=bool(config["WAMP_BRIDGE_TICKET_BIND_PEER"]))
 
-    def sign(self, identity: Identity) -> str:
-        """A ticket for ``identity``, issued now, bound to the realm (the relay's ticket signer)."""
-        return sign(identity, self._secret, time.time(), realm=self.realm)
+    def sign(self, identity: Identity, peer: str | None = None) -> str:
+        """A ticket for ``identity``, issued now, bound to the realm and (with ``bind_peer``) to ``peer``."""
+        return sign(identity, self._secret, time.time(), realm=self.realm, peer=peer if self.bind_peer else None)
 
     def authenticator(self) -> t.Callable[[str, str, t.Mapping[str, t.Any]], dict[str, t.Any]]:
         """The router's dynamic authenticator for these tickets (see :func:`make_authenticator`)."""
-        return make_authenticator(self._secret, self.max_age, realm=self.realm)
+        return make_authenticator(self._secret, self.max_age, realm=self.realm, policy=self.policy,
+                                  bind_peer=self.bind_peer)

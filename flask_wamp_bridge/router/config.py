@@ -416,7 +416,10 @@ def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dic
             "ticket": {"type": "dynamic", "authenticator": authenticator},
         },
     }
-    endpoint: dict[str, t.Any] = {"type": "tcp", "interface": interface, "port": port}
+    # Crossbar's default listen backlog is 50: a login storm (every browser's relay and
+    # every worker's peer connecting at once) would overflow it and see SYNs dropped.
+    endpoint: dict[str, t.Any] = {"type": "tcp", "interface": interface, "port": port,
+                                  "backlog": _get(settings, "WAMP_BRIDGE_ROUTER_BACKLOG")}
     if ipaddress.ip_address(interface).version == 6:
         endpoint["version"] = 6
     if path:

@@ -48,6 +48,8 @@ from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .bounds import PEER_BOUNDS
 from .bounds import Bounds
+from .handles import Registration as Registration
+from .handles import Subscription as Subscription
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
 from .peer_connection import HandlerPool
@@ -59,7 +61,6 @@ from .router_urls import next_url
 from .router_urls import router_urls
 from .session import EventDetails
 from .session import InvocationDetails
-from .session import PeerCore
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
@@ -88,67 +89,6 @@ def current_details() -> InvocationDetails | EventDetails | None:
     return current.get()
 
 
-class Registration:
-    """A procedure the peer keeps registered (again after each reconnect)."""
-
-    #: What the log says this handle does ("register", "subscribe to").
-    verb = "register"
-
-    def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
-        self.peer = peer
-        self.uri = uri
-        self.fn = fn
-        self.options = options
-        #: The registration id in the current session, or ``None`` while not registered.
-        self.id: int | None = None
-        self._answer: gevent.event.AsyncResult | None = None
-
-    def unregister(self, timeout: float | None = None) -> None:
-        """Stop serving this procedure (and do not register it again on reconnect)."""
-        self.peer._release(self, timeout)
-
-    def _request(self, core: PeerCore) -> tuple[int, list[t.Any]]:
-        return core.register(self, self.uri, self.options)
-
-    def _release_request(self, core: PeerCore, handle_id: int) -> tuple[int, list[t.Any]] | None:
-        return core.unregister(self, handle_id)
-
-    # a ResultToken: the peer core hands this object back with REGISTER's answer
-    def set(self, registration_id: int) -> None:
-        self.id = registration_id
-        if self._answer is not None:
-            self._answer.set(registration_id)
-
-    def set_exception(self, exc: BaseException) -> None:
-        self.id = None
-        if self._answer is not None:
-            self._answer.set_exception(exc)
-
-    def __repr__(self) -> str:
-        return f"<Registration {self.uri!r} id={self.id}>"
-
-
-class Subscription(Registration):
-    """A topic handler the peer keeps subscribed (again after each reconnect)."""
-
-    verb = "subscribe to"
-
-    def unsubscribe(self, timeout: float | None = None) -> None:
-        """Stop receiving this topic's events here (and do not subscribe again on reconnect)."""
-        self.peer._release(self, timeout)
-
-    unregister = unsubscribe
-
-    def _request(self, core: PeerCore) -> tuple[int, list[t.Any]]:
-        return core.subscribe(self, self.uri, self.options)
-
-    def _release_request(self, core: PeerCore, handle_id: int) -> tuple[int, list[t.Any]] | None:
-        return core.unsubscribe(self, handle_id)
-
-    def __repr__(self) -> str:
-        return f"<Subscription {self.uri!r} id={self.id}>"
-
-
 class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
@@ -170,6 +110,9 @@ class Peer:
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
     :param max_message_size: largest message accepted from the router (bytes), None for the transport's default.
+    :param ping_interval: seconds of silence from the router before the peer
+        pings it (None: never); after ``ping_timeout`` more the connection is
+        taken as lost (pending calls fail, the peer reconnects).
     :param bounds: payload bounds for what the router delivers; a message past them (or not
         decodable) ends only its invocation (ERROR ``wamp.error.invalid_argument``), event or call.
     :param connect: ``connect(url, *, subprotocols, timeout[, max_message_size])`` opening the
@@ -194,6 +137,8 @@ class Peer:
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
         max_message_size: int | None = None,
+        ping_interval: float | None = 12.0,
+        ping_timeout: float = 3.0,
         bounds: Bounds = PEER_BOUNDS,
         connect: Connector | None = None,
     ) -> None:
@@ -220,6 +165,8 @@ class Peer:
         self.debug = debug
         self.subprotocols = tuple(subprotocols)
         self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.bounds = bounds
         self._open = connect
         self.handlers = HandlerPool(concurrency, backlog)
@@ -564,6 +511,9 @@ class Peer:
             ws.close(1002, "no WAMP subprotocol")
             raise ConnectionClosed(f"the router at {self.url} chose no WAMP subprotocol "
                                    f"(offered {', '.join(self.subprotocols)})") from None
+        configure = getattr(ws, "configure", None)
+        if self.ping_interval and configure is not None:  # a stalled router: ping, then lost after the timeout
+            configure(ping_interval=self.ping_interval, idle_timeout=self.ping_interval + self.ping_timeout)
         return PeerConnection(self, ws, serializer)
 
     # called by the connection

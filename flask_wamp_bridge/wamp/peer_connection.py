@@ -41,6 +41,8 @@ from ..signals import peer_reregistered
 from ..signals import registration_failed
 from ..signals import send as send_from
 from . import session as peercore
+from .hints import JOIN_TIMEOUT_HINT
+from .hints import PEER_JOIN_HINTS
 from .messages import MessageType
 from .messages import Serializer
 from .messages import Undecodable
@@ -50,8 +52,8 @@ from .session import InvocationDetails
 from .session import PeerCore
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from .handles import Registration
     from .peer import Peer
-    from .peer import Registration
 
 __all__ = ["PeerConnection", "HandlerPool", "ResultToken", "Stream", "WebSocketLike", "current", "QUIET_CLOSE_REASONS"]
 
@@ -241,7 +243,8 @@ class PeerConnection:
 
     def _join_deadline(self) -> None:
         if not self.joined.is_set():
-            log.warning("WAMP peer: no WELCOME from %s within %g s", self.peer.url, self.peer.connect_timeout)
+            log.warning("WAMP peer: no WELCOME from %s within %g s; %s", self.peer.url, self.peer.connect_timeout,
+                        JOIN_TIMEOUT_HINT)
             self.close_transport(1000)
 
     def _read(self) -> None:
@@ -376,8 +379,13 @@ class PeerConnection:
     def _on_closed(self, action: peercore.Closed) -> None:
         self.closed.set()
         self.peer._session_closed(self)
-        level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
-        log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
+        if action.aborted and not self.joined.is_set():
+            hint = PEER_JOIN_HINTS.get(action.reason, "")
+            log.warning("WAMP peer: the router refused to join realm %r: %s %s%s", self.peer.realm, action.reason,
+                        action.message, f"; {hint}" if hint else "")
+        else:
+            level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
+            log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
         _fail_pending(action.pending, action.reason, action.message)
         if self.joined.is_set():
             send_signal(self.peer, peer_left, reason=action.reason, message=action.message)

@@ -8,21 +8,18 @@ It keeps gevent-websocket's API shape, so Flask-Sockets code keeps working::
     ws.closed, ws.environ, ws.path, ws.origin, ws.subprotocol
     for message in ws: ...
 
-and adds what it lacked: an explicit :meth:`WebSocket.accept` (the 101 is sent
-only then, so the Flask view decides Origin, cookies and subprotocol first),
-close codes on the wire, a message size limit, server pings, an idle timeout
-and a send timeout.
+and adds what it lacked: an explicit :meth:`WebSocket.accept` (the 101 is sent only then, so the Flask view
+decides Origin, cookies and subprotocol first), close codes on the wire, a message size limit, server pings,
+an idle timeout and a send timeout.
 
-Concurrency: any number of greenlets may :meth:`~WebSocket.send` at once
-(frames stay whole); one greenlet receives. Control frames (ping, pong, close)
-are handled inside :meth:`~WebSocket.receive`. Real OS threads are not
-supported.
+Concurrency: any number of greenlets may :meth:`~WebSocket.send` at once (frames stay whole); one greenlet
+receives. Control frames (ping, pong, close) are handled inside :meth:`~WebSocket.receive`. Real OS threads
+are not supported.
 
-The object is three parts: this class receives and closes; its
-:class:`~.writer.FrameWriter` sends (batched writes, a bounded queue, the send
-timeout); its :class:`~.keepalive.Keepalive` (only when ``ping_interval`` or
-``idle_timeout`` is set) pings and enforces the idle timeout. Framing is done
-by the sans-IO :mod:`.frames`; these modules only move bytes.
+The object is three parts: this class receives and closes; its :class:`~.writer.FrameWriter` sends (batched
+writes, a bounded queue, the send timeout); its :class:`~.keepalive.Keepalive` (only when ``ping_interval``
+or ``idle_timeout`` is set) pings and enforces the idle timeout. Framing is done by the sans-IO
+:mod:`.frames`; these modules only move bytes.
 """
 
 from __future__ import annotations
@@ -115,16 +112,14 @@ class WebSocket:
         path: str | None = None,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
-        #: When set, the worker calls ``on_server_shutdown(close_code)`` on shutdown
-        #: (1001) or reload (1012) instead of ``close(close_code)``; it must close the
-        #: socket itself, soon (a WAMP relay sends GOODBYE first).
+        #: When set, the worker calls ``on_server_shutdown(close_code)`` on shutdown (1001) or reload (1012)
+        #: instead of ``close(close_code)``; it must close the socket itself, soon (a WAMP relay says GOODBYE first).
         self.on_server_shutdown: t.Callable[[int], None] | None = None
         self._sock = sock
         self.role = role
         self._read = read if read is not None else sock.recv
-        # A buffered reader (the worker's rfile) is read once, for what it may hold
-        # already; then the socket directly: a greenlet blocked in the buffered
-        # reader keeps about 9 KiB more of C stack per idle connection.
+        # A buffered reader (the worker's rfile) is read once, for what it may hold already; then the socket
+        # directly: a greenlet blocked in the buffered reader keeps about 9 KiB more of C stack per idle connection.
         self._buffered = read is not None and hasattr(sock, "settimeout")
         #: The WSGI environ of the upgrade request (server side), else None.
         self.environ = environ
@@ -137,9 +132,8 @@ class WebSocket:
         self.origin: str | None = env.get("HTTP_ORIGIN")
         #: Subprotocols the client offered, in its order of preference (server side).
         self.offered_subprotocols: list[str] = _frames.parse_header_tokens(env.get("HTTP_SEC_WEBSOCKET_PROTOCOL"))
-        #: Close code that ended the connection (None while open). The peer's code when it
-        #: closed first (1005: its close frame had none), ours when we did, 1006 when the
-        #: connection dropped without a close frame.
+        #: Close code that ended the connection (None while open). The peer's code when it closed first (1005: its
+        #: close frame had none), ours when we did, 1006 when the connection dropped without a close frame.
         self.close_code: int | None = None
         #: Close reason that goes with :attr:`close_code`.
         self.close_reason: str = ""
@@ -147,8 +141,7 @@ class WebSocket:
         self._state = _CONNECTING if accept_handler is not None else _OPEN
         self._opened = accept_handler is None
         self._parser = _frames.FrameParser("server" if role == "server" else "client", max_message_size)
-        # Events parsed but not handled yet, last first (popped from the end); the
-        # parser is fed only once they are all handled.
+        # Events parsed but not handled yet, last first (popped); the parser is fed once they are all handled.
         self._events = _NO_EVENTS
         self._initial = initial
         self._close_sent = False
@@ -200,6 +193,14 @@ class WebSocket:
     def max_message_size(self, value: int | None) -> None:
         _check_option("max_message_size", value, integer=True)
         self._parser.max_message_size = value
+
+    @property
+    def local_address(self) -> t.Any:
+        """This end's socket address (``getsockname()``), or None when unknown."""
+        try:
+            return self._sock.getsockname()
+        except (OSError, AttributeError):
+            return None
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.role} {self.path!r} {self._state} code={self.close_code}>"

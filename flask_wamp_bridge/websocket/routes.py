@@ -117,7 +117,13 @@ def check_origin(origins: t.Iterable[str] | str | None = None) -> None:
     """
     origin = request.headers.get("Origin")
     if origin is None:
-        return  # not a browser (browsers always send Origin on WebSocket handshakes)
+        # Not a browser: browsers always send Origin on WebSocket handshakes, so no
+        # cross-site page comes without one. WAMP_BRIDGE_ALLOW_MISSING_ORIGIN = False
+        # admits browsers only.
+        if settings.get(current_app.config, "WAMP_BRIDGE_ALLOW_MISSING_ORIGIN"):
+            return
+        raise Forbidden(description="WebSocket connection without an Origin header refused: this server "
+                                    "admits browsers only (WAMP_BRIDGE_ALLOW_MISSING_ORIGIN is False)")
     allowed = _allowed_origins(origins)
     if "*" in allowed:
         return

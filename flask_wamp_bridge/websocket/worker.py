@@ -19,8 +19,9 @@ Shutdown: on SIGTERM, SIGINT or SIGQUIT the worker stops accepting, runs the
 shutdown hooks (:func:`._lifecycle.run_shutdown_hooks`) and closes every live
 WebSocket with 1001 (or calls its ``on_server_shutdown``) at once, then exits
 as soon as its requests are done, instead of waiting out ``graceful_timeout``.
-When gunicorn replaces the worker on a SIGHUP reload the code is 1012
-(service restart), so clients know to reconnect.
+When gunicorn replaces the worker on a SIGHUP reload, or the worker recycles
+itself after ``max_requests`` (plus ``max_requests_jitter``) requests, WebSocket
+upgrades included, the code is 1012 (service restart), so clients know to reconnect.
 
 Settings (environment, e.g. ``gunicorn --env NAME=value``):
 ``WAMP_BRIDGE_HANDSHAKE_TIMEOUT`` seconds a client has to send its request
@@ -113,6 +114,9 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
     # --- WebSocket upgrade ----------------------------------------------------------------
 
     def run_application(self) -> None:
+        count = getattr(self.server, "count_request", None)
+        if count is not None:
+            count()
         environ = self.environ
         if "websocket" not in _frames.parse_header_tokens(environ.get("HTTP_UPGRADE", "").lower()):
             super().run_application()
@@ -271,6 +275,7 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         if ppid == os.getpid():  # constructed by the arbiter, just before it forks
             _note_spawn(age, cfg)
         self._quick = False
+        self._recycled = False
         self._servers: list[t.Any] = []
 
     # signal handlers only set flags: the run loop does the work in a greenlet
@@ -282,8 +287,17 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         self.alive = False
 
     def shutdown_code(self) -> int:
-        """1012 when a reload replaces this worker, else 1001."""
-        return 1012 if _replaced_by_reload(self.age) else 1001
+        """1012 when a reload or ``max_requests`` replaces this worker, else 1001."""
+        return 1012 if self._recycled or _replaced_by_reload(self.age) else 1001
+
+    def count_request(self) -> None:
+        """gunicorn's ``max_requests`` (with its jitter): the gevent base never counts requests."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request (max_requests %d): sockets close "
+                          "with 1012", self.max_requests)
+            self._recycled = True
+            self.alive = False
 
     def run(self) -> None:
         # GeventWorker.run, with a run loop that reacts to stop signals at once
@@ -305,6 +319,7 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
                 **ssl_args,
             )
             server.handshake_timeout = handshake_timeout
+            server.count_request = self.count_request
             server.start()
             self._servers.append(server)
 

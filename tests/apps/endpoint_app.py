@@ -39,9 +39,17 @@ def public_whoami() -> dict[str, t.Any]:
     return _caller()
 
 
+#: Invocations of app.sleep under way in this worker (the fault tests wait for their calls to arrive).
+SLEEPING = [0]
+
+
 @bridge.register("app.sleep")
 def sleep(seconds: float) -> float:
-    gevent.sleep(seconds)
+    SLEEPING[0] += 1
+    try:
+        gevent.sleep(seconds)
+    finally:
+        SLEEPING[0] -= 1
     return seconds
 
 
@@ -92,6 +100,18 @@ def create_app() -> Flask:
     @app.post("/logout/<authid>")
     def logout(authid: str) -> t.Any:
         return jsonify(killed=bridge.logout(authid))
+
+    @app.get("/sleeping")
+    def sleeping() -> t.Any:
+        return jsonify(SLEEPING[0])
+
+    @app.get("/peer-call/sleep/<int:seconds>")
+    def peer_call_sleep(seconds: int) -> t.Any:
+        """A view waiting on a call through g.wampy: which exception it gets when the router goes."""
+        try:
+            return jsonify(result=g.wampy.call("app.sleep", seconds))
+        except Exception as exc:  # reported to the test, whatever it is
+            return jsonify(error=type(exc).__name__, message=str(exc))
 
     @app.get("/clients")
     def clients_page() -> str:

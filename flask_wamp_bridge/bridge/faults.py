@@ -1,0 +1,123 @@
+"""How a relayed session ends when the browser did not ask it to: one table.
+
+Each :class:`Fault` says what a page sees, in this order: an ERROR with
+:attr:`Fault.uri` for every CALL it still waits on (exactly one answer per
+call), then GOODBYE (``final``: the page should not reconnect on its own) or
+ABORT (it may: wampy.js reconnects after an ABORT on an open session, not after
+a GOODBYE) with the same URI, then the WebSocket close code. README.rst has the
+same table for app authors.
+"""
+
+from __future__ import annotations
+
+import collections.abc as c
+import dataclasses
+import typing as t
+
+from ..wamp.messages import MessageType
+
+__all__ = [
+    "Fault",
+    "ROUTER_LOST",
+    "ROUTER_SILENT",
+    "ROUTER_UNREACHABLE",
+    "ROUTER_LOGIN_TIMEOUT",
+    "ROUTER_PROTOCOL_ERROR",
+    "SHUTDOWN",
+    "RESTART",
+    "SESSION_EXPIRED",
+    "FAULTS",
+    "LOGIN_REFUSAL_HINTS",
+    "LOGIN_TIMEOUT_HINTS",
+    "pending_errors",
+    "last_words",
+]
+
+_ABORT, _GOODBYE, _ERROR, _CALL = (int(MessageType[name]) for name in ("ABORT", "GOODBYE", "ERROR", "CALL"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One way a session can end from the server's side."""
+
+    #: ERROR URI of each pending CALL, and the GOODBYE/ABORT reason.
+    uri: str
+    #: Text that goes with it (in the ERROR's args and the GOODBYE/ABORT details).
+    message: str
+    #: WebSocket close code of the browser's socket.
+    close_code: int
+    #: GOODBYE (True: the page should not reconnect by itself) or ABORT (False).
+    final: bool
+    #: Short close reason (WebSocket close frames hold 123 bytes).
+    reason: str
+
+
+ROUTER_LOST = Fault("wamp_bridge.error.router_lost", "the connection to the router was lost; reconnect",
+                    1011, False, "router connection lost")
+ROUTER_SILENT = Fault("wamp_bridge.error.router_lost", "the router stopped answering; reconnect",
+                      1011, False, "router not answering")
+ROUTER_UNREACHABLE = Fault("wamp_bridge.error.router_unavailable",
+                           "the router cannot be reached right now; try again later",
+                           1013, False, "router unavailable")
+ROUTER_LOGIN_TIMEOUT = Fault("wamp_bridge.error.router_unavailable",
+                             "the router did not complete the login in time; try again later",
+                             1013, False, "login timed out")
+ROUTER_PROTOCOL_ERROR = Fault("wamp_bridge.error.router_protocol_error",
+                              "the router broke the WAMP protocol; reconnect", 1011, False, "router protocol error")
+SHUTDOWN = Fault("wamp.close.system_shutdown", "the server is shutting down; reconnect later",
+                 1001, True, "server shutting down")
+RESTART = Fault("wamp.close.system_shutdown", "the server is restarting; reconnect",
+                1012, False, "server restarting")
+SESSION_EXPIRED = Fault("wamp_bridge.close.session_expired", "the login session expired; log in again",
+                        1008, True, "login session expired")
+
+#: Every fault by name (for the README table and the tests).
+FAULTS: dict[str, Fault] = {
+    "router_lost": ROUTER_LOST,
+    "router_silent": ROUTER_SILENT,
+    "router_unreachable": ROUTER_UNREACHABLE,
+    "router_login_timeout": ROUTER_LOGIN_TIMEOUT,
+    "router_protocol_error": ROUTER_PROTOCOL_ERROR,
+    "shutdown": SHUTDOWN,
+    "restart": RESTART,
+    "session_expired": SESSION_EXPIRED,
+}
+
+def pending_errors(pending: c.Iterable[int], uri: str, message: str) -> list[list[t.Any]]:
+    """One ERROR for each CALL still waiting (by request id): the session ends before its result can come."""
+    return [[_ERROR, _CALL, request_id, {}, uri, [message]] for request_id in sorted(pending)]
+
+
+def last_words(fault: Fault, pending: c.Iterable[int], *, established: bool) -> list[list[t.Any]]:
+    """What the page gets for ``fault``: an ERROR per pending CALL, then GOODBYE or ABORT (ABORT before WELCOME)."""
+    details = {"message": fault.message}
+    if not established:
+        return [[_ABORT, details, fault.uri]]
+    ending = _GOODBYE if fault.final else _ABORT
+    return [*pending_errors(pending, fault.uri, fault.message), [ending, details, fault.uri]]
+
+
+#: What to check when the router refuses a browser's login, by the ABORT's URI (logged with the refusal).
+LOGIN_REFUSAL_HINTS: dict[str, str] = {
+    "wamp.error.no_such_procedure": (
+        "the ticket authenticator is not registered: the app's peer has not joined (see the 'WAMP peer' log "
+        "lines) or WAMP_BRIDGE_AUTHENTICATOR differs from the router config's"),
+    "wamp.error.authentication_failed": (
+        "the authenticator refused the ticket: every worker and host must share SECRET_KEY (or "
+        "WAMP_BRIDGE_TICKET_SECRET) and a clock within a second or two; with a proxy between the bridge and "
+        "the router set WAMP_BRIDGE_TICKET_BIND_PEER = False"),
+    "wamp.error.not_authorized": (
+        "the authenticator refused this identity: browsers get only the user, anonymous, "
+        "WAMP_BRIDGE_PERMISSIONS and WAMP_BRIDGE_BROWSER_ROLES roles, the same settings on every worker"),
+    "wamp.error.no_such_realm": (
+        "WAMP_BRIDGE_REALM is not a realm of the router: regenerate its config with `flask wamp config`"),
+}
+
+#: Why a login timed out, by whether the router had challenged the HELLO (logged with the timeout).
+LOGIN_TIMEOUT_HINTS: dict[bool, str] = {
+    True: ("the router sent the ticket challenge, then no WELCOME: the ticket authenticator "
+           "(WAMP_BRIDGE_AUTHENTICATOR) never answered; is the app's peer joined, and are its "
+           "WAMP_BRIDGE_PEER_CONCURRENCY slots all busy?"),
+    False: ("the router never answered the HELLO: is WAMP_BRIDGE_ROUTER_URL the router's transport with "
+            "ticket authentication, and is the router overloaded or stalled?"),
+}

@@ -1,0 +1,169 @@
+"""Sans-IO: when a relayed session ends for any reason but the browser's, every pending CALL gets one ERROR first."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from relay_pair import BROWSER_ROLES
+from relay_pair import NOW
+from relay_pair import REALM
+from relay_pair import RelayPair
+
+from flask_wamp_bridge.bridge import faults
+from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.relay import State
+
+ANN = Identity("ann", "user")
+CALL, ERROR, ABORT, GOODBYE, RESULT = 48, 8, 3, 6, 50
+
+
+def with_calls(*request_ids: int, **options: t.Any) -> RelayPair:
+    pair = RelayPair(ANN, **options)
+    assert pair.login()[0] == 2
+    for request_id in request_ids:
+        pair.client_sends([CALL, request_id, {}, "app.slow"])
+    return pair
+
+
+def after_login(pair: RelayPair) -> list[list[t.Any]]:
+    return pair.client_messages()[1:]  # past the WELCOME
+
+
+def errors_then_end(pair: RelayPair, uri: str) -> tuple[list[int], list[t.Any]]:
+    """The ERROR request ids (all with ``uri``), and the message that ended the session."""
+    *answers, end = [m for m in after_login(pair) if m[0] != RESULT]
+    assert all(a[:2] == [ERROR, CALL] and a[4] == uri for a in answers), answers
+    return [a[2] for a in answers], end
+
+
+@pytest.mark.parametrize("max_calls", [100, None])
+def test_router_lost_answers_every_pending_call_then_aborts_1011(max_calls: int | None) -> None:
+    pair = with_calls(1, 2, 3, max_calls_in_flight=max_calls)
+    pair.router_sends([RESULT, 2, {}, ["done"]])
+    pair._run(pair.relay.router_closed(1006, "abnormal"))
+    answered, end = errors_then_end(pair, faults.ROUTER_LOST.uri)
+    assert answered == [1, 3]  # call 2 had its result: exactly one answer each
+    assert end[0] == ABORT and end[2] == faults.ROUTER_LOST.uri
+    assert pair.closed is not None and pair.closed.code == 1011
+
+
+def test_progressive_results_keep_a_call_pending() -> None:
+    pair = with_calls(7)
+    pair.router_sends([RESULT, 7, {"progress": True}, ["partial"]])
+    pair._run(pair.relay.router_closed(1006, ""))
+    answered, _ = errors_then_end(pair, faults.ROUTER_LOST.uri)
+    assert answered == [7]
+
+
+def test_silent_router_is_a_lost_router() -> None:
+    pair = with_calls(4)
+    pair._run(pair.relay.router_silent(15))
+    answered, end = errors_then_end(pair, faults.ROUTER_SILENT.uri)
+    assert answered == [4] and end[0] == ABORT
+    assert pair.closed is not None and pair.closed.code == 1011
+    assert "15 s" in str(pair.relay.error)
+
+
+@pytest.mark.parametrize(("code", "fault"), [(1001, faults.SHUTDOWN), (1012, faults.RESTART)])
+def test_shutdown_and_restart_answer_pending_calls(code: int, fault: faults.Fault) -> None:
+    pair = with_calls(5, 6)
+    pair._run(pair.relay.shutdown(code))
+    answered, end = errors_then_end(pair, fault.uri)
+    assert answered == [5, 6]
+    assert end[0] == (GOODBYE if code == 1001 else ABORT)
+    assert pair.router_messages()[-1][0] == GOODBYE
+    assert pair.closed is not None and pair.closed.code == code
+
+
+def test_router_goodbye_answers_pending_calls_with_its_reason() -> None:
+    pair = with_calls(9)
+    pair.router_sends([GOODBYE, {"message": "killed"}, "wamp.close.logout"])
+    answered, end = errors_then_end(pair, "wamp.close.logout")
+    assert answered == [9] and end[0] == GOODBYE
+    pair.router_sends([ERROR, CALL, 9, {}, "wamp.error.canceled"])  # late answers are not passed on
+    assert len(after_login(pair)) == 2
+
+
+def test_router_abort_after_welcome_answers_pending_calls() -> None:
+    pair = with_calls(9)
+    pair.router_sends([ABORT, {"message": "bye"}, "wamp.error.system_shutdown"])
+    answered, end = errors_then_end(pair, "wamp.error.system_shutdown")
+    assert answered == [9] and end[0] == ABORT
+    assert pair.closed is not None and pair.closed.code == 1011
+
+
+def test_router_protocol_error_answers_pending_calls() -> None:
+    pair = with_calls(11)
+    pair.router_sends([4, "ticket", {}])  # a CHALLENGE after WELCOME
+    answered, end = errors_then_end(pair, faults.ROUTER_PROTOCOL_ERROR.uri)
+    assert answered == [11] and end[0] == ABORT
+    assert pair.closed is not None and pair.closed.code == 1011
+
+
+def test_unreachable_router_aborts_the_hello_with_1013() -> None:
+    pair = RelayPair(ANN)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair._run(pair.relay.router_closed(None, "cannot connect: connection refused"))
+    [abort] = pair.client_messages()
+    assert abort[0] == ABORT and abort[2] == faults.ROUTER_UNREACHABLE.uri
+    assert pair.closed is not None and pair.closed.code == 1013
+
+
+def test_router_timeout_bounds_the_login_from_the_hello() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.tick(NOW + 1)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    assert pair.tick(NOW + 3.9) == []
+    pair.tick(NOW + 4)
+    [abort] = pair.client_messages()
+    assert abort[2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+    assert pair.closed is not None and pair.closed.code == 1013
+
+
+def test_router_timeout_starts_when_the_connect_gets_its_turn() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair.tick(NOW + 2)
+    pair.relay.router_connecting(NOW + 2)  # queued 2 s behind other logins
+    assert pair.tick(NOW + 4.5) == []
+    pair.tick(NOW + 5)
+    assert pair.client_messages()[0][2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+    assert pair.relay.login_deadline == NOW + 10
+
+
+def test_router_timeout_ends_with_the_challenge_then_the_login_deadline_holds() -> None:
+    pair = RelayPair(ANN, login_timeout=10, router_timeout=3)
+    pair.client_sends([1, REALM, {"roles": BROWSER_ROLES}])
+    pair.router_sends([4, "ticket", {}])  # the router answers in time; the authenticator is slow
+    assert pair.tick(NOW + 9.5) == []
+    pair.tick(NOW + 10)
+    [abort] = pair.client_messages()
+    assert abort[2] == faults.ROUTER_LOGIN_TIMEOUT.uri
+    assert "never answered" in str(pair.relay.error)  # the hint names the authenticator
+
+
+def test_session_expiry_says_goodbye_and_closes_with_a_reason() -> None:
+    pair = with_calls(21, expires_at=NOW + 60)
+    assert pair.tick(NOW + 59.5) == []
+    assert pair.relay.state is State.ESTABLISHED
+    pair.tick(NOW + 60)
+    answered, end = errors_then_end(pair, faults.SESSION_EXPIRED.uri)
+    assert answered == [21]
+    assert end[0] == GOODBYE and end[2] == "wamp_bridge.close.session_expired"
+    assert pair.router_messages()[-1][0] == GOODBYE
+    assert pair.closed is not None and pair.closed.code == 1008
+    assert pair.closed.reason == "login session expired"
+
+
+def test_session_expiry_before_the_login_closes_too() -> None:
+    pair = RelayPair(ANN, expires_at=NOW + 1)
+    pair.tick(NOW + 1)
+    assert pair.closed is not None and pair.closed.code == 1008
+
+
+def test_fault_table_uris_and_codes() -> None:
+    for name, fault in faults.FAULTS.items():
+        assert fault.uri.count(".") >= 2, name
+        assert fault.close_code in (1001, 1008, 1011, 1012, 1013), name
+        assert len(fault.reason.encode()) <= 123, name
