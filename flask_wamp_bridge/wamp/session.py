@@ -24,7 +24,6 @@ INTERRUPT and progressive results.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import typing as t
 
@@ -34,6 +33,26 @@ from ..errors import NotConnected
 from ..errors import RemoteProtocolError
 from .messages import MAX_ID
 from .messages import MessageType
+from .session_events import Action as Action
+from .session_events import CallResult as CallResult
+from .session_events import Closed as Closed
+from .session_events import Deliver as Deliver
+from .session_events import EventDetails as EventDetails
+from .session_events import Failed as Failed
+from .session_events import Interrupt as Interrupt
+from .session_events import InvocationDetails as InvocationDetails
+from .session_events import Invoke as Invoke
+from .session_events import Joined as Joined
+from .session_events import Published as Published
+from .session_events import Registered as Registered
+from .session_events import Result as Result
+from .session_events import Revoked as Revoked
+from .session_events import Send as Send
+from .session_events import Subscribed as Subscribed
+from .session_events import Unregistered as Unregistered
+from .session_events import Unsubscribed as Unsubscribed
+from .session_events import result_value as result_value
+from .session_events import yield_payload as yield_payload
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
@@ -113,198 +132,6 @@ class PeerState(enum.Enum):
     JOINING = "joining"
     ESTABLISHED = "established"
     CLOSING = "closing"
-
-
-# -- values ------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class CallResult:
-    """A result with several positional values or with keyword values.
-
-    A procedure returns one to answer with exactly these ``args``/``kwargs``;
-    a call returns one when the result is not a single positional value.
-    """
-
-    args: tuple[t.Any, ...] = ()
-    kwargs: dict[str, t.Any] = dataclasses.field(default_factory=dict)
-
-
-def result_value(args: list[t.Any] | tuple[t.Any, ...], kwargs: dict[str, t.Any]) -> t.Any:
-    """The Python value of a RESULT (or EVENT) payload, as autobahn maps it.
-
-    ``[]`` -> ``None``; ``[x]`` -> ``x``; anything else -> :class:`CallResult`.
-    A wampy callee answers ``[x]`` plus ``{"message": x, "meta": {...}}``: that is ``x`` too.
-    """
-    if kwargs:
-        if len(args) == 1 and kwargs.keys() == {"message", "meta"} and kwargs["message"] == args[0]:
-            return args[0]
-        return CallResult(tuple(args), kwargs)
-    if not args:
-        return None
-    if len(args) == 1:
-        return args[0]
-    return CallResult(tuple(args))
-
-
-def yield_payload(value: t.Any) -> tuple[list[t.Any], dict[str, t.Any]]:
-    """The ``(args, kwargs)`` a procedure's return value is sent as."""
-    if isinstance(value, CallResult):
-        return list(value.args), dict(value.kwargs)
-    return [value], {}
-
-
-@dataclasses.dataclass(frozen=True)
-class InvocationDetails:
-    """What a procedure may know about the call it is answering.
-
-    ``caller``, ``caller_authid`` and ``caller_authrole`` are set only when the
-    router discloses the caller (Crossbar: ``"disclose": {"caller": true}`` in
-    the caller's role). ``progress`` is a callable sending a progressive result
-    when the caller asked for them, else ``None`` (autobahn's convention).
-    """
-
-    procedure: str
-    registration: int
-    request_id: int
-    caller: int | None = None
-    caller_authid: str | None = None
-    caller_authrole: str | None = None
-    receive_progress: bool = False
-    timeout: float | None = None
-    progress: t.Callable[..., None] | None = None
-    raw: dict[str, t.Any] = dataclasses.field(default_factory=dict, repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class EventDetails:
-    """What a subscriber may know about the event it got (publisher when disclosed)."""
-
-    topic: str
-    subscription: int
-    publication: int
-    publisher: int | None = None
-    publisher_authid: str | None = None
-    publisher_authrole: str | None = None
-    raw: dict[str, t.Any] = dataclasses.field(default_factory=dict, repr=False)
-
-
-# -- actions -----------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Send:
-    """Write this message to the router."""
-
-    message: list[t.Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Joined:
-    """WELCOME: the session is established."""
-
-    session_id: int
-    details: dict[str, t.Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Closed:
-    """The session ended. ``pending`` holds the tokens of requests that will never be answered."""
-
-    reason: str
-    message: str
-    aborted: bool
-    pending: tuple[t.Any, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Result:
-    """RESULT for a call; ``progress`` is true for a progressive (non-final) result."""
-
-    token: t.Any
-    args: list[t.Any]
-    kwargs: dict[str, t.Any]
-    progress: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Failed:
-    """ERROR answering one of our requests."""
-
-    token: t.Any
-    error: str
-    args: list[t.Any]
-    kwargs: dict[str, t.Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class Registered:
-    token: t.Any
-    registration_id: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Unregistered:
-    token: t.Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Subscribed:
-    token: t.Any
-    subscription_id: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Unsubscribed:
-    token: t.Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Published:
-    token: t.Any
-    publication_id: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Invoke:
-    """INVOCATION of the procedure registered with ``handler`` (the register token)."""
-
-    request_id: int
-    handler: t.Any
-    args: list[t.Any]
-    kwargs: dict[str, t.Any]
-    details: InvocationDetails
-
-
-@dataclasses.dataclass(frozen=True)
-class Interrupt:
-    """INTERRUPT: the caller canceled invocation ``request_id``; stop working on it."""
-
-    request_id: int
-    mode: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Deliver:
-    """EVENT for a subscription, to every handler (subscribe token) on it."""
-
-    handlers: tuple[t.Any, ...]
-    args: list[t.Any]
-    kwargs: dict[str, t.Any]
-    details: EventDetails
-
-
-@dataclasses.dataclass(frozen=True)
-class Revoked:
-    """The router removed a registration or subscription by itself (e.g. a meta API kill)."""
-
-    kind: str  # "registration" or "subscription"
-    tokens: tuple[t.Any, ...]
-    reason: str | None
-
-
-Action = t.Union[Send, Joined, Closed, Result, Failed, Registered, Unregistered, Subscribed,
-                 Unsubscribed, Published, Invoke, Interrupt, Deliver, Revoked]
 
 
 def backoff_delay(attempt: int, *, initial: float, maximum: float, factor: float, rand: float) -> float:
