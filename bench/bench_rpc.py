@@ -14,11 +14,18 @@ Every call sends a distinct number and checks its own answer. Prints calls/s
 and the ratios ours/autobahn and ours/wampy. Run from the repository root::
 
     .venv/bin/python bench/bench_rpc.py [--seq 2000] [--total 10000] [--inflight 1000]
+
+``--validation`` measures instead what checking arguments against type hints
+costs: the callee is a Flask app with ``WampBridge`` serving
+``echo(n: int) -> int``, once with ``WAMP_BRIDGE_VALIDATION = "off"`` and once
+``"lax"`` (pydantic if installed), one after the other in the same run, each
+called by our peer; it prints calls/s and the callee's CPU per call.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -162,7 +169,35 @@ def run_wampy(url: str, realm: str, args: argparse.Namespace) -> dict[str, t.Any
     return {"sequential": seq, "inflight": None, "wrong": bad, "cpu_us": cpu_us}
 
 
+def run_app_callee(url: str, realm: str, validation: str) -> None:
+    import gevent
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+
+    bridge = WampBridge()
+
+    @bridge.register(PROCEDURE)
+    def echo(n: int) -> int:
+        return n
+
+    app = Flask("bench_app")
+    app.config.update(WAMP_BRIDGE_ROUTER_URL=url, WAMP_BRIDGE_REALM=realm, WAMP_BRIDGE_PEER_AUTHID=BENCH_AUTHID,
+                      WAMP_BRIDGE_PEER_SECRET=BENCH_SECRET, WAMP_BRIDGE_PATH=None, WAMP_BRIDGE_VALIDATION=validation,
+                      WAMP_BRIDGE_PEER_CONCURRENCY=2000, WAMP_BRIDGE_PEER_BACKLOG=10000)
+    bridge.init_app(app)
+    state = bridge.state(app)
+    state.start_peer()
+    if not state.peer.wait_ready(30):
+        raise SystemExit("callee could not join")
+    print("ready", flush=True)
+    gevent.wait()
+
+
 def run_callee(url: str, realm: str, lib: str) -> None:
+    if lib.startswith("app-"):
+        run_app_callee(url, realm, lib[len("app-"):])
+        return
     if lib == "ours":
         import gevent
 
@@ -226,6 +261,12 @@ def orchestrate(args: argparse.Namespace) -> None:
         router = CrossbarProcess(settings, cbdir, crossbar=find_crossbar())
         print(f"starting Crossbar on {router.url} ...", flush=True)
         router.start(120)
+        if args.validation:
+            try:
+                report_validation(validation_runs(router, args), args)
+            finally:
+                router.stop()
+            return
         callee = _spawn("callee", args.callee, router.url, args)
         try:
             assert callee.stdout is not None
@@ -254,6 +295,103 @@ def orchestrate(args: argparse.Namespace) -> None:
             _end(callee)
             router.stop()
     report(results, args)
+
+
+def validation_runs(router: t.Any, args: argparse.Namespace) -> dict[str, dict[str, t.Any]]:
+    """Our peer calling the app callee without, then with, argument validation."""
+    results: dict[str, dict[str, t.Any]] = {}
+    calls = args.seq + 200 + args.total
+    for mode in ("off", "lax", "strict"):
+        callee = _spawn("callee", f"app-{mode}", router.url, args)
+        try:
+            assert callee.stdout is not None
+            if callee.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the app callee ({mode}) did not start")
+            callee_cpu = _tree_cpu(callee.pid)
+            proc = _spawn("caller", "ours", router.url, args)
+            try:
+                out, _ = proc.communicate(timeout=CALLER_TIMEOUT)
+            finally:
+                _end(proc)
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise SystemExit(f"the caller failed against validation {mode!r} (exit {proc.returncode})")
+            results[mode] = json.loads(lines[-1])
+            results[mode]["callee_us"] = (_tree_cpu(callee.pid) - callee_cpu) / calls * 1e6
+        finally:
+            _end(callee)
+    return results
+
+
+def check_cost(rounds: int = 20000) -> dict[str, float]:
+    """Microseconds per call of the callee's wrapper (app context, hooks, check, result), in this process."""
+    import timeit
+
+    from flask import Flask
+
+    from flask_wamp_bridge.component.middleware import Hooks
+    from flask_wamp_bridge.component.middleware import procedure_runner
+    from flask_wamp_bridge.component.validation import validator_for
+
+    app = Flask("bench_check")
+    costs: dict[str, float] = {}
+    modes: tuple[tuple[str, dict[str, t.Any] | None], ...] = (
+        ("off", None), ("lax", {}), ("strict", {"strict": True}), ("plain lax", {"use_pydantic": False}))
+    cases: list[tuple[str, t.Callable[..., t.Any], tuple[t.Any, ...], tuple[t.Any, ...]]] = [
+        ("echo(n: int)", _echo, (7,), (7,)),
+        # unchecked (off, and the plain checker, which leaves dataclasses alone) the procedure gets a Point
+        ("mirror(p: Point, scale: int)", _mirror, ({"x": 1, "y": 2}, 3), (BenchPoint(1, 2), 3)),
+    ]
+    for label, fn, wire_args, built_args in cases:
+        for mode, options in modes:
+            validator = None if options is None else validator_for(fn, name=label, **options)
+            call_args = built_args if options is None or mode == "plain lax" else wire_args
+            if validator is None:  # the whole wrapper, for scale
+                run = procedure_runner(fn, lambda: app, None, Hooks(), None, lambda: None)
+                best = min(timeit.repeat(lambda: run(*call_args), number=rounds, repeat=5))  # noqa: B023
+                costs[f"{label}: wrapper without check"] = best / rounds * 1e6
+                continue
+            check = validator
+            best = min(timeit.repeat(lambda: check(call_args, {}), number=rounds, repeat=5))  # noqa: B023
+            costs[f"{label}: check, {mode}"] = best / rounds * 1e6
+    return costs
+
+
+@dataclasses.dataclass
+class BenchPoint:
+    x: int
+    y: int
+
+
+def _echo(n: int) -> int:
+    return n
+
+
+def _mirror(p: BenchPoint, scale: int = 1) -> BenchPoint:
+    return BenchPoint(p.y * scale, p.x * scale)
+
+
+def report_validation(results: dict[str, dict[str, t.Any]], args: argparse.Namespace) -> None:
+    try:
+        import pydantic
+
+        checker = f"pydantic {pydantic.VERSION}"
+    except ImportError:
+        checker = "the plain checker (no pydantic)"
+    print(f"\ncallee: WampBridge app, echo(n: int) -> int, checked by {checker}; caller: ours; "
+          f"sequential: {args.seq} calls; in flight: {args.total} calls, {args.inflight} at once")
+    print(f"{'validation':<11} {'sequential/s':>13} {'in-flight/s':>12} {'wrong':>6} {'callee CPU us/call':>19}")
+    for mode, r in results.items():
+        print(f"{mode:<11} {r['sequential']:13.0f} {r['inflight']:12.0f} {r['wrong']:6d} {r['callee_us']:19.1f}")
+    off = results["off"]
+    for mode in ("lax", "strict"):
+        r = results[mode]
+        print(f"{mode}: {r['callee_us'] - off['callee_us']:+.1f} us callee CPU per call; sequential "
+              f"{1e6 / r['sequential'] - 1e6 / off['sequential']:+.1f} us per call (end to end: noisy)")
+    print("\nin process, best of 5: the callee's wrapper (app context, hooks, plain result) and the check alone:")
+    costs = check_cost()
+    for label, us in costs.items():
+        print(f"  {label:<52} {us:7.2f} us/call")
 
 
 def report(results: dict[str, dict[str, t.Any]], args: argparse.Namespace) -> None:
@@ -321,6 +459,8 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=10000, help="calls in the in-flight run")
     parser.add_argument("--inflight", type=int, default=1000, help="calls outstanding at once")
     parser.add_argument("--callee", choices=("autobahn", "ours"), default="autobahn")
+    parser.add_argument("--validation", action="store_true",
+                        help="measure argument validation instead: app callee with validation off, lax, strict")
     parser.add_argument("--role", choices=("orchestrate", "caller", "callee"), default="orchestrate")
     parser.add_argument("--lib", default="")
     parser.add_argument("--url", default="")

@@ -8,7 +8,9 @@ The extension attaches :data:`wamp_cli` with ``app.cli.add_command(wamp_cli)``:
   foreground until Ctrl-C: with ``--config``, on that file as it is (e.g. the
   one ``flask wamp config -o FILE`` wrote, edited or not); without it, on a
   config generated afresh into ``DIR/config.json`` (with ``--node``, that
-  node's, and its ``key.priv`` in ``DIR``).
+  node's, and its ``key.priv`` in ``DIR``);
+- ``flask wamp run`` runs the app as a WAMP component: its peer alone, no HTTP,
+  in the foreground with gevent, until Ctrl-C or SIGTERM (it then leaves with GOODBYE).
 
 Crossbar is looked up by :func:`~flask_wamp_bridge.router.process.find_crossbar`:
 first in the app's own environment (``pip install "Flask-WAMP-Bridge[router]"``).
@@ -17,6 +19,7 @@ first in the app's own environment (``pip install "Flask-WAMP-Bridge[router]"``)
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -125,3 +128,23 @@ def router_command(cbdir: Path, config_file: Path | None, node: str | None) -> N
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.exit(0 if code in (0, -signal.SIGINT, -signal.SIGTERM) else code)
+
+
+@wamp_cli.command("run")
+def run_command() -> None:
+    """Run the app's WAMP peer alone (no HTTP) until Ctrl-C or SIGTERM, then say GOODBYE.
+
+    Handlers doing blocking IO need gevent's monkey-patching:
+    ``python -m gevent.monkey -m flask --app APP wamp run``.
+    """
+    from .component.run import run_component  # imports gevent
+
+    state = current_app.extensions.get("wamp_bridge")
+    if state is None:
+        raise click.ClickException("this app has no WampBridge: call bridge.init_app(app)")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_component(state)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -54,6 +54,10 @@ from .bridge.endpoint import Endpoint
 from .bridge.identity import default_identity_loader
 from .bridge.tickets import Tickets
 from .cli import wamp_cli
+from .component.middleware import Hooks
+from .component.middleware import event_runner
+from .component.middleware import procedure_runner
+from .component.validation import validator_for
 from .errors import ConfigError
 from .router.config import defined_roles
 from .wamp.client_auth import auth_from_config
@@ -67,11 +71,15 @@ __all__ = ["WampBridge", "BridgeState", "Wampy"]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
+_NO_HOOKS = Hooks()
+
+
 class _Handler(t.NamedTuple):
     kind: str  # "register" or "subscribe"
     uri: str | None  # None: prefix + function name
     fn: t.Callable[..., t.Any]
     options: dict[str, t.Any]
+    validate: str | bool | None = None  # None: WAMP_BRIDGE_VALIDATION
 
 
 class _Rpc:
@@ -119,6 +127,8 @@ class BridgeState:
         self._internal: list[_Handler] = []
         self._peer: Peer | None = None
         self._peer_pid: int | None = None
+        self._tasks: t.Any = None  # component.tasks.Tasks, made with the peer (gevent)
+        self._scheduler: t.Any = None  # component.schedule.Scheduler
         self._nodes: NodeSessions | None = None
 
     @property
@@ -203,6 +213,7 @@ class BridgeState:
         )
         if url is not None:
             return peer
+        peer.signal_sender = self._app_ref
         for handler in [*self.bridge._handlers, *self._internal]:
             self._add(peer, handler)
         return peer
@@ -214,42 +225,59 @@ class BridgeState:
         an app context, with the configured invoke policy, so shared across
         workers) whenever this process's peer is built and joins.
         """
-        handler = _Handler("register", uri, fn, options)
+        handler = _Handler("register", uri, fn, options, "off")
         self._internal.append(handler)
         if self.has_peer:
             self._add(self.peer, handler)
 
     def _add(self, peer: Peer, handler: _Handler) -> None:
-        fn = self._in_app_context(handler.fn)
+        from .wamp.peer import current_details
+
+        uri = self.uri_for(handler)
+        mode = handler.validate
+        if mode is None or mode is True:
+            mode = self.settings["WAMP_BRIDGE_VALIDATION"] if mode is None else "lax"
+        validator = None
+        if mode and mode != "off":
+            validator = validator_for(handler.fn, name=uri, strict=mode == "strict")
+        runner = procedure_runner if handler.kind == "register" else event_runner
+        hooks = _NO_HOOKS if handler in self._internal else self.bridge.hooks  # the library's own: no app hooks
+        fn = runner(handler.fn, self._app_ref, self.wampy, hooks, validator, current_details)
         if handler.kind == "register":
-            peer.register(self.uri_for(handler), fn, **handler.options)
+            peer.register(uri, fn, **handler.options)
         else:
-            peer.subscribe(self.uri_for(handler), fn, **handler.options)
+            peer.subscribe(uri, fn, **handler.options)
 
-    def _in_app_context(self, fn: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-        app_ref = self._app_ref
-        wampy = self.wampy
+    @property
+    def tasks(self) -> t.Any:
+        """This process's :class:`~flask_wamp_bridge.component.tasks.Tasks` (made on first use)."""
+        from .component.tasks import Tasks
 
-        @functools.wraps(fn)
-        def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            from .wamp.peer import current_details
+        if self._tasks is None or self._tasks.pid != os.getpid():
+            self._tasks = Tasks(self._app_ref, self.wampy, self.settings["WAMP_BRIDGE_MAX_TASKS"])
+        return self._tasks
 
-            app = app_ref()
-            if app is None:
-                raise RuntimeError("the Flask app is gone")
-            with app.app_context():
-                g.wamp_details = current_details()
-                g.wampy = wampy
-                return fn(*args, **kwargs)
+    def start_scheduler(self) -> None:
+        """Start electing a runner for each ``@bridge.every`` job (once per process)."""
+        from .component.schedule import Scheduler
 
-        return run
+        if self.bridge._jobs and (self._scheduler is None or self._scheduler.pid != os.getpid()):
+            self._scheduler = Scheduler(self.peer, self.tasks, self.bridge._jobs, self.prefix)
+            self._scheduler.start()
 
     def start_peer(self) -> None:
         self.check_settings_unchanged()
         if self.settings["WAMP_BRIDGE_PEER_AUTOSTART"]:
             self.peer.start()
+            self.start_scheduler()
 
     def stop_peer(self) -> None:
+        """Stop the scheduled jobs and background tasks, then leave with GOODBYE."""
+        pid = os.getpid()
+        if self._scheduler is not None and self._scheduler.pid == pid:
+            self._scheduler.stop()
+        if self._tasks is not None and self._tasks.pid == pid:
+            self._tasks.stop()
         if self.has_peer:
             assert self._peer is not None
             self._peer.stop(reason="wamp.close.system_shutdown")
@@ -267,6 +295,9 @@ class WampBridge:
 
     def __init__(self, app: Flask | None = None) -> None:
         self._handlers: list[_Handler] = []
+        #: The ``before_call``/``after_call``/... hooks, in declaration order.
+        self.hooks = Hooks()
+        self._jobs: list[t.Any] = []  # component.schedule.Job
         self._identity_loader: t.Callable[..., t.Any] | None = None
         self._states: weakref.WeakSet[BridgeState] = weakref.WeakSet()
         if app is not None:
@@ -330,6 +361,9 @@ class WampBridge:
         The URI is ``WAMP_BRIDGE_PREFIX`` + the function's name unless given.
         ``options`` go into REGISTER: ``match="prefix"|"wildcard"``,
         ``invoke="roundrobin"|"random"|"single"|...`` (default ``WAMP_BRIDGE_INVOKE``).
+        ``validate`` (not sent to the router): ``"lax"``/``True``, ``"strict"``
+        or ``"off"``/``False`` checks this function's arguments against its type
+        hints (default ``WAMP_BRIDGE_VALIDATION``; see the README).
         The function is returned unchanged (it can also be a Flask view). It
         runs in an app context; raise :class:`~flask_wamp_bridge.errors.ApplicationError`
         (or an exception class with a ``uri`` attribute) to answer with an error URI.
@@ -347,7 +381,8 @@ class WampBridge:
     def subscribe(self, topic: str | t.Callable[..., t.Any] | None = None, **options: t.Any) -> t.Any:
         """Decorator: run the function for each event on a topic (default prefix + name).
 
-        ``options`` go into SUBSCRIBE (``match="prefix"|"wildcard"``). Runs in
+        ``options`` go into SUBSCRIBE (``match="prefix"|"wildcard"``);
+        ``validate`` as for :meth:`register` (an event that fails is logged and dropped). Runs in
         *every* worker process: do exactly-once work in a procedure instead.
         """
         if callable(topic):
@@ -355,12 +390,77 @@ class WampBridge:
         return self._decorator("subscribe", topic, options)
 
     def _decorator(self, kind: str, uri: str | None, options: dict[str, t.Any]) -> t.Callable[[F], F]:
+        validate = options.pop("validate", None)
+        if validate not in (None, True, False, "lax", "strict", "off"):
+            raise ConfigError(f"validate={validate!r}: use True, False, 'lax', 'strict' or 'off'")
+
         def decorate(fn: F) -> F:
-            handler = _Handler(kind, uri, fn, options)
+            handler = _Handler(kind, uri, fn, options, "off" if validate is False else validate)
             self._handlers.append(handler)
             for state in list(self._states):
                 if state.has_peer:  # declared after the peer was built: add it live
                     state._add(state.peer, handler)
+            return fn
+
+        return decorate
+
+    # -- middleware (component.middleware has the order) -----------------------------------
+
+    def before_call(self, fn: F) -> F:
+        """Decorator: ``fn()`` runs before each procedure, with ``g.wamp_details``.
+
+        Raise :class:`~flask_wamp_bridge.errors.ApplicationError` to refuse the
+        call; return a value other than ``None`` to answer it without running the procedure.
+        """
+        self.hooks.before_call.append(fn)
+        return fn
+
+    def after_call(self, fn: F) -> F:
+        """Decorator: ``fn(result)`` runs after each procedure (reverse order) and returns the result to send."""
+        self.hooks.after_call.append(fn)
+        return fn
+
+    def call_errorhandler(self, exc_class: type[BaseException]) -> t.Callable[[F], F]:
+        """Decorator: ``fn(exc)`` handles ``exc_class`` raised by a procedure or hook; returns the result or raises."""
+        def decorate(fn: F) -> F:
+            self.hooks.call_errorhandlers[exc_class] = fn
+            return fn
+
+        return decorate
+
+    def before_event(self, fn: F) -> F:
+        """Decorator: ``fn()`` runs before each event handler; raise ApplicationError to drop the event."""
+        self.hooks.before_event.append(fn)
+        return fn
+
+    def after_event(self, fn: F) -> F:
+        """Decorator: ``fn()`` runs after each event handler that returned normally (reverse order)."""
+        self.hooks.after_event.append(fn)
+        return fn
+
+    # -- background work -------------------------------------------------------------------
+
+    def spawn(self, fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
+        """Run ``fn(*args, **kwargs)`` in a greenlet of this worker, in an app context; returns the greenlet.
+
+        At most ``WAMP_BRIDGE_MAX_TASKS`` run at once per worker (beyond:
+        :class:`~flask_wamp_bridge.component.tasks.TooManyTasks`); an error is
+        logged; tasks still running at worker shutdown are killed.
+        """
+        return self.state().tasks.spawn(fn, *args, **kwargs)
+
+    def every(self, seconds: float, *, name: str | None = None) -> t.Callable[[F], F]:
+        """Decorator: run ``fn()`` every ``seconds``, in one worker of all workers and hosts at a time.
+
+        The runner is the peer holding the registration (invoke ``single``) of
+        ``wamp_bridge.schedule.`` + prefix + ``name`` (default: the function's
+        name); the others try to register it again every second or so and take
+        over when the holder's session ends.
+        """
+        from .component.schedule import Job
+
+        def decorate(fn: F) -> F:
+            self._jobs.append(Job(name or fn.__name__, float(seconds), fn))
             return fn
 
         return decorate

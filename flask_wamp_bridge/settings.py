@@ -32,6 +32,7 @@ __all__ = [
     "CANCEL_MODES",
     "INVOKE_POLICIES",
     "PEER_AUTHMETHODS",
+    "VALIDATION_MODES",
     "SETTINGS",
     "DEFAULTS",
     "GROUPS",
@@ -310,6 +311,8 @@ CANCEL_MODES = ("killnowait", "kill", "skip")
 PEER_AUTHMETHODS = ("wampcra", "ticket", "anonymous")
 #: Invocation policies of shared registrations (``WAMP_BRIDGE_INVOKE``).
 INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
+#: How annotated handlers' arguments are checked (``WAMP_BRIDGE_VALIDATION``).
+VALIDATION_MODES = ("lax", "strict", "off")
 
 _ROLE = "a role name"
 
@@ -398,6 +401,11 @@ SETTINGS: tuple[Setting, ...] = (
             "More wait here; beyond it invocations are refused", count(minimum=0), "peer"),
     Setting("WAMP_BRIDGE_PEER_AUTOSTART", True, "bool",
             "Start the peer when the worker boots", flag(), "peer"),
+    Setting("WAMP_BRIDGE_VALIDATION", "lax", "str",
+            "Check annotated handlers' arguments: ``lax`` (coerce), ``strict`` or ``off``",
+            one_of(*VALIDATION_MODES), "peer"),
+    Setting("WAMP_BRIDGE_MAX_TASKS", 100, "int",
+            "Background tasks (``bridge.spawn``) running at once per worker", count(minimum=1), "peer"),
     Setting("WAMP_BRIDGE_CONNECT_TIMEOUT", 5.0, "seconds",
             "Peer: connect and join; browser: HELLO to the router's answer", positive_seconds(), "peer"),
     Setting("WAMP_BRIDGE_UPSTREAM_PING_INTERVAL", 12.0, "seconds",

@@ -171,6 +171,7 @@ class Endpoint:
             max_logins=settings["WAMP_BRIDGE_MAX_LOGINS"],
             login_queue_timeout=settings["WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT"],
             remote=remote,
+            signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )
         relayed.run()
         if relay.router_refusal is not None and identity is not None:

@@ -43,6 +43,10 @@ import weakref
 import gevent
 
 from ..errors import BridgeError
+from ..signals import browser_session_closed
+from ..signals import browser_session_opened
+from ..signals import message_refused
+from ..signals import send as send_signal
 from ..wamp.router_urls import in_order_from
 from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
@@ -119,6 +123,7 @@ class RelaySession:
         wait their turn, first come first served (:mod:`~flask_wamp_bridge.bridge.login_turns`).
     :param login_queue_timeout: seconds a login may wait for its turn (then the router is unavailable).
     :param remote: the browser's address, for the log.
+    :param signal_sender: the sender of this session's :mod:`~flask_wamp_bridge.signals` (the Flask app).
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class RelaySession:
         max_logins: int = 64,
         login_queue_timeout: float = 30.0,
         remote: str | None = None,
+        signal_sender: object | None = None,
     ) -> None:
         self.client = client
         self.relay = relay
@@ -154,6 +160,8 @@ class RelaySession:
         self.remote = remote
         self._router_reader: gevent.Greenlet | None = None
         self._closed = False
+        self._signal_sender = signal_sender if signal_sender is not None else self
+        self._opened = False  # browser_session_opened was sent
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._heard = 0.0  # time.monotonic() when the router last sent anything
@@ -187,6 +195,8 @@ class RelaySession:
                 reader.kill(block=False)
             _unregister(self)
             self._log_end()
+            if self._opened:
+                self._send_signal(browser_session_closed, reason=self._end_reason())
 
     def _read_router(self) -> None:
         assert self.upstream is not None
@@ -255,7 +265,20 @@ class RelaySession:
         if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
             data = bytes(t.cast(t.Any, data))
         self._execute(feed(data))
+        if not self._opened and relay.state is State.ESTABLISHED:
+            self._opened = True
+            self._send_signal(browser_session_opened)
         return True
+
+    def _send_signal(self, signal: t.Any, **kwargs: t.Any) -> None:
+        identity = self.relay.identity
+        if signal.receivers and identity is not None:
+            send_signal(signal, self._signal_sender, authid=identity.authid, role=identity.authrole,
+                        session_id=self.relay.session_id, **kwargs)
+
+    def _end_reason(self) -> str:
+        closed = self.relay.closed_with
+        return closed.reason if closed is not None and closed.reason else "connection lost"
 
     # --- actions --------------------------------------------------------------
 
@@ -294,6 +317,8 @@ class RelaySession:
             log.info("wamp relay %s: the router said %s (not shown to the browser)", self.name, notice.reason)
         else:
             security_log.warn(notice.event, self.remote, authid, notice.reason)
+            if notice.event == "refused":
+                self._send_signal(message_refused, reason=notice.reason)
 
     def _open_upstream(self) -> None:
         connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)

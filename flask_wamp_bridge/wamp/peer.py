@@ -37,7 +37,6 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from ..errors import ApplicationError
 from ..errors import BridgeError
 from ..errors import CallTimeout
 from ..errors import ConfigError
@@ -181,6 +180,8 @@ class Peer:
         self._first_attempt: gevent.event.Event | None = None
         self._ready: gevent.event.Event | None = None
         self._wakeup: gevent.event.Event | None = None
+        self.signal_sender: t.Callable[[], object] | None = None  #: gives the signals' sender (None: the peer)
+        self.joins = 0  # sessions established so far (a rejoin re-registers)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -404,13 +405,13 @@ class Peer:
     # -- callee / subscriber --------------------------------------------------------
 
     def register(self, uri: str, fn: t.Callable[..., t.Any], *, timeout: float | None = DEFAULT,
-                 **options: t.Any) -> Registration:
+                 report: bool = True, **options: t.Any) -> Registration:
         """Serve ``fn`` as procedure ``uri`` (REGISTER ``options``: ``match``, ``invoke``, ...).
 
         ``invoke`` defaults to the peer's policy (``"roundrobin"``), so every
         worker can register the same URI. Before the session is up this only
         records the registration; it is made (again) on every join. When
-        connected it waits for the router's answer.
+        connected it waits for the router's answer (``report=False``: no ``registration_failed`` signal).
 
         :raises ApplicationError: the router refused (e.g. not authorized).
         """
@@ -418,7 +419,7 @@ class Peer:
             options.setdefault("invoke", self.invoke)
         reg = Registration(self, uri, fn, options)
         self._registrations.append(reg)
-        self._sync(reg, timeout, remove_on_error=self._registrations)
+        self._sync(reg, timeout, owner=self._registrations, report=report)
         return reg
 
     def subscribe(self, topic: str, fn: t.Callable[..., t.Any], *, timeout: float | None = DEFAULT,
@@ -429,25 +430,13 @@ class Peer:
         """
         sub = Subscription(self, topic, fn, options)
         self._subscriptions.append(sub)
-        self._sync(sub, timeout, remove_on_error=self._subscriptions)
+        self._sync(sub, timeout, owner=self._subscriptions)
         return sub
 
-    def _sync(self, reg: Registration, timeout: float | None, remove_on_error: list[t.Any]) -> None:
+    def _sync(self, reg: Registration, timeout: float | None, owner: list[t.Any], report: bool = True) -> None:
         conn = self._conn
-        if conn is None or not conn.core.is_established:
-            return
-        if timeout is DEFAULT:
-            timeout = self.call_timeout
-        try:
-            conn.send_request(reg)
-            assert reg._answer is not None
-            reg._answer.get(timeout=timeout)
-        except gevent.Timeout:
-            raise CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; it is "
-                                    "registered again on the next reconnect") from None
-        except ApplicationError:
-            remove_on_error.remove(reg)
-            raise
+        if conn is not None and conn.core.is_established:
+            conn.request_and_wait(reg, self.call_timeout if timeout is DEFAULT else timeout, owner, report)
 
     def _release(self, reg: Registration, timeout: float | None) -> None:
         """UNREGISTER or UNSUBSCRIBE ``reg`` and forget it."""

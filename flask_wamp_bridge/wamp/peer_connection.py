@@ -34,6 +34,12 @@ from ..errors import LocalProtocolError
 from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..errors import TransportError
+from ..signals import call_timed_out
+from ..signals import peer_joined
+from ..signals import peer_left
+from ..signals import peer_reregistered
+from ..signals import registration_failed
+from ..signals import send as send_from
 from . import session as peercore
 from .hints import JOIN_TIMEOUT_HINT
 from .hints import PEER_JOIN_HINTS
@@ -179,10 +185,37 @@ class PeerConnection:
         """Cancel a call that got no result in time; the error to raise."""
         mode = cancel_mode or self.peer.cancel_mode
         self.cancel_quietly(request_id, mode)
+        send_signal(self.peer, call_timed_out, procedure=procedure, timeout=timeout)
         return CallTimeout(
             None, f"call to {procedure!r} got no result within {timeout:g} s and was canceled ({mode}); "
                   "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
         )
+
+    def request_and_wait(self, reg: Registration, timeout: float | None, owner: list[t.Any], report: bool) -> None:
+        """REGISTER or SUBSCRIBE ``reg`` and wait for the answer; refused: drop it from ``owner`` and raise.
+
+        :raises ApplicationError: the router refused.
+        :raises CallTimeout: no answer in time (``reg`` is made again on the next session).
+        """
+        try:
+            self.send_request(reg)
+            assert reg._answer is not None
+            reg._answer.get(timeout=timeout)
+        except gevent.Timeout:
+            error: BridgeError = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; "
+                                                   "it is registered again on the next reconnect")
+        except ApplicationError as exc:
+            owner.remove(reg)
+            error = exc
+        else:
+            return
+        if report:
+            self.registration_failed(reg, error)
+        raise error from None
+
+    def registration_failed(self, reg: Registration, error: BaseException) -> None:
+        """Send the :data:`~flask_wamp_bridge.signals.registration_failed` signal for ``reg``."""
+        send_signal(self.peer, registration_failed, uri=reg.uri, kind=reg.verb.split()[0], error=error)
 
     def send_request(self, reg: Registration) -> None:
         """REGISTER or SUBSCRIBE ``reg``; its answer comes back to ``reg.set()``/``set_exception()``."""
@@ -274,6 +307,8 @@ class PeerConnection:
         if self.core.state is not peercore.PeerState.CLOSED:
             closed = self.core.connection_lost(message)
             self.closed.set()
+            if self.joined.is_set():
+                send_signal(self.peer, peer_left, reason=closed.reason, message=closed.message)
             _fail_pending(closed.pending, closed.reason, closed.message)
 
     # -- the core's actions, one handler each ---------------------------------------------
@@ -336,6 +371,9 @@ class PeerConnection:
         log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.peer.realm,
                  details.get("authid"), details.get("authrole"), action.session_id)
         self.joined.set()
+        self.peer.joins += 1
+        send_signal(self.peer, peer_joined, session_id=action.session_id, authid=details.get("authid"),
+                              authrole=details.get("authrole"))
         gevent.spawn(self._restore)
 
     def _on_closed(self, action: peercore.Closed) -> None:
@@ -349,6 +387,8 @@ class PeerConnection:
             level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
             log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
         _fail_pending(action.pending, action.reason, action.message)
+        if self.joined.is_set():
+            send_signal(self.peer, peer_left, reason=action.reason, message=action.message)
         if action.aborted and not self.joined.is_set():
             self.close_transport(1000)
 
@@ -381,6 +421,7 @@ class PeerConnection:
         """(Re-)register and (re-)subscribe everything on a new session, then mark the peer ready."""
         peer = self.peer
         pending = []
+        rejoin = peer.joins > 1
         for reg in peer.handles():
             try:
                 self.send_request(reg)
@@ -393,8 +434,13 @@ class PeerConnection:
                 reg._answer.get(timeout=peer.connect_timeout)
             except gevent.Timeout:
                 log.error("WAMP peer: no answer registering %r", reg.uri)
+                self.registration_failed(reg, CallTimeout(None, f"no answer registering {reg.uri!r}"))
             except BridgeError as exc:
                 log.error("WAMP peer: cannot %s %r: %s", reg.verb, reg.uri, exc)
+                self.registration_failed(reg, exc)
+        if rejoin and self.core.is_established:
+            send_signal(peer, peer_reregistered, session_id=self.core.session_id,
+                             uris=[reg.uri for reg in pending if reg.id is not None])
         peer._session_ready(self)
 
     # -- running a procedure --------------------------------------------------------------
@@ -457,6 +503,13 @@ def _deliver(sub: Registration, action: peercore.Deliver) -> None:
         log.exception("WAMP peer: event handler for %r raised", action.details.topic)
     finally:
         current.reset(token)
+
+
+def send_signal(peer: Peer, signal: t.Any, **kwargs: t.Any) -> None:
+    """Send one of :mod:`~flask_wamp_bridge.signals` from ``peer`` (sender: ``peer.signal_sender()``, else the peer)."""
+    if signal.receivers:
+        sender = peer.signal_sender
+        send_from(signal, sender() if sender is not None else peer, **kwargs)
 
 
 def _fail_pending(tokens: tuple[t.Any, ...], reason: str, message: str) -> None:
