@@ -3,9 +3,10 @@
 In a login storm every browser's HELLO asks for its own upstream connection.
 Opening them all at once makes the router work on every login at the same
 time, so all of them finish late, together, near the login deadline, and the
-slowest miss it. :class:`LoginTurns` lets ``limit`` logins run at once (from
-the upstream connect to the router's WELCOME or ABORT) and queues the rest in
-arrival order: a freed turn is handed to the oldest waiter, never taken by a
+slowest miss it. :class:`LoginTurns` lets ``limit`` logins run their router
+part at once (from the upstream connect to the router's first answer, its
+ticket CHALLENGE, or the end of the login) and queues the rest in arrival
+order: a freed turn is handed to the oldest waiter, never taken by a
 newcomer, so the first browsers in are the first ones welcomed.
 """
 

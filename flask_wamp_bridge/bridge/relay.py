@@ -233,6 +233,11 @@ class Relay:
         return self._login_full_deadline
 
     @property
+    def challenged(self) -> bool:
+        """The router has answered the login (its ticket CHALLENGE)."""
+        return self._challenged
+
+    @property
     def calls_in_flight(self) -> int:
         """How many of the browser's CALLs are waiting for their result."""
         return len(self._checks.calls)

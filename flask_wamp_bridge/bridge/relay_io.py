@@ -119,7 +119,7 @@ class RelaySession:
     :param ping_interval: seconds of upstream silence before the bridge pings
         the router; None: no liveness check.
     :param ping_timeout: seconds more of silence after which the router is lost.
-    :param max_logins: upstream logins under way at once in this process (connect to WELCOME); more
+    :param max_logins: upstream logins under way at once in this process (connect to the router's CHALLENGE); more
         wait their turn, first come first served (:mod:`~flask_wamp_bridge.bridge.login_turns`).
     :param login_queue_timeout: seconds a login may wait for its turn (then the router is unavailable).
     :param remote: the browser's address, for the log.
@@ -168,7 +168,7 @@ class RelaySession:
         self._pinged = False
         self._max_logins = max_logins
         self._login_queue_timeout = login_queue_timeout
-        self._turn: Turn | None = None  # this login's place in the process's queue, until WELCOME
+        self._turn: Turn | None = None  # this login's place in the process's queue, until the router answers
 
     def upstream_peer(self) -> str | None:
         """The bridge's end of the upstream connection in Crossbar's notation (``tcp4:HOST:PORT``)."""
@@ -307,8 +307,9 @@ class RelaySession:
             if self._closed:
                 break
         turn = self._turn
-        if turn is not None and turn.granted and self.relay.state is not State.AUTHENTICATING:
-            self._end_turn()  # WELCOME (or the end): the next login may connect
+        answered = self.relay.challenged or self.relay.state is not State.AUTHENTICATING
+        if turn is not None and turn.granted and answered:
+            self._end_turn()  # the router answered (or the login ended): the next login may connect
 
     def _notice(self, notice: Notice) -> None:
         identity = self.relay.identity
