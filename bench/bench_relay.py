@@ -90,7 +90,8 @@ def create_app() -> t.Any:
 
 
 def _session_class(realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t.Any]]],
-                   out: dict[str, t.Any], *, wampcra: bool, ticket: str | None = None) -> type:
+                   out: dict[str, t.Any], *, wampcra: bool,
+                   ticket: t.Callable[[str | None], str] | None = None) -> type:
     from autobahn.asyncio.wamp import ApplicationSession
     from autobahn.wamp import auth
 
@@ -105,7 +106,10 @@ def _session_class(realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t
 
         def onChallenge(self, challenge: t.Any) -> str:
             if challenge.method == "ticket":
-                return str(ticket)
+                from flask_wamp_bridge.bridge.tickets import peer_descriptor
+
+                # Bound to this connection, as the bridge binds each ticket to its upstream socket.
+                return ticket(peer_descriptor(self._transport.transport.get_extra_info("sockname")))
             return str(auth.compute_wcs(BENCH_SECRET, challenge.extra["challenge"]).decode())
 
         async def onJoin(self, details: t.Any) -> None:
@@ -123,7 +127,7 @@ def _session_class(realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t
 
 
 def _run(url: str, realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t.Any]]], *, wampcra: bool,
-         cookie: str | None = None, ticket: str | None = None) -> dict[str, t.Any]:
+         cookie: str | None = None, ticket: t.Callable[[str | None], str] | None = None) -> dict[str, t.Any]:
     import asyncio
 
     from autobahn.asyncio.websocket import WampWebSocketClientFactory
@@ -184,7 +188,9 @@ def run_caller(args: argparse.Namespace) -> dict[str, t.Any]:
     from flask_wamp_bridge.bridge.identity import Identity
 
     secret = tickets.ticket_secret({"SECRET_KEY": APP_SECRET_KEY})
-    signed = tickets.sign(Identity(BENCH_USER, "user"), secret, time.time(), realm=args.realm)
+    def signed(peer: str | None) -> str:
+        return tickets.sign(Identity(BENCH_USER, "user"), secret, time.time(), realm=args.realm, peer=peer)
+
     return _run(args.url, args.realm, body, wampcra=False, ticket=signed)
 
 
