@@ -32,9 +32,9 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RemoteProtocolError as RemoteProtocolError
 from .errors import TransportError as TransportError
 from .extension import WampBridge as WampBridge
-from .wamp.session import CallResult as CallResult
-from .wamp.session import EventDetails as EventDetails
-from .wamp.session import InvocationDetails as InvocationDetails
+from .wamp.session_events import CallResult as CallResult
+from .wamp.session_events import EventDetails as EventDetails
+from .wamp.session_events import InvocationDetails as InvocationDetails
 from .websocket.interface import WebSocket as WebSocket
 from .websocket.routes import Sockets as Sockets
 from .websocket.routes import WebSocketBlueprint as WebSocketBlueprint

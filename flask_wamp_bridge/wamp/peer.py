@@ -59,8 +59,8 @@ from .peer_connection import WebSocketLike
 from .peer_connection import current
 from .router_urls import next_url
 from .router_urls import router_urls
-from .session import EventDetails
-from .session import InvocationDetails
+from .session_events import EventDetails
+from .session_events import InvocationDetails
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth

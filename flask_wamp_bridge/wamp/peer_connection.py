@@ -47,9 +47,9 @@ from .messages import MessageType
 from .messages import Serializer
 from .messages import Undecodable
 from .messages import decode_or_head
-from .session import EventDetails
-from .session import InvocationDetails
 from .session import PeerCore
+from .session_events import EventDetails
+from .session_events import InvocationDetails
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .handles import Registration

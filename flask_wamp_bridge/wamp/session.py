@@ -57,30 +57,12 @@ from .session_events import yield_payload as yield_payload
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
 
+# The session_events names imported above stay importable from here; they are defined there.
 __all__ = [
     "PeerState",
     "PeerCore",
-    "CallResult",
-    "InvocationDetails",
-    "EventDetails",
-    "Send",
-    "Joined",
-    "Closed",
-    "Result",
-    "Failed",
-    "Registered",
-    "Unregistered",
-    "Subscribed",
-    "Unsubscribed",
-    "Published",
-    "Invoke",
-    "Interrupt",
-    "Deliver",
-    "Revoked",
     "CLIENT_ROLES",
-    "result_value",
     "invocation_error_message",
-    "yield_payload",
     "backoff_delay",
 ]
 
