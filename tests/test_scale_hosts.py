@@ -46,7 +46,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Stack]:
         for host in HOSTS:
             servers[host] = start_host(net, host, app_settings, [router_url(net, "router")])
             started.append(servers[host])
-        yield Stack(net, Client(net), servers)
+        ready = Stack(net, Client(net), servers)
+        # Every worker's peer has joined and registered before a test counts on it.
+        workers = wait_until(lambda: {(h, pid) for h in HOSTS for pid in servers[h].worker_pids()}
+                             if all(len(servers[h].worker_pids()) == 2 for h in HOSTS) else None, timeout=60)
+        wait_until(lambda: _workers_seen(ready, "b", 12) == workers, timeout=60, interval=0.5)
+        yield ready
     finally:
         for process in reversed(started):
             process.stop()
