@@ -159,7 +159,7 @@ def main() -> None:
                 print(f"RSS per idle proxied session: {(rss - base_rss) / added:.1f} KiB (target <= 40 KiB)")
         finally:
             for ws in sockets:
-                ws._abort(1006, "bench over")  # drop at once: closing 5,000 handshakes is not measured
+                ws.abort(1006, "bench over")  # drop at once: closing 5,000 handshakes is not measured
             if bridge is not None:
                 _end(bridge)
             log.close()

@@ -59,7 +59,7 @@ class Pairs:
 
     def close(self) -> None:
         for ws in self.legs:
-            ws._abort(1006, "bench over")
+            ws.abort(1006, "bench over")
         for sock in self.sockets:
             sock.close()
 

@@ -308,26 +308,19 @@ def raw_handshake(
     Returns ``(sock, response_head, leftover)``: the response head as text and
     any bytes that arrived after it. The caller closes ``sock``.
     """
-    from flask_wamp_bridge.websocket import frames as _frames
+    from flask_wamp_bridge.websocket import handshake
 
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host}:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {_frames.make_key()}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    request = handshake.build_request(path, f"{host}:{port}", handshake.make_key(), headers=(headers or {}).items())
     sock = socket.create_connection((host, port), timeout=timeout)
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    sock.sendall(request)
     buf = b""
-    while b"\r\n\r\n" not in buf:
+    while (parts := handshake.split_head(buf)) is None:
         chunk = sock.recv(65536)
         if not chunk:
+            parts = buf, b""
             break
         buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
+    head, rest = parts
     return sock, head.decode("latin-1"), rest
 
 

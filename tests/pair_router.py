@@ -84,7 +84,7 @@ class RouterEnd:
 
     def drop(self) -> None:
         """Lose the connection (no close frame)."""
-        self.ws._abort(1006, "dropped by the test")
+        self.ws.abort(1006, "dropped by the test")
 
     def _serve(self) -> None:
         login = self.router.login
@@ -164,5 +164,5 @@ class PairRouter:
         """End every router greenlet and close every socket the router made."""
         gevent.killall([end.greenlet for end in self.ends])
         for end in self.ends:
-            end.ws._abort(1006, "test over")
+            end.ws.abort(1006, "test over")
         self.pairs.close()

@@ -329,21 +329,3 @@ def test_parser_tiny_fragments_hold_little_more_than_the_payload(opcode: int) ->
     events = parser.feed(client_frame(F.OP_CONTINUATION, b"!"))
     expected = b"ab" * pieces + b"!"
     assert events == [F.Message(expected if opcode == F.OP_BINARY else expected.decode())]
-
-# --- handshake helpers -------------------------------------------------------------------------------------
-
-
-def test_accept_key_matches_rfc6455_example() -> None:
-    assert F.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-def test_is_valid_key() -> None:
-    assert F.is_valid_key(F.make_key())
-    assert not F.is_valid_key("")
-    assert not F.is_valid_key("c2hvcnQ=")  # 5 bytes
-    assert not F.is_valid_key("not base64!!")
-
-
-def test_parse_header_tokens() -> None:
-    assert F.parse_header_tokens(" wamp.2.json , wamp.2.msgpack,,") == ["wamp.2.json", "wamp.2.msgpack"]
-    assert F.parse_header_tokens(None) == []

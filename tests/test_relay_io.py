@@ -143,7 +143,7 @@ def test_relay_io_browser_gone_mid_call_closes_the_router_leg(harness: t.Callabl
     h.send([CALL, 1, {}, "app.silent", []])
     end = h.router.ends[0]
     end.expect(CALL)
-    h.browser._abort(1006, "the browser tab closed")  # no close frame: the TCP connection just ends
+    h.browser.abort(1006, "the browser tab closed")  # no close frame: the TCP connection just ends
     assert h.ended()
     assert end.ws.wait_closed(5)
 

@@ -18,6 +18,7 @@ from helpers import wait_until
 
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.websocket import frames as _frames
+from flask_wamp_bridge.websocket import handshake
 from flask_wamp_bridge.websocket.routes import Sockets
 from flask_wamp_bridge.websocket.routes import check_origin
 from flask_wamp_bridge.websocket.routes import negotiate_subprotocol
@@ -274,7 +275,7 @@ def test_route_without_the_worker_says_how_to_run_it() -> None:
     headers = {
         "Upgrade": "websocket",
         "Connection": "Upgrade",
-        "Sec-WebSocket-Key": _frames.make_key(),
+        "Sec-WebSocket-Key": handshake.make_key(),
         "Sec-WebSocket-Version": "13",
     }
     with pytest.raises(ConfigError, match="gunicorn -k flask_wamp_bridge.worker"):

@@ -255,7 +255,7 @@ def test_websocket_burst_of_sends_is_written_in_two_writes() -> None:
     assert counting.writes == 2
     events = read_messages(b, 50)
     assert [e.data for e in events] == [f"message {i}" for i in range(50)]
-    ws._abort(1006, "test over")
+    ws.abort(1006, "test over")
     b.close()
 
 
@@ -271,7 +271,7 @@ def test_websocket_sends_from_many_greenlets_are_joined() -> None:
     assert counting.writes < 30
     events = read_messages(b, 30)
     assert sorted(e.data for e in events) == sorted(f"from {i}" for i in range(30))
-    ws._abort(1006, "test over")
+    ws.abort(1006, "test over")
     b.close()
 
 
@@ -292,7 +292,7 @@ def test_websocket_close_writes_queued_frames_before_the_close_frame() -> None:
 
 
 def test_websocket_send_queue_is_bounded_and_a_stuck_peer_times_out() -> None:
-    from flask_wamp_bridge.websocket.connection import MAX_QUEUED
+    from flask_wamp_bridge.websocket.writer import MAX_QUEUED
     from flask_wamp_bridge.websocket.connection import WebSocket
 
     a, b = socket_pair()  # b never reads
@@ -373,7 +373,7 @@ def test_websocket_notify_readable_fires_when_the_socket_is_dropped() -> None:
     ws = WebSocket(a, role="client")
     woken = Event()
     ws.notify_readable(woken.set)
-    ws._abort(1006, "dropped here")  # e.g. a failed write
+    ws.abort(1006, "dropped here")  # e.g. a failed write
     assert woken.wait(10)
     assert ws.receive_nowait() is None
     b.close()

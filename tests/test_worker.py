@@ -21,6 +21,7 @@ from helpers import raw_handshake
 from helpers import wait_until
 
 from flask_wamp_bridge.websocket import frames as _frames
+from flask_wamp_bridge.websocket import handshake
 
 APP = "tests.apps.ws_app:app"
 
@@ -95,7 +96,7 @@ def test_worker_invalid_handshake_answered_400_before_the_app(
         "Host": f"{server.host}:{server.port}",
         "Upgrade": "websocket",
         "Connection": "Upgrade",
-        "Sec-WebSocket-Key": _frames.make_key(),
+        "Sec-WebSocket-Key": handshake.make_key(),
         "Sec-WebSocket-Version": "13",
         **headers,
     }

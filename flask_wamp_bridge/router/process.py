@@ -24,6 +24,7 @@ from ..wamp.client_auth import WampCraAuth
 from ..wamp.messages import MessageType
 from ..wamp.messages import serializer_for
 from ..websocket import frames as _frames
+from ..websocket import handshake
 from .config import make_config
 from .config import save_config
 
@@ -151,22 +152,19 @@ class _ProbeSocket:
 def _probe_session(probe: _Probe, timeout: float) -> None:
     """Open one WAMP session (and close it again), or raise :class:`_NotReady` / :class:`ConnectError`."""
     with socket.create_connection((probe.host, probe.port), timeout=timeout) as sock:
-        key = _frames.make_key()
-        sock.sendall(
-            (
-                f"GET {probe.path} HTTP/1.1\r\nHost: {probe.host}:{probe.port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                "Sec-WebSocket-Protocol: wamp.2.json\r\n\r\n"
-            ).encode()
-        )
+        key = handshake.make_key()
+        sock.sendall(handshake.build_request(probe.path, f"{probe.host}:{probe.port}", key,
+                                             subprotocols=["wamp.2.json"]))
         head = b""
-        while b"\r\n\r\n" not in head:
+        while (parts := handshake.split_head(head)) is None:
             chunk = sock.recv(1)  # byte by byte: nothing after the head may be consumed here
             if not chunk:
                 raise _NotReady("connection closed during the handshake")
             head += chunk
-        if not head.startswith(b"HTTP/1.1 101"):
+        head = parts[0]
+        if handshake.parse_response(head).status != 101:
             raise _NotReady(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+        handshake.check_response(head, key, ["wamp.2.json"], url=_url(probe))
         leg = _ProbeSocket(sock)
         details: dict[str, t.Any] = {"roles": {"caller": {}}}
         if probe.authid is not None:

@@ -23,7 +23,8 @@ from gevent import ssl as gssl
 
 from ..errors import ConfigError
 from ..errors import ConnectError
-from . import frames as _frames
+from . import handshake
+from . import socket_errors
 from .connection import WebSocket
 
 __all__ = ["connect"]
@@ -65,22 +66,9 @@ def connect(
     host_header = f"[{host}]" if ":" in host else host
     if parts.port:
         host_header += f":{port}"
-    key = _frames.make_key()
-    lines = [
-        f"GET {target} HTTP/1.1",
-        f"Host: {host_header}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    if subprotocols:
-        lines.append("Sec-WebSocket-Protocol: " + ", ".join(subprotocols))
-    for name, value in (headers or {}).items():
-        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-            raise ConfigError(f"header {name!r} contains a line break")
-        lines.append(f"{name}: {value}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    key = handshake.make_key()
+    request = handshake.build_request(target, host_header, key, subprotocols=subprotocols,
+                                      headers=(headers or {}).items())
 
     sock: t.Any = None
     timer = gevent.Timeout(timeout)
@@ -99,18 +87,18 @@ def connect(
         _close(sock)
         if exc is not timer:
             raise
-        raise ConnectError(f"could not connect to {url}: {_TIMED_OUT.format(timeout=timeout)}") from None
+        raise ConnectError(f"could not connect to {url}: {socket_errors.TIMED_OUT.format(timeout=timeout)}") from None
     except ConnectError:
         _close(sock)
         raise
     except OSError as exc:
         _close(sock)
-        raise ConnectError(f"could not connect to {url}: {_connect_failure(exc, host, port, timeout)}") from exc
+        raise socket_errors.connect_error(exc, url=url, host=host, port=port, timeout=timeout) from exc
     finally:
         timer.cancel()
 
     try:
-        subprotocol = _check_response(url, head, rest, key, subprotocols)
+        subprotocol = handshake.check_response(head, key, subprotocols, url=url, body=rest)
     except ConnectError:
         _close(sock)
         raise
@@ -125,39 +113,16 @@ def connect(
     )
 
 
-_TIMED_OUT = "no WebSocket handshake within {timeout:g} s"
-
-#: The foreign errors of connecting and what each means to the user; the first match wins.
-_CONNECT_FAILURES: tuple[tuple[type[OSError], str], ...] = (
-    (_stdsocket.timeout, _TIMED_OUT),
-    (ConnectionRefusedError, "connection refused (is the server running and listening on {host}:{port}?)"),
-    (_stdsocket.gaierror, "cannot resolve host {host!r} ({exc})"),
-    (gssl.SSLError, "TLS handshake failed ({exc})"),
-    (OSError, "{exc}"),
-)
-
-
-def _connect_failure(exc: OSError, host: str, port: int, timeout: float) -> str:
-    for kind, text in _CONNECT_FAILURES:
-        if isinstance(exc, kind):
-            return text.format(exc=exc, host=host, port=port, timeout=timeout)
-    raise AssertionError("OSError is the last entry")  # pragma: no cover
-
-
 def _close(sock: t.Any) -> None:
     if sock is not None:
-        try:
-            sock.close()
-        except OSError:
-            pass
+        socket_errors.failed(sock.close)
 
 
 def _read_head(sock: t.Any) -> tuple[bytes, bytes]:
     buf = b""
     while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            return buf[:end], buf[end + 4 :]
+        if (parts := handshake.split_head(buf)) is not None:
+            return parts
         if len(buf) > _MAX_RESPONSE_HEAD:
             raise ConnectError("the server's handshake response headers are larger than 64 KiB")
         chunk = sock.recv(16384)
@@ -173,52 +138,9 @@ def _read_body_excerpt(sock: t.Any, head: bytes, rest: bytes, limit: int = 2000)
     if not match:
         return rest[:limit]  # chunked or unknown length: keep what came with the head
     want = min(int(match.group(1)), limit)
-    try:
-        while len(rest) < want:
-            chunk = sock.recv(limit)
-            if not chunk:
-                break
-            rest += chunk
-    except OSError:
-        pass
+    while len(rest) < want:
+        chunk = socket_errors.read_or_eof(sock.recv, limit)
+        if not chunk:
+            break
+        rest += chunk
     return rest[:want]
-
-
-def _check_response(url: str, head: bytes, rest: bytes, key: str, offered: t.Sequence[str]) -> str | None:
-    text = head.decode("latin-1")
-    status_line, _, header_block = text.partition("\r\n")
-    fields: dict[str, str] = {}
-    for line in header_block.split("\r\n"):
-        name, sep, value = line.partition(":")
-        if sep:
-            name = name.strip().lower()
-            fields[name] = f"{fields[name]}, {value.strip()}" if name in fields else value.strip()
-    words = status_line.split(None, 2)
-    if len(words) < 2 or not words[0].startswith("HTTP/"):
-        raise ConnectError(f"{url} did not answer with HTTP: {status_line[:100]!r}")
-    if words[1] != "101":
-        body = re.sub(r"<[^>]*>", " ", rest[:2000].decode("utf-8", "replace"))  # HTML error pages
-        body = " ".join(body.split())[:300]
-        detail = f": {body}" if body else ""
-        raise ConnectError(f"{url} refused the WebSocket handshake with {status_line.strip()!r}{detail}")
-    if fields.get("upgrade", "").lower() != "websocket" or "upgrade" not in _frames.parse_header_tokens(
-        fields.get("connection", "").lower()
-    ):
-        raise ConnectError(f"{url} answered 101 without 'Upgrade: websocket' and 'Connection: Upgrade'")
-    if fields.get("sec-websocket-accept") != _frames.accept_key(key):
-        raise ConnectError(f"{url} answered with a wrong Sec-WebSocket-Accept; it is not a WebSocket server")
-    chosen = fields.get("sec-websocket-protocol") or None
-    if offered:
-        if chosen is None:
-            raise ConnectError(
-                f"{url} accepted the WebSocket but chose none of the offered subprotocols ({', '.join(offered)})"
-            )
-        if chosen not in offered:
-            raise ConnectError(
-                f"{url} chose subprotocol {chosen!r}, which was not offered ({', '.join(offered)})"
-            )
-    elif chosen is not None:
-        raise ConnectError(f"{url} chose subprotocol {chosen!r} although none was offered")
-    if fields.get("sec-websocket-extensions"):
-        raise ConnectError(f"{url} enabled extensions that were not offered: {fields['sec-websocket-extensions']}")
-    return chosen

@@ -16,10 +16,12 @@ Concurrency: any number of greenlets may :meth:`~WebSocket.send` at once (frames
 receives. Control frames (ping, pong, close) are handled inside :meth:`~WebSocket.receive`. Real OS threads
 are not supported.
 
-The object is three parts: this class receives and closes; its :class:`~.writer.FrameWriter` sends (batched
-writes, a bounded queue, the send timeout); its :class:`~.keepalive.Keepalive` (only when ``ping_interval``
-or ``idle_timeout`` is set) pings and enforces the idle timeout. Framing is done by the sans-IO
-:mod:`.frames`; these modules only move bytes.
+The object owns the connection's state and is helped by parts that own theirs: its
+:class:`~.writer.FrameWriter` sends (batched writes, a bounded queue, the send timeout) and knows whether
+our close frame went out and whether the connection was dropped; its :class:`~.keepalive.Keepalive` (only
+when ``ping_interval`` or ``idle_timeout`` is set) says when a ping or the idle timeout is due, and this
+class acts on it; its :class:`~.readiness.ReadableWatch` serves :meth:`WebSocket.receive_nowait`. Framing is
+done by the sans-IO :mod:`.frames`, the opening handshake by :mod:`.handshake`; these modules only move bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
+import time
 import typing as t
 
 import gevent
@@ -38,23 +40,20 @@ from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
 from . import frames as _frames
 from . import live as _live
+from . import socket_errors
+from .handshake import parse_header_tokens
+from .keepalive import IDLE
+from .keepalive import PING
 from .keepalive import Keepalive
-from .live import live_sockets as live_sockets
-from .live import shutdown_all as shutdown_all
 from .readiness import ReadableWatch
 from .slices import Slice
-from .writer import CLOSE_TIMEOUT as CLOSE_TIMEOUT
-from .writer import MAX_QUEUED as MAX_QUEUED
+from .writer import CLOSE_TIMEOUT
 from .writer import FrameWriter
 
 __all__ = [
     "WebSocket",
     "DEFAULT_MAX_MESSAGE_SIZE",
-    "CLOSE_TIMEOUT",
-    "MAX_QUEUED",
     "WOULD_BLOCK",
-    "live_sockets",
-    "shutdown_all",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,8 +94,8 @@ class WebSocket:
     __slots__ = (
         "__weakref__", "on_server_shutdown", "role", "environ", "subprotocol", "path", "origin",
         "offered_subprotocols", "close_code", "close_reason", "_sock", "_read", "_buffered", "_accept_handler",
-        "_state", "_opened", "_parser", "_events", "_initial", "_close_sent", "_writer", "_keepalive",
-        "_reading", "_watch", "_unread", "_closed_event",
+        "_state", "_opened", "_parser", "_events", "_initial", "_writer", "_keepalive",
+        "_reading", "_watch", "_closed_event",
     )
 
     def __init__(
@@ -131,7 +130,7 @@ class WebSocket:
         #: The ``Origin`` header of the upgrade request, if any.
         self.origin: str | None = env.get("HTTP_ORIGIN")
         #: Subprotocols the client offered, in its order of preference (server side).
-        self.offered_subprotocols: list[str] = _frames.parse_header_tokens(env.get("HTTP_SEC_WEBSOCKET_PROTOCOL"))
+        self.offered_subprotocols: list[str] = parse_header_tokens(env.get("HTTP_SEC_WEBSOCKET_PROTOCOL"))
         #: Close code that ended the connection (None while open). The peer's code when it closed first (1005: its
         #: close frame had none), ours when we did, 1006 when the connection dropped without a close frame.
         self.close_code: int | None = None
@@ -144,12 +143,10 @@ class WebSocket:
         # Events parsed but not handled yet, last first (popped); the parser is fed once they are all handled.
         self._events = _NO_EVENTS
         self._initial = initial
-        self._close_sent = False
-        self._writer = FrameWriter(self, sock, mask=role == "client")
+        self._writer = FrameWriter(sock, mask=role == "client", on_lost=self.abort)
         self._keepalive: Keepalive | None = None  # made when ping_interval or idle_timeout is set
         self._reading = False  # a greenlet is in receive() (one reader at a time)
-        self._watch: ReadableWatch | None = None  # made by the first notify_readable()
-        self._unread = True  # receive_nowait: the socket may hold more than was read
+        self._watch: ReadableWatch | None = None  # made by the first receive_nowait() or notify_readable()
         self._closed_event = Event()
 
     # --- properties -------------------------------------------------------------
@@ -162,12 +159,7 @@ class WebSocket:
     @property
     def closed(self) -> bool:
         """True once a close frame was sent or received, or the connection dropped."""
-        return self._state == _CLOSED or self._close_sent
-
-    @property
-    def _released(self) -> bool:
-        """The connection is gone (closed or dropped) and its resources released."""
-        return self._state == _CLOSED
+        return self._state == _CLOSED or self._writer.close_sent
 
     @property
     def ping_interval(self) -> float | None:
@@ -197,8 +189,8 @@ class WebSocket:
     @property
     def local_address(self) -> t.Any:
         """This end's socket address (``getsockname()``), or None when unknown."""
-        with contextlib.suppress(OSError, AttributeError):
-            return self._sock.getsockname()
+        with contextlib.suppress(AttributeError):
+            return socket_errors.attempt(self._sock.getsockname)
         return None
 
     def __repr__(self) -> str:
@@ -246,9 +238,11 @@ class WebSocket:
             self._accept_handler(subprotocol, headers)
         except OSError as exc:
             self._state = _CLOSED
-            self.close_code = 1006
+            self._writer.drop()
+            self.close_code = socket_errors.LOST_CODE
             self._closed_event.set()
-            raise ConnectionClosed("the client went away during the WebSocket handshake", 1006) from exc
+            lost = socket_errors.lost(exc, "the client went away during the WebSocket handshake")
+            raise self._how_closed(lost) from exc
         self.subprotocol = subprotocol
         self._state = _OPEN
         self._opened = True
@@ -275,7 +269,7 @@ class WebSocket:
             self._writer.timeout = send_timeout
         if (ping_interval is not _UNSET and ping_interval) or (idle_timeout is not _UNSET and idle_timeout):
             if self._keepalive is None:
-                self._keepalive = Keepalive(self)
+                self._keepalive = Keepalive()
         keepalive = self._keepalive
         if keepalive is not None:
             if ping_interval is not _UNSET:
@@ -325,10 +319,10 @@ class WebSocket:
             event = self._events.pop()
             kind = type(event)
             if kind is _frames.Message:
-                if self._close_sent:
+                if self._writer.close_sent:
                     return None  # data after our close frame is ignored (RFC 6455 5.5.1)
                 return event.data  # type: ignore[union-attr]
-            if kind is _frames.Ping and not self._close_sent:
+            if kind is _frames.Ping and not self._writer.close_sent:
                 with contextlib.suppress(ConnectionClosed):
                     self._writer.send_frame(_frames.OP_PONG, event.payload)  # type: ignore[union-attr]
             elif kind is _frames.Close:
@@ -342,12 +336,33 @@ class WebSocket:
             pass
         else:
             keepalive = self._keepalive
-            data = keepalive.read(self._recv) if keepalive is not None and keepalive.active else self._recv()
+            data = self._recv_kept_alive(keepalive) if keepalive is not None and keepalive.active else self._recv()
             if not data:
                 self._lost()
                 return None
         self._feed(data)
         return None
+
+    def _recv_kept_alive(self, keepalive: Keepalive) -> bytes:
+        """``_recv()``, sending pings and enforcing the idle timeout meanwhile; ``b""`` when the connection ended."""
+        while self._state != _CLOSED:
+            now = time.monotonic()
+            due = keepalive.due(now, ping=not self._writer.close_sent)
+            if due == IDLE:
+                self._close_now(1011, f"idle timeout: nothing received for {keepalive.idle_timeout:g} s")
+                return b""
+            if due == PING:
+                try:
+                    self._writer.send_frame(_frames.OP_PING, keepalive.pinged(now))
+                except ConnectionClosed:
+                    return b""
+                continue
+            if due is None:  # pragma: no cover - only ping_interval set while closing
+                return self._recv()
+            data = keepalive.wait(self._recv, now + due)
+            if data is not None:
+                return data
+        return b""
 
     def _feed(self, data: bytes) -> None:
         """Parse received bytes (only once every earlier event was handled)."""
@@ -370,9 +385,8 @@ class WebSocket:
             while self._state != _CLOSED:
                 work.pause_if_due()
                 if not self._events and not self._initial:
-                    if not self._unread:
-                        return WOULD_BLOCK  # the last read emptied the socket: wait for the watcher
-                    data = self._read_buffered() if self._buffered else self._recv_nb()
+                    data = self._read_buffered() if self._buffered else self._readable().read(
+                        self._sock, self._read, _RECV_SIZE, buffered=self._writer.tls)
                     if data is None:
                         return WOULD_BLOCK
                     if not data:
@@ -387,22 +401,11 @@ class WebSocket:
         finally:
             self._reading = False
 
-    def _recv_nb(self) -> bytes | None:
-        sock = self._sock
-        previous = sock.gettimeout()
-        sock.settimeout(0.0)
-        try:
-            data = t.cast(bytes, self._read(_RECV_SIZE))
-        except (BlockingIOError, ssl.SSLWantReadError):
-            self._unread = False
-            return None
-        except OSError:
-            return b""
-        finally:
-            sock.settimeout(previous)
-        # a short read emptied the kernel buffer (TLS may still hold decrypted bytes)
-        self._unread = len(data) >= _RECV_SIZE or self._writer.tls
-        return data
+    def _readable(self) -> ReadableWatch:
+        watch = self._watch
+        if watch is None:
+            watch = self._watch = ReadableWatch(self._sock.fileno())
+        return watch
 
     def notify_readable(self, callback: t.Callable[[], None]) -> None:
         """Call ``callback()`` once, from the hub (it must not block), when there is something to read.
@@ -417,44 +420,31 @@ class WebSocket:
         if self._events or self._initial or self._buffered:
             loop.run_callback(callback)  # already buffered: the socket may never signal
             return
-        watch = self._watch
-        if watch is None:
-            watch = self._watch = ReadableWatch(self._sock.fileno(), self._on_readable)
-        watch.arm(callback)
-
-    def _on_readable(self) -> None:
-        self._unread = True
+        self._readable().arm(callback)
 
     def _read_buffered(self) -> bytes:
         """What the buffered reader holds (without blocking); from then on read the socket."""
         self._buffered = False
         sock = self._sock
+        previous = sock.gettimeout()
+        sock.settimeout(0.0)
         try:
-            previous = sock.gettimeout()
-            sock.settimeout(0.0)
-            try:
-                data = self._read(_RECV_SIZE)
-            finally:
-                sock.settimeout(previous)
-        except OSError:
-            data = b""
+            data = socket_errors.read_nowait(self._read, _RECV_SIZE)
+        finally:
+            sock.settimeout(previous)
         self._read = sock.recv
         return data or b""
 
     def _recv(self) -> bytes:
-        try:
-            return self._read(_RECV_SIZE)
-        except OSError:
-            return b""
+        return socket_errors.read_or_eof(self._read, _RECV_SIZE)
 
     # --- closing -----------------------------------------------------------------------
 
     def _say_close(self, code: int, reason: str, wire: tuple[int, str] | None = None) -> None:
         """Record why the connection ends and send our close frame (``wire``: another code), unless sent already."""
-        if not self._close_sent:
+        if not self._writer.close_sent:
             self.close_code, self.close_reason = code, reason
-            self._close_sent = True  # no data frame may follow the close frame
-            self._writer.send_close(*(wire or (code, reason)))
+            self._writer.send_close(*(wire or (code, reason)))  # no data frame may follow it
 
     def _on_close_frame(self, event: _frames.Close) -> None:
         # the peer closes first: echo its code (1000 for an empty close frame)
@@ -483,11 +473,9 @@ class WebSocket:
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
-        self._close_sent = True
+        self._writer.drop()
         try:
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError:
+            if socket_errors.failed(self._sock.shutdown, socket.SHUT_WR):
                 drain = False
             if drain:
                 # Reading until EOF avoids a reset that could destroy our close frame in flight.
@@ -497,12 +485,16 @@ class WebSocket:
         finally:
             self._release()
 
-    def _abort(self, code: int, reason: str) -> None:
-        """Drop the connection at once (no close frame); wakes a greenlet blocked in receive()."""
+    def abort(self, code: int = 1006, reason: str = "") -> None:
+        """Drop the connection at once, with no close frame; a greenlet blocked in :meth:`receive` wakes.
+
+        ``code`` and ``reason`` become :attr:`close_code` and :attr:`close_reason`
+        unless the connection ended already. Idempotent.
+        """
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-        self._close_sent = True
+        self._writer.drop()
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
@@ -512,20 +504,14 @@ class WebSocket:
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.release()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        socket_errors.failed(self._sock.shutdown, socket.SHUT_RDWR)
         if self.role == "client":
-            try:
-                self._sock.close()
-            except OSError:
-                pass
+            socket_errors.failed(self._sock.close)
         _live.untrack(self)
         if self._keepalive is not None:
             self._keepalive.stop()
         self._closed_event.set()
-        self._writer.discard()  # frames not written yet are lost; waiting senders see the closed state
+        self._writer.drop()  # frames not written yet are lost; waiting senders see the closed state
 
     def close(self, code: int = 1000, reason: str = "", timeout: float | None = None) -> None:
         """Close the connection with ``code`` on the wire; wait (briefly) for the peer's close frame.
@@ -538,7 +524,7 @@ class WebSocket:
         if self._state == _CONNECTING:
             self._state = _CLOSED
             self.close_code, self.close_reason = code, reason
-            self._close_sent = True
+            self._writer.drop()
             self._closed_event.set()
             return
         if self._state == _CLOSED:
@@ -558,7 +544,7 @@ class WebSocket:
             # a greenlet is in receive(): it will see the peer's close frame
             self._closed_event.wait(wait)
         if self._state != _CLOSED:
-            self._abort(code, reason)
+            self.abort(code, reason)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until the connection is closed; False if ``timeout`` passed first."""
@@ -583,18 +569,31 @@ class WebSocket:
         """
         if self._state == _CONNECTING:
             self.accept()
-        self._writer.send_message(message, binary)
+        try:
+            self._writer.send_message(message, binary)
+        except ConnectionClosed as exc:
+            self._how_closed(exc)
+            raise
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping (the pong is consumed inside :meth:`receive`)."""
-        self._writer.send_frame(_frames.OP_PING, payload)
+        try:
+            self._writer.send_frame(_frames.OP_PING, payload)
+        except ConnectionClosed as exc:
+            self._how_closed(exc)
+            raise
+
+    def _how_closed(self, exc: ConnectionClosed) -> ConnectionClosed:
+        """The writer's error, with this connection's close code and reason."""
+        exc.code, exc.reason = self.close_code, self.close_reason
+        return exc
 
     # --- used by the worker's handler -------------------------------------------------------
 
-    def _finish_server_session(self) -> None:
-        """Called after the app returned: close with 1000 if still open, release everything."""
+    def finish_server_session(self) -> None:
+        """Called by the worker after the app returned: close with 1000 if still open, release everything."""
         if self._state == _OPEN:
             self.close(1000)
         if self._state != _CLOSED:
-            self._abort(1006, "handler finished")
+            self.abort(1006, "handler finished")
 

@@ -1,4 +1,4 @@
-"""Sans-IO RFC 6455 codec: frame parser and encoder for both roles, plus handshake helpers.
+"""Sans-IO RFC 6455 codec: frame parser and encoder for both roles.
 
 No sockets, no gevent, no clock. Feed received bytes to :class:`FrameParser`
 and act on the events it returns; build outgoing frames with
@@ -27,11 +27,8 @@ never a Python loop over bytes.
 
 from __future__ import annotations
 
-import base64
 import codecs
 import dataclasses
-import hashlib
-import os
 import struct
 import typing as t
 
@@ -59,10 +56,6 @@ __all__ = [
     "mask",
     "is_valid_close_code",
     "truncate_reason",
-    "accept_key",
-    "make_key",
-    "is_valid_key",
-    "parse_header_tokens",
 ]
 
 OP_CONTINUATION = 0x0
@@ -76,7 +69,6 @@ _DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
 _CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
 _MAX_CONTROL_PAYLOAD = 125
 _MAX_REASON_BYTES = 123  # close payload = 2 bytes of code + reason
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # --- events -------------------------------------------------------------------
 
@@ -481,32 +473,3 @@ def _parse_close(payload: bytes) -> Close:
     except UnicodeDecodeError:
         raise _fail("close reason is not valid UTF-8", 1007) from None
     return Close(code, reason)
-
-
-# --- handshake helpers ---------------------------------------------------------------
-
-
-def make_key() -> str:
-    """A fresh random ``Sec-WebSocket-Key``."""
-    return base64.b64encode(os.urandom(16)).decode("ascii")
-
-
-def is_valid_key(key: str) -> bool:
-    """Whether ``key`` is a base64-encoded 16-byte value, as RFC 6455 4.1 requires."""
-    try:
-        return len(base64.b64decode(key.strip(), validate=True)) == 16
-    except ValueError:
-        return False
-
-
-def accept_key(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` value answering ``Sec-WebSocket-Key`` ``key``."""
-    digest = hashlib.sha1(key.strip().encode("ascii") + _GUID).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def parse_header_tokens(value: str | None) -> list[str]:
-    """Split a comma-separated header value (``Sec-WebSocket-Protocol``, ``Connection``) into tokens."""
-    if not value:
-        return []
-    return [token.strip() for token in value.split(",") if token.strip()]

@@ -9,26 +9,39 @@ import weakref
 
 import gevent
 
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .connection import WebSocket
-
-__all__ = ["live_sockets", "shutdown_all", "track", "untrack"]
+__all__ = ["LiveSocket", "live_sockets", "shutdown_all", "track", "untrack"]
 
 log = logging.getLogger(__name__)
 
-_registry: weakref.WeakSet[WebSocket] = weakref.WeakSet()
+
+class LiveSocket(t.Protocol):
+    """What closing at shutdown needs of a socket (:class:`~.connection.WebSocket` fits)."""
+
+    on_server_shutdown: t.Callable[[int], None] | None
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self, code: int = 1000, reason: str = "", timeout: float | None = None) -> None: ...
+
+    def wait_closed(self, timeout: float | None = None) -> bool: ...
+
+    def abort(self, code: int, reason: str) -> None: ...
 
 
-def track(ws: WebSocket) -> None:
+_registry: weakref.WeakSet[LiveSocket] = weakref.WeakSet()
+
+
+def track(ws: LiveSocket) -> None:
     """``ws`` was accepted: it is live until :func:`untrack`."""
     _registry.add(ws)
 
 
-def untrack(ws: WebSocket) -> None:
+def untrack(ws: LiveSocket) -> None:
     _registry.discard(ws)
 
 
-def live_sockets() -> list[WebSocket]:
+def live_sockets() -> list[LiveSocket]:
     """Accepted server-side WebSockets of this process that are not closed yet."""
     return [ws for ws in list(_registry) if not ws.closed]
 
@@ -44,7 +57,7 @@ def shutdown_all(code: int, timeout: float = 5.0) -> int:
     if not sockets:
         return 0
 
-    def close_one(ws: WebSocket) -> None:
+    def close_one(ws: LiveSocket) -> None:
         try:
             callback = ws.on_server_shutdown
             if callback is not None:
@@ -59,6 +72,6 @@ def shutdown_all(code: int, timeout: float = 5.0) -> int:
     for ws in sockets:
         ws.wait_closed(max(0.0, deadline - time.monotonic()))
     for ws in sockets:
-        ws._abort(code, "server shutting down")
+        ws.abort(code, "server shutting down")
     gevent.killall([g for g in greenlets if not g.dead], block=False)
     return len(sockets)

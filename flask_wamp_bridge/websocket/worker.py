@@ -49,9 +49,10 @@ from gunicorn.workers.ggevent import PyWSGIHandler
 
 from ..errors import ConfigError
 from . import connection as _websocket
-from . import frames as _frames
+from . import handshake
 from . import lifecycle as _lifecycle
 from . import live as _live
+from . import socket_errors
 
 __all__ = ["BridgeHandler", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
 
@@ -118,10 +119,10 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
         if count is not None:
             count()
         environ = self.environ
-        if "websocket" not in _frames.parse_header_tokens(environ.get("HTTP_UPGRADE", "").lower()):
+        if not handshake.is_upgrade(environ.get("HTTP_UPGRADE")):
             super().run_application()
             return
-        problem = self._upgrade_problem()
+        problem = handshake.check_request(self.command, self.request_version, handshake.request_headers(environ))
         if problem is not None:
             self._refuse(problem)
             return
@@ -153,29 +154,13 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
                     close()
             finally:
                 if ws.accepted:
-                    ws._finish_server_session()
+                    ws.finish_server_session()
                     self.close_connection = True
                 else:
                     ws.close()  # never accepted: marks it closed, sends nothing
                     self.close_connection = True  # no keep-alive after a refused upgrade
 
-    def _upgrade_problem(self) -> tuple[str, list[tuple[str, str]]] | None:
-        env = self.environ
-        if self.command != "GET":
-            return "A WebSocket handshake must be a GET request.", []
-        if self.request_version != "HTTP/1.1":
-            return "A WebSocket handshake needs HTTP/1.1.", []
-        if "upgrade" not in _frames.parse_header_tokens(env.get("HTTP_CONNECTION", "").lower()):
-            return "A WebSocket handshake needs 'Connection: Upgrade'.", []
-        if env.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() != "13":
-            return "Unsupported Sec-WebSocket-Version: this server speaks version 13.", [
-                ("Sec-WebSocket-Version", "13")
-            ]
-        if not _frames.is_valid_key(env.get("HTTP_SEC_WEBSOCKET_KEY", "")):
-            return "Missing or malformed Sec-WebSocket-Key.", []
-        return None
-
-    def _refuse(self, problem: tuple[str, list[tuple[str, str]]]) -> None:
+    def _refuse(self, problem: handshake.Refusal) -> None:
         message, extra = problem
         body = (message + "\n").encode("utf-8")
         headers = [
@@ -196,23 +181,7 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
         return self.start_response(status, headers, exc_info)
 
     def _send_101(self, subprotocol: str | None, extra: t.Sequence[tuple[str, str]]) -> None:
-        headers = [
-            ("Upgrade", "websocket"),
-            ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Accept", _frames.accept_key(self.environ["HTTP_SEC_WEBSOCKET_KEY"])),
-        ]
-        if subprotocol is not None:
-            headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        headers.extend(extra)
-        head = bytearray(b"HTTP/1.1 101 Switching Protocols\r\n")
-        encoded = []
-        for name, value in headers:
-            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-                raise ConfigError(f"response header {name!r} contains a line break")
-            pair = (name.encode("latin-1"), value.encode("latin-1"))
-            encoded.append(pair)
-            head += pair[0] + b": " + pair[1] + b"\r\n"
-        head += b"\r\n"
+        head, encoded = handshake.build_response(self.environ["HTTP_SEC_WEBSOCKET_KEY"], subprotocol, extra)
         # state read by gunicorn's access log
         self.status = b"101 Switching Protocols"
         self._orig_status = "101 Switching Protocols"
@@ -221,11 +190,9 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
         self.headers_sent = True
         self.connection_upgraded = True
         self.close_connection = True
-        try:  # small frames must not wait for ACKs (Nagle)
-            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (a unix socket)
-        self._sendall(bytes(head))
+        # small frames must not wait for ACKs (Nagle); fails on a unix socket, which has none
+        socket_errors.failed(self.socket.setsockopt, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sendall(head)
 
 
 def _discard(data: bytes) -> None:

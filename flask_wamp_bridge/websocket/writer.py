@@ -9,6 +9,12 @@ greenlet; beyond the bound ``send()`` blocks, and a write that makes no progress
 for the send timeout drops the connection (later sends raise
 :class:`~flask_wamp_bridge.errors.ConnectionClosed`, ``receive()`` returns None).
 A close frame is written after everything queued before it.
+
+The writer owns its side of the close: whether our close frame was sent (no
+data frame may follow it) and whether the connection was dropped (nothing more
+is written). It tells its owner through ``on_lost(code, reason)`` when a write
+fails or times out, and is told by :meth:`FrameWriter.drop` when the owner ends
+the connection.
 """
 
 from __future__ import annotations
@@ -22,10 +28,8 @@ from gevent.event import Event
 
 from ..errors import ConnectionClosed
 from . import frames as _frames
+from . import socket_errors
 from .slices import encode_frame_in_slices
-
-if t.TYPE_CHECKING:  # pragma: no cover
-    from .connection import WebSocket
 
 __all__ = ["FrameWriter", "MAX_QUEUED", "CLOSE_TIMEOUT"]
 
@@ -49,17 +53,20 @@ def _mask_key() -> bytes:
 class FrameWriter:
     """Encodes and writes one WebSocket's frames; any number of greenlets may send at once.
 
-    It reads the socket's state (closed, close frame sent) and drops the
-    connection through it (:meth:`WebSocket._abort`) when a write fails or
-    times out.
+    :param mask: mask every frame (the client side).
+    :param on_lost: called with ``(1006, reason)`` when a write fails, times
+        out or is interrupted: the connection is then dropped.
+
+    Errors it raises are :class:`ConnectionClosed` without a code: the owner
+    knows how its connection ended.
     """
 
     # Slots: one writer per connection, thousands per worker.
-    __slots__ = ("_ws", "_sock", "_send_nb", "_mask", "timeout", "_out", "_out_size", "_writer", "_burst",
-                 "_drained")
+    __slots__ = ("_on_lost", "_sock", "_send_nb", "_mask", "timeout", "_out", "_out_size", "_writer", "_burst",
+                 "_drained", "close_sent", "dropped")
 
-    def __init__(self, ws: WebSocket, sock: t.Any, *, mask: bool) -> None:
-        self._ws = ws
+    def __init__(self, sock: t.Any, *, mask: bool, on_lost: t.Callable[[int, str], None]) -> None:
+        self._on_lost = on_lost
         self._sock = sock
         # TLS has no non-blocking write: every frame is then written in place
         self._send_nb = None if hasattr(sock, "_sslobj") else getattr(sock, "send", None)
@@ -73,6 +80,10 @@ class FrameWriter:
         self._writer: t.Any = None
         self._burst = False
         self._drained: Event | None = None  # made when a sender first has to wait
+        #: Our close frame was sent (or the connection ended): no data frame may follow.
+        self.close_sent = False
+        #: The connection is gone: nothing more is written.
+        self.dropped = False
 
     @property
     def queued(self) -> int:
@@ -84,14 +95,18 @@ class FrameWriter:
         return self._send_nb is None
 
     def _closed(self, message: str = "the WebSocket is closed") -> ConnectionClosed:
-        ws = self._ws
-        return ConnectionClosed(message, ws.close_code, ws.close_reason)
+        return ConnectionClosed(message)
+
+    def _lose(self, reason: str) -> None:
+        """A write failed: the connection is dropped; the owner hears why."""
+        self.close_sent = self.dropped = True
+        self._on_lost(socket_errors.LOST_CODE, reason)
 
     # --- data and control frames ------------------------------------------------------
 
     def send_message(self, message: str | bytes | bytearray | memoryview, binary: bool | None) -> None:
         """One message: ``str`` as text, bytes as binary (``binary`` overrides; see ``WebSocket.send``)."""
-        if self._ws._close_sent:  # before the type check: send(None) after receive() -> None
+        if self.close_sent:  # before the type check: send(None) after receive() -> None
             raise self._closed()
         if isinstance(message, str):
             self.send_frame(_frames.OP_BINARY if binary else _frames.OP_TEXT, message.encode("utf-8"))
@@ -101,8 +116,7 @@ class FrameWriter:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
 
     def send_frame(self, opcode: int, payload: t.Any) -> None:
-        ws = self._ws
-        if ws._close_sent:
+        if self.close_sent:
             raise self._closed()
         frame = encode_frame_in_slices(opcode, payload, _mask_key() if self._mask else None)
         if self._send_nb is None:
@@ -126,11 +140,13 @@ class FrameWriter:
 
     def send_close(self, code: int, reason: str) -> None:
         """Write a close frame after everything queued (no data frame may follow it); never raises."""
+        self.close_sent = True
         frame = _frames.encode_close(code, reason, _mask_key() if self._mask else None)
         self.write_sync(frame, self.timeout or CLOSE_TIMEOUT, closing=True)
 
-    def discard(self) -> None:
+    def drop(self) -> None:
         """The connection is gone: frames not written yet are lost with it; wake waiting senders."""
+        self.close_sent = self.dropped = True
         self._out = []
         if self._drained is not None:
             self._drained.set()
@@ -141,7 +157,7 @@ class FrameWriter:
         """Hub callback: write what was queued during the burst (never blocks)."""
         self._burst = False
         out = self._out
-        if out and self._writer is None and not self._ws._released:
+        if out and self._writer is None and not self.dropped:
             data = out[0] if len(out) == 1 else b"".join(out)
             self._out = []
             self._out_size -= len(data)
@@ -160,10 +176,11 @@ class FrameWriter:
             sent = 0
         except OSError as exc:
             if in_hub:  # closing sockets wakes greenlets: not from inside the hub
-                gevent.spawn(self._ws._abort, 1006, "connection lost")
+                self.close_sent = self.dropped = True
+                gevent.spawn(self._on_lost, socket_errors.LOST_CODE, "connection lost")
                 return
-            self._ws._abort(1006, "connection lost")
-            raise self._closed(f"the connection was lost: {exc}") from exc
+            self._lose("connection lost")
+            raise socket_errors.lost(exc) from exc
         if sent < len(data):
             rest = data[sent:]
             self._out_size += len(rest)
@@ -178,14 +195,13 @@ class FrameWriter:
             pass  # the socket is closed now: the next send() raises, receive() returns None
 
     def _timed_out(self, timeout: float | None) -> ConnectionClosed:
-        self._ws._abort(1006, f"send timed out after {timeout:g} s: the peer is not reading")
+        self._lose(f"send timed out after {timeout:g} s: the peer is not reading")
         return self._closed(f"send timed out after {timeout:g} s (the peer stopped reading); the connection was closed")
 
     def _wait_drained(self, timeout: float | None, *, idle: bool = False) -> None:
         """Block until the queue is below :data:`MAX_QUEUED` (``idle``: until no writer is left)."""
-        ws = self._ws
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not ws._released and (self._writer is not None if idle else self._out_size >= MAX_QUEUED):
+        while not self.dropped and (self._writer is not None if idle else self._out_size >= MAX_QUEUED):
             drained = self._drained
             if drained is None:
                 drained = self._drained = Event()
@@ -193,12 +209,11 @@ class FrameWriter:
             wait = None if deadline is None else deadline - time.monotonic()
             if (wait is not None and wait <= 0) or not drained.wait(wait):
                 raise self._timed_out(timeout)
-        if ws._released or (ws._close_sent and not idle):
+        if self.dropped or (self.close_sent and not idle):
             raise self._closed()
 
     def write_sync(self, frame: bytes, timeout: float | None, *, closing: bool = False) -> None:
         """Write ``frame`` after everything queued, in this greenlet; returns once it is in the kernel."""
-        ws = self._ws
         if self._writer is not None:
             try:
                 self._wait_drained(timeout, idle=True)
@@ -206,7 +221,7 @@ class FrameWriter:
                 if closing:
                     return
                 raise
-        if ws._released or (ws._close_sent and not closing):  # closed while we waited
+        if self.dropped or (self.close_sent and not closing):  # closed while we waited
             if closing:
                 return
             raise self._closed()
@@ -228,7 +243,6 @@ class FrameWriter:
         Runs in a greenlet of its own (after a partial write) or in the sender's
         (:meth:`write_sync`); :attr:`_writer` names it while it runs.
         """
-        ws = self._ws
         done = False
         try:
             while True:
@@ -242,14 +256,14 @@ class FrameWriter:
                         raise
                     raise self._timed_out(timeout) from None
                 except OSError as exc:
-                    ws._abort(1006, "connection lost")
-                    raise self._closed(f"the connection was lost: {exc}") from exc
+                    self._lose("connection lost")
+                    raise socket_errors.lost(exc) from exc
                 finally:
                     if timer is not None:
                         timer.cancel()
                 self._out_size -= len(data)
                 out = self._out
-                if not out or ws._released:
+                if not out or self.dropped:
                     done = True
                     break
                 data = out[0] if len(out) == 1 else b"".join(out)
@@ -257,8 +271,8 @@ class FrameWriter:
                 if self._drained is not None:
                     self._drained.set()
         finally:
-            if not done and not ws._released:  # killed: a partial frame may be on the wire
-                ws._abort(1006, "send interrupted")
+            if not done and not self.dropped:  # killed: a partial frame may be on the wire
+                self._lose("send interrupted")
             self._writer = None
             self._out_size = 0 if done else self._out_size
             if self._drained is not None:
