@@ -292,8 +292,8 @@ def test_websocket_close_writes_queued_frames_before_the_close_frame() -> None:
 
 
 def test_websocket_send_queue_is_bounded_and_a_stuck_peer_times_out() -> None:
-    from flask_wamp_bridge.websocket.writer import MAX_QUEUED
     from flask_wamp_bridge.websocket.connection import WebSocket
+    from flask_wamp_bridge.websocket.writer import MAX_QUEUED
 
     a, b = socket_pair()  # b never reads
     ws = WebSocket(a, role="client")

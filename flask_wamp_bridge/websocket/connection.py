@@ -69,6 +69,9 @@ _UNSET: t.Any = object()
 #: What :meth:`WebSocket.receive_nowait` returns when nothing can be read yet.
 WOULD_BLOCK: t.Any = type("WouldBlock", (), {"__repr__": lambda self: "WOULD_BLOCK", "__slots__": ()})()
 
+_RELEASED = Event()  # shared by every released socket: waiting for it returns at once
+_RELEASED.set()
+
 _NO_EVENTS: list[_frames.Event] = []  # shared while nothing is pending: never appended to
 
 
@@ -147,7 +150,7 @@ class WebSocket:
         self._keepalive: Keepalive | None = None  # made when ping_interval or idle_timeout is set
         self._reading = False  # a greenlet is in receive() (one reader at a time)
         self._watch: ReadableWatch | None = None  # made by the first receive_nowait() or notify_readable()
-        self._closed_event = Event()
+        self._closed_event: Event | None = None  # made by the first wait for the release; _RELEASED after it
 
     # --- properties -------------------------------------------------------------
 
@@ -240,7 +243,7 @@ class WebSocket:
             self._state = _CLOSED
             self._writer.drop()
             self.close_code = socket_errors.LOST_CODE
-            self._closed_event.set()
+            self._set_released()
             lost = socket_errors.lost(exc, "the client went away during the WebSocket handshake")
             raise self._how_closed(lost) from exc
         self.subprotocol = subprotocol
@@ -510,7 +513,7 @@ class WebSocket:
         _live.untrack(self)
         if self._keepalive is not None:
             self._keepalive.stop()
-        self._closed_event.set()
+        self._set_released()
         self._writer.drop()  # frames not written yet are lost; waiting senders see the closed state
 
     def close(self, code: int = 1000, reason: str = "", timeout: float | None = None) -> None:
@@ -525,7 +528,7 @@ class WebSocket:
             self._state = _CLOSED
             self.close_code, self.close_reason = code, reason
             self._writer.drop()
-            self._closed_event.set()
+            self._set_released()
             return
         if self._state == _CLOSED:
             return
@@ -542,13 +545,24 @@ class WebSocket:
                 self._reading = False
         else:
             # a greenlet is in receive(): it will see the peer's close frame
-            self._closed_event.wait(wait)
+            self._wait_released(wait)
         if self._state != _CLOSED:
             self.abort(code, reason)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until the connection is closed; False if ``timeout`` passed first."""
-        return bool(self._closed_event.wait(timeout))
+        return self._wait_released(timeout)
+
+    def _wait_released(self, timeout: float | None) -> bool:
+        event = self._closed_event
+        if event is None:
+            event = self._closed_event = Event()
+        return bool(event.wait(timeout))
+
+    def _set_released(self) -> None:
+        event, self._closed_event = self._closed_event, _RELEASED
+        if event is not None:
+            event.set()
 
     def __enter__(self) -> WebSocket:
         return self
