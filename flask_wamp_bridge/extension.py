@@ -214,9 +214,14 @@ class BridgeState:
         if url is not None:
             return peer
         peer.signal_sender = self._app_ref
-        for handler in [*self.bridge._handlers, *self._internal]:
+        for handler in self.handlers:
             self._add(peer, handler)
         return peer
+
+    @property
+    def handlers(self) -> list[_Handler]:
+        """What this app's peer registers and subscribes: the app's handlers, then the library's own."""
+        return [*self.bridge._handlers, *self._internal]
 
     def register_internal(self, uri: str, fn: t.Callable[..., t.Any], **options: t.Any) -> None:
         """Register a library-internal procedure for this app only (e.g. the ticket authenticator).
@@ -548,3 +553,10 @@ def _normalize_prefix(prefix: str) -> str:
     if prefix and not prefix.endswith("."):
         return prefix + "."
     return prefix
+
+
+if t.TYPE_CHECKING:  # the per-app state is what `flask wamp run` needs (checked by mypy, never imported at run time)
+    from .component.run import ComponentHost
+
+    def _runs_as_component(state: BridgeState) -> ComponentHost:
+        return state

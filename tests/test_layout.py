@@ -1,7 +1,9 @@
 """The package layout: each folder imports only the layers below it.
 
-websocket <- wamp <- bridge, router <- testing <- extension, cli; ``errors`` and
-``settings`` and ``signals`` are the base every layer may use. Every import counts, the lazy
+websocket <- wamp <- bridge, router, component <- testing <- extension, cli; ``errors`` and
+``settings`` and ``signals`` are the base every layer may use. ``component`` (the app's own
+peer: handlers' middleware, jobs, component mode) stands beside bridge and router: none of
+the three imports another. Every import counts, the lazy
 ones inside functions and the type-only ones too.
 """
 
@@ -24,8 +26,9 @@ ALLOWED: dict[str, set[str]] = {
     "wamp": {"websocket"},
     "bridge": {"websocket", "wamp"},
     "router": {"websocket", "wamp"},
+    "component": {"websocket", "wamp"},
     "testing": {"websocket", "wamp", "bridge", "router"},
-    "top": {"websocket", "wamp", "bridge", "router", "testing"},
+    "top": {"websocket", "wamp", "bridge", "router", "component", "testing"},
 }
 
 
@@ -98,6 +101,11 @@ def test_layout_rule_catches_an_upward_import() -> None:
     assert upward(("flask_wamp_bridge.router.process", "flask_wamp_bridge.bridge.relay"))
     assert upward(("flask_wamp_bridge.errors", "flask_wamp_bridge.websocket.frames"))
     assert upward(("flask_wamp_bridge.testing", "flask_wamp_bridge.extension"))
+    assert upward(("flask_wamp_bridge.component.run", "flask_wamp_bridge.extension"))
+    assert upward(("flask_wamp_bridge.component.schedule", "flask_wamp_bridge.bridge.relay"))
+    assert upward(("flask_wamp_bridge.wamp.peer", "flask_wamp_bridge.component.tasks"))
+    assert not upward(("flask_wamp_bridge.component.schedule", "flask_wamp_bridge.wamp.peer"))
+    assert not upward(("flask_wamp_bridge.extension", "flask_wamp_bridge.component.middleware"))
     assert not upward(("flask_wamp_bridge.bridge.relay_io", "flask_wamp_bridge.websocket.connection"))
     assert not upward(("flask_wamp_bridge.extension", "flask_wamp_bridge.cli"))
     assert not upward(("flask_wamp_bridge.settings", "flask_wamp_bridge.errors"))

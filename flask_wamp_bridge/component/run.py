@@ -10,14 +10,31 @@ import gevent
 import gevent.event
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from ..extension import BridgeState
+    from ..wamp.peer import Peer
 
-__all__ = ["run_component"]
+__all__ = ["ComponentHost", "run_component"]
 
 log = logging.getLogger("flask_wamp_bridge.component")
 
 
-def run_component(state: BridgeState, ready_timeout: float | None = None) -> None:
+class ComponentHost(t.Protocol):
+    """What running as a component needs of the app's bridge (the extension's per-app state fits)."""
+
+    @property
+    def peer(self) -> Peer:
+        """The app's WAMP peer (not started yet)."""
+        ...
+
+    def start_scheduler(self) -> None:
+        """Start the ``@bridge.every`` jobs."""
+        ...
+
+    def stop_peer(self) -> None:
+        """Stop the jobs and leave the router with GOODBYE."""
+        ...
+
+
+def run_component(state: ComponentHost, ready_timeout: float | None = None) -> None:
     """Start the peer and the ``@bridge.every`` jobs; on SIGINT or SIGTERM leave with GOODBYE and return.
 
     :param ready_timeout: seconds to wait for the first join before logging that the router is not there yet.

@@ -148,8 +148,7 @@ class BridgeServer:
         state = self.app.extensions.get("wamp_bridge")
         if state is None:
             return
-        handlers = [*state.bridge._handlers, *state._internal]
-        wanted = [(h.kind, state.uri_for(h), h.options.get("match", "exact")) for h in handlers]
+        wanted = [(h.kind, state.uri_for(h), h.options.get("match", "exact")) for h in state.handlers]
         config = self.app.config
         authid, secret = self.tester
         try:
