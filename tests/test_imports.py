@@ -35,6 +35,8 @@ LIGHT_MODULES = [
     "flask_wamp_bridge.router.process",
     "flask_wamp_bridge.cli",
     "flask_wamp_bridge.websocket.frames",
+    "flask_wamp_bridge.websocket.handshake",
+    "flask_wamp_bridge.websocket.socket_errors",
     "flask_wamp_bridge.websocket.lifecycle",
     "flask_wamp_bridge.testing",
     "flask_wamp_bridge.testing.bridge_client",
