@@ -5,8 +5,9 @@ whose message says what to check (:data:`CONNECT_FAILURES`); on an open
 connection it means the peer is gone: a send raises
 :class:`~flask_wamp_bridge.errors.ConnectionClosed` with 1006, a read sees the
 end of the stream, and shutting down or closing a socket that is gone has
-nothing left to do. Every ``except OSError`` of :mod:`flask_wamp_bridge.websocket`
-is here.
+nothing left to do. Every socket error in :mod:`flask_wamp_bridge.websocket` is
+handled here: by the helpers below, or where a send or a connect catches one, by
+turning it into its error with :func:`lost` or :func:`connect_error`.
 """
 
 from __future__ import annotations
