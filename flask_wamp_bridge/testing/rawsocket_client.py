@@ -54,7 +54,7 @@ class RawSocketClient:
         address: str | os.PathLike[str] | tuple[str, int],
         serializer: str = "msgpack",
         *,
-        timeout: float = 10.0,
+        timeout: float | None = 10.0,
         max_length: int = _rs.MAX_LENGTH,
     ) -> None:
         self.serializer = serializer
