@@ -14,7 +14,7 @@ Payloads are realistic JSON-like structures (a list of small objects) of
 about 64 B, 4 KiB and 300 KB. Crossbar's CPU is read from
 ``/proc/<pid>/stat`` (user + system, every Crossbar process) before and
 after each run; each row also gives what translating the payload's CALL from
-JSON to msgpack costs the bridge (in this process). Ratios are against
+JSON to msgpack and its RESULT back cost the bridge (in this process). Ratios are against
 ``ws-json``, the browser's usual form. Run from the repository root::
 
     .venv/bin/python bench/bench_upstream.py [--calls 1000] [--big-calls 5]
@@ -165,8 +165,11 @@ def crossbar_cpu(pid: int) -> float:
     return total
 
 
-def translate_cost(items: list[t.Any], rounds: int) -> float:
-    """Microseconds to translate one CALL with ``items`` from JSON (already decoded) to msgpack."""
+def translate_cost(items: list[t.Any], rounds: int) -> tuple[float, float]:
+    """Microseconds to translate one CALL with ``items`` from JSON (already decoded) to msgpack,
+    and its RESULT from msgpack to JSON."""
+    import msgpack
+
     from flask_wamp_bridge.wamp.messages import serializer_for
     from flask_wamp_bridge.wamp.translate import translate
 
@@ -180,7 +183,12 @@ def translate_cost(items: list[t.Any], rounds: int) -> float:
     for _ in range(rounds):
         json_serializer.loads(text)
     decode_only = time.process_time() - start
-    return max(0.0, decode_and_translate - decode_only) / rounds * 1e6
+    result = msgpack.packb([50, 1, {}, [items]], use_bin_type=True)
+    start = time.process_time()
+    for _ in range(rounds):
+        translate(result, "msgpack", "json")
+    down = time.process_time() - start
+    return max(0.0, decode_and_translate - decode_only) / rounds * 1e6, down / rounds * 1e6
 
 
 def main() -> None:
@@ -262,7 +270,8 @@ def measure(url: str, unix: str, tcp: tuple[str, int], pid: int, args: argparse.
             finally:
                 caller.close()
             time.sleep(0.2)  # let Crossbar finish the session's teardown outside the next window
-        results[size_name]["translate"] = translate_cost(items, max(3, min(200, count)))
+        up, down = translate_cost(items, max(3, min(200, count)))
+        results[size_name]["translate up"], results[size_name]["translate down"] = up, down
     return results
 
 
@@ -278,8 +287,9 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> No
             ratio = value / base if base else float("nan")
             row += f"{value:>14.0f} ({ratio:4.2f}x)"
         print(row)
-    print(f"{'bridge: json->msgpack translate':32}" + "".join(
-        f"{results[s]['translate']:>10.1f} us" + " " * 9 for s in SIZES))
+    print("bridge CPU per message (us) to translate")
+    for key, label in (("translate up", "CALL json->msgpack"), ("translate down", "RESULT msgpack->json")):
+        print(f"{label:18}" + "".join(f"{results[s][key]:>14.1f}" + " " * 8 for s in SIZES))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,10 @@ def _json_default(value: t.Any) -> str:
     raise TypeError(f"a {type(value).__name__} has no JSON form")
 
 
+# one encoder for every call: json.dumps with options builds a new one each time
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default)
+
+
 def binary_from_json(message: t.Any, text: str | None = None) -> t.Any:
     """Turn the ``"\\u0000" + base64`` strings of a JSON-decoded message into bytes, in place.
 
@@ -131,8 +135,7 @@ def encode(serializer: str, message: list[t.Any], *, checked: bool = False) -> s
     """
     try:
         if serializer == "json":
-            return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                              default=_json_default)
+            return _JSON_ENCODER.encode(message)
         if serializer == "msgpack":
             if not checked:
                 _check_for_msgpack(message)
