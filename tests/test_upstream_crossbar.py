@@ -5,16 +5,19 @@ and TCP, :func:`with_rawsocket`). Clients are the sans-IO RawSocket codec over
 plain sockets (:class:`RawSocketClient`), so the tests see the exact bytes
 Crossbar sends.
 
-The translation table sends every value kind from a JSON, a msgpack and a
-CBOR publisher straight to subscribers of each serializer (the reference:
-what Crossbar itself delivers), and again the way the bridge will: translated
-to msgpack, through Crossbar on a msgpack session, translated to the
-subscriber's serializer. Both must arrive the same, except for the few
-values the translation refuses on purpose (:data:`REFUSED`).
+The translation table sends every value kind over every message type
+Crossbar routes with a payload (PUBLISH->EVENT, CALL->INVOCATION,
+YIELD->RESULT, ERROR->ERROR) from a JSON, a msgpack and a CBOR client
+straight to a client of each serializer (the reference: what Crossbar itself
+delivers), and again the way the bridge will: translated to msgpack, through
+Crossbar between msgpack sessions, translated to the receiver's serializer.
+Both must arrive the same, except for the few values the translation refuses
+on purpose (:data:`REFUSED`). Run with ``-s`` to see the table.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import socket
 import typing as t
@@ -66,7 +69,7 @@ def router(tmp_path_factory: pytest.TempPathFactory, crossbar_executable: str) -
 
 
 def joined(address: str | tuple[str, int], serializer: str) -> RawSocketClient:
-    client = RawSocketClient(address, serializer, max_length=MAX_MESSAGE)
+    client = RawSocketClient(address, serializer, max_length=MAX_MESSAGE, timeout=5)
     client.join(REALM, WampCraAuth(TESTER_AUTHID, TESTER_SECRET))
     return client
 
@@ -139,7 +142,7 @@ def test_crossbar_drops_an_over_length_frame(router: Router) -> None:
 
 # --- translation: what each serializer's client sees, directly and through a translation ---------
 
-#: name -> (JSON literal, value a msgpack publisher sends, value a CBOR publisher sends); None: no such form.
+#: name -> (JSON literal, value a msgpack client sends, value a CBOR client sends); None/NO: no such form.
 NO = object()
 VALUES: dict[str, tuple[str | None, t.Any, t.Any]] = {
     "int": ("42", 42, 42),
@@ -168,7 +171,9 @@ VALUES: dict[str, tuple[str | None, t.Any, t.Any]] = {
     "NUL key": ('{"\\u0000AQID":1}', {"\x00AQID": 1}, {"\x00AQID": 1}),
     "int key": (None, NO, {1: "one"}),
 }
-#: (value, publisher) the translation refuses where Crossbar delivers something, and why.
+#: The message types Crossbar routes with a payload: (what the origin sends, what the destination gets).
+HOPS = ("PUBLISH->EVENT", "CALL->INVOCATION", "YIELD->RESULT", "ERROR->ERROR")
+#: (value, origin) the translation refuses where Crossbar delivers something (or drops the connection), and why.
 REFUSED = {
     ("NaN", "json"): "NaN has no JSON form a browser can parse (Crossbar sends the literal NaN)",
     ("NaN", "msgpack"): "same",
@@ -176,9 +181,13 @@ REFUSED = {
     ("2**64", "json"): "msgpack upstream carries no integer >= 2**64",
     ("2**64", "cbor"): "same",
     ("int key", "cbor"): "Crossbar refuses non-string map keys from msgpack sessions",
-    ("bad base64", "json"): "Crossbar drops the publisher's connection; the translation refuses the one message",
+    ("bad base64", "json"): "Crossbar drops the sender's connection; the translation refuses the one message",
 }
+#: Values for which Crossbar drops the sender's connection (its answer to later messages is then a race).
+DROPS = {"bad base64"}
 TOPIC = "test.translate"
+PROCEDURE = "test.translate"
+HOLE = "<value>"
 
 
 def kinded(value: t.Any) -> t.Any:
@@ -190,62 +199,6 @@ def kinded(value: t.Any) -> t.Any:
     if isinstance(value, float):
         return ["float", repr(value)]
     return [type(value).__name__, repr(value)]
-
-
-class Bench:
-    """A publisher per serializer (direct), the msgpack "upstream" publisher, and a subscriber per serializer."""
-
-    def __init__(self, router: Router) -> None:
-        self.router = router
-        self.publishers = {s: joined(router.unix, s) for s in SERIALIZERS}
-        self.subscribers = {s: joined(router.unix, s) for s in SERIALIZERS}
-        self.marker = joined(router.unix, "msgpack")
-        for client in self.subscribers.values():
-            client.send([32, 1, {}, TOPIC])
-            assert client.receive()[0] == 33
-        self.count = 0
-
-    def close(self) -> None:
-        for client in [*self.publishers.values(), *self.subscribers.values(), self.marker]:
-            client.close()
-
-    def publish(self, serializer: str, payload: bytes) -> str | None:
-        """Publish ``payload`` (a whole PUBLISH); return None when acknowledged, else what happened."""
-        client = self.publishers[serializer]
-        client.send_bytes(payload)
-        try:
-            reply = client.receive()
-        except (ConnectionClosed, OSError):
-            client.close()
-            self.publishers[serializer] = joined(self.router.unix, serializer)
-            return "publisher's connection dropped"
-        return None if reply[0] == 17 else f"answered {reply[:1] + reply[4:5]}"
-
-    def collect(self) -> dict[str, t.Any]:
-        """What each subscriber got (decoded plainly) before the next marker event."""
-        self.count += 1
-        self.marker.send([16, self.count, {"acknowledge": True}, TOPIC, ["marker", self.count]])
-        assert self.marker.receive()[0] == 17
-        seen: dict[str, t.Any] = {}
-        for serializer, client in self.subscribers.items():
-            got: list[bytes] = []
-            while True:
-                data = client.receive_bytes()
-                if loads(serializer, data)[4:5] == [["marker", self.count]]:
-                    break
-                got.append(data)
-            seen[serializer] = got
-        return seen
-
-
-def publish_literal(request: int, serializer: str, json_literal: str | None, value: t.Any) -> bytes | None:
-    if serializer == "json":
-        if json_literal is None:
-            return None
-        return f'[16,{request},{{"acknowledge":true}},"{TOPIC}",[{json_literal}]]'.encode()
-    if value is NO:
-        return None
-    return dumps(serializer, [16, request, {"acknowledge": True}, TOPIC, [value]])
 
 
 def brief(value: t.Any) -> str:
@@ -260,60 +213,244 @@ def brief(value: t.Any) -> str:
     return f"{kind} {inner}"
 
 
-def arrived(serializer: str, events: list[bytes]) -> t.Any:
-    if not events:
+def with_value(serializer: str, template: list[t.Any], value_name: str) -> bytes | None:
+    """``template`` with :data:`HOLE` replaced by the value, as a client of ``serializer`` writes it."""
+    json_literal, msgpack_value, cbor_value = VALUES[value_name]
+    if serializer == "json":
+        if json_literal is None:
+            return None
+        return dumps("json", template).replace(f'"{HOLE}"'.encode(), json_literal.encode())
+    value = msgpack_value if serializer == "msgpack" else cbor_value
+    if value is NO:
+        return None
+    return dumps(serializer, [[value] if part == [HOLE] else part for part in template])
+
+
+Build = t.Callable[[int], bytes]
+
+
+class Clients:
+    """Per serializer: a publisher, a subscriber, a caller and a callee (registered as PROCEDURE.<serializer>)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.roles: dict[str, dict[str, RawSocketClient]] = {
+            role: {s: joined(router.unix, s) for s in SERIALIZERS}
+            for role in ("publisher", "subscriber", "caller", "callee")
+        }
+        self.marker = joined(router.unix, "msgpack")
+        for serializer in SERIALIZERS:
+            self._prepare("subscriber", serializer)
+            self._prepare("callee", serializer)
+        self.count = 0
+
+    def _prepare(self, role: str, serializer: str) -> None:
+        client = self.roles[role][serializer]
+        if role == "subscriber":
+            client.send([32, 1, {}, TOPIC])
+            assert client.receive()[0] == 33
+        elif role == "callee":
+            client.send([64, 1, {}, f"{PROCEDURE}.{serializer}"])
+            assert client.receive()[0] == 65
+
+    def close(self) -> None:
+        for client in [*(c for role in self.roles.values() for c in role.values()), self.marker]:
+            client.close()
+
+    def _renew(self, role: str, serializer: str) -> str:
+        self.roles[role][serializer].close()
+        self.roles[role][serializer] = joined(self.router.unix, serializer)
+        self._prepare(role, serializer)
+        return f"{role}'s connection dropped"
+
+    def event(self, origin: str, message: bytes) -> dict[str, bytes | str | None]:
+        """PUBLISH ``message`` from ``origin``: the EVENT each subscriber got (bytes), None, or a failure."""
+        publisher = self.roles["publisher"][origin]
+        publisher.send_bytes(message)
+        try:
+            reply = publisher.receive()
+        except ConnectionClosed:
+            failure = self._renew("publisher", origin)
+            return {s: failure for s in SERIALIZERS}
+        assert reply[0] == 17, reply
+        self.count += 1
+        self.marker.send([16, self.count, {"acknowledge": True}, TOPIC, ["marker", self.count]])
+        assert self.marker.receive()[0] == 17
+        seen: dict[str, bytes | str | None] = {}
+        for serializer, client in self.roles["subscriber"].items():
+            got: list[bytes] = []
+            while loads(serializer, data := client.receive_bytes())[4:5] != [["marker", self.count]]:
+                got.append(data)
+            assert len(got) <= 1
+            seen[serializer] = got[0] if got else None
+        return seen
+
+    def invocation(self, origin: str, destination: str, build: Build) -> bytes | str | None:
+        """A CALL built by ``build(request id)`` from ``origin``'s caller to ``destination``'s callee:
+        the INVOCATION the callee got."""
+        return self._call(origin, destination, build, None)[0]
+
+    def answer(self, origin: str, destination: str, build: Build) -> bytes | str | None:
+        """``origin``'s callee answers a CALL from ``destination``'s caller with ``build(invocation id)``
+        (a YIELD or ERROR): what the caller got."""
+        return self._call(destination, origin, None, build)[1]
+
+    def _call(self, caller_s: str, callee_s: str, call: Build | None, answer: Build | None,
+              ) -> tuple[bytes | str | None, bytes | str | None]:
+        caller, callee = self.roles["caller"][caller_s], self.roles["callee"][callee_s]
+        procedure = f"{PROCEDURE}.{callee_s}"
+        self.count += 1
+        first, marker = self.count * 2, self.count * 2 + 1
+        if call is None:
+            caller.send([48, first, {}, procedure, [], {"call": first}])
+        else:
+            caller.send_bytes(call(first))
+        caller.send([48, marker, {}, procedure, [], {"marker": marker}])
+        invocation: bytes | str | None = None
+        while True:
+            try:
+                data = callee.receive_bytes()
+            except ConnectionClosed:
+                return self._renew("callee", callee_s), None
+            decoded = loads(callee_s, data)
+            if decoded[0] != 68:
+                continue
+            if decoded[5:6] != [{"call": first}]:  # the marker, or left over from an earlier call
+                callee.send([70, decoded[1], {}, []])
+                if decoded[5:6] == [{"marker": marker}]:
+                    break
+                continue
+            invocation = data
+            if answer is None:
+                callee.send([70, decoded[1], {}, []])
+            else:
+                callee.send_bytes(answer(decoded[1]))
+        reply: bytes | str | None = None
+        while True:
+            try:
+                data = caller.receive_bytes()
+            except ConnectionClosed:
+                return invocation, self._renew("caller", caller_s)
+            decoded = loads(caller_s, data)
+            request = decoded[2] if decoded[0] == 8 else decoded[1]
+            if request == marker:
+                return invocation, reply
+            if request == first:
+                reply = data
+
+
+def template(hop: str, request: int, procedure: str) -> list[t.Any]:
+    """The origin's message for ``hop`` with the value's place held by :data:`HOLE`."""
+    return {
+        "PUBLISH->EVENT": [16, request, {"acknowledge": True}, TOPIC, [HOLE]],
+        "CALL->INVOCATION": [48, request, {}, procedure, [HOLE], {"call": request}],
+        "YIELD->RESULT": [70, request, {}, [HOLE]],
+        "ERROR->ERROR": [8, 68, request, {}, "app.error.test", [HOLE]],
+    }[hop]
+
+
+def message(origin: str, hop: str, name: str, request: int, destination: str) -> bytes:
+    """The origin's message for ``hop`` carrying value ``name``, as the origin's client writes it."""
+    return t.cast(bytes, with_value(origin, template(hop, request, f"{PROCEDURE}.{destination}"), name))
+
+
+def translated(origin: str, hop: str, name: str, request: int, destination: str) -> bytes:
+    """:func:`message` translated to msgpack, as the bridge sends it upstream."""
+    data = message(origin, hop, name, request, destination)
+    return t.cast(bytes, translate(data.decode() if origin == "json" else data, origin, "msgpack"))
+
+
+def route(clients: Clients, hop: str, origin: str, name: str, upstream: bool = False,
+          destinations: tuple[str, ...] = SERIALIZERS) -> dict[str, bytes | str | None]:
+    """Send value ``name`` from ``origin`` over ``hop``: what each destination's client got.
+
+    With ``upstream``, the bridge's way: translated to msgpack and sent between msgpack clients
+    (then only the msgpack destination is asked).
+    """
+    sender = "msgpack" if upstream else origin
+    destinations = ("msgpack",) if upstream else destinations
+    make = translated if upstream else message
+    if hop == "PUBLISH->EVENT":
+        return clients.event(sender, make(origin, hop, name, 1, "msgpack"))
+    if hop == "CALL->INVOCATION":
+        return {d: clients.invocation(sender, d, functools.partial(make, origin, hop, name, destination=d))
+                for d in destinations}
+    return {d: clients.answer(sender, d, functools.partial(make, origin, hop, name, destination=d))
+            for d in destinations}
+
+
+def through_bridge(clients: Clients, hop: str, origin: str, name: str) -> dict[str, t.Any]:
+    """What each destination gets the bridge's way: msgpack upstream, translated to its serializer."""
+    arrived = route(clients, hop, origin, name, upstream=True)["msgpack"]
+    via: dict[str, t.Any] = {}
+    for destination in SERIALIZERS:
+        if not isinstance(arrived, bytes):
+            via[destination] = payload_of(destination, arrived)
+            continue
+        try:
+            down = translate(arrived, "msgpack", destination)
+        except PayloadOutOfBounds:
+            via[destination] = "refused"
+            continue
+        via[destination] = payload_of(destination, down.encode() if isinstance(down, str) else down)
+    return via
+
+
+def payload_of(serializer: str, data: bytes | str | None) -> t.Any:
+    """The routed message's value (its first positional argument), kinded; or what happened instead."""
+    if data is None:
         return "nothing"
-    return [kinded(loads(serializer, data)[4][0]) for data in events]
+    if isinstance(data, str):
+        return data
+    message = loads(serializer, data)
+    args = {36: 4, 68: 4, 50: 3, 8: 5}[message[0]]
+    return kinded(message[args][0])
 
 
 def test_translation_matches_crossbar_for_every_value_kind(router: Router) -> None:
-    bench = Bench(router)
-    table: list[tuple[str, str, dict[str, t.Any], dict[str, t.Any]]] = []
+    clients = Clients(router)
+    table: list[tuple[str, str, str, dict[str, t.Any], dict[str, t.Any]]] = []
     try:
-        for name, (json_literal, msgpack_value, cbor_value) in VALUES.items():
-            for source, value in (("json", None), ("msgpack", msgpack_value), ("cbor", cbor_value)):
-                payload = publish_literal(100, source, json_literal, value)
-                if payload is None:
-                    continue
-                failure = bench.publish(source, payload)
-                direct = {s: failure or arrived(s, got) for s, got in bench.collect().items()}
-
-                # the bridge's way: translate to msgpack, through Crossbar, translate to each subscriber's
-                data: str | bytes = payload.decode() if source == "json" else payload
-                try:
-                    upstream = translate(data, source, "msgpack")
-                except PayloadOutOfBounds:
-                    via = {s: "refused" for s in SERIALIZERS}
-                else:
-                    failure = bench.publish("msgpack", t.cast(bytes, upstream))
-                    events = bench.collect()["msgpack"]
-                    via = {}
-                    for target in SERIALIZERS:
-                        try:
-                            down = [translate(e, "msgpack", target) for e in events]
-                        except PayloadOutOfBounds:
-                            via[target] = "refused"
-                            continue
-                        raw = [d.encode() if isinstance(d, str) else d for d in down]
-                        via[target] = failure or arrived(target, raw)
-                table.append((name, source, direct, via))
+        for hop in HOPS:
+            for name in VALUES:
+                for origin in SERIALIZERS:
+                    if with_value(origin, template(hop, 1, PROCEDURE), name) is None:
+                        continue
+                    if name in DROPS:  # Crossbar drops the sender: a fresh set of clients for each destination
+                        got = {}
+                        for destination in SERIALIZERS:
+                            clients.close()
+                            clients = Clients(router)
+                            got.update(route(clients, hop, origin, name, destinations=(destination,)))
+                        clients.close()
+                        clients = Clients(router)
+                    else:
+                        got = route(clients, hop, origin, name)
+                    direct = {d: payload_of(d, got_d) for d, got_d in got.items()}
+                    try:
+                        translated(origin, hop, name, 1, "msgpack")
+                    except PayloadOutOfBounds:
+                        via = {d: "refused" for d in SERIALIZERS}
+                    else:
+                        via = through_bridge(clients, hop, origin, name)
+                    table.append((hop, name, origin, direct, via))
     finally:
-        bench.close()
+        clients.close()
 
-    print("\nvalue / publisher -> what a json | msgpack | cbor subscriber got directly (and through translation)")
-    for name, source, direct, via in table:
-        cells = [brief(direct[s]) if isinstance(direct[s], str) else brief(["list", direct[s]]) for s in SERIALIZERS]
-        print(f"{name:20} {source:8} -> " + " | ".join(cells))
+    print("\nhop / value / origin -> what a json | msgpack | cbor client got directly on Crossbar "
+          "(and through the translation, where it differs)")
+    for hop, name, origin, direct, via in table:
+        print(f"{hop:17} {name:20} {origin:8} -> " + " | ".join(brief(direct[s]) for s in SERIALIZERS))
         if via != direct:
-            cells = [brief(via[s]) if isinstance(via[s], str) else brief(["list", via[s]]) for s in SERIALIZERS]
-            print(f"{'':20} {'bridge':8} -> " + " | ".join(cells))
-    differing = {(name, source) for name, source, direct, via in table if direct != via}
+            print(f"{'':17} {'':20} {'bridge':8} -> " + " | ".join(brief(via[s]) for s in SERIALIZERS))
+    differing = {(name, origin) for hop, name, origin, direct, via in table if direct != via}
     assert differing == set(REFUSED)
-    for name, source, _direct, via in table:
-        if (name, source) in REFUSED:
-            assert "refused" in via.values()
-    found = {(name, source): (direct, via) for name, source, direct, via in table}
+    assert all("refused" in via.values() for hop, name, origin, direct, via in table if (name, origin) in REFUSED)
+    assert {hop for hop, *_ in table} == set(HOPS)
+    found = {(hop, name, origin): direct for hop, name, origin, direct, via in table}
     # where Crossbar itself changes values (the reference the translation follows)
-    assert found[("NUL-prefixed string", "msgpack")][0]["json"] == [["str", repr("\x00AQID")]]  # json: binary
-    assert found[("binary", "json")][0]["msgpack"] == [["bytes", repr(b"\x01\x02\x03")]]
-    assert found[("whole float", "json")][0]["msgpack"] == [["float", "1.0"]]
+    for hop in HOPS:
+        assert found[(hop, "NUL-prefixed string", "msgpack")]["json"] == ["str", repr("\x00AQID")]  # binary to JSON
+        assert found[(hop, "binary", "json")]["msgpack"] == ["bytes", repr(b"\x01\x02\x03")]
+        assert found[(hop, "whole float", "json")]["msgpack"] == ["float", "1.0"]
+        assert found[(hop, "int key", "cbor")]["json"] == ["dict", [(["str", "'1'"], ["str", "'one'"])]]

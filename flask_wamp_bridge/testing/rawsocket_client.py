@@ -80,7 +80,10 @@ class RawSocketClient:
             event = self._conn.next_event()
             if isinstance(event, (_rs.Handshake, _rs.Message, _rs.Ping, _rs.Pong)):
                 return event
-            data = self.sock.recv(1 << 16)
+            try:
+                data = self.sock.recv(1 << 16)
+            except ConnectionResetError as exc:
+                raise ConnectionClosed("the router reset the RawSocket connection") from exc
             if not data:
                 raise ConnectionClosed("the router closed the RawSocket connection")
             self._conn.receive_data(data)
