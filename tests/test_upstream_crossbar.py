@@ -140,6 +140,21 @@ def test_crossbar_drops_an_over_length_frame(router: Router) -> None:
         assert closed_soon(client)
 
 
+def test_crossbar_silently_skips_a_message_over_the_clients_maximum(router: Router) -> None:
+    # So the bridge's upstream must announce the most (16 MiB) and bound sizes itself: a RESULT
+    # over the announced maximum would never arrive and its call never be answered.
+    small = RawSocketClient(router.unix, "msgpack", max_length=1024, timeout=5)
+    with small, joined(router.unix, "msgpack") as publisher:
+        small.join(REALM, WampCraAuth(TESTER_AUTHID, TESTER_SECRET))
+        small.send([32, 1, {}, "test.rawsocket.max"])
+        assert small.receive()[0] == 33
+        publisher.send([16, 1, {"acknowledge": True}, "test.rawsocket.max", ["x" * 2000]])
+        publisher.send([16, 2, {"acknowledge": True}, "test.rawsocket.max", ["after"]])
+        assert [publisher.receive()[0], publisher.receive()[0]] == [17, 17]
+        event = small.receive()
+        assert event[0] == 36 and event[4] == ["after"]  # the 2 KB event was skipped, the connection kept
+
+
 # --- translation: what each serializer's client sees, directly and through a translation ---------
 
 #: name -> (JSON literal, value a msgpack client sends, value a CBOR client sends); None/NO: no such form.

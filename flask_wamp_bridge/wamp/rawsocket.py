@@ -21,8 +21,11 @@ before any of its payload is kept.
 Crossbar 26.10.1 reads frames with Twisted's ``Int32StringReceiver``: it
 knows no PING or PONG frames (their type bits make the length look larger
 than 16 MiB, and it drops the connection) and never sends them; it answers a
-bad handshake by closing the connection, without an error reply. So a
-client of Crossbar must not send :data:`FrameType.PING`.
+bad handshake by closing the connection, without an error reply; and a
+message longer than the client announced it is skipped with a warning in its
+log (the connection stays, the message is lost: a RESULT never arrives). So a
+client of Crossbar must not send :data:`FrameType.PING` and should announce
+:data:`MAX_LENGTH`, bounding message sizes itself.
 """
 
 from __future__ import annotations
@@ -295,7 +298,8 @@ class FrameParser:
         kind, length = self._want
         if len(self._buffer) < length:
             return None
-        payload = bytes(self._buffer[:length])
+        with memoryview(self._buffer) as view:
+            payload = bytes(view[:length])  # one copy (a bytearray slice would be two)
         del self._buffer[:length]
         self._want = None
         return _EVENT_OF_TYPE[kind](payload)
