@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import socket
+import threading
 import typing as t
 
 import pytest
@@ -38,6 +39,7 @@ from flask_wamp_bridge.testing.rawsocket_client import RawSocketClient
 from flask_wamp_bridge.testing.rawsocket_client import dumps
 from flask_wamp_bridge.testing.rawsocket_client import loads
 from flask_wamp_bridge.wamp import rawsocket as R
+from flask_wamp_bridge.wamp.client_auth import TicketAuth
 from flask_wamp_bridge.wamp.client_auth import WampCraAuth
 from flask_wamp_bridge.wamp.translate import translate
 
@@ -109,6 +111,33 @@ def test_rawsocket_call_through_crossbar(router: Router, transport: str) -> None
         assert result[:2] == [50, 7] and result[3] == [5]
         count = caller.call("wamp.session.count")
         assert count[0] == 50 and count[3][0] >= 2
+
+
+def test_ticket_login_over_rawsocket(router: Router) -> None:
+    # The relay's login: ticket, checked by the dynamic authenticator (here answered by a test callee).
+    seen: list[t.Any] = []
+    with joined(router.tcp, "cbor") as authenticator:
+        authenticator.send([64, 1, {}, "wamp_bridge.authenticate"])
+        assert authenticator.receive()[0] == 65
+
+        def answer() -> None:
+            invocation = authenticator.receive()
+            seen.append(invocation[4])
+            authenticator.send([70, invocation[1], {}, [{"authid": "joe", "role": "user"}]])
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        with RawSocketClient(router.unix, "json", timeout=10) as browser:
+            welcome = browser.join(REALM, TicketAuth("joe", "ticket-from-the-bridge"))
+        thread.join(10)
+    assert welcome[2]["authid"] == "joe" and welcome[2]["authrole"] == "user"
+    realm, authid, details = seen[0]
+    assert (realm, authid, details["ticket"]) == (REALM, "joe", "ticket-from-the-bridge")
+    transport = details["transport"]
+    assert transport["channel_framing"] == "rawsocket" and transport["channel_serializer"] == "json"
+    # over a Unix socket Crossbar names every peer just "unix": a ticket bound to the bridge's end of its
+    # connection (tickets.peer_descriptor, tcp4:HOST:PORT) cannot tell two such connections apart
+    assert transport["peer"] == "unix"
 
 
 def closed_soon(client: RawSocketClient) -> bool:
