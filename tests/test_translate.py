@@ -11,6 +11,7 @@ import msgpack
 import pytest
 
 from flask_wamp_bridge.errors import PayloadOutOfBounds
+from flask_wamp_bridge.errors import RemoteProtocolError
 from flask_wamp_bridge.wamp.messages import MessageType
 from flask_wamp_bridge.wamp.messages import check_message
 from flask_wamp_bridge.wamp.messages import serializer_for
@@ -158,5 +159,8 @@ def test_translate_json_accepts_bytes_frames_and_rejects_unknown_serializers() -
     assert translate(b'[17,1,2]', "json", "cbor") == cbor2.dumps([17, 1, 2])
     with pytest.raises(ValueError):
         translate(b"x", "ubjson", "json")
+    for source, bad in (("json", b"\xff"), ("json", "[1,"), ("msgpack", b"\xc1"), ("cbor", b"\xff")):
+        with pytest.raises(RemoteProtocolError):
+            translate(bad, source, "cbor" if source != "cbor" else "json")
     with pytest.raises(ValueError):
         encode("ubjson", [17, 1, 2])

@@ -28,6 +28,10 @@ only: an integer outside msgpack's range, a non-string map key or a CBOR tag
 for msgpack, a NaN or infinity for JSON (Crossbar would send ``NaN``, which a
 browser's ``JSON.parse`` refuses), malformed base64 in a JSON binary string.
 
+A message not valid in its source serializer raises
+:class:`~flask_wamp_bridge.errors.RemoteProtocolError` (the bridge normally
+hands over the message it already decoded and checked).
+
 :func:`translate` does no work when source and target are the same (the
 bytes go on unchanged), and a JSON text without ``\\u0000`` is not walked at all.
 """
@@ -43,6 +47,7 @@ import cbor2
 import msgpack
 
 from ..errors import PayloadOutOfBounds
+from ..errors import RemoteProtocolError
 
 __all__ = ["SERIALIZERS", "decode", "encode", "binary_from_json", "translate"]
 
@@ -116,15 +121,23 @@ _PLAIN = frozenset({str, bytes, int, float, bool, type(None), list, dict})
 
 
 def decode(serializer: str, data: str | bytes) -> list[t.Any]:
-    """Decode one message into the value model (binary as bytes in every serializer)."""
-    if serializer == "json":
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return t.cast(list[t.Any], binary_from_json(json.loads(text), text))
-    if serializer == "msgpack":
-        return t.cast(list[t.Any], msgpack.unpackb(data, raw=False, strict_map_key=False))
-    if serializer == "cbor":
+    """Decode one message into the value model (binary as bytes in every serializer).
+
+    :raises RemoteProtocolError: not valid in ``serializer`` (:class:`PayloadOutOfBounds`: bad base64).
+    """
+    if serializer not in SERIALIZERS:
+        raise ValueError(f"unknown serializer {serializer!r}; use one of {', '.join(SERIALIZERS)}")
+    try:
+        if serializer == "json":
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            return t.cast(list[t.Any], binary_from_json(json.loads(text), text))
+        if serializer == "msgpack":
+            return t.cast(list[t.Any], msgpack.unpackb(data, raw=False, strict_map_key=False))
         return t.cast(list[t.Any], cbor2.loads(t.cast(bytes, data)))
-    raise ValueError(f"unknown serializer {serializer!r}; use one of {', '.join(SERIALIZERS)}")
+    except RemoteProtocolError:
+        raise
+    except Exception as exc:  # each codec raises its own family
+        raise RemoteProtocolError(f"a message is not valid {serializer}: {exc}") from exc
 
 
 def encode(serializer: str, message: list[t.Any], *, checked: bool = False) -> str | bytes:
