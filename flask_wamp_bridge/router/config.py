@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from .cluster import cluster_nodes
 from .cluster import node_config
 
-__all__ = ["ACTIONS", "make_config", "write_config", "save_config", "defined_roles"]
+__all__ = ["ACTIONS", "make_config", "with_rawsocket", "write_config", "save_config", "defined_roles"]
 
 #: What a permission rule can allow.
 ACTIONS: tuple[str, ...] = ("call", "register", "publish", "subscribe")
@@ -438,6 +438,50 @@ def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dic
         ],
     }
     return config if node is None else node_config(config, settings, node)
+
+
+def with_rawsocket(
+    config: t.Mapping[str, t.Any],
+    *,
+    path: str | os.PathLike[str] | None = None,
+    port: int | None = None,
+    interface: str = "127.0.0.1",
+) -> dict[str, t.Any]:
+    """A copy of :func:`make_config`'s ``config`` with WAMP RawSocket transports added.
+
+    A Unix socket at ``path`` (for a router on the same host) and/or TCP on
+    ``interface:port``, each with the WebSocket transport's serializers and
+    logins, msgpack first; the maximum message size is the WebSocket one,
+    capped at 16 MiB (the most a RawSocket handshake can announce), and the
+    listen backlog is the WebSocket one. The WebSocket transport stays for
+    other clients.
+    """
+    if path is None and port is None:
+        raise ConfigError("with_rawsocket needs a Unix socket path, a TCP port, or both")
+    config = json.loads(json.dumps(config))  # a deep copy of plain data
+    router = config["workers"][0]
+    first = router["transports"][0]
+    websocket = first if first["type"] == "websocket" else next(iter(first["paths"].values()))
+    size = min(websocket["options"]["max_message_size"], 1 << 24)
+    endpoints: list[dict[str, t.Any]] = []
+    if path is not None:
+        endpoints.append({"type": "unix", "path": os.fspath(path)})
+    if port is not None:
+        endpoint: dict[str, t.Any] = {"type": "tcp", "interface": str(ipaddress.ip_address(interface)), "port": port}
+        if ipaddress.ip_address(interface).version == 6:
+            endpoint["version"] = 6
+        endpoints.append(endpoint)
+    for endpoint in endpoints:
+        if "backlog" in first["endpoint"]:  # the same login storm arrives here
+            endpoint["backlog"] = first["endpoint"]["backlog"]
+        router["transports"].append({
+            "type": "rawsocket",
+            "endpoint": endpoint,
+            "serializers": ["msgpack", "cbor", "json"],
+            "options": {"max_message_size": size},
+            "auth": websocket["auth"],
+        })
+    return t.cast(dict[str, t.Any], config)
 
 
 def write_config(settings: t.Mapping[str, t.Any], cbdir: str | os.PathLike[str]) -> Path:
