@@ -1,0 +1,63 @@
+"""Overload is not a bad credential: a login behind a slow authenticator ends retryable, against a real Crossbar.
+
+The test app's authenticator waits per authid before checking the ticket (an overloaded authenticator). The
+router is this module's own: the authenticator is a shared registration, and another app's fast one would answer.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+import websocket
+from helpers import GunicornProcess
+from test_endpoint import _env
+from test_endpoint import close_code
+from test_endpoint import login
+
+from flask_wamp_bridge.testing import start_router
+
+pytestmark = [pytest.mark.crossbar, pytest.mark.timeout(120)]
+
+APP = "tests.apps.endpoint_app:app"
+#: Seconds each user's ticket waits at the authenticator: past the ticket's 1 s, past the 2.5 s login, none.
+WAITS = {"late": 1.5, "stuck": 4.0, "quick": 0.0}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[GunicornProcess]:
+    router = start_router(tmp_path_factory.mktemp("crossbar-overload"))
+    server = GunicornProcess(APP, env=_env(router.settings, WAMP_BRIDGE_TICKET_MAX_AGE=1.0,
+                                           WAMP_BRIDGE_LOGIN_TIMEOUT=2.5, TEST_SLOW_AUTHENTICATOR=WAITS))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        router.stop()
+
+
+def hello(server: GunicornProcess, user: str) -> tuple[websocket.WebSocket, list[t.Any]]:
+    ws = websocket.create_connection(server.ws_url("/wamp"), origin=server.url, subprotocols=["wamp.2.json"],
+                                     timeout=15, cookie=login(server, user))
+    ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+    return ws, json.loads(ws.recv())
+
+
+@pytest.mark.parametrize("user", ["late", "stuck"])
+def test_a_login_behind_a_slow_authenticator_is_retryable(server: GunicornProcess, user: str) -> None:
+    ws, abort = hello(server, user)
+    try:
+        assert abort[0] == 3 and abort[2] == "wamp_bridge.error.router_unavailable", abort
+        assert close_code(ws) == 1013
+    finally:
+        ws.close()
+        ws.shutdown()
+
+
+def test_a_quick_authenticator_welcomes(server: GunicornProcess) -> None:
+    ws, welcome = hello(server, "quick")
+    ws.close()
+    ws.shutdown()
+    assert welcome[0] == 2 and welcome[2]["authid"] == "quick"
