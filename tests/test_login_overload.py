@@ -1,5 +1,7 @@
 """Overload is not a bad credential: a login behind a slow authenticator ends retryable, against a real Crossbar.
 
+(The same server, with the default settings, shows that PUBLISH options that target or retain are refused.)
+
 The test app's authenticator waits per authid before checking the ticket (an overloaded authenticator). The
 router is this module's own: the authenticator is a shared registration, and another app's fast one would answer.
 """
@@ -61,3 +63,16 @@ def test_a_quick_authenticator_welcomes(server: GunicornProcess) -> None:
     ws.close()
     ws.shutdown()
     assert welcome[0] == 2 and welcome[2]["authid"] == "quick"
+
+
+def test_publish_options_that_target_or_retain_are_refused_by_default(server: GunicornProcess) -> None:
+    ws, welcome = hello(server, "quick")
+    try:
+        assert welcome[0] == 2
+        for request_id, options in enumerate(({"eligible_authid": ["flask-app"]}, {"retain": True},
+                                               {"exclude_authrole": ["user"]}), start=1):
+            ws.send(json.dumps([16, request_id, {"acknowledge": True, **options}, "app.board", ["x"]]))
+            assert json.loads(ws.recv())[:5] == [8, 16, request_id, {}, "wamp.error.not_authorized"]
+    finally:
+        ws.close()
+        ws.shutdown()
