@@ -171,3 +171,17 @@ def test_a_forged_ticket_still_fails_authentication() -> None:
     abort = pair.login()
     assert abort[2] == "wamp.error.authentication_failed"
     assert pair.closed is not None and pair.closed.code == 1008
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+@pytest.mark.parametrize("message", [
+    [50, 1, "callee", ["details not a dict"]],
+    [50, 1.5, {"callee": 77}, ["an id that is no uint"]],
+    [50, 1, {"other": "callee"}, ["the word in the payload only"]],
+], ids=["details not a dict", "float id", "word in the payload"])
+def test_results_the_checks_cannot_read_that_way_go_as_they_came(subprotocol: str, message: list[t.Any]) -> None:
+    pair = joined(subprotocol=subprotocol)
+    pair.client_sends([48, 1, {}, "app.x"])
+    frame = pair.serializer.dumps(message)
+    pair.router_sends(frame)
+    assert pair.at_client[-1] is frame

@@ -63,6 +63,7 @@ from ..wamp.heads import Head
 from ..wamp.heads import peek_head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from ..wamp.splice import Splicer
 
 __all__ = [
     "Limits",
@@ -375,8 +376,11 @@ class SessionChecks:
         self._stamp = now
         self._ack = b"acknowledge" if serializer.binary else "acknowledge"
         self._undefined = _undefined(serializer.name)
-        self._scrub_keys = {_RESULT: (b"callee", "callee"), _EVENT: (b"publisher", "publisher")}
-        self._binary = serializer.binary
+        #: RESULT, EVENT -> (the key's bytes to look for, where the details are, their identity keys, the role key)
+        self._scrub: dict[int, tuple[Data, int, tuple[str, ...], str]] = {} if limits.disclose_backend else {
+            kind: (keys[0].encode() if serializer.binary else keys[0], at, keys, role)
+            for kind, (at, keys, role) in _IDENTITY_AT.items()}
+        self._splicer = Splicer(serializer.name)
 
     # --- browser -> router ----------------------------------------------------
 
@@ -671,24 +675,28 @@ class SessionChecks:
         return None
 
     def scrub(self, kind: int, data: Data) -> Data | None:
-        """A RESULT or EVENT for the browser without the identity of a backend session; None: ``data`` as it is."""
-        if self.limits.disclose_backend or kind not in self._scrub_keys:
+        """A RESULT or EVENT for the browser without the identity of a backend session; None: ``data`` as it is.
+
+        Only the details are decoded and encoded again (:mod:`~flask_wamp_bridge.wamp.splice`): the payload is
+        copied as it came.
+        """
+        how = self._scrub.get(kind)
+        if how is None or how[0] not in data:  # type: ignore[operator]
             return None
-        if self._scrub_keys[kind][0 if self._binary else 1] not in data:  # type: ignore[operator]
+        _, at, keys, role_key = how
+        found = self._splicer.element_at(data, at)
+        if found is None:
             return None
-        try:
-            message = self.serializer.loads(data)
-        except RemoteProtocolError:
-            return None
-        at, keys, role_key = _IDENTITY_AT[kind]
-        details = message[at] if len(message) > at else None
-        if not isinstance(details, dict) or not any(key in details for key in keys):
+        details, start, end = found
+        if type(details) is not dict or keys[0] not in details:
             return None
         role = details.get(role_key)
         if role is not None and role not in self.limits.backend_roles:
             return None  # another browser's identity: the router discloses it by its own rules
-        message[at] = {key: value for key, value in details.items() if key not in keys}
-        return self.serializer.dumps(message)
+        details = details.copy()
+        for key in keys:
+            details.pop(key, None)
+        return self._splicer.replaced(data, start, end, details)
 
     def _is_progress(self, data: Data) -> bool:
         if (b"progress" if self.serializer.binary else "progress") not in data:  # type: ignore[operator]
