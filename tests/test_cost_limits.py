@@ -61,6 +61,9 @@ def test_a_bucket_in_debt_refills_at_its_rate() -> None:
     assert bucket.ready(2.0)
     assert bucket.tokens == 0.0
     assert bucket.ready(100.0) and bucket.tokens == 50.0
+    bucket.take(100)
+    assert not bucket.ready(99.0)  # a session a moment late refills nothing ...
+    assert not bucket.ready(100.4) and bucket.tokens == pytest.approx(-10.0)  # ... nor twice the same time
 
 
 # --- sessions per user and per address, per worker ------------------------------------------------------

@@ -162,8 +162,8 @@ class ByteBucket:
 
     def ready(self, now: float) -> bool:
         """Refill to ``now``; whether a request may pass."""
-        if now != self._stamp:
-            self.tokens = min(self.burst, self.tokens + max(0.0, now - self._stamp) * self.rate)
+        if now > self._stamp:  # sessions sharing it may report a moment late: time only goes forward
+            self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
             self._stamp = now
         return self.tokens >= 0.0
 
