@@ -1,6 +1,7 @@
 """Overload is not a bad credential: a login behind a slow authenticator ends retryable, against a real Crossbar.
 
-(The same server, with the default settings, shows that PUBLISH options that target or retain are refused.)
+(The same server shows that PUBLISH options that target or retain are refused by default, and holds a user to
+``WAMP_BRIDGE_MAX_SESSIONS_PER_USER`` sessions.)
 
 The test app's authenticator waits per authid before checking the ticket (an overloaded authenticator). The
 router is this module's own: the authenticator is a shared registration, and another app's fast one would answer.
@@ -14,6 +15,7 @@ import typing as t
 import pytest
 import websocket
 from helpers import GunicornProcess
+from helpers import wait_until
 from test_endpoint import _env
 from test_endpoint import close_code
 from test_endpoint import login
@@ -31,7 +33,8 @@ WAITS = {"late": 1.5, "stuck": 4.0, "quick": 0.0}
 def server(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[GunicornProcess]:
     router = start_router(tmp_path_factory.mktemp("crossbar-overload"))
     server = GunicornProcess(APP, env=_env(router.settings, WAMP_BRIDGE_TICKET_MAX_AGE=1.0,
-                                           WAMP_BRIDGE_LOGIN_TIMEOUT=2.5, TEST_SLOW_AUTHENTICATOR=WAITS))
+                                           WAMP_BRIDGE_LOGIN_TIMEOUT=2.5, TEST_SLOW_AUTHENTICATOR=WAITS,
+                                           WAMP_BRIDGE_MAX_SESSIONS_PER_USER=2))
     server.start()
     try:
         yield server
@@ -76,3 +79,26 @@ def test_publish_options_that_target_or_retain_are_refused_by_default(server: Gu
     finally:
         ws.close()
         ws.shutdown()
+
+
+def test_a_user_past_the_session_cap_gets_abort_and_1008_until_one_closes(server: GunicornProcess) -> None:
+    first, _ = hello(server, "many")
+    second, _ = hello(server, "many")
+    third, abort = hello(server, "many")
+    try:
+        assert abort[0] == 3 and abort[2] == "wamp_bridge.error.too_many_sessions", abort
+        assert close_code(third) == 1008
+        first.close()
+        first.shutdown()
+        assert wait_until(lambda: hello_and_close(server, "many")[0] == 2)
+    finally:
+        for ws in (second, third):
+            ws.close()
+            ws.shutdown()
+
+
+def hello_and_close(server: GunicornProcess, user: str) -> list[t.Any]:
+    ws, reply = hello(server, user)
+    ws.close()
+    ws.shutdown()
+    return reply

@@ -199,8 +199,6 @@ class Endpoint:
             relayed.run()
         finally:
             admission.release()
-        if admission.refusal is not None:
-            security_log.warn("sessions_refused", remote, identity.authid if identity else None, admission.refusal)
         if relay.router_refusal is not None and identity is not None:
             self._log_refusal(identity, relay.router_refusal)
         return current_app.response_class(status=204)  # discarded by the worker after the 101
