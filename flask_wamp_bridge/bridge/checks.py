@@ -508,7 +508,7 @@ class SessionChecks:
         return None
 
     def _track_subscribe(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
-        return self._uri_budget(rule, message, _SUBSCRIBE) or self._new_request(
+        return self._uri_budget(rule, message) or self._new_request(
             rule, message, _SUBSCRIBE, self.subscriptions, self.limits.max_subscriptions, hold_uri=True)
 
     def _track_register(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
@@ -518,7 +518,7 @@ class SessionChecks:
             return self._refuse(rule, message, _NOT_AUTHORIZED, f"invoke policy {invoke!r} is not allowed for browsers")
         if uri in self._shared.reserved():
             return self._refuse(rule, message, _EXISTS, _EXISTS_TEXT, log=f"REGISTER of the app's procedure {uri!r}")
-        return self._uri_budget(rule, message, _REGISTER) or self._new_request(
+        return self._uri_budget(rule, message) or self._new_request(
             rule, message, _REGISTER, self.registrations, self.limits.max_registrations, hold_uri=True)
 
     def _track_unsubscribe(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
@@ -533,12 +533,12 @@ class SessionChecks:
 
     # --- the URI budget: pending by (kind, request id), granted by (kind, subscription/registration id) ---
 
-    def _uri_budget(self, rule: Rule, message: list[t.Any], kind: int) -> Verdict | None:
+    def _uri_budget(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         budget = self.limits.max_uri_bytes
         if budget is not None and self._uri_total + len(message[3]) > budget:
-            what = "subscriptions" if kind == _SUBSCRIBE else "registrations"
             return self._refuse(rule, message, LIMIT_ERROR,
-                                f"the URIs of this session's {what} and their kin are past {budget} bytes",
+                                f"the URIs of this session's subscriptions and registrations would pass {budget} "
+                                "bytes",
                                 limit=True, kwargs={"limit": budget})
         return None
 
