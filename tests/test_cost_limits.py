@@ -188,3 +188,31 @@ def test_results_the_checks_cannot_read_that_way_go_as_they_came(subprotocol: st
     frame = pair.serializer.dumps(message)
     pair.router_sends(frame)
     assert pair.at_client[-1] is frame
+
+
+# --- the app's procedures, as the extension tells the endpoint ---------------------------------------------
+
+
+def test_the_app_procedures_are_its_declared_and_live_registrations() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+
+    bridge = WampBridge()
+
+    @bridge.register("app.serve")
+    def serve() -> None: ...
+
+    @bridge.register()
+    def add() -> None: ...
+
+    @bridge.subscribe("app.news")
+    def news() -> None: ...
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PREFIX="shop", WAMP_BRIDGE_PEER_SECRET="p")
+    bridge.init_app(app)
+    state = app.extensions["wamp_bridge"]
+    assert state.app_procedures() == {"app.serve", "shop.add", "wamp_bridge.authenticate"}
+    state.peer.register("app.live", lambda: None)  # recorded by the peer (not started), registered once it joins
+    assert state.app_procedures() == {"app.serve", "shop.add", "wamp_bridge.authenticate", "app.live"}
