@@ -216,3 +216,17 @@ def test_the_app_procedures_are_its_declared_and_live_registrations() -> None:
     assert state.app_procedures() == {"app.serve", "shop.add", "wamp_bridge.authenticate"}
     state.peer.register("app.live", lambda: None)  # recorded by the peer (not started), registered once it joins
     assert state.app_procedures() == {"app.serve", "shop.add", "wamp_bridge.authenticate", "app.live"}
+
+
+@pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
+def test_scrubbing_remembers_details_it_has_seen_and_stays_right(subprotocol: str) -> None:
+    pair = joined(subprotocol=subprotocol)
+    expected = []
+    for n in range(1, 21):  # more distinct details than a session remembers, each seen twice, two roles
+        role = "backend" if n % 3 else "user"
+        details = {"callee": 1000 + n % 10, "callee_authid": f"who-{n % 10}", "callee_authrole": role}
+        for request_id in (n, n + 1000):
+            pair.client_sends([48, request_id, {}, "app.x"])
+            pair.router_sends([50, request_id, details, [request_id]])
+            expected.append([50, request_id, {} if role == "backend" else details, [request_id]])
+    assert pair.client_messages()[-len(expected):] == expected

@@ -325,6 +325,8 @@ _ANSWERS = {int(MessageType.PUBLISHED): _PUBLISH, int(MessageType.SUBSCRIBED): _
             int(MessageType.UNSUBSCRIBED): _UNSUBSCRIBE, int(MessageType.REGISTERED): _REGISTER,
             int(MessageType.UNREGISTERED): _UNREGISTER}
 _RESULT, _EVENT = int(MessageType.RESULT), int(MessageType.EVENT)
+#: Distinct details a session remembers having scrubbed (the app's peer, its progressive results, a few others).
+_SCRUBBED_KEPT = 8
 #: Where RESULT and EVENT keep their details, and the keys that name a backend session there.
 _IDENTITY_AT = {_RESULT: (2, ("callee", "callee_authid", "callee_authrole"), "callee_authrole"),
                 _EVENT: (3, ("publisher", "publisher_authid", "publisher_authrole"), "publisher_authrole")}
@@ -381,6 +383,8 @@ class SessionChecks:
             kind: (keys[0].encode() if serializer.binary else keys[0], at, keys, role)
             for kind, (at, keys, role) in _IDENTITY_AT.items()}
         self._splicer = Splicer(serializer.name)
+        #: Details seen in RESULTs and EVENTs (encoded) -> what the browser gets instead (None: the same).
+        self._scrubbed: dict[Data, Data | None] = {}
 
     # --- browser -> router ----------------------------------------------------
 
@@ -683,20 +687,32 @@ class SessionChecks:
         how = self._scrub.get(kind)
         if how is None or how[0] not in data:  # type: ignore[operator]
             return None
-        _, at, keys, role_key = how
-        found = self._splicer.element_at(data, at)
+        splicer = self._splicer
+        start = splicer.start(data, how[1])
+        if start is None:
+            return None
+        for seen, instead in self._scrubbed.items():  # the same callee, the same details: most RESULTs
+            if data.startswith(seen, start):  # type: ignore[arg-type]
+                end = start + len(seen)
+                return None if instead is None else data[:start] + instead + data[end:]  # type: ignore[operator]
+        found = splicer.read(data, start)
         if found is None:
             return None
-        details, start, end = found
+        details, end = found
+        instead = self._scrubbed_details(details, how[2], how[3])
+        if len(self._scrubbed) >= _SCRUBBED_KEPT:
+            del self._scrubbed[next(iter(self._scrubbed))]
+        self._scrubbed[data[start:end]] = instead
+        return None if instead is None else data[:start] + instead + data[end:]  # type: ignore[operator]
+
+    def _scrubbed_details(self, details: t.Any, keys: tuple[str, ...], role_key: str) -> Data | None:
+        """The encoded details without a backend's identity; None: keep them as they are."""
         if type(details) is not dict or keys[0] not in details:
             return None
         role = details.get(role_key)
         if role is not None and role not in self.limits.backend_roles:
             return None  # another browser's identity: the router discloses it by its own rules
-        details = details.copy()
-        for key in keys:
-            details.pop(key, None)
-        return self._splicer.replaced(data, start, end, details)
+        return self._splicer.encode({key: value for key, value in details.items() if key not in keys})
 
     def _is_progress(self, data: Data) -> bool:
         if (b"progress" if self.serializer.binary else "progress") not in data:  # type: ignore[operator]

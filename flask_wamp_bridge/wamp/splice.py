@@ -25,67 +25,55 @@ _JSON_UINT = _WS + r"(?:0|[1-9][0-9]{0,15})" + _WS + ","
 _JSON_PREFIXES = {count: re.compile(_WS + r"\[" + _JSON_UINT * count + _WS, re.ASCII) for count in (2, 3)}
 _JSON_DECODER = json.JSONDecoder()
 
-# msgpack and CBOR: array header byte (+ big-endian length), then uints (a "fix" range, or a marker + bytes)
-_BINARY = {
-    "msgpack": ({0xDC: 2, 0xDD: 4}, {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}, range(0x90, 0xA0), range(0x00, 0x80)),
-    "cbor": ({0x98: 1, 0x99: 2, 0x9A: 4, 0x9B: 8, 0x9F: 0}, {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8},
-             range(0x80, 0x98), range(0x00, 0x18)),
+# msgpack and CBOR: an array header (a "fix" byte, or a marker + big-endian length), then unsigned ints (a "fix"
+# byte, or a marker + 1/2/4/8 bytes), as regular expressions over bytes (the same walk as the head's, in C)
+_BINARY_HEADS = {
+    "msgpack": (rb"(?:[\x90-\x9f]|\xdc.{2}|\xdd.{4})", rb"(?:[\x00-\x7f]|\xcc.|\xcd.{2}|\xce.{4}|\xcf.{8})"),
+    "cbor": (rb"(?:[\x80-\x97]|\x98.|\x99.{2}|\x9a.{4}|\x9b.{8}|\x9f)",
+             rb"(?:[\x00-\x17]|\x18.|\x19.{2}|\x1a.{4}|\x1b.{8})"),
 }
+_BINARY_PREFIXES = {(codec, count): re.compile(array + uint * count, re.DOTALL)
+                    for codec, (array, uint) in _BINARY_HEADS.items() for count in (2, 3)}
 
 
-def _binary_offset(codec: str, data: bytes, index: int) -> int | None:
-    arrays, uints, fix_array, fix_uint = _BINARY[codec]
-    try:
-        lead = data[0]
-        if lead in fix_array:
-            pos = 1
-        elif lead in arrays:
-            pos = 1 + arrays[lead]
-        else:
-            return None
-        for _ in range(index):
-            byte = data[pos]
-            if byte in fix_uint:
-                pos += 1
-            elif byte in uints:
-                pos += 1 + uints[byte]
-            else:
-                return None
-    except IndexError:
-        return None
-    return pos if pos < len(data) else None
-
-
-def _read_json(data: str, index: int) -> tuple[t.Any, int, int] | None:
+def _json_start(data: str, index: int) -> int | None:
     prefix = _JSON_PREFIXES[index].match(data)
-    if prefix is None:
-        return None
-    value, end = _JSON_DECODER.raw_decode(data, prefix.end())
-    return value, prefix.end(), end
+    return prefix.end() if prefix is not None else None
 
 
-def _read_msgpack(data: bytes, index: int) -> tuple[t.Any, int, int] | None:
-    start = _binary_offset("msgpack", data, index)
-    if start is None:
-        return None
+def _msgpack_start(data: bytes, index: int) -> int | None:
+    prefix = _BINARY_PREFIXES["msgpack", index].match(data)
+    return prefix.end() if prefix is not None and prefix.end() < len(data) else None
+
+
+def _cbor_start(data: bytes, index: int) -> int | None:
+    prefix = _BINARY_PREFIXES["cbor", index].match(data)
+    return prefix.end() if prefix is not None and prefix.end() < len(data) else None
+
+
+def _read_json(data: str, start: int) -> tuple[t.Any, int]:
+    return _JSON_DECODER.raw_decode(data, start)
+
+
+def _read_msgpack(data: bytes, start: int) -> tuple[t.Any, int]:
     try:
         value = msgpack.unpackb(memoryview(data)[start:], raw=False)
     except msgpack.ExtraData as more:  # the rest of the message: how far the element went
-        return more.unpacked, start, len(data) - len(more.extra)
-    return value, start, len(data)
+        return more.unpacked, len(data) - len(more.extra)
+    return value, len(data)
 
 
-def _read_cbor(data: bytes, index: int) -> tuple[t.Any, int, int] | None:
-    start = _binary_offset("cbor", data, index)
-    if start is None:
-        return None
+def _read_cbor(data: bytes, start: int) -> tuple[t.Any, int]:
     stream = io.BytesIO(data)
     stream.seek(start)
     value = cbor2.CBORDecoder(stream).decode()
-    return value, start, stream.tell()
+    return value, stream.tell()
 
 
-_READERS: dict[str, t.Callable[[t.Any, int], t.Optional[tuple[t.Any, int, int]]]] = {
+_STARTS: dict[str, t.Callable[[t.Any, int], t.Optional[int]]] = {
+    "json": _json_start, "msgpack": _msgpack_start, "cbor": _cbor_start,
+}
+_READERS: dict[str, t.Callable[[t.Any, int], tuple[t.Any, int]]] = {
     "json": _read_json, "msgpack": _read_msgpack, "cbor": _read_cbor,
 }
 _WRITERS: dict[str, t.Callable[[t.Any], Data]] = {
@@ -98,22 +86,25 @@ _UNREADABLE = (ValueError, TypeError, KeyError, IndexError, RecursionError, EOFE
 
 
 class Splicer:
-    """Reads and replaces one element of the messages of one codec (a relayed session's)."""
+    """Finds, reads and replaces one element of the messages of one codec (a relayed session's).
 
-    __slots__ = ("_read", "_write")
+    An encoded element is self-delimiting: when ``data`` holds, at an element's start, the exact encoding of an
+    element seen before, that is the whole element, which lets a caller reuse what it made of it.
+    """
+
+    __slots__ = ("start", "_read", "encode")
 
     def __init__(self, codec: str) -> None:
+        #: ``start(data, index)``: where element ``index`` (2 or 3) begins, the elements before it unsigned ints;
+        #: None when the frame is not laid out that way.
+        self.start: t.Callable[[Data, int], t.Optional[int]] = _STARTS[codec]
         self._read = _READERS[codec]
-        self._write = _WRITERS[codec]
+        #: ``encode(value)``: one element's encoding.
+        self.encode: t.Callable[[t.Any], Data] = _WRITERS[codec]
 
-    def element_at(self, data: Data, index: int) -> tuple[t.Any, int, int] | None:
-        """Element ``index`` (2 or 3) of the message ``data``, the elements before it unsigned ints:
-        (value, start, end); None when the frame is not laid out that way or the element cannot be read."""
+    def read(self, data: Data, start: int) -> tuple[t.Any, int] | None:
+        """The element at ``start`` and where it ends, or None when it cannot be read."""
         try:
-            return self._read(data, index)
+            return self._read(data, start)
         except _UNREADABLE:
             return None
-
-    def replaced(self, data: Data, start: int, end: int, value: t.Any) -> Data:
-        """``data`` with the element at ``start:end`` (from :meth:`element_at`) replaced by ``value`` encoded."""
-        return data[:start] + self._write(value) + data[end:]  # type: ignore[operator]
