@@ -393,9 +393,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Bytes one user may burst above that rate, per worker", count(minimum=1), "endpoint"),
     Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_USER", 1000, "int | None",
             "Browser sessions one authid may hold, per worker", count(minimum=1, optional=True), "endpoint"),
-    Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_ADDRESS", None, "int | None",
-            "Browser sessions one remote address may hold, per worker (set it only where "
-            "``request.remote_addr`` is the browser's)", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_IP", None, "int | None",
+            "Browser sessions one ``remote_addr`` may hold, per worker (see Cost limits)",
+            count(minimum=1, optional=True), "endpoint"),
     Setting("WAMP_BRIDGE_PROGRESSIVE_CALLS", False, "bool",
             "Browsers may send progressive call inputs", flag(), "endpoint"),
     Setting("WAMP_BRIDGE_BROWSER_INVOKE", ("single",), "list[str]",

@@ -275,7 +275,7 @@ def caps_from_settings(settings: t.Mapping[str, t.Any]) -> Caps:
     """The per-worker caps across browser sessions, from the ``WAMP_BRIDGE_*`` settings."""
     return Caps(
         sessions_per_user=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_USER"],
-        sessions_per_address=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_ADDRESS"],
+        sessions_per_address=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_IP"],
         user_byte_rate=settings["WAMP_BRIDGE_USER_BYTE_RATE"],
         user_byte_burst=settings["WAMP_BRIDGE_USER_BYTE_BURST"],
     )
