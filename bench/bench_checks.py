@@ -6,7 +6,9 @@ login, then feeds it ``--calls`` CALLs from the browser and their RESULTs from
 the router, and reports the process CPU time per call (one message each way)
 for each serializer at 64 B and 4 KiB. No sockets: this is the sans-IO cost
 only (bench_relay.py measures the whole worker). Limits that would refuse the
-bench's own load are lifted (no cap on calls in flight, a rate of 10**9/s)::
+bench's own load are lifted (no cap on calls in flight, a rate of 10**9/s,
+10**15 bytes/s). The RESULTs carry the callee's identity as Crossbar sends it
+(the checks strip it)::
 
     .venv/bin/python bench/bench_checks.py [--calls 20000]
 """
@@ -30,6 +32,8 @@ from flask_wamp_bridge.bridge.identity import Identity  # noqa: E402
 from flask_wamp_bridge.bridge.relay import Relay  # noqa: E402
 
 SIZES = (64, 4096)
+#: What Crossbar puts in a RESULT's details: the callee's identity (the checks strip it for browsers).
+RESULT_DETAILS = {"callee": 3987199069964432, "callee_authid": "flask-app", "callee_authrole": "backend"}
 SUBPROTOCOLS = ("wamp.2.json", "wamp.2.msgpack", "wamp.2.cbor")
 
 
@@ -39,14 +43,16 @@ def cpu_per_call(relay_class: type, subprotocol: str, size: int, calls: int) -> 
     relay_pair.Relay = relay_class  # type: ignore[attr-defined]
     try:
         pair = RelayPair(Identity("bench", "user"), subprotocol=subprotocol,
-                         limits=Limits(max_calls_in_flight=None, message_rate=1e9, message_burst=10**9))
+                         limits=Limits(max_calls_in_flight=None, message_rate=1e9, message_burst=10**9,
+                                       byte_rate=1e15, byte_burst=10**15))
     finally:
         relay_pair.Relay = Relay  # type: ignore[attr-defined]
     assert pair.login()[0] == 2
     relay, serializer = pair.relay, pair.serializer
     payload = "x" * size
     frames: list[tuple[t.Any, t.Any]] = [
-        (serializer.dumps([48, i, {}, "app.bench.echo", [payload]]), serializer.dumps([50, i, {}, [payload]]))
+        (serializer.dumps([48, i, {}, "app.bench.echo", [payload]]),
+         serializer.dumps([50, i, RESULT_DETAILS, [payload]]))
         for i in range(1, calls + 1)]
     from_client, from_router = relay.from_client, relay.from_router
     start = time.process_time()

@@ -19,7 +19,7 @@ message checked) and ``before`` (``bench/relay_before.py``, the relay as it
 was before the per-message checks, which only peeked at each frame's head),
 so the checks' cost is the difference of one run. Both run with the limits
 that would refuse the bench's own load lifted (1,000 calls in flight; a rate
-of 10**9 requests/s, so the token bucket still runs).
+of 10**9 requests/s and 10**15 bytes/s, so the token buckets still run).
 
 Targets: proxied round trip <= 1.2x direct, throughput >= 0.95x direct.
 On a shared 2-core machine every process (router, callee, caller, bridge)
@@ -287,6 +287,10 @@ def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
     env["FLASK_WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"] = "null"  # the bench keeps 1,000 calls in flight
     env["FLASK_WAMP_BRIDGE_MESSAGE_RATE"] = "1e9"  # ... at thousands of calls a second: the bucket runs, never empty
     env["FLASK_WAMP_BRIDGE_MESSAGE_BURST"] = str(10**9)
+    env["FLASK_WAMP_BRIDGE_BYTE_RATE"] = "1e15"  # ... of up to 4 KiB each: the byte buckets run, never in debt
+    env["FLASK_WAMP_BRIDGE_BYTE_BURST"] = str(10**15)
+    env["FLASK_WAMP_BRIDGE_USER_BYTE_RATE"] = "1e15"
+    env["FLASK_WAMP_BRIDGE_USER_BYTE_BURST"] = str(10**15)
     env["BENCH_RELAY"] = relay
     argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
             "-b", f"127.0.0.1:{port}", "-w", "1", *extra_args, "bench.bench_relay:create_app()"]

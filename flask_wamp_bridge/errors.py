@@ -108,6 +108,10 @@ class ExpiredTicket(InvalidTicket):
     """A bridge ticket was valid once but is older than its maximum age."""
 
 
+class StaleTicket(ExpiredTicket):
+    """A bridge ticket reached the authenticator after its maximum age: late (an overloaded one), not forged."""
+
+
 class TransportError(BridgeError):
     """The connection itself failed."""
 

@@ -186,6 +186,16 @@ class BridgeState:
     def uri_for(self, handler: _Handler) -> str:
         return handler.uri if handler.uri is not None else self.prefix + handler.fn.__name__
 
+    def app_procedures(self) -> frozenset[str]:
+        """The procedures this app serves: declared (``@bridge.register``, the bridge's own) and, once this
+        worker's peer exists, every one it keeps registered. Browsers may not register them."""
+        declared = {self.uri_for(h) for h in [*self.bridge._handlers, *self._internal] if h.kind == "register"}
+        if self.has_peer:
+            from .wamp.handles import Subscription
+
+            declared.update(h.uri for h in self.peer.handles() if not isinstance(h, Subscription))
+        return frozenset(declared)
+
     def _build_peer(self, url: str | None = None) -> Peer:
         """The worker's peer; with ``url``, a side session on that one node (no handlers)."""
         from .wamp.peer import Peer  # imports gevent
@@ -350,7 +360,8 @@ class WampBridge:
         tickets = Tickets.from_config(app.config)
         state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
         roles = defined_roles(state.settings)
-        Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles).mount(app)
+        Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles,
+                 reserved_procedures=state.app_procedures).mount(app)
 
     # -- declaring handlers --------------------------------------------------------------
 

@@ -311,6 +311,12 @@ CANCEL_MODES = ("killnowait", "kill", "skip")
 PEER_AUTHMETHODS = ("wampcra", "ticket", "anonymous")
 #: Invocation policies of shared registrations (``WAMP_BRIDGE_INVOKE``).
 INVOKE_POLICIES = ("single", "roundrobin", "random", "first", "last")
+
+
+def _invoke_policies(key: str, value: t.Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
+            policy in INVOKE_POLICIES for policy in value):
+        _fail(key, f"a list of invoke policies ({', '.join(INVOKE_POLICIES)})", value)
 #: How annotated handlers' arguments are checked (``WAMP_BRIDGE_VALIDATION``).
 VALIDATION_MODES = ("lax", "strict", "off")
 
@@ -369,6 +375,35 @@ SETTINGS: tuple[Setting, ...] = (
             "Requests per second of one browser session", positive_number(optional=True), "endpoint"),
     Setting("WAMP_BRIDGE_MESSAGE_BURST", 2000, "int",
             "Requests one browser session may burst above the rate", count(minimum=1), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_URI_LENGTH", 512, "int",
+            "Characters of one URI or pattern a browser sends", count(minimum=16), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_URI_COMPONENTS", 32, "int",
+            "Components of one URI or pattern a browser sends", count(minimum=2), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_URI_BYTES", 32768, "int | None",
+            "URI bytes of one browser session's subscriptions and registrations together",
+            count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_BYTE_RATE", float(1 << 20), "float | None",
+            "Bytes per second one browser session may send", positive_number(optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_BYTE_BURST", 1 << 20, "int",
+            "Bytes one browser session may burst above that rate", count(minimum=1), "endpoint"),
+    Setting("WAMP_BRIDGE_USER_BYTE_RATE", float(2 << 20), "float | None",
+            "Bytes per second one user may send across their sessions, per worker",
+            positive_number(optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_USER_BYTE_BURST", 4 << 20, "int",
+            "Bytes one user may burst above that rate, per worker", count(minimum=1), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_USER", 1000, "int | None",
+            "Browser sessions one authid may hold, per worker", count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_IP", None, "int | None",
+            "Browser sessions one ``remote_addr`` may hold, per worker (see Cost limits)",
+            count(minimum=1, optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_PROGRESSIVE_CALLS", False, "bool",
+            "Browsers may send progressive call inputs", flag(), "endpoint"),
+    Setting("WAMP_BRIDGE_BROWSER_INVOKE", ("single",), "list[str]",
+            "Invoke policies a browser may register with", _invoke_policies, "endpoint"),
+    Setting("WAMP_BRIDGE_TARGETED_PUBLISH", False, "bool",
+            "Browsers may publish with ``eligible*``, ``exclude_auth*``, ``retain``", flag(), "endpoint"),
+    Setting("WAMP_BRIDGE_DISCLOSE_BACKEND", False, "bool",
+            "RESULT and EVENT details keep the identity of the app's peer and services", flag(), "endpoint"),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
             "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket"),
     Setting("WAMP_BRIDGE_WS_PING_INTERVAL", 25.0, "seconds",

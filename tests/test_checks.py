@@ -10,6 +10,7 @@ from relay_pair import RelayPair
 
 from flask_wamp_bridge.bridge.checks import RULES
 from flask_wamp_bridge.bridge.checks import Limits
+from flask_wamp_bridge.bridge.checks import Shared
 from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.relay import Notice
 from flask_wamp_bridge.bridge.relay import SendToRouter
@@ -83,6 +84,7 @@ class Row:
     expect: Expect
     before: tuple[tuple[str, list[t.Any]], ...] = ()
     limits: Limits = Limits()
+    shared: Shared = Shared()
 
 
 def client(message: list[t.Any]) -> tuple[str, list[t.Any]]:
@@ -95,6 +97,93 @@ def router(message: list[t.Any]) -> tuple[str, list[t.Any]]:
 
 INVOKED = (router([68, 5, 77, {}, ["x"]]),)
 CALLED = (client([48, 1, {}, "app.slow"]),)
+
+def uri(length: int) -> str:
+    return "app." + "x" * (length - 4)
+
+
+#: The app's own procedures, as the extension reports them (its peer's registrations, the bridge's internal ones).
+APP_OWNS = Shared(reserved=lambda: frozenset({"app.serve", "wamp_bridge.authenticate"}))
+
+
+# cost, not only shape: what a message costs the router and the app's peer is bounded
+COST_ROWS = [
+    # URIs: length and components, patterns included
+    Row("call to a URI at the length bound", [48, 1, {}, uri(512)], Forward()),
+    Row("call to a URI past the length bound", [48, 1, {}, uri(513)], Reply("wamp.error.invalid_uri")),
+    Row("URI length bound by config", [48, 1, {}, uri(40)], Reply("wamp.error.invalid_uri"),
+        limits=Limits(max_uri_length=32)),
+    Row("URI at the component bound", [48, 1, {}, ".".join(["a"] * 32)], Forward()),
+    Row("URI past the component bound", [48, 1, {}, ".".join(["a"] * 33)], Reply("wamp.error.invalid_uri")),
+    Row("long prefix subscription", [32, 1, {"match": "prefix"}, uri(100_000)], Reply("wamp.error.invalid_uri")),
+    Row("wildcard of empty components", [32, 1, {"match": "wildcard"}, "." * 300], Reply("wamp.error.invalid_uri")),
+    Row("long pattern registration", [64, 1, {"match": "prefix"}, uri(600)], Reply("wamp.error.invalid_uri")),
+    Row("publish to a long topic, no acknowledge", [16, 1, {}, uri(600)], Dropped()),
+    Row("error with a long URI", [8, 68, 5, {}, uri(600)], Upstream([8, 68, 5, {}, "wamp.error.invalid_uri"]),
+        INVOKED),
+    # the session's budget of subscription and registration URI bytes
+    Row("subscriptions past the URI budget", [32, 3, {}, uri(60)], Reply("wamp.error.canceled"),
+        (client([32, 1, {}, uri(60)]), router([33, 1, 500])), Limits(max_uri_bytes=100)),
+    Row("pending registrations count against the URI budget", [64, 3, {}, uri(60)], Reply("wamp.error.canceled"),
+        (client([64, 1, {}, uri(60)]),), Limits(max_uri_bytes=100)),
+    Row("unsubscribing frees URI budget", [32, 3, {}, uri(60)], Forward(),
+        (client([32, 1, {}, uri(60)]), router([33, 1, 500]), client([34, 2, 500])), Limits(max_uri_bytes=100)),
+    Row("a refused subscribe frees URI budget", [32, 3, {}, uri(60)], Forward(),
+        (client([32, 1, {}, uri(60)]), router([8, 32, 1, {}, "wamp.error.not_authorized"])),
+        Limits(max_uri_bytes=100)),
+    Row("a revoked registration frees URI budget", [64, 3, {}, uri(60)], Forward(),
+        (client([64, 1, {}, uri(60)]), router([65, 1, 600]), router([67, 0, {"registration": 600}])),
+        Limits(max_uri_bytes=100)),
+    Row("the same subscription twice is held once", [32, 5, {}, uri(30)], Forward(),
+        (client([32, 1, {}, uri(60)]), router([33, 1, 500]), client([32, 3, {}, uri(60)]), router([33, 3, 500])),
+        Limits(max_uri_bytes=100)),
+    # bytes per second: the session's bucket may go into debt once, then refuses requests until paid back
+    Row("a message larger than the byte burst passes once", [48, 1, {}, "app.x", ["x" * 3000]], Forward(),
+        limits=Limits(byte_rate=1.0, byte_burst=1000)),
+    Row("byte rate: a request while in debt", [48, 2, {}, "app.x"], Reply("wamp.error.canceled"),
+        (client([48, 1, {}, "app.x", ["x" * 3000]]),), Limits(byte_rate=1.0, byte_burst=1000)),
+    Row("byte rate: an answer while in debt passes", [70, 5, {}, ["done"]], Forward(),
+        (client([48, 1, {}, "app.x", ["x" * 3000]]), *INVOKED), Limits(byte_rate=1.0, byte_burst=1000)),
+    # option values the router cannot pass to a peer of another serializer
+    Row("timeout at the uint32 bound", [48, 1, {"timeout": 2**32 - 1}, "app.x"], Forward()),
+    Row("timeout past the uint32 bound", [48, 1, {"timeout": 2**32}, "app.x"], Reply("wamp.error.invalid_argument")),
+    Row("negative timeout", [48, 1, {"timeout": -1}, "app.x"], Reply("wamp.error.invalid_argument")),
+    Row("float timeout", [48, 1, {"timeout": 1.5}, "app.x"], Reply("wamp.error.invalid_argument")),
+    Row("bool timeout", [48, 1, {"timeout": True}, "app.x"], Reply("wamp.error.invalid_argument")),
+    Row("concurrency 0 (the router closes the session over it)", [64, 1, {"concurrency": 0}, "app.p"],
+        Reply("wamp.error.invalid_argument")),
+    Row("concurrency past the bound", [64, 1, {"concurrency": 2**40}, "app.p"], Reply("wamp.error.invalid_argument")),
+    Row("excluded session id past 2**53", [16, 1, {"acknowledge": True, "exclude": [2**53 + 1]}, "app.t"],
+        Reply("wamp.error.invalid_argument")),
+    Row("negative excluded session id", [16, 1, {"acknowledge": True, "exclude": [-1]}, "app.t"],
+        Reply("wamp.error.invalid_argument")),
+    # progressive call inputs: off unless enabled; enabled, one slot in flight for all inputs
+    Row("progressive call input refused by default", [48, 1, {"progress": True}, "app.up", [1]],
+        Reply("wamp.error.feature_not_supported")),
+    Row("progressive call inputs count once", [48, 1, {"progress": True}, "app.up", [3]], Forward(),
+        (client([48, 1, {"progress": True}, "app.up", [1]]), client([48, 1, {"progress": True}, "app.up", [2]])),
+        Limits(progressive_calls=True, max_calls_in_flight=1)),
+    Row("progressive call inputs: another call past the cap", [48, 2, {}, "app.x"], Reply("wamp.error.canceled"),
+        (client([48, 1, {"progress": True}, "app.up", [1]]),), Limits(progressive_calls=True, max_calls_in_flight=1)),
+    # the app's URIs belong to the app
+    Row("register with invoke roundrobin", [64, 1, {"invoke": "roundrobin"}, "app.p"],
+        Reply("wamp.error.not_authorized")),
+    Row("register with invoke first", [64, 1, {"invoke": "first"}, "app.p"], Reply("wamp.error.not_authorized")),
+    Row("register with an allowed invoke policy", [64, 1, {"invoke": "roundrobin"}, "app.p"], Forward(),
+        limits=Limits(invoke_policies=frozenset({"single", "roundrobin"}))),
+    *[Row(f"register {what}", [64, 1, options, procedure], Reply("wamp.error.procedure_already_exists"),
+          shared=APP_OWNS) for what, options, procedure in (
+        ("of a procedure the app's peer registers", {}, "app.serve"),
+        ("of it as a prefix", {"match": "prefix"}, "app.serve"),
+        ("of the bridge's ticket authenticator", {}, "wamp_bridge.authenticate"))],
+    Row("register of a procedure the app does not own", [64, 1, {}, "app.mine"], Forward(), shared=APP_OWNS),
+    *[Row(f"publish with {key}", [16, 1, {"acknowledge": True, key: value}, "app.t"],
+          Reply("wamp.error.not_authorized"))
+      for key, value in (("eligible", [1]), ("eligible_authid", ["bob"]), ("eligible_authrole", ["user"]),
+                         ("exclude_authid", ["bob"]), ("exclude_authrole", ["user"]), ("retain", True))],
+    Row("publish with retain, no acknowledge", [16, 1, {"retain": True}, "app.t"], Dropped()),
+    Row("publish with exclude and exclude_me", [16, 1, {"exclude": [7], "exclude_me": False}, "app.t"], Forward()),
+]
 
 ROWS = [
     # types: only what a client sends after WELCOME
@@ -129,7 +218,7 @@ ROWS = [
         limits=Limits(strict_uris=True)),
     Row("prefix subscription", [32, 1, {"match": "prefix"}, "app."], Forward()),
     Row("wildcard subscription", [32, 1, {"match": "wildcard"}, "app..x"], Forward()),
-    Row("wildcard registration", [64, 1, {"match": "wildcard", "invoke": "roundrobin"}, "app..x"], Forward()),
+    Row("wildcard registration", [64, 1, {"match": "wildcard", "invoke": "single"}, "app..x"], Forward()),
     Row("pattern without match", [32, 1, {}, "app..x"], Reply("wamp.error.invalid_uri")),
     Row("error with an invalid URI", [8, 68, 5, {}, "bad uri"],
         Upstream([8, 68, 5, {}, "wamp.error.invalid_uri"]), INVOKED),
@@ -139,7 +228,8 @@ ROWS = [
     Row("publish with every option", [16, 1, {"acknowledge": True, "exclude_me": False, "exclude": [7],
                                               "exclude_authid": ["a"], "exclude_authrole": ["r"], "eligible": [8],
                                               "eligible_authid": ["b"], "eligible_authrole": ["user"],
-                                              "retain": True, "disclose_me": True}, "app.t"], Forward()),
+                                              "retain": True, "disclose_me": True}, "app.t"], Forward(),
+        limits=Limits(targeted_publish=True)),
     Row("subscribe with every option", [32, 1, {"match": "exact", "get_retained": True}, "app.t"], Forward()),
     Row("register with every option", [64, 1, {"match": "prefix", "invoke": "single", "concurrency": 2,
                                                "disclose_caller": True}, "app."], Forward()),
@@ -150,7 +240,8 @@ ROWS = [
         Rewritten([32, 1, {"match": "prefix"}, "app."])),
     Row("session ids sent as floats (wampy.js over msgpack/cbor) become ints",
         [16, 1, {"exclude": [3987199069964432.0], "eligible": [1.0, 2]}, "app.t"],
-        Rewritten([16, 1, {"exclude": [3987199069964432], "eligible": [1, 2]}, "app.t"])),
+        Rewritten([16, 1, {"exclude": [3987199069964432], "eligible": [1, 2]}, "app.t"]),
+        limits=Limits(targeted_publish=True)),
     Row("session ids that are not whole numbers are refused", [16, 1, {"acknowledge": True, "exclude": [1.5]}, "app.t"],
         Reply("wamp.error.invalid_argument")),
     Row("unknown option dropped", [48, 1, {"x_custom": 1, "timeout": 10}, "app.x"],
@@ -177,7 +268,7 @@ ROWS = [
     Row("call id busy after a progressive result", [48, 1, {}, "app.slow"], Violation(),
         (*CALLED, router([50, 1, {"progress": True}, [1]]))),
     Row("progressive call invocation: more input", [48, 1, {"progress": True}, "app.up", [2]], Forward(),
-        (client([48, 1, {"progress": True}, "app.up", [1]]),)),
+        (client([48, 1, {"progress": True}, "app.up", [1]]),), Limits(progressive_calls=True)),
     Row("subscribe id already in flight", [32, 1, {}, "app.t"], Violation(), (client([32, 1, {}, "app.u"]),)),
     Row("acknowledged publish id already in flight", [16, 1, {"acknowledge": True}, "app.t"], Violation(),
         (client([16, 1, {"acknowledge": True}, "app.t"]),)),
@@ -226,6 +317,7 @@ ROWS = [
         Limits(max_strikes=2)),
     # closing
     Row("goodbye", [6, {}, "wamp.close.close_realm"], Forward()),
+    *COST_ROWS,
 ]
 
 
@@ -241,7 +333,7 @@ UNDEFINED_SUBSCRIBE: dict[str, str | bytes] = {
 
 
 def _run(row: Row, subprotocol: str) -> RelayPair:
-    pair = RelayPair(ALICE, subprotocol=subprotocol, limits=row.limits)
+    pair = RelayPair(ALICE, subprotocol=subprotocol, limits=row.limits, shared=row.shared)
     assert pair.login()[0] == 2
     for side, message in row.before:
         if side == "client":

@@ -248,6 +248,17 @@ def test_example_login_validates_the_username(stack: ExampleStack) -> None:
     assert request(f"{stack.url}/login", {"username": "  Eve "})[1] == {"user": "eve"}
 
 
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"username": ' * 50_000, '{"username": ',
+                                  '"eve"', '{"username": ' + "[" * 900 + "]" * 900 + "}"],
+                         ids=["nested list", "nested object", "truncated", "not an object", "nested username"])
+def test_example_login_answers_a_bad_json_body_with_400(body: str) -> None:
+    from examples.app import create_app
+
+    client = create_app({"SECRET_KEY": "test", "WAMP_BRIDGE_PEER_SECRET": "test"}).test_client()
+    response = client.post("/login", data=body, content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"]
+
+
 def test_example_users_post_and_get_their_own_notifications(stack: ExampleStack) -> None:
     alice, bob = login(stack, "alice"), login(stack, "bob")
     with stack.browser(alice) as a, stack.browser(bob) as b:

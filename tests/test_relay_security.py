@@ -45,7 +45,8 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any]:
 
 @pytest.fixture(scope="module")
 def server(router: t.Any) -> t.Iterator[GunicornProcess]:
-    server = GunicornProcess(APP, env=_env(router.settings))
+    # the browser-client tests share this server: wampy.js and autobahn-js may send every publish option
+    server = GunicornProcess(APP, env=_env(router.settings, WAMP_BRIDGE_TARGETED_PUBLISH=True))
     server.start()
     try:
         yield server
@@ -217,3 +218,56 @@ def test_refused_handshakes_are_logged_with_the_remote_address(server: GunicornP
     with browser(server, cookie=tampered) as client:
         assert client.authrole == "anonymous"  # Flask drops the cookie; the bridge says so in the log
     server.wait_for_log("wamp cookie_refused: remote 127.0.0.1 authid -: the session cookie's signature")
+
+
+# --- cost and ownership: what only the router shows ------------------------------------------------------
+
+
+def test_a_browser_may_not_register_the_apps_procedure(server: GunicornProcess) -> None:
+    raw = Raw(server, "wamp.2.json", login(server, "erin"))
+    other = Raw(server, "wamp.2.msgpack", login(server, "frank"))
+    try:
+        raw.send([64, 1, {}, "app.whoami"])
+        taken = raw.recv()
+        raw.send([64, 2, {}, "app.erin.own"])
+        assert raw.recv()[:2] == [65, 2]
+        other.send([64, 1, {}, "app.erin.own"])  # really registered: the router says it exists, in the same words
+        exists = other.recv()
+        assert taken[:2] + taken[3:6] == exists[:2] + exists[3:6]
+        assert taken[4] == "wamp.error.procedure_already_exists"
+        raw.send([64, 3, {"invoke": "roundrobin"}, "app.whoami"])
+        assert raw.recv()[:5] == [8, 64, 3, {}, "wamp.error.not_authorized"]
+        assert other.call(2, "app.whoami")[3] == [{"authid": "frank", "authrole": "user"}]  # still the app's
+    finally:
+        raw.close()
+        other.close()
+
+
+@pytest.mark.parametrize("subprotocol", SERIALIZERS)
+def test_a_long_prefix_subscribe_and_a_progressive_call_are_refused(server: GunicornProcess,
+                                                                    subprotocol: str) -> None:
+    raw = Raw(server, subprotocol, login(server, "gina"))
+    try:
+        raw.send([32, 1, {"match": "prefix"}, "app." + "x" * 100_000])
+        assert raw.recv()[:5] == [8, 32, 1, {}, "wamp.error.invalid_uri"]
+        raw.send([32, 2, {"match": "wildcard"}, "app" + "." * 300])
+        assert raw.recv()[:5] == [8, 32, 2, {}, "wamp.error.invalid_uri"]
+        raw.send([48, 3, {"progress": True}, "app.sleep", [0]])
+        assert raw.recv()[:5] == [8, 48, 3, {}, "wamp.error.feature_not_supported"]
+        raw.send([48, 4, {"timeout": 2**40}, "app.sleep", [0]])  # past the uint32 the router passes on
+        assert raw.recv()[:5] == [8, 48, 4, {}, "wamp.error.invalid_argument"]
+        raw.send([32, 5, {"match": "prefix"}, "app."])
+        assert raw.recv()[:2] == [33, 5]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("subprotocol", SERIALIZERS)
+def test_results_do_not_name_the_apps_peer(server: GunicornProcess, subprotocol: str) -> None:
+    raw = Raw(server, subprotocol, login(server, "hank"))
+    try:
+        result = raw.call(1, "app.whoami")  # Crossbar names the callee (callee, callee_authid, callee_authrole)
+        assert result[0] == 50 and result[3] == [{"authid": "hank", "authrole": "user"}]
+        assert not [key for key in result[2] if key.startswith("callee")], result[2]
+    finally:
+        raw.close()

@@ -33,6 +33,20 @@ and checked against its row of :data:`RULES`:
   registrations) refuse with ERROR ``wamp.error.canceled``. Every refusal is a
   strike; more than ``Limits.max_strikes`` strikes (they heal at one a second)
   close the session with 1008.
+
+Cost, not only shape: a URI is bounded in length and components (patterns
+too), and a session's subscription and registration URIs share a byte budget
+(the router keeps each in its tries). A second token bucket counts bytes, per
+session and (:class:`ByteBucket`, shared through :class:`Shared`) per user:
+a request is refused while either is in debt, and every message's size is
+taken from both. Option values are checked against what the router can pass to
+a peer of any serializer (``timeout`` a uint32, session ids within 2**53).
+Progressive call inputs are refused unless ``Limits.progressive_calls``. A
+REGISTER of one of the app's own procedures (:attr:`Shared.reserved`) gets the
+ERROR the router gives for an existing procedure, so a refusal says nothing
+more; ``invoke`` policies other than those allowed, and PUBLISH options that
+target or retain, are refused with ``wamp.error.not_authorized``. RESULT and
+EVENT details lose the identity of backend sessions (:meth:`SessionChecks.scrub`).
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ from ..wamp.heads import Head
 from ..wamp.heads import peek_head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from ..wamp.splice import Splicer
 
 __all__ = [
     "Limits",
@@ -58,6 +73,9 @@ __all__ = [
     "REFUSED_OPTIONS",
     "SessionChecks",
     "LIMIT_ERROR",
+    "ByteBucket",
+    "Shared",
+    "TARGETING_OPTIONS",
 ]
 
 Data = t.Union[str, bytes]
@@ -67,6 +85,14 @@ LIMIT_ERROR = "wamp.error.canceled"
 _NOT_AUTHORIZED = "wamp.error.not_authorized"
 _INVALID_ARGUMENT = "wamp.error.invalid_argument"
 _INVALID_URI = "wamp.error.invalid_uri"
+_NOT_SUPPORTED = "wamp.error.feature_not_supported"
+#: What the router answers to a REGISTER of a procedure that exists; a reserved one gets the same, word for word.
+_EXISTS = "wamp.error.procedure_already_exists"
+_EXISTS_TEXT = "the router refused the request"
+#: Largest WAMP id (session ids in ``exclude``/``eligible``): what every serializer and JavaScript hold.
+_MAX_ID = 2**53
+#: Largest ``timeout`` (ms) the router passes on: its own schema holds a uint32.
+_MAX_TIMEOUT = 2**32 - 1
 
 _ERROR, _CALL, _CANCEL, _PUBLISH = int(MessageType.ERROR), int(MessageType.CALL), int(MessageType.CANCEL), 16
 _SUBSCRIBE, _UNSUBSCRIBE = int(MessageType.SUBSCRIBE), int(MessageType.UNSUBSCRIBE)
@@ -96,6 +122,63 @@ class Limits:
     message_burst: int = 2000
     #: Refusals tolerated (healing one per second) before the session is closed with 1008.
     max_strikes: int = 100
+    #: Characters of one URI (patterns included).
+    max_uri_length: int = 512
+    #: Components of one URI (patterns included).
+    max_uri_components: int = 32
+    #: Bytes of the URIs of one session's subscriptions and registrations (granted and pending) together.
+    max_uri_bytes: int | None = 32768
+    #: Bytes per second the session may send, sustained (a request is refused while the bucket is in debt).
+    byte_rate: float | None = float(1 << 20)
+    #: Bytes the session may send in a burst above the rate.
+    byte_burst: int = 1 << 20
+    #: Progressive call inputs (CALL with ``progress``) are passed on.
+    progressive_calls: bool = False
+    #: ``invoke`` policies a browser may REGISTER with.
+    invoke_policies: frozenset[str] = frozenset({"single"})
+    #: PUBLISH may target or retain (:data:`TARGETING_OPTIONS`).
+    targeted_publish: bool = False
+    #: Roles of backend sessions (the app's peer, services): their identity is kept from browsers.
+    backend_roles: frozenset[str] = frozenset({"backend"})
+    #: RESULT and EVENT details keep the identity of backend sessions.
+    disclose_backend: bool = False
+
+
+class ByteBucket:
+    """A token bucket of bytes that may go into debt: one is shared by the sessions of a user in a worker.
+
+    A message passes while the bucket is not in debt (:meth:`ready`), then its size is taken
+    (:meth:`take`); so a message larger than the burst passes once the bucket is full, and the
+    next waits until the debt is paid back at ``rate``.
+    """
+
+    __slots__ = ("rate", "burst", "tokens", "_stamp")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self._stamp = now
+
+    def ready(self, now: float) -> bool:
+        """Refill to ``now``; whether a request may pass."""
+        if now > self._stamp:  # sessions sharing it may report a moment late: time only goes forward
+            self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+        return self.tokens >= 0.0
+
+    def take(self, size: int) -> None:
+        self.tokens -= size
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shared:
+    """What a session's checks share with the rest of the worker (read-only to them)."""
+
+    #: The user's byte bucket across their sessions in this worker (None: no per-user limit).
+    user_bytes: ByteBucket | None = None
+    #: The procedures that belong to the app (its peer's registrations, the bridge's own).
+    reserved: t.Callable[[], t.AbstractSet[str]] = frozenset
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,12 +221,16 @@ def _text(value: t.Any) -> bool:
     return type(value) is str
 
 
-def _count(value: t.Any) -> bool:
-    return type(value) is int and value >= 0
-
-
 def _ids(value: t.Any) -> bool:
-    return type(value) is list and all(type(item) is int for item in value)
+    return type(value) is list and all(type(item) is int and 0 <= item <= _MAX_ID for item in value)
+
+
+def _timeout(value: t.Any) -> bool:
+    return type(value) is int and 0 <= value <= _MAX_TIMEOUT
+
+
+def _concurrency(value: t.Any) -> bool:
+    return type(value) is int and 1 <= value <= 65535
 
 
 def _names(value: t.Any) -> bool:
@@ -197,7 +284,7 @@ class Rule:
 #: The one table: what a browser may send after WELCOME. WAMP spec client features; every option wampy.js 8
 #: and autobahn-js 22 send.
 RULES: dict[int, Rule] = {
-    _CALL: Rule(1, 2, {"receive_progress": _bool, "progress": _bool, "timeout": _count, "disclose_me": _bool,
+    _CALL: Rule(1, 2, {"receive_progress": _bool, "progress": _bool, "timeout": _timeout, "disclose_me": _bool,
                        **_PPT}, 3, Refusal.REPLY, rated=True),
     _CANCEL: Rule(1, 2, {"mode": _one_of("skip", "kill", "killnowait")}, None, Refusal.VIOLATION),
     _PUBLISH: Rule(1, 2, {"acknowledge": _bool, "exclude_me": _bool, "exclude": _ids, "exclude_authid": _names,
@@ -207,7 +294,7 @@ RULES: dict[int, Rule] = {
     _SUBSCRIBE: Rule(1, 2, {"match": _MATCH, "get_retained": _bool}, 3, Refusal.REPLY, rated=True),
     _UNSUBSCRIBE: Rule(1, None, {}, None, Refusal.VIOLATION),
     _REGISTER: Rule(1, 2, {"match": _MATCH, "invoke": _one_of("single", "roundrobin", "random", "first", "last"),
-                           "concurrency": _count, "disclose_caller": _bool}, 3, Refusal.REPLY, rated=True),
+                           "concurrency": _concurrency, "disclose_caller": _bool}, 3, Refusal.REPLY, rated=True),
     _UNREGISTER: Rule(1, None, {}, None, Refusal.VIOLATION),
     _YIELD: Rule(1, 2, {"progress": _bool, **_PPT}, None, Refusal.FOR_INVOCATION),
     _ERROR: Rule(2, 3, dict(_PPT), 4, Refusal.FOR_INVOCATION),
@@ -223,6 +310,11 @@ REFUSED_OPTIONS = frozenset({
     "authmethod", "authprovider", "session", "trustlevel", "transport",
 })
 
+#: PUBLISH options that pick the receivers or keep the event for later subscribers: off unless
+#: ``Limits.targeted_publish`` (a user could plant targeted or retained notifications in the app's topics).
+TARGETING_OPTIONS = frozenset({"eligible", "eligible_authid", "eligible_authrole", "exclude_authid",
+                               "exclude_authrole", "retain"})
+
 _LOOSE = re.compile(r"([^\s.#]+\.)*[^\s.#]+\Z")
 _LOOSE_PATTERN = re.compile(r"([^\s.#]*\.)*[^\s.#]*\Z")
 _STRICT = re.compile(r"([0-9a-z_]+\.)*[0-9a-z_]+\Z")
@@ -232,7 +324,12 @@ _STRICT_PATTERN = re.compile(r"([0-9a-z_]*\.)*[0-9a-z_]*\Z")
 _ANSWERS = {int(MessageType.PUBLISHED): _PUBLISH, int(MessageType.SUBSCRIBED): _SUBSCRIBE,
             int(MessageType.UNSUBSCRIBED): _UNSUBSCRIBE, int(MessageType.REGISTERED): _REGISTER,
             int(MessageType.UNREGISTERED): _UNREGISTER}
-_RESULT = int(MessageType.RESULT)
+_RESULT, _EVENT = int(MessageType.RESULT), int(MessageType.EVENT)
+#: Distinct details a session remembers having scrubbed (the app's peer, its progressive results, a few others).
+_SCRUBBED_KEPT = 8
+#: Where RESULT and EVENT keep their details, and the keys that name a backend session there.
+_IDENTITY_AT = {_RESULT: (2, ("callee", "callee_authid", "callee_authrole"), "callee_authrole"),
+                _EVENT: (3, ("publisher", "publisher_authid", "publisher_authrole"), "publisher_authrole")}
 
 
 def _undefined(codec: str) -> t.Any:
@@ -255,9 +352,16 @@ def _undefined(codec: str) -> t.Any:
 class SessionChecks:
     """The per-message rules of one browser session (see the module docs)."""
 
-    def __init__(self, serializer: Serializer, limits: Limits, now: float) -> None:
+    def __init__(self, serializer: Serializer, limits: Limits, now: float, shared: Shared = Shared()) -> None:
         self.serializer = serializer
         self.limits = limits
+        self._shared = shared
+        self._user_bytes = shared.user_bytes
+        self._bytes = ByteBucket(limits.byte_rate, limits.byte_burst, now) if limits.byte_rate is not None else None
+        #: URI bytes of subscriptions and registrations: by (kind, request id) while pending, then by (kind, id).
+        self._pending_uri: dict[tuple[int, t.Any], int] = {}
+        self._held_uri: dict[tuple[int, t.Any], int] = {}
+        self._uri_total = 0
         self._bounds = limits.bounds
         self._uri = _STRICT if limits.strict_uris else _LOOSE
         self._uri_pattern = _STRICT_PATTERN if limits.strict_uris else _LOOSE_PATTERN
@@ -274,6 +378,13 @@ class SessionChecks:
         self._stamp = now
         self._ack = b"acknowledge" if serializer.binary else "acknowledge"
         self._undefined = _undefined(serializer.name)
+        #: RESULT, EVENT -> (the key's bytes to look for, where the details are, their identity keys, the role key)
+        self._scrub: dict[int, tuple[Data, int, tuple[str, ...], str]] = {} if limits.disclose_backend else {
+            kind: (keys[0].encode() if serializer.binary else keys[0], at, keys, role)
+            for kind, (at, keys, role) in _IDENTITY_AT.items()}
+        self._splicer = Splicer(serializer.name)
+        #: Details seen in RESULTs and EVENTs (encoded) -> what the browser gets instead (None: the same).
+        self._scrubbed: dict[Data, Data | None] = {}
 
     # --- browser -> router ----------------------------------------------------
 
@@ -296,8 +407,22 @@ class SessionChecks:
                 return self._refuse(rule, message, LIMIT_ERROR, "too many requests on this session; slow down",
                                     limit=True)
             self._tokens -= 1.0
+        size = len(data)
+        bucket, user = self._bytes, self._user_bytes
+        if rule.rated and ((bucket is not None and not bucket.ready(now))
+                           or (user is not None and not user.ready(now))):
+            return self._refuse(rule, message, LIMIT_ERROR, "too many bytes per second; slow down", limit=True)
+        if bucket is not None:
+            bucket.take(size)
+        if user is not None:
+            user.take(size)
         if rule.uri_at is not None:
             uri = message[rule.uri_at]
+            limits = self.limits
+            if len(uri) > limits.max_uri_length or uri.count(".") >= limits.max_uri_components:
+                return self._refuse(rule, message, _INVALID_URI,
+                                    f"URI past its bounds ({limits.max_uri_length} characters, "
+                                    f"{limits.max_uri_components} components)")
             pattern = (rule.options_at is not None and kind in (_SUBSCRIBE, _REGISTER)
                        and message[rule.options_at].get("match") in ("prefix", "wildcard"))
             if (self._uri_pattern if pattern else self._uri).match(uri) is None:
@@ -365,6 +490,8 @@ class SessionChecks:
             return self._refuse(rule, message, LIMIT_ERROR,
                                 f"too many calls in flight on this session (limit {limit}); "
                                 "wait for results before calling again", limit=True, kwargs={"limit": limit})
+        if progress and not self.limits.progressive_calls:
+            return self._refuse(rule, message, _NOT_SUPPORTED, "progressive call inputs are not enabled")
         calls.add(request_id)
         if progress:
             self._call_inputs.add(request_id)
@@ -376,23 +503,58 @@ class SessionChecks:
         return None
 
     def _track_publish(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
-        if message[2].get("acknowledge") is True:
+        options = message[2]
+        if options and not self.limits.targeted_publish:
+            for key in TARGETING_OPTIONS.intersection(options):
+                return self._refuse(rule, message, _NOT_AUTHORIZED, f"option {key!r} is not allowed for browsers")
+        if options.get("acknowledge") is True:
             return self._new_request(rule, message, _PUBLISH)
         return None
 
     def _track_subscribe(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
-        return self._new_request(rule, message, _SUBSCRIBE, self.subscriptions, self.limits.max_subscriptions)
+        return self._uri_budget(rule, message) or self._new_request(
+            rule, message, _SUBSCRIBE, self.subscriptions, self.limits.max_subscriptions, hold_uri=True)
 
     def _track_register(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
-        return self._new_request(rule, message, _REGISTER, self.registrations, self.limits.max_registrations)
+        options, uri = message[2], message[3]
+        invoke = options.get("invoke", "single")
+        if invoke not in self.limits.invoke_policies:
+            return self._refuse(rule, message, _NOT_AUTHORIZED, f"invoke policy {invoke!r} is not allowed for browsers")
+        if uri in self._shared.reserved():
+            return self._refuse(rule, message, _EXISTS, _EXISTS_TEXT, log=f"REGISTER of the app's procedure {uri!r}")
+        return self._uri_budget(rule, message) or self._new_request(
+            rule, message, _REGISTER, self.registrations, self.limits.max_registrations, hold_uri=True)
 
     def _track_unsubscribe(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         self.subscriptions.discard(message[2])
+        self._release_uri(_SUBSCRIBE, message[2])
         return self._new_request(rule, message, _UNSUBSCRIBE)
 
     def _track_unregister(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         self.registrations.discard(message[2])
+        self._release_uri(_REGISTER, message[2])
         return self._new_request(rule, message, _UNREGISTER)
+
+    # --- the URI budget: pending by (kind, request id), granted by (kind, subscription/registration id) ---
+
+    def _uri_budget(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
+        budget = self.limits.max_uri_bytes
+        if budget is not None and self._uri_total + len(message[3]) > budget:
+            return self._refuse(rule, message, LIMIT_ERROR,
+                                f"the URIs of this session's subscriptions and registrations would pass {budget} "
+                                "bytes",
+                                limit=True, kwargs={"limit": budget})
+        return None
+
+    def _granted_uri(self, kind: int, request_id: t.Any, handle_id: t.Any) -> None:
+        size = self._pending_uri.pop((kind, request_id), 0)
+        if (kind, handle_id) in self._held_uri:  # the same subscription again: held once
+            self._uri_total -= size
+        else:
+            self._held_uri[(kind, handle_id)] = size
+
+    def _release_uri(self, kind: int, handle_id: t.Any, *, pending: bool = False) -> None:
+        self._uri_total -= (self._pending_uri if pending else self._held_uri).pop((kind, handle_id), 0)
 
     def _track_yield(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         request_id = message[1]
@@ -414,7 +576,7 @@ class SessionChecks:
         return None
 
     def _new_request(self, rule: Rule, message: list[t.Any], kind: int, held: set[int] | None = None,
-                     limit: int | None = None) -> Verdict | None:
+                     limit: int | None = None, *, hold_uri: bool = False) -> Verdict | None:
         request_id = message[1]
         pending = self.pending[kind]
         if request_id in pending:
@@ -424,19 +586,24 @@ class SessionChecks:
             return self._refuse(rule, message, LIMIT_ERROR, f"too many {what} on this session (limit {limit})",
                                 limit=True, kwargs={"limit": limit})
         pending.add(request_id)
+        if hold_uri:
+            size = len(message[3])
+            self._pending_uri[(kind, request_id)] = size
+            self._uri_total += size
         return None
 
     # --- refusals ---------------------------------------------------------------
 
     def _refuse(self, rule: Rule, message: list[t.Any], uri: str, text: str, *, limit: bool = False,
-                kwargs: dict[str, t.Any] | None = None) -> Verdict:
+                kwargs: dict[str, t.Any] | None = None, log: str | None = None) -> Verdict:
         self._strikes += 1.0
         if self._strikes > self.limits.max_strikes:
-            return Verdict(abuse=f"too many refused messages ({text})")
+            return Verdict(abuse=f"too many refused messages ({log or text})")
         kind = message[0]
         request_id = message[rule.request_at] if rule.request_at is not None else None
-        return self._answer(rule, kind, request_id, uri, text, kwargs,
-                            acknowledged=kind == _PUBLISH and message[2].get("acknowledge") is True)
+        verdict = self._answer(rule, kind, request_id, uri, text, kwargs,
+                               acknowledged=kind == _PUBLISH and message[2].get("acknowledge") is True)
+        return dataclasses.replace(verdict, refused=log) if log is not None and verdict.refused else verdict
 
     def _answer(self, rule: Rule, kind: int, request_id: int | None, uri: str, text: str,
                 kwargs: dict[str, t.Any] | None, *, acknowledged: bool) -> Verdict:
@@ -496,17 +663,56 @@ class SessionChecks:
                 pending.discard(t.cast(int, second))
                 if first == _CALL:
                     self._call_inputs.discard(t.cast(int, second))
+                elif first == _SUBSCRIBE or first == _REGISTER:
+                    self._release_uri(first, second, pending=True)
         else:
             request_kind = _ANSWERS.get(kind)
             if request_kind is not None:
                 self.pending[request_kind].discard(t.cast(int, first))
-                if kind == MessageType.SUBSCRIBED:
-                    self.subscriptions.add(t.cast(int, second if second is not None else self._field(data, 2)))
-                elif kind == MessageType.REGISTERED:
-                    self.registrations.add(t.cast(int, second if second is not None else self._field(data, 2)))
+                if kind == MessageType.SUBSCRIBED or kind == MessageType.REGISTERED:
+                    handle = second if second is not None else self._field(data, 2)
+                    (self.subscriptions if request_kind == _SUBSCRIBE else self.registrations).add(
+                        t.cast(int, handle))
+                    self._granted_uri(request_kind, first, handle)
                 elif first == 0:  # the router ended a subscription or registration itself
                     self._revoked(kind, data)
         return None
+
+    def scrub(self, kind: int, data: Data) -> Data | None:
+        """A RESULT or EVENT for the browser without the identity of a backend session; None: ``data`` as it is.
+
+        Only the details are decoded and encoded again (:mod:`~flask_wamp_bridge.wamp.splice`): the payload is
+        copied as it came.
+        """
+        how = self._scrub.get(kind)
+        if how is None or how[0] not in data:  # type: ignore[operator]
+            return None
+        splicer = self._splicer
+        start = splicer.start(data, how[1])
+        if start is None:
+            return None
+        for seen, instead in self._scrubbed.items():  # the same callee, the same details: most RESULTs
+            if data.startswith(seen, start):  # type: ignore[arg-type]
+                end = start + len(seen)
+                return None if instead is None else data[:start] + instead + data[end:]  # type: ignore[operator]
+        found = splicer.read(data, start)
+        if found is None:
+            return None
+        details, end = found
+        instead = self._scrubbed_details(details, how[2], how[3])
+        if len(self._scrubbed) >= _SCRUBBED_KEPT:
+            del self._scrubbed[next(iter(self._scrubbed))]
+        self._scrubbed[data[start:end]] = instead
+        return None if instead is None else data[:start] + instead + data[end:]  # type: ignore[operator]
+
+    def _scrubbed_details(self, details: t.Any, keys: tuple[str, ...], role_key: str) -> Data | None:
+        """The encoded details without a backend's identity; None: keep them as they are."""
+        if type(details) is not dict or keys[0] not in details:
+            return None
+        role = details.get(role_key)
+        if role is not None and role not in self.limits.backend_roles:
+            return None  # another browser's identity: the router discloses it by its own rules
+        return self._splicer.encode({key: value for key, value in details.items() if key not in keys})
 
     def _is_progress(self, data: Data) -> bool:
         if (b"progress" if self.serializer.binary else "progress") not in data:  # type: ignore[operator]
@@ -528,8 +734,10 @@ class SessionChecks:
         if isinstance(details, dict):
             if kind == MessageType.UNSUBSCRIBED:
                 self.subscriptions.discard(details.get("subscription"))
+                self._release_uri(_SUBSCRIBE, details.get("subscription"))
             else:
                 self.registrations.discard(details.get("registration"))
+                self._release_uri(_REGISTER, details.get("registration"))
 
 
 _TRACK: dict[int, t.Callable[[SessionChecks, Rule, list[t.Any]], t.Optional[Verdict]]] = {

@@ -19,6 +19,7 @@ the browser). gevent is imported only when a socket is relayed.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 import typing as t
@@ -38,7 +39,10 @@ from ..websocket.routes import accept_websocket
 from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
 from . import security_log
+from .budgets import Caps
+from .budgets import WorkerBudgets
 from .checks import Limits
+from .checks import Shared
 from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
@@ -63,6 +67,7 @@ class Endpoint:
         ``peer`` names the bridge's end of the upstream connection).
     :param generated_roles: the roles the generated router config defines; a login the router
         refuses for a role outside them is logged with the fix.
+    :param reserved_procedures: ``() -> set of URIs``: the app's own procedures, which no browser may register.
     """
 
     def __init__(
@@ -71,11 +76,25 @@ class Endpoint:
         identity_loader: t.Callable[[], t.Any],
         sign: t.Callable[[Identity, str | None], str],
         generated_roles: t.Collection[str] = (),
+        reserved_procedures: t.Callable[[], t.AbstractSet[str]] = frozenset,
     ) -> None:
         self.settings = settings
         self.identity_loader = identity_loader
         self.sign = sign
         self.generated_roles = tuple(generated_roles)
+        self.reserved_procedures = reserved_procedures
+        self._limits = limits_from_settings(settings)
+        self._budgets: WorkerBudgets | None = None
+        self._budgets_pid: int | None = None
+
+    @property
+    def budgets(self) -> WorkerBudgets:
+        """This worker process's sessions per user and address, and each user's byte bucket."""
+        pid = os.getpid()
+        if self._budgets is None or self._budgets_pid != pid:  # not a forked copy of another process's
+            self._budgets = WorkerBudgets(caps_from_settings(self.settings))
+            self._budgets_pid = pid
+        return self._budgets
 
     def mount(self, app: Flask) -> None:
         """Add the WebSocket route ``WAMP_BRIDGE_PATH`` to ``app`` (nothing when it is None)."""
@@ -146,6 +165,7 @@ class Endpoint:
             return self.sign(who, relayed.upstream_peer())
 
         now = time.monotonic()
+        admission = self.budgets.admit(identity.authid if identity is not None else None, remote, now)
         relay = Relay(
             identity,
             settings["WAMP_BRIDGE_REALM"],
@@ -155,7 +175,9 @@ class Endpoint:
             login_timeout=settings["WAMP_BRIDGE_LOGIN_TIMEOUT"],
             router_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
             expires_at=now + self.session_life(),
-            limits=limits_from_settings(settings),
+            limits=self._limits,
+            shared=Shared(admission.user_bytes, self.reserved_procedures),
+            refusal=admission.refusal,
             debug=bool(current_app.debug),
         )
         relayed = relay_io.RelaySession(
@@ -173,7 +195,10 @@ class Endpoint:
             remote=remote,
             signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )
-        relayed.run()
+        try:
+            relayed.run()
+        finally:
+            admission.release()
         if relay.router_refusal is not None and identity is not None:
             self._log_refusal(identity, relay.router_refusal)
         return current_app.response_class(status=204)  # discarded by the worker after the 101
@@ -233,6 +258,26 @@ def limits_from_settings(settings: t.Mapping[str, t.Any]) -> Limits:
         max_registrations=settings["WAMP_BRIDGE_MAX_REGISTRATIONS"],
         message_rate=settings["WAMP_BRIDGE_MESSAGE_RATE"],
         message_burst=settings["WAMP_BRIDGE_MESSAGE_BURST"],
+        max_uri_length=settings["WAMP_BRIDGE_MAX_URI_LENGTH"],
+        max_uri_components=settings["WAMP_BRIDGE_MAX_URI_COMPONENTS"],
+        max_uri_bytes=settings["WAMP_BRIDGE_MAX_URI_BYTES"],
+        byte_rate=settings["WAMP_BRIDGE_BYTE_RATE"],
+        byte_burst=settings["WAMP_BRIDGE_BYTE_BURST"],
+        progressive_calls=bool(settings["WAMP_BRIDGE_PROGRESSIVE_CALLS"]),
+        invoke_policies=frozenset(settings["WAMP_BRIDGE_BROWSER_INVOKE"]),
+        targeted_publish=bool(settings["WAMP_BRIDGE_TARGETED_PUBLISH"]),
+        backend_roles=browser_policy(settings).backend_roles,
+        disclose_backend=bool(settings["WAMP_BRIDGE_DISCLOSE_BACKEND"]),
+    )
+
+
+def caps_from_settings(settings: t.Mapping[str, t.Any]) -> Caps:
+    """The per-worker caps across browser sessions, from the ``WAMP_BRIDGE_*`` settings."""
+    return Caps(
+        sessions_per_user=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_USER"],
+        sessions_per_address=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_IP"],
+        user_byte_rate=settings["WAMP_BRIDGE_USER_BYTE_RATE"],
+        user_byte_burst=settings["WAMP_BRIDGE_USER_BYTE_BURST"],
     )
 
 

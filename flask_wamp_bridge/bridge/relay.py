@@ -108,6 +108,7 @@ from . import faults
 from .checks import LIMIT_ERROR
 from .checks import Limits
 from .checks import SessionChecks
+from .checks import Shared
 from .checks import Verdict
 from .identity import Identity
 from .identity import rewrite_hello
@@ -134,10 +135,13 @@ __all__ = [
     "Relay",
     "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
+    "TOO_MANY_SESSIONS",
 ]
 
 #: The ERROR URI a CALL over the in-flight limit gets (the call never reached the router).
 CALLS_IN_FLIGHT_ERROR = LIMIT_ERROR
+#: The ABORT URI of a HELLO past the sessions a user or an address may hold in a worker.
+TOO_MANY_SESSIONS = "wamp_bridge.error.too_many_sessions"
 
 _HELLO = int(MessageType.HELLO)
 _WELCOME = int(MessageType.WELCOME)
@@ -171,6 +175,9 @@ class Relay:
     :param expires_at: when the Flask session that opened this one ends (the
         clock of ``now``); then :data:`~.faults.SESSION_EXPIRED`. None: never.
     :param limits: the per-message rules' limits (:class:`~flask_wamp_bridge.bridge.checks.Limits`).
+    :param shared: what the rules share with the worker (the user's byte bucket, the app's procedures).
+    :param refusal: why this session may not open (e.g. too many sessions of the user): its HELLO gets ABORT
+        ``wamp_bridge.error.too_many_sessions`` with this text, close 1008.
     :param debug: pass the router's free text (ABORT, GOODBYE, ERROR) to the browser unchanged.
     """
 
@@ -188,6 +195,8 @@ class Relay:
         router_timeout: float | None = None,
         expires_at: float | None = None,
         limits: Limits | None = None,
+        shared: Shared | None = None,
+        refusal: str | None = None,
         debug: bool = False,
     ) -> None:
         if limits is None:
@@ -206,7 +215,8 @@ class Relay:
         self._goodbye_deadline = 0.0
         self._router_timeout = router_timeout
         self._expires_at = expires_at
-        self._checks = SessionChecks(serializer, limits, now)
+        self._checks = SessionChecks(serializer, limits, now, shared or Shared())
+        self._refusal = refusal
         self._debug = debug
         self._challenged = False
         self._queued_at: float | None = None  # when the upstream connect began waiting for its turn
@@ -283,7 +293,8 @@ class Relay:
                         Notice("refused", "an INVOCATION past the limit of invocations in flight")]
             if kind == _ERROR:
                 return self._sanitized(kind, data)
-            return [SendToClient(data)]
+            clean = self._checks.scrub(kind, data)  # RESULT, EVENT: no backend identity
+            return [SendToClient(data if clean is None else clean)]
         if state is State.AUTHENTICATING:
             return self._router_during_login(data)
         if state is State.CLOSING:
@@ -394,6 +405,8 @@ class Relay:
             return self._abort_client(
                 "wamp.error.not_authorized",
                 "log in first: this WAMP endpoint does not allow anonymous sessions", 1008)
+        if self._refusal is not None:
+            return self._abort_client(TOO_MANY_SESSIONS, self._refusal, 1008)
         try:
             hello = self._send_router(rewrite_hello(message, self.identity))
         except LocalProtocolError as exc:  # decodable, yet not encodable (NaN, nesting at the limit)
@@ -451,7 +464,9 @@ class Relay:
         if kind == _ABORT:
             text = message[1].get("message") if isinstance(message[1], dict) else None
             self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
-            return [*self._sanitized(kind, data), *self._close(1008, str(message[2]))]
+            # the authenticator was too slow for the ticket (overload): retryable, not a bad credential
+            code = 1013 if message[2] == faults.ROUTER_UNREACHABLE.uri else 1008
+            return [*self._sanitized(kind, data), *self._close(code, str(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))
 

@@ -36,6 +36,8 @@ from ..errors import ApplicationError
 from ..errors import ConfigError
 from ..errors import ExpiredTicket
 from ..errors import InvalidTicket
+from ..errors import StaleTicket
+from .faults import ROUTER_UNREACHABLE
 from .identity import Identity
 from .identity import thaw
 
@@ -109,7 +111,8 @@ def verify(
     :param realm: when given, only a ticket bound to this realm is accepted.
     :param peer: when given, only a ticket bound to this connection is accepted.
     :param leeway: how far in the future the ticket's time may be (clock skew).
-    :raises ExpiredTicket: the ticket is older than ``max_age`` (or too far in the future).
+    :raises ExpiredTicket: the ticket is older than ``max_age`` (:class:`~flask_wamp_bridge.errors.StaleTicket`)
+        or too far in the future.
     :raises InvalidTicket: the ticket is malformed, tampered with, signed with
         another key or salt, or bound to another realm.
     """
@@ -127,7 +130,7 @@ def verify(
         raise InvalidTicket("the ticket has no issue time")
     age = now - issued
     if age > max_age:
-        raise ExpiredTicket(f"the ticket is {age:.1f} s old, over the {max_age:g} s maximum; "
+        raise StaleTicket(f"the ticket is {age:.1f} s old, over the {max_age:g} s maximum; "
                             "check that the bridge's and the authenticator's clocks agree")
     if age < -leeway:
         raise ExpiredTicket(f"the ticket was issued {-age:.1f} s in the future; "
@@ -205,7 +208,10 @@ def make_authenticator(
     The server-side peer registers it (shared) at ``WAMP_BRIDGE_AUTHENTICATOR``.
     It returns ``{"authid", "role", "extra"}`` (the authid must be returned:
     with only a role, Crossbar keeps whatever authid the HELLO named) and raises
-    :class:`~flask_wamp_bridge.errors.ApplicationError` to deny.
+    :class:`~flask_wamp_bridge.errors.ApplicationError` to deny. A ticket past
+    ``max_age`` was signed at the router's CHALLENGE and reached the authenticator
+    late (overload): it is denied with ``wamp_bridge.error.router_unavailable``,
+    which the relay passes on with close 1013 (retry), not as a bad credential.
 
     :param realm: when given, logins to any other realm are refused.
     :param policy: when given, only its browser roles are accepted, and never
@@ -231,6 +237,10 @@ def make_authenticator(
                                        "(details.transport.peer); set WAMP_BRIDGE_TICKET_BIND_PEER = False")
         try:
             identity = verify(details.get("ticket"), secret, clock(), max_age, realm=realm_, peer=peer)
+        except StaleTicket as exc:
+            # signed at the router's CHALLENGE, so its age is the router's and this authenticator's delay:
+            # overload, which the browser may retry (ABORT router_unavailable, close 1013)
+            raise ApplicationError(ROUTER_UNREACHABLE.uri, f"{exc} (the authenticator answered late)") from exc
         except InvalidTicket as exc:
             raise ApplicationError("wamp.error.authentication_failed", str(exc)) from exc
         if identity.authid != authid:

@@ -85,10 +85,30 @@ def load_identity() -> dict[str, t.Any] | None:
     return {"authid": user, "authrole": session.get("role")} if user else None
 
 
+def _slow_authenticator(seconds: dict[str, float]) -> None:
+    """An overloaded authenticator: a ticket for authid waits ``seconds[authid]`` before it is checked."""
+    from flask_wamp_bridge.bridge.tickets import Tickets
+
+    original = Tickets.authenticator
+
+    def authenticator(self: Tickets) -> t.Callable[..., t.Any]:
+        authenticate = original(self)
+
+        def late(realm: str, authid: str, details: t.Any) -> t.Any:
+            gevent.sleep(seconds.get(authid, 0.0))
+            return authenticate(realm, authid, details)
+
+        return late
+
+    Tickets.authenticator = authenticator  # type: ignore[method-assign]
+
+
 def create_app() -> Flask:
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "endpoint-app-secret-key"
     app.config.from_prefixed_env("FLASK")
+    if app.config.get("TEST_SLOW_AUTHENTICATOR"):
+        _slow_authenticator(app.config["TEST_SLOW_AUTHENTICATOR"])
     bridge.init_app(app)  # mounts /wamp and registers the ticket authenticator
 
     @app.post("/login")
