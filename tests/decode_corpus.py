@@ -186,3 +186,104 @@ def hello_frame(case: Case, realm: str) -> str | bytes:
         return b"\x93\x01" + _mp(realm) + b"\x82" + _mp("roles") + _mp(roles) + _mp("x") + t.cast(bytes, case.value)
     dumps = cbor2.dumps
     return b"\x83\x01" + dumps(realm) + b"\xa2" + dumps("roles") + dumps(roles) + dumps("x") + t.cast(bytes, case.value)
+
+
+# --- worst cases for cost: frames of about ``size`` bytes, each the densest of its kind ------------
+
+
+def _repeat(unit: bytes | str, size: int) -> t.Any:
+    return unit * max(1, size // len(unit))
+
+
+def _msgpack_array(items: bytes, count: int) -> bytes:
+    return b"\x95\x30\x01\x80\xa5app.x\xdd" + count.to_bytes(4, "big") + items
+
+
+def _cbor_array(items: bytes, count: int | None = None) -> bytes:
+    head = b"\x9f" if count is None else b"\x9a" + count.to_bytes(4, "big")
+    return b"\x85\x18\x30\x01\xa0\x65app.x" + head + items + (b"\xff" if count is None else b"")
+
+
+def _json_array(items: str) -> str:
+    return f'[48,1,{{}},"app.x",[{items}]]'
+
+
+def _units(unit: bytes, size: int) -> tuple[bytes, int]:
+    count = max(1, size // len(unit))
+    return unit * count, count
+
+
+def _msgpack_of(unit: bytes, tail: bytes = b"") -> t.Callable[[int], bytes]:
+    def build(size: int) -> bytes:
+        items, count = _units(unit, size - len(tail))
+        return _msgpack_array(items + tail, count + (1 if tail else 0))
+    return build
+
+
+def _cbor_of(unit: bytes, tail: bytes = b"", definite: bool = True) -> t.Callable[[int], bytes]:
+    def build(size: int) -> bytes:
+        items, count = _units(unit, size - len(tail))
+        return _cbor_array(items + tail, count + (1 if tail else 0) if definite else None)
+    return build
+
+
+def _json_of(unit: str, tail: str = "") -> t.Callable[[int], str]:
+    def build(size: int) -> str:
+        return _json_array(_repeat(unit, size - len(tail)) + tail)
+    return build
+
+
+#: The linear baseline of each serializer: the densest array a frame can hold (one small int per byte or two).
+BASELINES: dict[str, t.Callable[[int], str | bytes]] = {
+    "msgpack": _msgpack_of(b"\x01"),
+    "cbor": _cbor_of(b"\x01"),
+    "json": _json_of("1,", tail="1"),
+}
+
+#: Worst cases per serializer: (name, builder of a frame of about ``size`` bytes).
+WORST: dict[str, list[tuple[str, t.Callable[[int], str | bytes]]]] = {
+    "msgpack": [
+        ("small ints", BASELINES["msgpack"]),
+        ("one-entry maps", _msgpack_of(b"\x81\xa1a\x01")),
+        ("empty arrays", _msgpack_of(b"\x90")),
+        ("undefined (ext 0)", _msgpack_of(b"\xd4\x00\x00")),
+        ("float64", _msgpack_of(b"\xcb" + struct.pack(">d", 0.5))),
+        ("uint64", _msgpack_of(b"\xcf" + b"\xff" * 8)),
+        ("small ints, then an integer map key", _msgpack_of(b"\x01", tail=b"\x81\x01\x02")),
+        ("small ints, then a timestamp", _msgpack_of(b"\x01", tail=b"\xd6\xff\x00\x00\x00\x00")),
+        ("small ints, then NaN", _msgpack_of(b"\x01", tail=b"\xca\x7f\xc0\x00\x00")),
+    ],
+    "cbor": [
+        ("small ints", BASELINES["cbor"]),
+        ("small ints, indefinite array", _cbor_of(b"\x01", definite=False)),
+        ("one-entry maps", _cbor_of(b"\xa1\x61a\x01")),
+        ("indefinite one-entry maps", _cbor_of(b"\xbf\x61a\x01\xff")),
+        ("empty byte string chunks", lambda size: _cbor_array(b"\x5f" + b"\x40" * size + b"\xff", 1)),
+        ("empty text string chunks", lambda size: _cbor_array(b"\x7f" + b"\x60" * size + b"\xff", 1)),
+        ("tag 64 around empty bytes", _cbor_of(b"\xd8\x40\x40")),
+        ("half floats", _cbor_of(b"\xf9\x3c\x00")),
+        ("undefined", _cbor_of(b"\xf7")),
+        ("indefinite arrays nested", lambda size: _cbor_array(b"\x9f" * (size // 2) + b"\xff" * (size // 2), 1)),
+        ("small ints, then a decimal fraction with a bignum mantissa",
+         lambda size: _cbor_array(b"\x01" * (size // 2) + b"\xc4\x82\x01" + _cbor_bignum(size // 2), size // 2 + 1)),
+        ("map keys: bignums with equal hashes", lambda size: _cbor_array(_colliding_bignum_keys(size // 48, 40), 1)),
+        ("small ints, then a set", _cbor_of(b"\x01", tail=b"\xd9\x01\x02\x81\x01")),
+        ("small ints, then an integer below -2**63", _cbor_of(b"\x01", tail=b"\x3b\x80" + bytes(7))),
+    ],
+    "json": [
+        ("small ints", BASELINES["json"]),
+        ("floats", _json_of("1.5,", tail="1")),
+        ("-0", _json_of("-0,", tail="1")),
+        ("20-digit ints", _json_of("18446744073709551615,", tail="1")),
+        ("100-character floats", _json_of("1." + "0" * 98 + ",", tail="1")),
+        ("empty strings", _json_of('"",', tail="1")),
+        ("empty maps", _json_of("{},", tail="1")),
+        ("one-entry maps", _json_of('{"a":1},', tail="1")),
+        ("escapes", lambda size: _json_array('"' + _repeat("\\u00e9", size) + '"')),
+        ("nested arrays", lambda size: _json_array("[" * (size // 2) + "]" * (size // 2))),
+        ("small ints, then digits", lambda size: _json_array(_repeat("1,", size // 2) + "1" * (size // 2))),
+        ("small ints, then a long float",
+         lambda size: _json_array(_repeat("1,", size // 2) + "0." + "0" * (size // 2))),
+        ("small ints, then NaN", _json_of("1,", tail="NaN")),
+    ],
+}

@@ -207,6 +207,10 @@ class _Walk:
         return start
 
     def container(self, count: int, kind: int) -> None:
+        if count == 0:  # nothing to read in it: only its depth counts
+            if len(self.open) > self.bounds.max_depth:
+                raise PayloadOutOfBounds(f"nested deeper than {self.bounds.max_depth}")
+            return
         if count < 0:
             count = -1  # indefinite: ends at a break byte
         elif count > self.size - self.pos:  # each item takes a byte at least
