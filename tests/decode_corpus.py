@@ -157,6 +157,8 @@ CASES: list[Case] = [
     Case("json", "a float of 101 characters", "1." + "0" * 99, "characters"),
     Case("json", "an exponent of a million digits", "1e" + "9" * 10**6, "characters"),
     Case("json", "infinity inside a map", '{"a":[1,{"b":1e999}]}', "beyond the range", before_codec=False),
+    Case("json", "a lone high surrogate", '"\\ud800"', "lone UTF-16 surrogate", before_codec=False),
+    Case("json", "a lone low surrogate as a map key", '{"a\\uDC00":1}', "lone UTF-16 surrogate", before_codec=False),
     Case("json", "-0", "-0"),
     Case("json", "-0.0", "-0.0"),
     Case("json", "1e-400 (underflows to 0)", "1e-400"),
@@ -165,6 +167,8 @@ CASES: list[Case] = [
     Case("json", "largest double", "1.7976931348623157e308"),
     Case("json", "a float of 100 characters", "1." + "0" * 98),
     Case("json", "digits and NaN in a string", '"' + "9" * 10**5 + ' NaN Infinity"'),
+    Case("json", "a surrogate pair", '"\\ud83d\\ude00"'),
+    Case("json", "an escaped backslash before ud800", '"\\\\ud800"'),
 ]
 
 

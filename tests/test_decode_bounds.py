@@ -78,14 +78,16 @@ def kinds_ok(value: t.Any) -> bool:
 
     kind = type(value)
     if kind is dict:
-        return all(type(key) is str and kinds_ok(item) for key, item in value.items())
+        return all(type(key) is str and kinds_ok(key) and kinds_ok(item) for key, item in value.items())
     if kind is list:
         return all(kinds_ok(item) for item in value)
     if kind is int:
         return bounds.MIN_INT <= value <= bounds.MAX_INT
     if kind is float:
         return math.isfinite(value)
-    return (kind in (str, bytes, bool) or value is None or value is cbor2.undefined
+    if kind is str:
+        return not any("\ud800" <= char <= "\udfff" for char in value)
+    return (kind in (bytes, bool) or value is None or value is cbor2.undefined
             or value == msgpack.ExtType(0, b"\x00"))
 
 

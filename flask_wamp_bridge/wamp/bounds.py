@@ -21,6 +21,9 @@ CBOR peers can all carry, and nothing a codec builds in more than linear time:
   refused, not read as infinity), and a JSON number has at most
   :data:`MAX_JSON_NUMBER_CHARS` characters (its digits are never converted
   beyond that; Python's ``int()`` would be quadratic up to its 4300-digit limit);
+- strings are Unicode text: no lone UTF-16 surrogate, which a JSON escape
+  (``"\\ud800"``) can make and no UTF-8 encoder takes (msgpack and CBOR
+  strings are decoded as strict UTF-8 already);
 - msgpack ext types are refused, but for msgpackr's ``undefined``
   (``ExtType(0, b"\x00")``, which wampy.js sends for unset options);
 - CBOR tags are refused, but for :data:`CBOR_TAGS` (tag 64 around a byte string);
@@ -36,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing as t
 
 from ..errors import PayloadOutOfBounds
@@ -121,8 +125,37 @@ def _json_constant(name: str) -> t.NoReturn:
     raise PayloadOutOfBounds(f"{name} is not a number every serializer carries")
 
 
-#: JSON's decoder with the value rules: each number's text is checked before it is converted.
-JSON_DECODER = json.JSONDecoder(parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _JsonDecoder(json.JSONDecoder):
+    def decode(self, s: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        value = super().decode(s, *args, **kwargs)
+        if ("\\ud" in s or "\\uD" in s) and _lone_surrogate(value):  # only an escape makes one
+            raise PayloadOutOfBounds("a string with a lone UTF-16 surrogate (not UTF-8)")
+        return value
+
+
+def _lone_surrogate(value: t.Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if _SURROGATE.search(item):
+                return True
+        elif kind is list:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+    return False
+
+
+#: JSON's decoder with the value rules: each number's text is checked before it is converted; a string
+#: with a lone surrogate (``"\\ud800"``, which no UTF-8 encoder takes) is refused after decoding.
+JSON_DECODER: json.JSONDecoder = _JsonDecoder(parse_int=_json_int, parse_float=_json_float,
+                                              parse_constant=_json_constant)
 
 
 def untag_cbor(first: t.Any, second: t.Any) -> t.Any:
