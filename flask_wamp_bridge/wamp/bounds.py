@@ -126,12 +126,14 @@ def _json_constant(name: str) -> t.NoReturn:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _JsonDecoder(json.JSONDecoder):
     def decode(self, s: str, *args: t.Any, **kwargs: t.Any) -> t.Any:
         value = super().decode(s, *args, **kwargs)
-        if ("\\ud" in s or "\\uD" in s) and _lone_surrogate(value):  # only an escape makes one
+        # only an escape makes one (memchr for a backslash first: far cheaper than any search for "\ud")
+        if "\\" in s and _SURROGATE_ESCAPE.search(s) is not None and _lone_surrogate(value):
             raise PayloadOutOfBounds("a string with a lone UTF-16 surrogate (not UTF-8)")
         return value
 
