@@ -120,7 +120,7 @@ def test_a_call_holding_a_refused_value_gets_invalid_argument(case: Case) -> Non
     assert pair.closed is None
 
 
-@pytest.mark.parametrize("case", REFUSED_VALUES, ids=ids(REFUSED_VALUES))
+@pytest.mark.parametrize("case", REFUSED, ids=ids(REFUSED))
 def test_a_hello_holding_a_refused_value_is_a_protocol_violation(case: Case) -> None:
     pair = RelayPair(ALICE, subprotocol=f"wamp.2.{case.serializer}")
     pair.client_sends(hello_frame(case, REALM))
@@ -183,3 +183,15 @@ def test_the_test_client_refuses_what_the_peer_refuses() -> None:
         assert serializer.unserialize(_invocation(case, t.cast(bytes, call_frame(case))), True) == [], case.id
     assert len(sent) == len(binary)
     assert all(isinstance(msg, autobahn_message.Error) and msg.error == "wamp.error.invalid_argument" for msg in sent)
+
+
+@pytest.mark.parametrize("name", ["json", "msgpack", "cbor"])
+def test_a_hello_is_decoded_within_the_sessions_bounds(name: str) -> None:
+    """A HELLO is as bounded as any later message: 200,000 elements are refused before they are decoded."""
+    pair = RelayPair(ALICE, subprotocol=f"wamp.2.{name}")
+    pair.client_sends(hello_frame(Case(name, "", "[" + "1," * 199_999 + "1]" if name == "json" else
+                                       (b"\xdd" if name == "msgpack" else b"\x9a") + (200_000).to_bytes(4, "big")
+                                       + b"\x01" * 200_000), REALM))
+    [abort] = pair.client_messages()
+    assert abort[2] == "wamp.error.protocol_violation" and "more than 100000 elements" in abort[1]["message"]
+    assert pair.closed is not None and pair.closed.code == 1002 and not pair.router_connected
