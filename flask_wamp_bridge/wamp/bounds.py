@@ -209,69 +209,36 @@ def check_decoded(message: t.Any, bounds: Bounds) -> None:
                 stack.append((item, depth + 1))
 
 
-class _Walk:
-    """Item-by-item walk of one binary frame: counts what is still open at each depth, and of what kind."""
-
-    __slots__ = ("data", "size", "pos", "open", "kinds", "elements", "bounds")
-
-    def __init__(self, data: bytes, bounds: Bounds) -> None:
-        self.data = data
-        self.size = len(data)
-        self.pos = 0
-        #: Items still to read, per open container; indefinite (CBOR): -1 less per item read.
-        self.open = [1]
-        #: What each open container is (``_ARRAY``, ``_MAP``, ...): what its items may be.
-        self.kinds = [_ARRAY]
-        self.elements = 0
-        self.bounds = bounds
-
-    def uint(self, width: int) -> int:
-        end = self.pos + width
-        if end > self.size:
-            raise PayloadOutOfBounds("a length or value runs past the end of the frame")
-        value = int.from_bytes(self.data[self.pos:end], "big")
-        self.pos = end
-        return value
-
-    def skip(self, length: int) -> int:
-        """Step over ``length`` bytes; return where they start."""
-        start = self.pos
-        if length > self.size - start:
-            raise PayloadOutOfBounds(f"a length prefix claims {length} bytes, more than the frame holds")
-        self.pos = start + length
-        return start
-
-    def container(self, count: int, kind: int) -> None:
-        if count == 0:  # nothing to read in it: only its depth counts
-            if len(self.open) > self.bounds.max_depth:
-                raise PayloadOutOfBounds(f"nested deeper than {self.bounds.max_depth}")
-            return
-        if count < 0:
-            count = -1  # indefinite: ends at a break byte
-        elif count > self.size - self.pos:  # each item takes a byte at least
-            raise PayloadOutOfBounds(f"a length prefix claims {count} elements, more than the frame holds")
-        else:
-            self.elements += count
-            if self.elements > self.bounds.max_elements:
-                raise PayloadOutOfBounds(f"more than {self.bounds.max_elements} elements")
-        self.open.append(count)
-        self.kinds.append(kind)
-        if len(self.open) - 1 > self.bounds.max_depth:
-            raise PayloadOutOfBounds(f"nested deeper than {self.bounds.max_depth}")
-
-    def count_indefinite(self) -> None:
-        self.elements += 1
-        if self.elements > self.bounds.max_elements:
-            raise PayloadOutOfBounds(f"more than {self.bounds.max_elements} elements")
-
-    def close(self) -> None:
-        self.open.pop()
-        self.kinds.pop()
-
-
 # What an open container holds: any items, map entries (keys must be strings), the chunks of an
 # indefinite-length CBOR byte or text string, the byte string under CBOR tag 64.
 _ARRAY, _MAP, _BYTE_CHUNKS, _TEXT_CHUNKS, _TAGGED_BYTES = 0, 1, 2, 3, 4
+
+# The walks below keep their state in locals (a walk is the per-item hot loop of every binary message):
+# ``open_`` holds the items still to read per open container (indefinite CBOR ones count down from -1),
+# ``kinds`` what each open container holds.
+
+
+def _past_end() -> PayloadOutOfBounds:
+    return PayloadOutOfBounds("a length or value runs past the end of the frame")
+
+
+def _too_long(length: int) -> PayloadOutOfBounds:
+    return PayloadOutOfBounds(f"a length prefix claims {length} bytes, more than the frame holds")
+
+
+def _too_many(count: int) -> PayloadOutOfBounds:
+    return PayloadOutOfBounds(f"a length prefix claims {count} elements, more than the frame holds")
+
+
+def _too_deep(bounds: Bounds) -> PayloadOutOfBounds:
+    return PayloadOutOfBounds(f"nested deeper than {bounds.max_depth}")
+
+
+def _too_big(bounds: Bounds) -> PayloadOutOfBounds:
+    return PayloadOutOfBounds(f"more than {bounds.max_elements} elements")
+
+
+_NOT_FINITE = "a float that is not finite (NaN or infinity)"
 
 # msgpack: marker byte -> bytes after it (ints and floats)
 _MSGPACK_FIXED = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
@@ -284,51 +251,83 @@ _MSGPACK_EXT = {0xD4: "fixext 1", 0xD5: "fixext 2", 0xD6: "fixext 4", 0xD7: "fix
 _MSGPACK_UNDEFINED = b"\xd4\x00\x00"  # msgpackr's undefined: ExtType(0, b"\x00")
 
 
-def _msgpack_key(byte: int) -> bool:
-    return 0xA0 <= byte <= 0xBF or 0xD9 <= byte <= 0xDB
-
-
 def _scan_msgpack(data: bytes, bounds: Bounds) -> None:
-    walk = _Walk(data, bounds)
-    open_, kinds = walk.open, walk.kinds
+    size, max_depth, max_elements = len(data), bounds.max_depth, bounds.max_elements
+    open_, kinds = [1], [_ARRAY]
+    pos = elements = 0
     while open_:
         left = open_[-1]
         if left == 0:
-            walk.close()
+            open_.pop()
+            kinds.pop()
             continue
         open_[-1] = left - 1
-        if walk.pos >= walk.size:
+        if pos >= size:
             raise PayloadOutOfBounds("the frame ends inside a container")
-        byte = data[walk.pos]
-        walk.pos += 1
-        if kinds[-1] and not left & 1 and not _msgpack_key(byte):  # a map's entries count twice, key first
+        byte = data[pos]
+        pos += 1
+        if kinds[-1] and not left & 1 and not (0xA0 <= byte <= 0xBF or 0xD9 <= byte <= 0xDB):
+            # a map's entries count twice, key first: the key is not a string
             raise PayloadOutOfBounds(f"a map key that is not a string (msgpack byte 0x{byte:02x})")
         if byte <= 0x7F or byte >= 0xE0 or byte in (0xC0, 0xC2, 0xC3):
             continue
-        if byte <= 0x8F:
-            walk.container(2 * (byte & 0x0F), _MAP)
-        elif byte <= 0x9F:
-            walk.container(byte & 0x0F, _ARRAY)
-        elif byte <= 0xBF:
-            walk.skip(byte & 0x1F)
+        if 0xA0 <= byte <= 0xBF:
+            length = byte & 0x1F
+        elif byte <= 0x9F:  # fixmap, fixarray
+            count = byte & 0x0F
+            if count:
+                if byte <= 0x8F:
+                    count *= 2
+                if count > size - pos:
+                    raise _too_many(count)
+                elements += count
+                if elements > max_elements:
+                    raise _too_big(bounds)
+                open_.append(count)
+                kinds.append(_MAP if byte <= 0x8F else _ARRAY)
+                if len(open_) - 1 > max_depth:
+                    raise _too_deep(bounds)
+            elif len(open_) > max_depth:
+                raise _too_deep(bounds)
+            continue
         elif byte in _MSGPACK_FIXED:
-            walk.skip(_MSGPACK_FIXED[byte])
-        elif byte in _MSGPACK_BYTES:
-            walk.skip(walk.uint(_MSGPACK_BYTES[byte]))
-        elif byte in _MSGPACK_CONTAINERS:
-            width, factor = _MSGPACK_CONTAINERS[byte]
-            walk.container(factor * walk.uint(width), _MAP if factor == 2 else _ARRAY)
+            length = _MSGPACK_FIXED[byte]
+        elif byte in _MSGPACK_BYTES or byte in _MSGPACK_CONTAINERS:
+            width, factor = _MSGPACK_CONTAINERS.get(byte, (_MSGPACK_BYTES.get(byte, 0), 0))
+            if pos + width > size:
+                raise _past_end()
+            length = int.from_bytes(data[pos:pos + width], "big")
+            pos += width
+            if factor:
+                count = factor * length
+                if count:
+                    if count > size - pos:
+                        raise _too_many(count)
+                    elements += count
+                    if elements > max_elements:
+                        raise _too_big(bounds)
+                    open_.append(count)
+                    kinds.append(_MAP if factor == 2 else _ARRAY)
+                    if len(open_) - 1 > max_depth:
+                        raise _too_deep(bounds)
+                elif len(open_) > max_depth:
+                    raise _too_deep(bounds)
+                continue
         elif byte == 0xCA or byte == 0xCB:
-            at = walk.skip(4 if byte == 0xCA else 8)
-            high, low = data[at] & 0x7F, data[at + 1]
-            if high == 0x7F and low & (0x80 if byte == 0xCA else 0xF0) == (0x80 if byte == 0xCA else 0xF0):
-                raise PayloadOutOfBounds("a float that is not finite (NaN or infinity)")
-        elif byte == 0xD4 and data[walk.pos - 1:walk.pos + 2] == _MSGPACK_UNDEFINED:
-            walk.pos += 2
+            length = 4 if byte == 0xCA else 8
+            if length <= size - pos and data[pos] & 0x7F == 0x7F:
+                mask = 0x80 if byte == 0xCA else 0xF0
+                if data[pos + 1] & mask == mask:  # the exponent's bits all set
+                    raise PayloadOutOfBounds(_NOT_FINITE)
+        elif byte == 0xD4 and data[pos - 1:pos + 2] == _MSGPACK_UNDEFINED:
+            length = 2
         elif byte in _MSGPACK_EXT:
             raise PayloadOutOfBounds(f"a msgpack extension type ({_MSGPACK_EXT[byte]})")
         else:
             raise PayloadOutOfBounds(f"invalid msgpack byte 0x{byte:02x}")
+        if length > size - pos:
+            raise _too_long(length)
+        pos += length
 
 
 def _cbor_finite(data: bytes, at: int, info: int) -> bool:
@@ -338,29 +337,38 @@ def _cbor_finite(data: bytes, at: int, info: int) -> bool:
         return high & 0x7C != 0x7C
     if high != 0x7F:
         return True
-    return data[at + 1] & (0x80 if info == 26 else 0xF0) != (0x80 if info == 26 else 0xF0)
+    mask = 0x80 if info == 26 else 0xF0
+    return data[at + 1] & mask != mask
+
+
+_CBOR_MAX_NEGATIVE = -1 - MIN_INT  # major type 1 holds -1 - n
 
 
 def _scan_cbor(data: bytes, bounds: Bounds) -> None:
-    walk = _Walk(data, bounds)
-    open_, kinds = walk.open, walk.kinds
+    size, max_depth, max_elements = len(data), bounds.max_depth, bounds.max_elements
+    open_, kinds = [1], [_ARRAY]
+    pos = elements = 0
     while open_:
         left = open_[-1]
         if left == 0:
-            walk.close()
+            open_.pop()
+            kinds.pop()
             continue
-        if walk.pos >= walk.size:
+        if pos >= size:
             raise PayloadOutOfBounds("the frame ends inside a container")
-        byte = data[walk.pos]
-        walk.pos += 1
+        byte = data[pos]
+        pos += 1
         if byte == 0xFF:  # break: ends the innermost indefinite container
             if left > 0:
                 raise PayloadOutOfBounds("a CBOR break outside an indefinite-length item")
-            walk.close()
+            open_.pop()
+            kinds.pop()
             continue
         open_[-1] = left - 1
         if left < 0:
-            walk.count_indefinite()
+            elements += 1
+            if elements > max_elements:
+                raise _too_big(bounds)
         major, info = byte >> 5, byte & 0x1F
         kind = kinds[-1]
         if kind:
@@ -375,38 +383,60 @@ def _scan_cbor(data: bytes, bounds: Bounds) -> None:
         if info < 24:
             value = info
         elif info < 28:
+            width = 1 << (info - 24)
+            if pos + width > size:
+                raise _past_end()
             if major == 7:
                 if info == 24:
-                    raise PayloadOutOfBounds(f"a CBOR simple value ({walk.uint(1)})")
-                at = walk.skip(1 << (info - 24))
-                if not _cbor_finite(data, at, info):
-                    raise PayloadOutOfBounds("a float that is not finite (NaN or infinity)")
+                    raise PayloadOutOfBounds(f"a CBOR simple value ({data[pos]})")
+                if not _cbor_finite(data, pos, info):
+                    raise PayloadOutOfBounds(_NOT_FINITE)
+                pos += width
                 continue
-            value = walk.uint(1 << (info - 24))
-        elif info == 31 and major in (2, 3, 4, 5):
-            walk.container(-1, (_BYTE_CHUNKS, _TEXT_CHUNKS, _ARRAY, _MAP)[major - 2])
+            value = int.from_bytes(data[pos:pos + width], "big")
+            pos += width
+        elif info == 31 and 2 <= major <= 5:
+            open_.append(-1)  # indefinite: ends at a break byte
+            kinds.append((_BYTE_CHUNKS, _TEXT_CHUNKS, _ARRAY, _MAP)[major - 2])
+            if len(open_) - 1 > max_depth:
+                raise _too_deep(bounds)
             continue
         else:
             raise PayloadOutOfBounds(f"invalid CBOR byte 0x{byte:02x}")
+        if major == 0:  # unsigned ints to 2**64 - 1: the head was all of it
+            continue
         if major == 2 or major == 3:
-            walk.skip(value)
-        elif major == 4:
-            walk.container(value, _ARRAY)
-        elif major == 5:
-            if value > walk.size:
-                raise PayloadOutOfBounds(f"a length prefix claims {value} entries, more than the frame holds")
-            walk.container(2 * value, _MAP)
+            if value > size - pos:
+                raise _too_long(value)
+            pos += value
+        elif major == 4 or major == 5 or major == 6:
+            if major == 6:  # a tag wraps one item: counts as a level of nesting
+                if value not in CBOR_TAGS:
+                    raise PayloadOutOfBounds(f"CBOR tag {value} ({_CBOR_TAG_NAMES.get(value, 'an unknown tag')})")
+                count, holds = 1, _TAGGED_BYTES
+            elif major == 5:
+                if value > size:
+                    raise PayloadOutOfBounds(f"a length prefix claims {value} entries, more than the frame holds")
+                count, holds = 2 * value, _MAP
+            else:
+                count, holds = value, _ARRAY
+            if count:
+                if count > size - pos:  # each item takes a byte at least
+                    raise _too_many(count)
+                elements += count
+                if elements > max_elements:
+                    raise _too_big(bounds)
+                open_.append(count)
+                kinds.append(holds)
+                if len(open_) - 1 > max_depth:
+                    raise _too_deep(bounds)
+            elif len(open_) > max_depth:
+                raise _too_deep(bounds)
         elif major == 1:
-            if value > -1 - MIN_INT:
+            if value > _CBOR_MAX_NEGATIVE:
                 raise PayloadOutOfBounds("an integer beyond 64 bits (below -2**63)")
-        elif major == 6:  # a tag wraps one item: counts as a level of nesting
-            if value not in CBOR_TAGS:
-                name = _CBOR_TAG_NAMES.get(value, "an unknown tag")
-                raise PayloadOutOfBounds(f"CBOR tag {value} ({name})")
-            walk.container(1, _TAGGED_BYTES)
-        elif major == 7 and not 20 <= value <= 23:  # false, true, null, undefined
+        elif not 20 <= value <= 23:  # major 7: false, true, null, undefined
             raise PayloadOutOfBounds(f"a CBOR simple value ({value})")
-        # major 0 (unsigned ints to 2**64 - 1): the head was all of it
 
 
 _SCANNERS: dict[str, t.Callable[[bytes, Bounds], None]] = {"msgpack": _scan_msgpack, "cbor": _scan_cbor}
