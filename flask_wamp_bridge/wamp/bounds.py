@@ -25,7 +25,7 @@ CBOR peers can all carry, and nothing a codec builds in more than linear time:
   (``"\\ud800"``) can make and no UTF-8 encoder takes (msgpack and CBOR
   strings are decoded as strict UTF-8 already);
 - msgpack ext types are refused, but for msgpackr's ``undefined``
-  (``ExtType(0, b"\x00")``, which wampy.js sends for unset options);
+  (``ExtType(0, b"\\x00")``, which wampy.js sends for unset options);
 - CBOR tags are refused, but for :data:`CBOR_TAGS` (tag 64 around a byte string);
   CBOR simple values other than false, true, null and undefined are refused.
 
