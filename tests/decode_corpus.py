@@ -9,13 +9,17 @@ that builds them first takes seconds, a walk that refuses them reads a few bytes
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 import typing as t
 
 import cbor2
 import msgpack
 
-__all__ = ["Case", "CASES", "BIG", "call_frame", "hello_frame"]
+from flask_wamp_bridge.wamp.bounds import MAX_INT
+from flask_wamp_bridge.wamp.bounds import MIN_INT
+
+__all__ = ["Case", "CASES", "BIG", "call_frame", "hello_frame", "kinds_ok", "BASELINES", "WORST"]
 
 #: The size of the known quadratic values.
 BIG = 256 * 1024
@@ -170,6 +174,23 @@ CASES: list[Case] = [
     Case("json", "a surrogate pair", '"\\ud83d\\ude00"'),
     Case("json", "an escaped backslash before ud800", '"\\\\ud800"'),
 ]
+
+
+def kinds_ok(value: t.Any) -> bool:
+    """Only str-keyed dicts, lists, str, bytes, 64-bit ints, finite floats, bool, None (or a client's undefined)."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(key) is str and kinds_ok(key) and kinds_ok(item) for key, item in value.items())
+    if kind is list:
+        return all(kinds_ok(item) for item in value)
+    if kind is int:
+        return MIN_INT <= value <= MAX_INT
+    if kind is float:
+        return math.isfinite(value)
+    if kind is str:
+        return not any("\ud800" <= char <= "\udfff" for char in value)
+    return (kind in (bytes, bool) or value is None or value is cbor2.undefined
+            or value == msgpack.ExtType(0, b"\x00"))
 
 
 def call_frame(case: Case) -> str | bytes:

@@ -10,6 +10,7 @@ from decode_corpus import CASES
 from decode_corpus import Case
 from decode_corpus import call_frame
 from decode_corpus import hello_frame
+from decode_corpus import kinds_ok
 from relay_pair import REALM
 from relay_pair import RelayPair
 
@@ -67,28 +68,6 @@ def test_taken_values_decode_to_kinds_every_serializer_carries(case: Case) -> No
     message = serializer.loads(call_frame(case), DEFAULT_BOUNDS)
     [value] = message[4]
     assert kinds_ok(value), value
-
-
-def kinds_ok(value: t.Any) -> bool:
-    """Only str-keyed dicts, lists, str, bytes, 64-bit ints, finite floats, bool, None (or a client's undefined)."""
-    import math
-
-    import cbor2
-    import msgpack
-
-    kind = type(value)
-    if kind is dict:
-        return all(type(key) is str and kinds_ok(key) and kinds_ok(item) for key, item in value.items())
-    if kind is list:
-        return all(kinds_ok(item) for item in value)
-    if kind is int:
-        return bounds.MIN_INT <= value <= bounds.MAX_INT
-    if kind is float:
-        return math.isfinite(value)
-    if kind is str:
-        return not any("\ud800" <= char <= "\udfff" for char in value)
-    return (kind in (bytes, bool) or value is None or value is cbor2.undefined
-            or value == msgpack.ExtType(0, b"\x00"))
 
 
 def test_taken_extremes_decode_exactly() -> None:

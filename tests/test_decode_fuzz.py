@@ -20,12 +20,12 @@ from decode_corpus import BASELINES
 from decode_corpus import WORST
 from decode_corpus import _cbor_array
 from decode_corpus import _cbor_bignum
+from decode_corpus import kinds_ok
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
 from relay_pair import RelayPair
-from test_decode_bounds import kinds_ok
 
 from flask_wamp_bridge.bridge.checks import Limits
 from flask_wamp_bridge.bridge.checks import SessionChecks
