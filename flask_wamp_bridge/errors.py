@@ -8,7 +8,7 @@ Everything the library raises derives from :class:`BridgeError`::
     │   ├── LocalProtocolError      we were asked to send something illegal
     │   └── RemoteProtocolError     the other side sent something illegal
     │       ├── MessageTooBig       a message over the configured size limit
-    │       └── PayloadOutOfBounds  a message nested too deep, too many elements, a length bomb
+    │       └── PayloadOutOfBounds  nested too deep, too many elements, a length bomb, a refused value
     ├── AuthError                   identity could not be established
     │   ├── NotAuthenticated        no identity in the Flask session
     │   └── InvalidTicket           a bridge ticket failed verification
@@ -88,8 +88,10 @@ class MessageTooBig(RemoteProtocolError):
 
 
 class PayloadOutOfBounds(RemoteProtocolError):
-    """A message is past a decoding bound: nesting depth, element count, size, or a length prefix
-    claiming more than the frame holds. Refused before (or instead of) decoding it."""
+    """A message is past a decoding bound: nesting depth, element count, size, a length prefix
+    claiming more than the frame holds, or a value the decoding rules refuse (a non-string map key, an
+    integer beyond 64 bits, a float that is not finite, a CBOR tag, ...: see
+    :mod:`flask_wamp_bridge.wamp.bounds`). Refused before (or instead of) decoding it."""
 
 
 class AuthError(BridgeError):

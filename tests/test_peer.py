@@ -487,6 +487,9 @@ def test_peer_survives_payloads_past_its_bounds(
     with pytest.raises(ApplicationError) as failed:  # a RESULT past the bounds: that call fails
         peer.call(uri("deep"))
     assert failed.value.error == "wamp.error.invalid_argument"
+    with pytest.raises(ApplicationError) as bignum:  # a value no serializer should build: refused alike
+        in_thread(client.call, uri("echo"), 2**70)
+    assert bignum.value.error == "wamp.error.invalid_argument"
 
     assert in_thread(client.call, uri("echo"), nested(10)) == nested(10)
     in_thread(client.publish, uri("news"), "fine")
@@ -520,6 +523,8 @@ def test_the_test_client_survives_payloads_past_its_bounds(
         raw.send(f'[48,1,{{}},"{uri("echo")}",[{deep}]]')  # past the bounds: ERROR for that invocation alone
         assert json.loads(raw.recv())[:5] == [8, 48, 1, {}, "wamp.error.invalid_argument"]
         raw.send(f'[16,2,{{}},"{uri("news")}",[{deep}]]')  # an EVENT past the bounds: dropped
+        raw.send(f'[48,5,{{}},"{uri("echo")}",[{2**70}]]')  # beyond 64 bits: ERROR for that invocation alone
+        assert json.loads(raw.recv())[:5] == [8, 48, 5, {}, "wamp.error.invalid_argument"]
         raw.send(f'[16,3,{{}},"{uri("news")}",["fine"]]')
         raw.send(f'[48,4,{{}},"{uri("echo")}",[[1,[2]]]]')
         result = json.loads(raw.recv())

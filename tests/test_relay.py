@@ -151,8 +151,10 @@ def test_relay_router_abort_is_forwarded_with_its_text_for_the_log_only():
     ('[1, "realm1", []]', "must be a dict"),
     ([1, REALM, {}], "roles"),
     ([99, 1], "unknown WAMP message type"),
-    # decodable but not re-encodable: the relay must answer, not raise
-    ('[1, "realm1", {"roles": {"caller": {}}, "x": NaN}]', "cannot be passed on"),
+    # values no serializer must build or carry: refused while decoding
+    ('[1, "realm1", {"roles": {"caller": {}}, "x": NaN}]', "NaN is not a number"),
+    ('[1, "realm1", {"roles": {"caller": {}}, "x": 1e400}]', "beyond the range of a double"),
+    ('[1, "realm1", {"roles": {"caller": {}}, "x": ' + "9" * 5000 + "}]", "beyond 64 bits"),
 ])
 def test_relay_bad_first_message_is_a_protocol_violation(frame, fragment):
     pair = RelayPair(ANN)

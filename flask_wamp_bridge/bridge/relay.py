@@ -38,7 +38,8 @@ States::
 
 1. AWAIT_HELLO. The socket is accepted; the identity was frozen in the upgrade
    request. Only a HELLO for the configured realm is valid. Anything else
-   (another message, bad JSON, a binary frame on ``wamp.2.json``) gets ABORT
+   (another message, bad JSON, a binary frame on ``wamp.2.json``, a HELLO past
+   the session's payload bounds or holding a value decoding refuses) gets ABORT
    ``wamp.error.protocol_violation`` and close 1002 (1003 for the wrong frame
    type), and nothing reaches the router. The router is not even connected
    yet: :class:`ConnectRouter` comes only with a valid HELLO, so junk and
@@ -388,7 +389,7 @@ class Relay:
 
     def _on_hello(self, data: Data) -> list[Action]:
         try:
-            message = self.serializer.loads(data)
+            message = self.serializer.loads(data, self._checks.limits.bounds)
         except RemoteProtocolError as exc:
             return self._fail_client(exc)
         if message[0] != _HELLO:
@@ -418,7 +419,7 @@ class Relay:
 
     def _client_during_login(self, data: Data) -> list[Action]:
         try:
-            message = self.serializer.loads(data)
+            message = self.serializer.loads(data, self._checks.limits.bounds)
         except RemoteProtocolError as exc:
             return self._fail_client(exc)
         if message[0] == _ABORT:

@@ -1,7 +1,9 @@
 """The test client's serializers: autobahn's, made to survive any payload a router delivers.
 
-Like the library's own peer, a message past the peer's bounds or not
-decodable ends only its invocation, event or call, never the session.
+Like the library's own peer, a message past the peer's bounds, holding a
+value the decoding rules refuse (:mod:`flask_wamp_bridge.wamp.bounds`) or not
+decodable ends only its invocation, event or call, never the session. Our
+decoder judges each message first, so autobahn's decodes only what it took.
 """
 
 from __future__ import annotations

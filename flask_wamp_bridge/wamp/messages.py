@@ -20,9 +20,12 @@ import msgpack
 from ..errors import LocalProtocolError
 from ..errors import PayloadOutOfBounds
 from ..errors import RemoteProtocolError
+from .bounds import JSON_DECODER
+from .bounds import NO_BOUNDS
 from .bounds import Bounds
 from .bounds import check_decoded
 from .bounds import check_frame
+from .bounds import untag_cbor
 
 __all__ = [
     "MessageType",
@@ -92,10 +95,13 @@ class Serializer:
     def loads(self, data: str | bytes, bounds: Bounds | None = None) -> list[t.Any]:
         """Decode one frame into a message list, checking its shape.
 
-        With ``bounds``, a frame past them raises
+        A frame holding a value the rules of :mod:`flask_wamp_bridge.wamp.bounds`
+        refuse (a non-string map key, an integer beyond 64 bits, a float that is
+        not finite, a CBOR tag, a msgpack ext type, ...) raises
         :class:`~flask_wamp_bridge.errors.PayloadOutOfBounds` (a subclass of
-        :class:`~flask_wamp_bridge.errors.RemoteProtocolError`), checked before
-        the codec allocates (see :mod:`flask_wamp_bridge.wamp.bounds`).
+        :class:`~flask_wamp_bridge.errors.RemoteProtocolError`) before that value
+        is built; so does, with ``bounds``, a frame past them, checked before the
+        codec allocates. Decoding costs time linear in the frame.
         """
         if isinstance(data, str) == self.binary:
             kind = "text" if isinstance(data, str) else "binary"
@@ -103,9 +109,11 @@ class Serializer:
                 f"{kind} frame on the {self.subprotocol} subprotocol",
                 close_code=1003,
             )
-        measure = bounds is not None and check_frame(data, self.name, bounds)
+        measure = check_frame(data, self.name, NO_BOUNDS if bounds is None else bounds)
         try:
             message = self._loads(data)
+        except PayloadOutOfBounds:  # a value the rules refuse (JSON: raised from inside the scanner)
+            raise
         except RecursionError as exc:  # the codec's own depth guard
             raise PayloadOutOfBounds(f"frame nested too deep for {self.name}") from exc
         except Exception as exc:  # each codec raises its own family
@@ -129,7 +137,7 @@ class JsonSerializer(Serializer):
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     def _loads(self, data: str | bytes) -> t.Any:
-        return json.loads(data)
+        return JSON_DECODER.decode(t.cast(str, data))  # text frames only: loads() checked
 
 
 class MsgpackSerializer(Serializer):
@@ -140,7 +148,7 @@ class MsgpackSerializer(Serializer):
         return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
     def _loads(self, data: str | bytes) -> t.Any:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return msgpack.unpackb(data, raw=False)  # string keys only (the walk refused any other)
 
 
 class CborSerializer(Serializer):
@@ -151,7 +159,7 @@ class CborSerializer(Serializer):
         return cbor2.dumps(message)
 
     def _loads(self, data: str | bytes) -> t.Any:
-        return cbor2.loads(t.cast(bytes, data))  # binary frames only: loads() checked
+        return cbor2.loads(t.cast(bytes, data), tag_hook=untag_cbor)  # binary frames only: loads() checked
 
 
 #: Serializers by WebSocket subprotocol, in order of preference.
