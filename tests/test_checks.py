@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+import cbor2
 import pytest
 from relay_pair import RelayPair
 
@@ -432,6 +433,16 @@ def test_json_number_bomb_call_gets_invalid_argument() -> None:
     [error] = pair.client_messages()[-1:]
     assert error[:5] == [8, 48, 1, {}, "wamp.error.invalid_argument"] and "beyond 64 bits" in error[5][0]
     assert pair.closed is None
+
+
+def test_cbor_binary_tag_reaches_the_router_untagged() -> None:
+    """autobahn-js writes a Uint8Array as tag 64; Crossbar could not hand that to a JSON or msgpack callee."""
+    pair = _run(Row("tag 64", [], Forward()), "wamp.2.cbor")
+    at_router = len(pair.at_router)
+    tagged = b"\x85\x18\x30\x01\xa0\x61a\x81\xd8\x40\x43\x00\x01\x02"  # [48, 1, {}, "a", [64(h'000102')]]
+    pair.client_sends(tagged)
+    [sent] = pair.at_router[at_router:]
+    assert b"\xd8\x40" not in sent and sent == cbor2.dumps([48, 1, {}, "a", [b"\x00\x01\x02"]])
 
 
 # --- router -> browser: sanitised --------------------------------------------------------------

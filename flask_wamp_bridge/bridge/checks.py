@@ -440,9 +440,11 @@ class SessionChecks:
             return verdict
         if kind == _GOODBYE:
             return Verdict(forward=self.serializer.dumps(message) if changed else data, closing=True)
-        if not changed:
-            return Verdict(forward=data)
-        return Verdict(forward=self.serializer.dumps(message), refused="options dropped")
+        if changed:
+            return Verdict(forward=self.serializer.dumps(message), refused="options dropped")
+        if self.serializer.carries_tags(data):
+            return Verdict(forward=self.serializer.dumps(message))
+        return Verdict(forward=data)
 
     def _options(self, rule: Rule, message: list[t.Any], options: dict[t.Any, t.Any]) -> t.Any:
         """None if ``options`` pass as they are; the options to forward; or a refusing Verdict."""

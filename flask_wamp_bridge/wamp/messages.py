@@ -122,6 +122,13 @@ class Serializer:
             check_decoded(message, t.cast(Bounds, bounds))
         return check_message(message)
 
+    def carries_tags(self, data: str | bytes) -> bool:
+        """Whether ``data`` may hold tags that a router passing it to another serializer cannot carry.
+
+        Such a frame is forwarded re-encoded from its decoded value, which holds none.
+        """
+        return False
+
     def _dumps(self, message: list[t.Any]) -> str | bytes:
         raise NotImplementedError
 
@@ -151,12 +158,20 @@ class MsgpackSerializer(Serializer):
         return msgpack.unpackb(data, raw=False)  # string keys only (the walk refused any other)
 
 
+_TAG_64 = b"\xd8\x40"
+
+
 class CborSerializer(Serializer):
     name = "cbor"
     binary = True
 
     def _dumps(self, message: list[t.Any]) -> bytes:
         return cbor2.dumps(message)
+
+    def carries_tags(self, data: str | bytes) -> bool:
+        # Tag 64 (autobahn-js and cbor-x write every Uint8Array so): Crossbar hands it to a JSON or msgpack
+        # peer as a CBORTag it cannot encode, and the call hangs. A stray match only costs a re-encode.
+        return _TAG_64 in t.cast(bytes, data)
 
     def _loads(self, data: str | bytes) -> t.Any:
         return cbor2.loads(t.cast(bytes, data), tag_hook=untag_cbor)  # binary frames only: loads() checked
