@@ -59,6 +59,7 @@ from .component.middleware import event_runner
 from .component.middleware import procedure_runner
 from .component.validation import validator_for
 from .errors import ConfigError
+from .ops.views import mount as mount_operations
 from .router.config import defined_roles
 from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
@@ -331,6 +332,8 @@ class WampBridge:
         _lifecycle.on_worker_start(start)
         _lifecycle.on_worker_shutdown(stop)
         self._mount_endpoint(app, state)
+        mount_operations(app, state)
+        _lifecycle.warn_if_wrong_worker()
         app.cli.add_command(wamp_cli)  # `flask wamp config`, `flask wamp router`
 
     def _mount_endpoint(self, app: Flask, state: BridgeState) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import ipaddress
 import os
 import types
 import typing as t
@@ -63,8 +64,9 @@ __all__ = [
 Check = t.Callable[[str, t.Any], None]
 
 #: Which part of the package reads a setting: the plain WebSocket routes (``Sockets`` installs
-#: only these), the browser endpoint, the app's peer, or only the generated router config.
-GROUPS = ("websocket", "endpoint", "peer", "router")
+#: only these), the browser endpoint, the app's peer, only the generated router config, or the
+#: operators' endpoints (health, metrics).
+GROUPS = ("websocket", "endpoint", "peer", "router", "operations")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +210,16 @@ def mapping(example: str) -> Check:
             raise ConfigError(f"{key} must be a dict {example}")
 
     return check
+
+
+def _networks(key: str, value: t.Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        _fail(key, "a list of addresses or networks like '10.0.0.0/8'", value)
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            _fail(key, "a list of addresses or networks like '10.0.0.0/8'", value)
 
 
 def _message_size(key: str, value: t.Any) -> None:
@@ -439,6 +451,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Seed of the nodes' link keys; the same for every node", text(optional=True), "router", secret=True),
     Setting("WAMP_BRIDGE_CLUSTER_CALLS", True, "bool",
             "Whether rlinks forward registrations (else events only)", flag(), "router"),
+    Setting("WAMP_BRIDGE_HEALTH_PATH", None, "str | None",
+            "Health check path (e.g. ``/healthz``): 200 while the peer is joined, else 503",
+            _url_path, "operations"),
+    Setting("WAMP_BRIDGE_METRICS_PATH", None, "str | None",
+            "Prometheus metrics path (e.g. ``/metrics``; the ``metrics`` extra)", _url_path,
+            "operations"),
+    Setting("WAMP_BRIDGE_METRICS_ALLOW", ("127.0.0.0/8", "::1"), "list[str]",
+            "Addresses or networks that may read the metrics (others get 403)", _networks, "operations",
+            shown_default="loopback"),
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
