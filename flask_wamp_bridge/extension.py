@@ -187,6 +187,10 @@ class BridgeState:
     def uri_for(self, handler: _Handler) -> str:
         return handler.uri if handler.uri is not None else self.prefix + handler.fn.__name__
 
+    def bare_peer(self, url: str | None = None) -> Peer:
+        """A new peer with the app's credentials and nothing registered, not started (``url``: one node)."""
+        return self._build_peer(url if url is not None else self.settings["WAMP_BRIDGE_ROUTER_URL"])
+
     def _build_peer(self, url: str | None = None) -> Peer:
         """The worker's peer; with ``url``, a side session on that one node (no handlers)."""
         from .wamp.peer import Peer  # imports gevent
@@ -345,7 +349,12 @@ class WampBridge:
         """
         if state.settings["WAMP_BRIDGE_PATH"] is None:
             return
-        tickets = Tickets.from_config(app.config)
+        try:
+            tickets = Tickets.from_config(app.config)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc}. bridge.init_app(app) reads the key when it runs: set SECRET_KEY (or "
+                "WAMP_BRIDGE_TICKET_SECRET) before calling init_app, not after it") from None
         state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
         roles = defined_roles(state.settings)
         Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles).mount(app)
@@ -500,6 +509,22 @@ class WampBridge:
     def publish(self, topic: str, *args: t.Any, **kwargs: t.Any) -> None:
         """Publish from anywhere in an app context (like ``g.wampy.publish``)."""
         self.state().peer.publish(topic, *args, **kwargs)
+
+    def connected(self, app: Flask | None = None, url: str | None = None,
+                  timeout: float | None = None) -> t.ContextManager[Peer]:
+        """A short-lived session for a process that is not a gunicorn worker (shell, cron, Celery)::
+
+            with bridge.connected(app) as wamp:
+                wamp.publish("app.news", "hello")
+
+        Logs in with the app's peer credentials, registers nothing, says
+        GOODBYE at the end of the block (:func:`flask_wamp_bridge.ops.client.connected`).
+
+        :raises NotConnected: not joined within ``timeout`` (default ``WAMP_BRIDGE_CONNECT_TIMEOUT``).
+        """
+        from .ops.client import connected
+
+        return connected(self.state(app), url, timeout)
 
     def publish_to(self, authid: str | t.Sequence[str], topic: str, *args: t.Any, **kwargs: t.Any) -> None:
         """Publish only to the sessions of ``authid`` (one or several), via ``eligible_authid``.

@@ -140,3 +140,30 @@ def test_metrics_answer_only_allowed_addresses() -> None:
     assert response.status_code == 200 and b"wamp_bridge_sessions" in response.data
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json["peer"] == "not started"
+
+
+def test_secret_key_missing_at_init_app_names_the_order() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import ConfigError
+    from flask_wamp_bridge import WampBridge
+
+    app = Flask(__name__)
+    app.config.update(WAMP_BRIDGE_PEER_SECRET="s")
+    with pytest.raises(ConfigError, match="set SECRET_KEY .* before calling init_app, not after it"):
+        WampBridge(app)
+
+
+def test_another_gunicorn_worker_class_is_reported_at_init_app(monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+    import types
+
+    from flask_wamp_bridge.websocket import lifecycle
+
+    monkeypatch.setitem(sys.modules, "gunicorn.arbiter", types.ModuleType("gunicorn.arbiter"))
+    monkeypatch.delitem(sys.modules, "flask_wamp_bridge.websocket.worker", raising=False)
+    assert lifecycle.warn_if_wrong_worker()
+    assert "-k flask_wamp_bridge.worker" in caplog.text
+    monkeypatch.setitem(sys.modules, "flask_wamp_bridge.websocket.worker", types.ModuleType("w"))
+    assert not lifecycle.warn_if_wrong_worker()
