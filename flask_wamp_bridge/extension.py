@@ -235,16 +235,23 @@ class BridgeState:
         if self.has_peer:
             self._add(self.peer, handler)
 
+    def validator(self, handler: _Handler) -> t.Any:
+        """The argument checker of ``handler`` (None: none).
+
+        :raises ConfigError: an annotation cannot be checked without pydantic (the ``validation`` extra).
+        """
+        mode = handler.validate
+        if mode is None or mode is True:
+            mode = self.settings["WAMP_BRIDGE_VALIDATION"] if mode is None else "lax"
+        if not mode or mode == "off":
+            return None
+        return validator_for(handler.fn, name=self.uri_for(handler), strict=mode == "strict")
+
     def _add(self, peer: Peer, handler: _Handler) -> None:
         from .wamp.peer import current_details
 
         uri = self.uri_for(handler)
-        mode = handler.validate
-        if mode is None or mode is True:
-            mode = self.settings["WAMP_BRIDGE_VALIDATION"] if mode is None else "lax"
-        validator = None
-        if mode and mode != "off":
-            validator = validator_for(handler.fn, name=uri, strict=mode == "strict")
+        validator = self.validator(handler)
         runner = procedure_runner if handler.kind == "register" else event_runner
         hooks = _NO_HOOKS if handler in self._internal else self.bridge.hooks  # the library's own: no app hooks
         fn = runner(handler.fn, self._app_ref, self.wampy, hooks, validator, current_details)
@@ -317,6 +324,8 @@ class WampBridge:
         """
         _settings.install(app.config)
         state = BridgeState(self, app)
+        for handler in self._handlers:  # an argument check that cannot work fails now, not at the first call
+            state.validator(handler)
         app.extensions["wamp_bridge"] = state
         self._states.add(state)
         app.before_request(_FirstRequestCheck(state))
@@ -408,6 +417,8 @@ class WampBridge:
 
         def decorate(fn: F) -> F:
             handler = _Handler(kind, uri, fn, options, "off" if validate is False else validate)
+            for state in list(self._states):
+                state.validator(handler)
             self._handlers.append(handler)
             for state in list(self._states):
                 if state.has_peer:  # declared after the peer was built: add it live
