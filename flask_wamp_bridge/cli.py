@@ -31,6 +31,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import typing as t
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from .errors import ConfigError
 from .router.cluster import write_node_key
 from .router.config import make_config
 from .router.config import save_config
+from .router.output import NumpyNotice
 from .router.process import find_crossbar
 
 __all__ = ["wamp_cli"]
@@ -128,7 +130,9 @@ def router_command(cbdir: Path, config_file: Path | None, node: str | None) -> N
         command += ["--config", str(config_file)]
     _write_key(node, cbdir)
     click.echo(f"starting Crossbar ({crossbar}) with {config_file}", err=True)
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    echo = threading.Thread(target=_echo_output, args=(proc,), daemon=True)
+    echo.start()
     # Ctrl-C reaches Crossbar too (same process group); SIGTERM is passed on.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
     try:
@@ -142,7 +146,19 @@ def router_command(cbdir: Path, config_file: Path | None, node: str | None) -> N
                 code = proc.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        echo.join(timeout=5)
     sys.exit(0 if code in (0, -signal.SIGINT, -signal.SIGTERM) else code)
+
+
+def _echo_output(proc: subprocess.Popen[str]) -> None:
+    """Crossbar's output to ours, without NumPy's harmless notice (:mod:`~flask_wamp_bridge.router.output`)."""
+    notice = NumpyNotice()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        shown = notice.filter(line)
+        if shown:
+            sys.stdout.write(shown)
+            sys.stdout.flush()
 
 
 def _running_router(cbdir: Path) -> int | None:

@@ -92,3 +92,22 @@ def test_cli_router_says_to_pass_cbdir_when_one_already_runs_there(tmp_path: t.A
 def test_cli_help_is_plain_text() -> None:
     output = _app({}).test_cli_runner().invoke(args=["wamp", "run", "--help"]).output
     assert "``" not in output and "  python -m gevent.monkey -m flask --app APP wamp run" in output
+
+
+def test_cli_router_keeps_numpys_notice_out_of_crossbars_output(tmp_path: t.Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "crossbar"
+    fake.write_text("#!/bin/sh\n"
+                    "echo 'Router starting'\n"
+                    "echo '[Router 1] A module that was compiled using NumPy 1.x cannot be run in' >&2\n"
+                    "echo '[Router 1]   File \"bjdata/__init__.py\", line 31' >&2\n"
+                    "echo '[Router 1] AttributeError: _ARRAY_API not found' >&2\n"
+                    "echo 'Router ready'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("WAMP_BRIDGE_CROSSBAR", str(fake))
+    app = _app({"WAMP_BRIDGE_PEER_SECRET": "s"})
+    result = app.test_cli_runner().invoke(args=["wamp", "router", "--cbdir", str(tmp_path / "node")])
+    assert result.exit_code == 0, result.output
+    assert "compiled using NumPy" not in result.output and "_ARRAY_API" not in result.output
+    assert result.output.index("Router starting") < result.output.index("harmless") < result.output.index(
+        "Router ready")
