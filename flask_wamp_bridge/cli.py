@@ -147,6 +147,8 @@ def router_command(cbdir: Path, config_file: Path | None, node: str | None) -> N
     finally:
         signal.signal(signal.SIGTERM, previous)
         echo.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     sys.exit(0 if code in (0, -signal.SIGINT, -signal.SIGTERM) else code)
 
 
