@@ -37,6 +37,7 @@ __all__ = [
     "SETTINGS",
     "DEFAULTS",
     "GROUPS",
+    "GROUP_TITLES",
     "get",
     "install",
     "check",
@@ -67,6 +68,9 @@ Check = t.Callable[[str, t.Any], None]
 #: only these), the browser endpoint, the app's peer, only the generated router config, or the
 #: operators' endpoints (health, metrics).
 GROUPS = ("websocket", "endpoint", "peer", "router", "operations")
+#: How the docs title each group's table.
+GROUP_TITLES = {"websocket": "WebSocket routes", "endpoint": "The browser endpoint", "peer": "The app's peer",
+                "router": "The generated router config", "operations": "Health and metrics"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,7 +440,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Other backend principals: ``{authid: {secret, role}}``",
             mapping("{authid: {'secret': ..., 'role': ...}}"), "router", secret=True),
     Setting("WAMP_BRIDGE_PERMISSIONS", {}, "dict",
-            "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router"),
+            "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router",
+            shown_default="two rules (below)"),
     Setting("WAMP_BRIDGE_ROUTER_INTERFACE", None, "str | None",
             "Interface to listen on when the URL names a host", text(optional=True), "router"),
     Setting("WAMP_BRIDGE_ROUTER_BACKLOG", 4096, "int",
@@ -563,10 +568,13 @@ def _shown_default(setting: Setting) -> str:
     return f"``{value!r}``"
 
 
-def rst_table() -> str:
-    """The README's configuration table (a reStructuredText simple table), from :data:`SETTINGS`."""
+def rst_table(group: str | None = None) -> str:
+    """The README's configuration table (a reStructuredText simple table), from :data:`SETTINGS`.
+
+    With ``group``, only that group's settings (the docs show one table per group).
+    """
     rows = [("Key", "Type", "Default", "Meaning")]
-    rows += [(f"``{s.key}``", s.type, _shown_default(s), s.doc) for s in SETTINGS]
+    rows += [(f"``{s.key}``", s.type, _shown_default(s), s.doc) for s in SETTINGS if group in (None, s.group)]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     rule = "  ".join("=" * w for w in widths)
 

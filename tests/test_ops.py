@@ -167,3 +167,16 @@ def test_another_gunicorn_worker_class_is_reported_at_init_app(monkeypatch: pyte
     assert "-k flask_wamp_bridge.worker" in caplog.text
     monkeypatch.setitem(sys.modules, "flask_wamp_bridge.websocket.worker", types.ModuleType("w"))
     assert not lifecycle.warn_if_wrong_worker()
+
+
+def test_every_metric_is_in_the_readme_and_the_dashboard() -> None:
+    from helpers import REPO_ROOT
+
+    from flask_wamp_bridge.ops.metrics import METRICS
+
+    readme = (REPO_ROOT / "README.rst").read_text()
+    dashboard = json.loads((REPO_ROOT / "examples" / "grafana-dashboard.json").read_text())
+    queries = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
+    for name, *_ in METRICS:
+        assert f"``{name}" in readme, name
+        assert name in queries, name
