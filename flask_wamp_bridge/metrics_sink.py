@@ -24,8 +24,8 @@ class Sink:
     def refused(self, kind: int, uri: str) -> None:
         """The checks refused a browser message of type ``kind`` with the ERROR ``uri``."""
 
-    def login_failed(self, reason: str) -> None:
-        """A browser session ended before the router welcomed it; ``reason``: the close reason."""
+    def login_failed(self, close_code: int | None, reason: str) -> None:
+        """A browser session ended before the router welcomed it, closed with ``close_code`` and ``reason``."""
 
     def call_started(self, owner: object, request_id: int) -> None:
         """A browser's CALL went to the router (``owner``: its session's checks)."""

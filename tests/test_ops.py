@@ -106,6 +106,14 @@ def test_metrics_are_summed_over_workers_and_forget_a_killed_one(fresh_crossbar_
         wait_until(lambda: value(server, "wamp_bridge_messages_total", direction="from_browser") >= len(sockets) + 2)
         assert value(server, "wamp_bridge_bytes_total", direction="from_router") > 0
 
+        refused = websocket.create_connection(server.ws_url("/wamp"), origin=server.url,
+                                              subprotocols=["wamp.2.json"], timeout=10)
+        refused.send(json.dumps([1, "not-the-realm", {"roles": {"caller": {}}}]))
+        assert json.loads(refused.recv())[0] == 3  # ABORT
+        refused.close()
+        wait_until(lambda: sum(v for (name, labels), v in scrape(server).items()
+                               if name == "wamp_bridge_logins_total" and ("outcome", "refused") in labels) == 1)
+
         victim, doomed = next((pid, held) for pid, held in by_worker.items())
         os.kill(victim, signal.SIGKILL)
         server.wait_for_workers(2, exclude=[victim])

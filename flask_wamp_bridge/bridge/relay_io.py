@@ -199,7 +199,7 @@ class RelaySession:
             if self._opened:
                 self._send_signal(browser_session_closed, reason=self._end_reason())
             else:
-                metrics_sink.sink.login_failed(self._end_reason())
+                metrics_sink.sink.login_failed(getattr(self.relay.closed_with, "code", None), self._end_reason())
 
     def _read_router(self) -> None:
         assert self.upstream is not None

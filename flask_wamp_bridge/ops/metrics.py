@@ -17,6 +17,7 @@ is an addition.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -26,6 +27,7 @@ import weakref
 
 import prometheus_client
 from prometheus_client import multiprocess
+from prometheus_client import values
 
 from .. import metrics_sink
 from .. import signals
@@ -43,7 +45,7 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("wamp_bridge_workers", "gauge", (), "Worker processes serving (each counts 1 while it lives)", "livesum"),
     ("wamp_bridge_sessions", "gauge", ("role",), "Open browser WAMP sessions (welcomed by the router)", "livesum"),
     ("wamp_bridge_logins", "counter", ("outcome", "reason"),
-     "Browser logins: outcome welcomed or refused; reason the close reason of a refused one", ""),
+     "Browser logins: outcome welcomed or refused; reason of a refused one: its URI or close code", ""),
     ("wamp_bridge_refused", "counter", ("type", "rule"),
      "Browser messages the relay's checks refused: message type and the ERROR URI of the rule", ""),
     ("wamp_bridge_messages", "counter", ("direction",),
@@ -58,6 +60,8 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("wamp_bridge_login_queue", "gauge", (), "Browser logins waiting for their turn (WAMP_BRIDGE_MAX_LOGINS)",
      "livesum"),
 )
+
+log = logging.getLogger(__name__)
 
 _DIRECTIONS = {"browser": "from_browser", "router": "from_router"}
 _URI = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+){1,7}$")
@@ -93,13 +97,15 @@ class Metrics:
 class PrometheusSink(metrics_sink.Sink):
     """The relay's events into :class:`Metrics`; message counts are kept in integers until :meth:`flush`."""
 
-    __slots__ = ("metrics", "_counts", "_calls", "_lock")
+    __slots__ = ("metrics", "_counts", "_calls", "_lock", "_latency")
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._counts: dict[str, list[int]] = {leg: [0, 0] for leg in _DIRECTIONS}
         self._calls: weakref.WeakKeyDictionary[object, dict[int, float]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        histogram = metrics["wamp_bridge_call_seconds"]
+        self._latency = {outcome: histogram.labels(outcome).observe for outcome in ("result", "error")}
 
     def relayed(self, leg: str, data: str | bytes) -> None:
         counts = self._counts[leg]
@@ -122,8 +128,9 @@ class PrometheusSink(metrics_sink.Sink):
             name = "other"
         self.metrics["wamp_bridge_refused"].labels(name, _bounded(uri)).inc()
 
-    def login_failed(self, reason: str) -> None:
-        self.metrics["wamp_bridge_logins"].labels("refused", _bounded(reason)).inc()
+    def login_failed(self, close_code: int | None, reason: str) -> None:
+        label = reason if _URI.match(reason) else f"close_{close_code}" if close_code else "no_close"
+        self.metrics["wamp_bridge_logins"].labels("refused", label).inc()
 
     def call_started(self, owner: object, request_id: int) -> None:
         calls = self._calls.get(owner)
@@ -135,7 +142,7 @@ class PrometheusSink(metrics_sink.Sink):
         calls = self._calls.get(owner)
         started = calls.pop(request_id, None) if calls is not None else None
         if started is not None:
-            self.metrics["wamp_bridge_call_seconds"].labels(outcome).observe(time.perf_counter() - started)
+            self._latency[outcome](time.perf_counter() - started)
 
 
 class _Process:
@@ -152,7 +159,19 @@ _process = _Process()
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    """The folder of the workers' values, when this process writes there (else None: its own values only)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and values.ValueClass is values.MutexValue:  # prometheus_client was imported before it was set
+        if not _warned:
+            _warned.append(True)
+            log.warning("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set (by the app in "
+                        "gunicorn's master, e.g. with --preload?): each worker reports only its own metrics. Set "
+                        "PROMETHEUS_MULTIPROC_DIR before starting gunicorn, or import prometheus_client later")
+        return None
+    return path
+
+
+_warned: list[bool] = []
 
 
 def start(state: t.Any) -> PrometheusSink:
@@ -227,9 +246,7 @@ def _spawn_sampler(process: _Process) -> None:
             try:
                 _sample(process)
             except Exception:  # pragma: no cover - a sampler must not die
-                import logging
-
-                logging.getLogger(__name__).exception("metrics sampler failed")
+                log.exception("metrics sampler failed")
 
     gevent.spawn(run)
 

@@ -24,6 +24,7 @@ __all__ = ["ENV", "prepare", "mark_dead"]
 
 #: prometheus_client's variable naming the folder.
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PREFIX = "wamp-bridge-metrics-"
 
 
 def prepare(cfg: t.Any, log: t.Any) -> str | None:
@@ -31,12 +32,12 @@ def prepare(cfg: t.Any, log: t.Any) -> str | None:
     if importlib.util.find_spec("prometheus_client") is None:
         return None
     path = os.environ.get(ENV)
-    if path:
+    if path and not os.path.basename(path).startswith(_PREFIX):
         os.makedirs(path, exist_ok=True)
         for stale in glob.glob(os.path.join(path, "*.db")):  # a previous run's values
             os.remove(stale)
-    else:
-        path = os.environ[ENV] = tempfile.mkdtemp(prefix="wamp-bridge-metrics-")
+    else:  # none, or a master's own before a re-exec (USR2): that master removes it when it exits
+        path = os.environ[ENV] = tempfile.mkdtemp(prefix=_PREFIX)
         atexit.register(_remove_in, os.getpid(), path)
     log.debug("metrics of the workers in %s", path)
     previous = cfg.child_exit
