@@ -111,3 +111,23 @@ def test_cli_router_keeps_numpys_notice_out_of_crossbars_output(tmp_path: t.Any,
     assert "compiled using NumPy" not in result.output and "_ARRAY_API" not in result.output
     assert result.output.index("Router starting") < result.output.index("harmless") < result.output.index(
         "Router ready")
+
+
+def test_import_quietly_keeps_numpys_notice_out_and_the_rest_in(tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from flask_wamp_bridge.router.output import import_quietly
+
+    (tmp_path / "noisy_bjdata_user.py").write_text(
+        "import sys\n"
+        "sys.stderr.write('\\nA module that was compiled using NumPy 1.x cannot be run in\\n"
+        "NumPy 2.4.6 as it may crash.\\nTraceback (most recent call last):\\n  File x\\n')\n"
+        "sys.stderr.write('AttributeError: _ARRAY_API not found\\n')\n"
+        "sys.stderr.write('a real problem\\n')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "noisy_bjdata_user", raising=False)
+    import_quietly("noisy_bjdata_user")
+    assert "noisy_bjdata_user" in sys.modules
+    err = capsys.readouterr().err
+    assert "NumPy" not in err and "_ARRAY_API" not in err and "a real problem" in err
