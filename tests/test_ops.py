@@ -188,3 +188,11 @@ def test_every_metric_is_in_the_readme_and_the_dashboard() -> None:
     for name, *_ in METRICS:
         assert f"``{name}" in readme, name
         assert name in queries, name
+
+
+def test_gunicorn_with_another_worker_class_says_so_at_boot() -> None:
+    server = GunicornProcess(APP, worker_class="gevent").start()
+    try:
+        server.wait_for_log("-k flask_wamp_bridge.worker")
+    finally:
+        server.stop()

@@ -69,3 +69,22 @@ def test_wamp_bridge_app_names_the_app_whose_settings_are_used(tmp_path: Path, m
         "    return app\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert _app_from_spec("someapp:create_app")["WAMP_BRIDGE_REALM"] == "mine"
+
+
+def test_importing_from_the_plugin_before_pytest_loads_it_does_not_warn(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT
+
+    (tmp_path / "test_mine.py").write_text(
+        "from flask_wamp_bridge.testing import router_settings\n\n"
+        "pytest_plugins = ['flask_wamp_bridge.testing']\n\n\n"
+        "def test_it():\n    assert router_settings(1)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:pytest_wampy",
+                           "-W", "error::pytest.PytestAssertRewriteWarning", "test_mine.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stdout.lower(), done.stdout
