@@ -6,7 +6,8 @@ multi-process mode at import), in rounds taking turns, on a scripted relay
 CALL and the router's RESULT go through the relay's checks and through the
 sink as ``relay_io`` reports them (``relayed`` per message, a latency
 observation per call). Modes: ``off`` (the no-op sink: what every app without
-``WAMP_BRIDGE_METRICS_PATH`` runs), ``on`` (one process), ``multiprocess``
+``WAMP_BRIDGE_METRICS_PATH`` runs), ``counters`` (the per-message counters
+alone, no latency), ``on`` (everything, one process), ``multiprocess``
 (``PROMETHEUS_MULTIPROC_DIR`` set, as under gunicorn). Reports CPU µs per call
 and the ratio to ``off``::
 
@@ -27,7 +28,7 @@ import typing as t
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODES = ("off", "on", "multiprocess")
+MODES = ("off", "counters", "on", "multiprocess")
 SUBPROTOCOLS = ("wamp.2.json", "wamp.2.msgpack")
 
 
@@ -46,8 +47,18 @@ def measure(mode: str, subprotocol: str, calls: int) -> float:
         from flask_wamp_bridge.ops.metrics import Metrics
         from flask_wamp_bridge.ops.metrics import PrometheusSink
 
+        class CountersOnly(PrometheusSink):
+            __slots__ = ()
+
+            def call_started(self, owner: object, request_id: int) -> None:
+                pass
+
+            def call_ended(self, owner: object, request_id: int, outcome: str) -> None:
+                pass
+
         registry = None if mode == "multiprocess" else prometheus_client.CollectorRegistry()
-        metrics_sink.install(PrometheusSink(Metrics(registry)))
+        sink_class = CountersOnly if mode == "counters" else PrometheusSink
+        metrics_sink.install(sink_class(Metrics(registry)))
     pair = RelayPair(Identity("bench", "user"), subprotocol=subprotocol,
                      limits=Limits(max_calls_in_flight=None, message_rate=1e9, message_burst=10**9))
     assert pair.login()[0] == 2
