@@ -137,6 +137,7 @@ def test_metrics_answer_only_allowed_addresses() -> None:
     from flask import Flask
 
     from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge import metrics_sink
 
     app = Flask(__name__)
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_METRICS_PATH="/metrics",
@@ -144,7 +145,10 @@ def test_metrics_answer_only_allowed_addresses() -> None:
     WampBridge(app)
     client = app.test_client()
     assert client.get("/metrics").status_code == 403  # 127.0.0.1 is not in the list
-    response = client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    try:
+        response = client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    finally:
+        metrics_sink.install(None)  # the scrape installed the Prometheus sink in this process
     assert response.status_code == 200 and b"wamp_bridge_sessions" in response.data
     response = client.get("/healthz")
     assert response.status_code == 503 and response.json["peer"] == "not started"
@@ -196,3 +200,33 @@ def test_gunicorn_with_another_worker_class_says_so_at_boot() -> None:
         server.wait_for_log("-k flask_wamp_bridge.worker")
     finally:
         server.stop()
+
+
+def test_metrics_started_again_after_fork_forget_the_parents() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge import metrics_sink
+    from flask_wamp_bridge import signals
+    from flask_wamp_bridge.ops import metrics
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_METRICS_PATH="/metrics")
+    WampBridge(app)
+    state = app.extensions["wamp_bridge"]
+    metrics.start(state)
+    metrics._process.pid = -1  # what a forked child finds: its parent's setup
+    sink = metrics.start(state)
+    try:
+        assert metrics_sink.sink is sink
+        before = value_of("wamp_bridge_sessions", role="tester")
+        signals.send(signals.browser_session_opened, app, authid="a", role="tester", session_id=1)
+        assert value_of("wamp_bridge_sessions", role="tester") == before + 1  # one receiver, not two
+    finally:
+        metrics_sink.install(None)
+
+
+def value_of(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -152,8 +152,18 @@ class _Process:
     def __init__(self) -> None:
         self.pid = 0
         self.sink: PrometheusSink | None = None
+        self.registry: prometheus_client.CollectorRegistry | None = None
         self.apps: weakref.WeakSet[t.Any] = weakref.WeakSet()
         self.joins = 0
+        self.receivers: list[tuple[t.Any, t.Callable[..., None]]] = []
+
+    def forget(self) -> None:
+        """Undo what a parent process set up before fork (its receivers, its registered metrics)."""
+        for signal, receiver in self.receivers:
+            signal.disconnect(receiver)
+        if self.registry is not None and self.sink is not None:
+            for metric in self.sink.metrics.by_name.values():
+                self.registry.unregister(metric)
 
 
 _process = _Process()
@@ -177,11 +187,14 @@ _warned: list[bool] = []
 
 def start(state: t.Any) -> PrometheusSink:
     """Build this process's metrics (once), install the sink, connect the signals, sample ``state``'s peer."""
+    global _process
     process = _process
-    if process.pid != os.getpid():
-        process.__init__()  # type: ignore[misc]  # a fresh start after fork
+    if process.pid != os.getpid():  # first use in this process (after fork: the parent's is not ours)
+        process.forget()
+        process = _process = _Process()
         process.pid = os.getpid()
-        process.sink = PrometheusSink(Metrics(None if multiprocess_dir() else prometheus_client.REGISTRY))
+        process.registry = None if multiprocess_dir() else prometheus_client.REGISTRY
+        process.sink = PrometheusSink(Metrics(process.registry))
         metrics_sink.install(process.sink)
         metrics = process.sink.metrics
         metrics["wamp_bridge_workers"].set(1)
@@ -216,8 +229,9 @@ def _connect_signals(process: _Process) -> None:
             _sample(process, leaving=True)
 
     # strong references: the receivers live as long as the process
-    for signal, receiver in ((signals.browser_session_opened, opened), (signals.browser_session_closed, closed),
-                             (signals.peer_joined, joined), (signals.peer_left, left)):
+    process.receivers = [(signals.browser_session_opened, opened), (signals.browser_session_closed, closed),
+                         (signals.peer_joined, joined), (signals.peer_left, left)]
+    for signal, receiver in process.receivers:
         signal.connect(receiver, weak=False)
 
 
