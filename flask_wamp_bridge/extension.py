@@ -59,6 +59,7 @@ from .component.middleware import event_runner
 from .component.middleware import procedure_runner
 from .component.validation import validator_for
 from .errors import ConfigError
+from .ops.views import mount as mount_operations
 from .router.config import defined_roles
 from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
@@ -196,6 +197,10 @@ class BridgeState:
             declared.update(h.uri for h in self.peer.handles() if not isinstance(h, Subscription))
         return frozenset(declared)
 
+    def bare_peer(self, url: str | None = None) -> Peer:
+        """A new peer with the app's credentials and nothing registered, not started (``url``: one node)."""
+        return self._build_peer(url if url is not None else self.settings["WAMP_BRIDGE_ROUTER_URL"])
+
     def _build_peer(self, url: str | None = None) -> Peer:
         """The worker's peer; with ``url``, a side session on that one node (no handlers)."""
         from .wamp.peer import Peer  # imports gevent
@@ -245,16 +250,23 @@ class BridgeState:
         if self.has_peer:
             self._add(self.peer, handler)
 
+    def validator(self, handler: _Handler) -> t.Any:
+        """The argument checker of ``handler`` (None: none).
+
+        :raises ConfigError: an annotation cannot be checked without pydantic (the ``validation`` extra).
+        """
+        mode = handler.validate
+        if mode is None or mode is True:
+            mode = self.settings["WAMP_BRIDGE_VALIDATION"] if mode is None else "lax"
+        if not mode or mode == "off":
+            return None
+        return validator_for(handler.fn, name=self.uri_for(handler), strict=mode == "strict")
+
     def _add(self, peer: Peer, handler: _Handler) -> None:
         from .wamp.peer import current_details
 
         uri = self.uri_for(handler)
-        mode = handler.validate
-        if mode is None or mode is True:
-            mode = self.settings["WAMP_BRIDGE_VALIDATION"] if mode is None else "lax"
-        validator = None
-        if mode and mode != "off":
-            validator = validator_for(handler.fn, name=uri, strict=mode == "strict")
+        validator = self.validator(handler)
         runner = procedure_runner if handler.kind == "register" else event_runner
         hooks = _NO_HOOKS if handler in self._internal else self.bridge.hooks  # the library's own: no app hooks
         fn = runner(handler.fn, self._app_ref, self.wampy, hooks, validator, current_details)
@@ -327,6 +339,8 @@ class WampBridge:
         """
         _settings.install(app.config)
         state = BridgeState(self, app)
+        for handler in self._handlers:  # an argument check that cannot work fails now, not at the first call
+            state.validator(handler)
         app.extensions["wamp_bridge"] = state
         self._states.add(state)
         app.before_request(_FirstRequestCheck(state))
@@ -346,6 +360,8 @@ class WampBridge:
         _lifecycle.on_worker_start(start)
         _lifecycle.on_worker_shutdown(stop)
         self._mount_endpoint(app, state)
+        mount_operations(app, state)
+        _lifecycle.warn_if_wrong_worker()
         app.cli.add_command(wamp_cli)  # `flask wamp config`, `flask wamp router`
 
     def _mount_endpoint(self, app: Flask, state: BridgeState) -> None:
@@ -357,7 +373,12 @@ class WampBridge:
         """
         if state.settings["WAMP_BRIDGE_PATH"] is None:
             return
-        tickets = Tickets.from_config(app.config)
+        try:
+            tickets = Tickets.from_config(app.config)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc}. bridge.init_app(app) reads the key when it runs: set SECRET_KEY (or "
+                "WAMP_BRIDGE_TICKET_SECRET) before calling init_app, not after it") from None
         state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
         roles = defined_roles(state.settings)
         Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles,
@@ -412,6 +433,8 @@ class WampBridge:
 
         def decorate(fn: F) -> F:
             handler = _Handler(kind, uri, fn, options, "off" if validate is False else validate)
+            for state in list(self._states):
+                state.validator(handler)
             self._handlers.append(handler)
             for state in list(self._states):
                 if state.has_peer:  # declared after the peer was built: add it live
@@ -513,6 +536,22 @@ class WampBridge:
     def publish(self, topic: str, *args: t.Any, **kwargs: t.Any) -> None:
         """Publish from anywhere in an app context (like ``g.wampy.publish``)."""
         self.state().peer.publish(topic, *args, **kwargs)
+
+    def connected(self, app: Flask | None = None, url: str | None = None,
+                  timeout: float | None = None) -> t.ContextManager[Peer]:
+        """A short-lived session for a process that is not a gunicorn worker (shell, cron, Celery)::
+
+            with bridge.connected(app) as wamp:
+                wamp.publish("app.news", "hello")
+
+        Logs in with the app's peer credentials, registers nothing, says
+        GOODBYE at the end of the block (:func:`flask_wamp_bridge.ops.client.connected`).
+
+        :raises NotConnected: not joined within ``timeout`` (default ``WAMP_BRIDGE_CONNECT_TIMEOUT``).
+        """
+        from .ops.client import connected
+
+        return connected(self.state(app), url, timeout)
 
     def publish_to(self, authid: str | t.Sequence[str], topic: str, *args: t.Any, **kwargs: t.Any) -> None:
         """Publish only to the sessions of ``authid`` (one or several), via ``eligible_authid``.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import ipaddress
 import os
 import types
 import typing as t
@@ -36,6 +37,7 @@ __all__ = [
     "SETTINGS",
     "DEFAULTS",
     "GROUPS",
+    "GROUP_TITLES",
     "get",
     "install",
     "check",
@@ -63,8 +65,12 @@ __all__ = [
 Check = t.Callable[[str, t.Any], None]
 
 #: Which part of the package reads a setting: the plain WebSocket routes (``Sockets`` installs
-#: only these), the browser endpoint, the app's peer, or only the generated router config.
-GROUPS = ("websocket", "endpoint", "peer", "router")
+#: only these), the browser endpoint, the app's peer, only the generated router config, or the
+#: operators' endpoints (health, metrics).
+GROUPS = ("websocket", "endpoint", "peer", "router", "operations")
+#: How the docs title each group's table.
+GROUP_TITLES = {"websocket": "WebSocket routes", "endpoint": "The browser endpoint", "peer": "The app's peer",
+                "router": "The generated router config", "operations": "Health and metrics"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +214,16 @@ def mapping(example: str) -> Check:
             raise ConfigError(f"{key} must be a dict {example}")
 
     return check
+
+
+def _networks(key: str, value: t.Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        _fail(key, "a list of addresses or networks like '10.0.0.0/8'", value)
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            _fail(key, "a list of addresses or networks like '10.0.0.0/8'", value)
 
 
 def _message_size(key: str, value: t.Any) -> None:
@@ -459,7 +475,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Other backend principals: ``{authid: {secret, role}}``",
             mapping("{authid: {'secret': ..., 'role': ...}}"), "router", secret=True),
     Setting("WAMP_BRIDGE_PERMISSIONS", {}, "dict",
-            "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router"),
+            "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router",
+            shown_default="two rules (below)"),
     Setting("WAMP_BRIDGE_ROUTER_INTERFACE", None, "str | None",
             "Interface to listen on when the URL names a host", text(optional=True), "router"),
     Setting("WAMP_BRIDGE_ROUTER_BACKLOG", 4096, "int",
@@ -474,6 +491,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Seed of the nodes' link keys; the same for every node", text(optional=True), "router", secret=True),
     Setting("WAMP_BRIDGE_CLUSTER_CALLS", True, "bool",
             "Whether rlinks forward registrations (else events only)", flag(), "router"),
+    Setting("WAMP_BRIDGE_HEALTH_PATH", None, "str | None",
+            "Health check path (e.g. ``/healthz``): 200 while the peer is joined, else 503",
+            _url_path, "operations"),
+    Setting("WAMP_BRIDGE_METRICS_PATH", None, "str | None",
+            "Prometheus metrics path (e.g. ``/metrics``; the ``metrics`` extra)", _url_path,
+            "operations"),
+    Setting("WAMP_BRIDGE_METRICS_ALLOW", ("127.0.0.0/8", "::1"), "list[str]",
+            "Addresses or networks that may read the metrics (others get 403)", _networks, "operations",
+            shown_default="loopback"),
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -577,10 +603,13 @@ def _shown_default(setting: Setting) -> str:
     return f"``{value!r}``"
 
 
-def rst_table() -> str:
-    """The README's configuration table (a reStructuredText simple table), from :data:`SETTINGS`."""
+def rst_table(group: str | None = None) -> str:
+    """The README's configuration table (a reStructuredText simple table), from :data:`SETTINGS`.
+
+    With ``group``, only that group's settings (the docs show one table per group).
+    """
     rows = [("Key", "Type", "Default", "Meaning")]
-    rows += [(f"``{s.key}``", s.type, _shown_default(s), s.doc) for s in SETTINGS]
+    rows += [(f"``{s.key}``", s.type, _shown_default(s), s.doc) for s in SETTINGS if group in (None, s.group)]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     rule = "  ".join("=" * w for w in widths)
 

@@ -5,6 +5,8 @@ Crossbar, real gunicorn workers and ``flask wamp run``, with autobahn-python as 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import functools
 import json
 import os
 import signal
@@ -29,6 +31,7 @@ from flask_wamp_bridge.component.validation import InvalidArgument
 from flask_wamp_bridge.component.validation import to_plain
 from flask_wamp_bridge.component.validation import validator_for
 from flask_wamp_bridge.errors import ApplicationError
+from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.router.process import CrossbarProcess
 from flask_wamp_bridge.testing import TEST_PEER_AUTHID
 from flask_wamp_bridge.testing import TEST_PEER_SECRET
@@ -87,15 +90,49 @@ def test_validation_pydantic_builds_dataclasses_and_names_the_nested_field() -> 
     assert caught.value.kwargs["errors"][0]["location"] == ["y"]
 
 
-def test_validation_plain_checks_simple_containers_and_leaves_the_rest() -> None:
+def test_validation_plain_checks_simple_containers_and_builds_dataclasses() -> None:
     def fn(items: list[int], table: dict[str, float], p: Point, maybe: int | None = None) -> None: ...
 
     check = validator_for(fn, name="app.fn", use_pydantic=False)
     assert check is not None
-    assert check([["1", 2], {"a": 1}, {"any": "thing"}], {}) == ([], {"items": [1, 2], "table": {"a": 1.0},
-                                                                      "p": {"any": "thing"}})
-    assert problems(check, [[1, "x"], {}, None], {"maybe": "y"}) == [("items", "integer_type"),
-                                                                      ("maybe", "union_type")]
+    assert check([["1", 2], {"a": 1}, {"x": 1, "y": "2", "extra": 0}], {}) == (
+        [], {"items": [1, 2], "table": {"a": 1.0}, "p": Point(1, 2)})
+    assert problems(check, [[1, "x"], {}, {"x": 1}], {"maybe": "y"}) == [("items", "integer_type"),
+                                                                          ("p", "missing"), ("maybe", "union_type")]
+
+
+def test_validation_without_pydantic_is_the_same_or_fails_at_init_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_wamp_bridge.component import validation
+
+    monkeypatch.setitem(sys.modules, "pydantic", None)  # import pydantic fails, as where it is not installed
+    monkeypatch.setattr(validation, "_pydantic", functools.cache(validation._pydantic.__wrapped__))
+    assert validation._pydantic() is None
+
+    bridge = WampBridge()
+
+    @bridge.register("app.mirror")
+    def mirror(p: Point) -> Point:
+        return p
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s")
+    bridge.init_app(app)
+    state = bridge.state(app)
+    check = state.validator(bridge._handlers[0])
+    assert check([{"x": 1, "y": "2"}], {}) == ([], {"p": Point(1, 2)})  # as pydantic builds it
+
+    with pytest.raises(ConfigError, match=r"app.when: .*'at'.*Flask-WAMP-Bridge\[validation\]"):
+        @bridge.register("app.when")
+        def when(at: datetime.datetime) -> None: ...
+
+    other = WampBridge()
+    other.register("app.later", validate=False)(lambda at: at)
+
+    @other.register("app.at")
+    def at(at: datetime.datetime) -> None: ...
+
+    with pytest.raises(ConfigError, match="needs pydantic"):
+        other.init_app(Flask(__name__))
 
 
 def test_validation_none_for_unannotated_and_follows_wraps() -> None:

@@ -1,9 +1,9 @@
 """The package layout: each folder imports only the layers below it.
 
-websocket <- wamp <- bridge, router, component <- testing <- extension, cli; ``errors`` and
-``settings`` and ``signals`` are the base every layer may use. ``component`` (the app's own
-peer: handlers' middleware, jobs, component mode) stands beside bridge and router: none of
-the three imports another. Every import counts, the lazy
+websocket <- wamp <- bridge, router, component <- testing <- extension, cli; ``errors``,
+``settings``, ``signals`` and ``metrics_sink`` are the base every layer may use. ``component``
+(the app's own peer: handlers' middleware, jobs, component mode) stands beside bridge and
+router: none of the three imports another. Every import counts, the lazy
 ones inside functions and the type-only ones too.
 """
 
@@ -18,7 +18,7 @@ import flask_wamp_bridge
 PACKAGE = Path(flask_wamp_bridge.__file__).parent
 NAME = "flask_wamp_bridge"
 
-BASE = {"errors", "settings", "signals"}
+BASE = {"errors", "settings", "signals", "metrics_sink"}
 #: What each layer may import, besides itself and the base.
 ALLOWED: dict[str, set[str]] = {
     "base": set(),

@@ -21,6 +21,7 @@ PAGES = {
     "Quickstart": "tutorial",
     "Configuration reference": "configuration",
     "Deployment": "deployment",
+    "Scaling out": "scaling",
     "Security notes": "security",
     "Testing your app": "testing",
     "API reference": "api",

@@ -1,8 +1,9 @@
 """``.. wamp-bridge-settings::``: the configuration reference, generated from the settings table.
 
-The table is :func:`flask_wamp_bridge.settings.rst_table`, built from
-:data:`flask_wamp_bridge.settings.SETTINGS`, the one place where each
-``WAMP_BRIDGE_*`` key, its default, type and meaning are defined.
+One section and table per group of :data:`flask_wamp_bridge.settings.GROUPS`
+(titled by ``GROUP_TITLES``), each :func:`flask_wamp_bridge.settings.rst_table`
+of that group, built from :data:`flask_wamp_bridge.settings.SETTINGS`, the one
+place where each ``WAMP_BRIDGE_*`` key, its default, type and meaning are defined.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import typing as t
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
 
 
 class SettingsReference(SphinxDirective):
     def run(self) -> list[t.Any]:
         from flask_wamp_bridge import settings
 
-        holder = nodes.container()
-        self.state.nested_parse(StringList(settings.rst_table().splitlines(), settings.__file__), 0, holder)
+        lines: list[str] = []
+        for group in settings.GROUPS:
+            title = settings.GROUP_TITLES[group]
+            lines += [title, "-" * len(title), "", *settings.rst_table(group).splitlines(), ""]
+        holder = nodes.section()
+        holder.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(lines, settings.__file__), holder)
         return holder.children
 
 

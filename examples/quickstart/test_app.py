@@ -8,6 +8,11 @@ from flask_wamp_bridge import ApplicationError
 pytest_plugins = ["flask_wamp_bridge.testing"]
 
 
+@pytest.fixture(scope="session")
+def wamp_bridge_app_config():
+    return create_app().config  # the test router gets the app's own roles and permissions
+
+
 @pytest.fixture
 def app(wamp_bridge_settings):
     return create_app(wamp_bridge_settings)  # points the app at the test router

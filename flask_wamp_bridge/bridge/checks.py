@@ -56,6 +56,7 @@ import enum
 import re
 import typing as t
 
+from .. import metrics_sink
 from ..errors import PayloadOutOfBounds
 from ..errors import RemoteProtocolError
 from ..wamp.bounds import Bounds
@@ -495,6 +496,7 @@ class SessionChecks:
         if progress and not self.limits.progressive_calls:
             return self._refuse(rule, message, _NOT_SUPPORTED, "progressive call inputs are not enabled")
         calls.add(request_id)
+        metrics_sink.sink.call_started(self, request_id)
         if progress:
             self._call_inputs.add(request_id)
         return None
@@ -599,6 +601,7 @@ class SessionChecks:
     def _refuse(self, rule: Rule, message: list[t.Any], uri: str, text: str, *, limit: bool = False,
                 kwargs: dict[str, t.Any] | None = None, log: str | None = None) -> Verdict:
         self._strikes += 1.0
+        metrics_sink.sink.refused(message[0], uri)
         if self._strikes > self.limits.max_strikes:
             return Verdict(abuse=f"too many refused messages ({log or text})")
         kind = message[0]
@@ -651,6 +654,7 @@ class SessionChecks:
             if first in self.calls and not self._is_progress(data):
                 self.calls.discard(first)
                 self._call_inputs.discard(first)
+                metrics_sink.sink.call_ended(self, first, "result")
         elif kind == _INVOCATION:
             if first is not None:
                 if len(self.invocations) >= self.limits.max_invocations:
@@ -665,6 +669,7 @@ class SessionChecks:
                 pending.discard(t.cast(int, second))
                 if first == _CALL:
                     self._call_inputs.discard(t.cast(int, second))
+                    metrics_sink.sink.call_ended(self, t.cast(int, second), "error")
                 elif first == _SUBSCRIBE or first == _REGISTER:
                     self._release_uri(first, second, pending=True)
         else:

@@ -16,7 +16,7 @@ import collections
 
 import gevent.event
 
-__all__ = ["LoginTurns", "Turn"]
+__all__ = ["LoginTurns", "Turn", "turns_for", "waiting_logins"]
 
 
 class Turn:
@@ -94,3 +94,8 @@ def turns_for(limit: int) -> LoginTurns:
     if turns.limit != limit:
         turns.limit = limit
     return turns
+
+
+def waiting_logins() -> int:
+    """Logins of this process waiting for their turn (0 before the first login)."""
+    return _turns[0].waiting if _turns else 0

@@ -42,6 +42,7 @@ import weakref
 
 import gevent
 
+from .. import metrics_sink
 from ..errors import BridgeError
 from ..signals import browser_session_closed
 from ..signals import browser_session_opened
@@ -197,6 +198,8 @@ class RelaySession:
             self._log_end()
             if self._opened:
                 self._send_signal(browser_session_closed, reason=self._end_reason())
+            else:
+                metrics_sink.sink.login_failed(getattr(self.relay.closed_with, "code", None), self._end_reason())
 
     def _read_router(self) -> None:
         assert self.upstream is not None
@@ -264,6 +267,7 @@ class RelaySession:
             return False
         if type(data) is not str and type(data) is not bytes:  # a bytearray or memoryview
             data = bytes(t.cast(t.Any, data))
+        metrics_sink.sink.relayed(leg, data)
         self._execute(feed(data))
         if not self._opened and relay.state is State.ESTABLISHED:
             self._opened = True

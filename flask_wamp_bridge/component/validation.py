@@ -13,7 +13,11 @@ With pydantic v2 installed (extra ``validation``) every annotation pydantic
 understands is checked by it; without, a plain checker covers the simple
 types (``int``, ``float``, ``str``, ``bool``, ``bytes``, ``None``, ``list``,
 ``dict``, ``tuple``, ``set`` with simple items, ``Optional``/``|`` unions,
-``Any``) and leaves other annotations unchecked.
+``Any``) and dataclasses of these (built from a dict, as pydantic does), so a
+handler gets the same values whether pydantic is installed or not. Any other
+annotation needs pydantic: without it, :func:`validator_for` raises
+:class:`~flask_wamp_bridge.errors.ConfigError` naming the ``validation`` extra
+(at ``init_app``), instead of passing the raw value on.
 
 :func:`to_plain` turns dataclasses and pydantic models in a return value into
 plain dicts and lists. Pure: no gevent, no Flask.
@@ -30,6 +34,7 @@ import types
 import typing as t
 
 from ..errors import ApplicationError
+from ..errors import ConfigError
 
 __all__ = ["InvalidArgument", "Validator", "validator_for", "to_plain", "INVALID_ARGUMENT"]
 
@@ -176,7 +181,7 @@ def validator_for(fn: t.Callable[..., t.Any], *, name: str, strict: bool = False
         check = None
         if hint is not inspect.Parameter.empty and hint is not t.Any:
             check = _pydantic_check(hint, strict) if use_pydantic and _pydantic() is not None else \
-                _plain_check(hint, strict)
+                _plain_check(hint, strict, name, param.name)
             annotated = annotated or check is not None
         required = param.default is inspect.Parameter.empty and param.kind not in (_VAR_POS, _VAR_KW)
         params.append(_Param(param.name, param.kind, required, check))
@@ -228,16 +233,31 @@ _TRUE = {"true", "1", "yes", "on", "t", "y"}
 _FALSE = {"false", "0", "no", "off", "f", "n"}
 
 
-def _plain_check(hint: t.Any, strict: bool) -> _Check | None:
+def _plain_check(hint: t.Any, strict: bool, procedure: str, argument: str) -> _Check:
     check = _plain(hint, strict)
     if check is None:
-        log.debug("annotation %r is not checked without pydantic", hint)
+        raise ConfigError(
+            f"{procedure}: the annotation of argument {argument!r} ({_name(hint)}) needs pydantic to be checked: "
+            "pip install \"Flask-WAMP-Bridge[validation]\" (or declare it with validate=False, or set "
+            "WAMP_BRIDGE_VALIDATION = \"off\", to take the value as it comes)")
     return check
+
+
+def _name(hint: t.Any) -> str:
+    return getattr(hint, "__name__", None) or repr(hint)
+
+
+def _same(value: t.Any) -> t.Any:
+    return value
 
 
 def _plain(hint: t.Any, strict: bool) -> _Check | None:
     if hint is None:
         hint = type(None)
+    if hint is t.Any or hint is object:
+        return _same
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _dataclass(hint, strict)
     origin = t.get_origin(hint)
     if origin is t.Union or origin is types.UnionType:
         options = [_plain(arg, strict) for arg in t.get_args(hint)]
@@ -342,6 +362,45 @@ def _container(kind: type, item_hints: tuple[t.Any, ...], strict: bool) -> _Chec
         return kind(checked)
 
     return check
+
+
+def _dataclass(kind: type, strict: bool) -> _Check | None:
+    """Build ``kind`` from a dict, each field checked (extra keys ignored, as pydantic does)."""
+    try:
+        hints = t.get_type_hints(kind)
+    except Exception:  # a forward reference that does not resolve
+        return None
+    fields: list[tuple[str, _Check, bool]] = []
+    for field in dataclasses.fields(kind):
+        if not field.init:
+            continue
+        check = _plain(hints.get(field.name, t.Any), strict)
+        if check is None:
+            return None
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        fields.append((field.name, check, required))
+
+    def build(value: t.Any) -> t.Any:
+        if isinstance(value, kind):
+            return value
+        if not isinstance(value, dict):
+            _fail("dataclass_type", f"expected an object ({kind.__name__}), got {type(value).__name__}")
+        values: dict[str, t.Any] = {}
+        problems: list[dict[str, t.Any]] = []
+        for name, check, required in fields:
+            if name not in value:
+                if required:
+                    problems.append({"problem": "missing", "message": "required", "location": [name]})
+                continue
+            try:
+                values[name] = check(value[name])
+            except _Problem as exc:
+                problems.extend({**p, "location": [name, *p.get("location", [])]} for p in exc.problems)
+        if problems:
+            raise _Problem(problems)
+        return kind(**values)
+
+    return build
 
 
 def _describe(hint: t.Any) -> str:

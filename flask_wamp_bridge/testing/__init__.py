@@ -8,11 +8,26 @@ Fixtures:
 
 ``crossbar_router`` (session scope)
     A :class:`~flask_wamp_bridge.router.process.CrossbarProcess` on a free
-    127.0.0.1 port, started from a generated config. It has ``.url``,
+    127.0.0.1 port, started from the config generated from your app's own
+    settings (``wamp_bridge_app_config``: its roles, permissions, realm,
+    authenticator, services ...) with the test ports and credentials. It has ``.url``,
     ``.realm``, ``.pid``, ``.restart()``, ``.log`` and ``.settings``: the
     ``WAMP_BRIDGE_*`` mapping that points an app at it (``app.config.update(...)``).
 ``fresh_crossbar_router`` (function scope)
     The same, private to one test: for tests that stop, kill or restart it.
+``wamp_bridge_app_config`` (session scope)
+    The app settings the test routers are generated from. By default the
+    ``config`` of the app named by ``wamp_bridge_app = module:app_or_factory``
+    in the pytest configuration (a factory is called without arguments), or
+    no settings (the plugin's defaults) without it. Override the fixture to
+    choose yourself::
+
+        @pytest.fixture(scope="session")
+        def wamp_bridge_app_config():
+            return create_app().config
+
+    For a router of other settings in one test, call :func:`start_router`
+    (``start_router(tmp_path, app_config, WAMP_BRIDGE_REALM="other")``).
 ``crossbar_executable`` (session scope)
     The path of ``crossbar``, e.g. for ``crossbar check``.
 ``wamp_client``
@@ -40,7 +55,10 @@ use the router fixtures get the ``crossbar`` marker automatically.
 Test credentials (for these throw-away routers only): the app's peer is
 :data:`TEST_PEER_AUTHID` / :data:`TEST_PEER_SECRET` (role ``backend``), and the
 WAMP-CRA principal :data:`TESTER_AUTHID` / :data:`TESTER_SECRET` (role
-``backend``) is what :class:`WampClient` logs in as by default.
+``backend``, or the app's ``WAMP_BRIDGE_PEER_ROLE``) is what :class:`WampClient` logs in as by default.
+
+Importing from this module before pytest loads it as a plugin is fine: it
+opts out of assertion rewriting (PYTEST_DONT_REWRITE), so pytest does not warn.
 """
 
 from __future__ import annotations
@@ -78,6 +96,7 @@ __all__ = [
     "fresh_crossbar_router",
     "wamp_client",
     "wamp_bridge_settings",
+    "wamp_bridge_app_config",
     "bridge_client",
     "BridgeClient",
     "BridgeServer",
@@ -89,18 +108,35 @@ TEST_PEER_SECRET = "test-peer-secret-not-for-production"
 _START_TIMEOUT = 90.0  # Crossbar takes ~5-10 s alone, more on a busy 2-core machine
 
 
-def router_settings(port: int, **overrides: t.Any) -> dict[str, t.Any]:
-    """``WAMP_BRIDGE_*`` settings for a test router on ``127.0.0.1:port`` with the test credentials."""
+#: App settings a test router never takes from the app: where it listens, how the app's peer logs in, the cluster.
+_TEST_OWNED = frozenset({"WAMP_BRIDGE_ROUTER_URL", "WAMP_BRIDGE_ROUTER_INTERFACE", "WAMP_BRIDGE_PEER_AUTHMETHOD",
+                         "WAMP_BRIDGE_PEER_AUTHID", "WAMP_BRIDGE_PEER_SECRET", "WAMP_BRIDGE_CLUSTER",
+                         "WAMP_BRIDGE_CLUSTER_SECRET"})
+
+
+def router_settings(port: int, app_config: t.Mapping[str, t.Any] | None = None,
+                    **overrides: t.Any) -> dict[str, t.Any]:
+    """``WAMP_BRIDGE_*`` settings for a test router on ``127.0.0.1:port`` with the test credentials.
+
+    :param app_config: the app's settings (e.g. ``app.config``): every ``WAMP_BRIDGE_*`` key is kept (roles,
+        permissions, realm, services ...) except the router's address, the peer's login and the cluster; the
+        tester principal joins the app's ``WAMP_BRIDGE_SERVICES``.
+    """
+    app = {key: value for key, value in (app_config or {}).items()
+           if isinstance(key, str) and key.startswith("WAMP_BRIDGE_") and key not in _TEST_OWNED}
+    peer_role = app.get("WAMP_BRIDGE_PEER_ROLE") or "backend"
     settings: dict[str, t.Any] = {
-        "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{port}/ws",
         "WAMP_BRIDGE_REALM": "realm1",
         "WAMP_BRIDGE_AUTHENTICATOR": "wamp_bridge.authenticate",
         "WAMP_BRIDGE_USER_ROLE": "user",
         "WAMP_BRIDGE_ANONYMOUS_ROLE": "anonymous",
+        "WAMP_BRIDGE_PEER_ROLE": peer_role,
+        **app,
+        "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{port}/ws",
         "WAMP_BRIDGE_PEER_AUTHID": TEST_PEER_AUTHID,
         "WAMP_BRIDGE_PEER_SECRET": TEST_PEER_SECRET,
-        "WAMP_BRIDGE_PEER_ROLE": "backend",
-        "WAMP_BRIDGE_SERVICES": {TESTER_AUTHID: {"secret": TESTER_SECRET, "role": "backend"}},
+        "WAMP_BRIDGE_SERVICES": {**(app.get("WAMP_BRIDGE_SERVICES") or {}),
+                                 TESTER_AUTHID: {"secret": TESTER_SECRET, "role": peer_role}},
     }
     settings.update(overrides)
     return settings
@@ -115,12 +151,15 @@ def _find_or_skip() -> str:
         pytest.skip(str(exc))
 
 
-def start_router(cbdir: str | os.PathLike[str], **overrides: t.Any) -> CrossbarProcess:
+def start_router(cbdir: str | os.PathLike[str], app_config: t.Mapping[str, t.Any] | None = None,
+                 **overrides: t.Any) -> CrossbarProcess:
     """Start a router for tests in ``cbdir`` on a free port (skips or fails when Crossbar is missing).
 
+    Its config is generated from :func:`router_settings` (``app_config``, then ``overrides``).
     The caller must ``stop()`` it.
     """
-    router = CrossbarProcess(router_settings(free_port(), **overrides), cbdir, crossbar=_find_or_skip())
+    router = CrossbarProcess(router_settings(free_port(), app_config, **overrides), cbdir,
+                             crossbar=_find_or_skip())
     router.start(timeout=_START_TIMEOUT)
     return router
 
@@ -131,8 +170,29 @@ def crossbar_executable() -> str:
     return _find_or_skip()
 
 
-def _running_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
-    router = start_router(tmp_path_factory.mktemp("crossbar"))
+def _app_from_spec(spec: str) -> t.Mapping[str, t.Any]:
+    """The ``config`` of ``module:name`` (a Flask app, or a factory called without arguments)."""
+    import importlib
+
+    module_name, _, name = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), name or "app")
+    except (ImportError, AttributeError) as exc:
+        raise pytest.UsageError(f"wamp_bridge_app = {spec}: {exc} (use module:app or module:create_app)") from exc
+    app = found if hasattr(found, "config") else found()
+    return t.cast(t.Mapping[str, t.Any], app.config)
+
+
+@pytest.fixture(scope="session")
+def wamp_bridge_app_config(pytestconfig: pytest.Config) -> t.Mapping[str, t.Any]:
+    """The app settings the test routers are generated from (override this fixture, or set ``wamp_bridge_app``)."""
+    spec = pytestconfig.getini("wamp_bridge_app")
+    return _app_from_spec(spec) if spec else {}
+
+
+def _running_router(tmp_path_factory: pytest.TempPathFactory,
+                    app_config: t.Mapping[str, t.Any]) -> t.Iterator[CrossbarProcess]:
+    router = start_router(tmp_path_factory.mktemp("crossbar"), app_config)
     try:
         yield router
     finally:
@@ -140,15 +200,17 @@ def _running_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Cros
 
 
 @pytest.fixture(scope="session")
-def crossbar_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
-    """One real Crossbar router shared by the test session."""
-    yield from _running_router(tmp_path_factory)
+def crossbar_router(tmp_path_factory: pytest.TempPathFactory,
+                    wamp_bridge_app_config: t.Mapping[str, t.Any]) -> t.Iterator[CrossbarProcess]:
+    """One real Crossbar router shared by the test session, generated from the app's settings."""
+    yield from _running_router(tmp_path_factory, wamp_bridge_app_config)
 
 
 @pytest.fixture
-def fresh_crossbar_router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[CrossbarProcess]:
+def fresh_crossbar_router(tmp_path_factory: pytest.TempPathFactory,
+                          wamp_bridge_app_config: t.Mapping[str, t.Any]) -> t.Iterator[CrossbarProcess]:
     """A real Crossbar router for this test alone (free to stop, kill or restart)."""
-    yield from _running_router(tmp_path_factory)
+    yield from _running_router(tmp_path_factory, wamp_bridge_app_config)
 
 
 @pytest.fixture
@@ -207,6 +269,8 @@ def bridge_client(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Call
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("wamp_bridge_ports", "LOW-HIGH: loopback ports the flask_wamp_bridge fixtures may use", default="")
+    parser.addini("wamp_bridge_app", "module:app_or_factory whose settings the test routers are generated from",
+                  default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:

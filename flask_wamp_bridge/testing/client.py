@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..errors import ConnectError
 from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
+from ..router.output import import_quietly
 from .tolerant import tolerant_serializer
 
 __all__ = ["WampClient", "TESTER_AUTHID", "TESTER_SECRET"]
@@ -57,6 +58,7 @@ class WampClient:
         headers: dict[str, str] | None = None,
         origin: str | None = None,
     ) -> None:
+        import_quietly("autobahn.asyncio.websocket", "autobahn.wamp.serializer")  # no NumPy notice (router.output)
         self.url = url
         if serializer not in _SERIALIZERS:
             raise LocalProtocolError(f"serializer must be one of {sorted(_SERIALIZERS)}, got {serializer!r}")

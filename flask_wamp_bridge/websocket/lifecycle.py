@@ -10,6 +10,7 @@ calls :func:`run_start_hooks` after fork and :func:`run_shutdown_hooks` on exit.
 from __future__ import annotations
 
 import logging
+import sys
 import typing as t
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "run_start_hooks",
     "run_shutdown_hooks",
     "in_worker",
+    "warn_if_wrong_worker",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,3 +67,21 @@ def run_shutdown_hooks(close_code: int) -> None:
             hook(close_code)
         except Exception:
             log.exception("worker shutdown hook %r failed", hook)
+
+
+_WORKER_MODULE = "flask_wamp_bridge.websocket.worker"
+
+
+def warn_if_wrong_worker() -> bool:
+    """Log an error (at boot, from ``init_app``) when gunicorn serves the app with another worker class.
+
+    The bridge's worker module is loaded by gunicorn before the app whenever
+    ``-k flask_wamp_bridge.worker`` is used; under gunicorn without it, the
+    WebSocket routes, ``/wamp`` and the peer cannot work. Returns whether it logged.
+    """
+    if "gunicorn.arbiter" not in sys.modules or _WORKER_MODULE in sys.modules:
+        return False
+    log.error("gunicorn serves this app with another worker class: WebSocket routes, the WAMP endpoint and the "
+              "server-side peer need the bridge's. Start it with `gunicorn -k flask_wamp_bridge.worker ...` "
+              "(not -k gevent, -k sync or -k gthread)")
+    return True

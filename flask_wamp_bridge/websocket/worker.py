@@ -52,6 +52,7 @@ from . import connection as _websocket
 from . import handshake
 from . import lifecycle as _lifecycle
 from . import live as _live
+from . import metrics_dir as _metrics_dir
 from . import socket_errors
 
 __all__ = ["BridgeHandler", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
@@ -244,6 +245,11 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         self._quick = False
         self._recycled = False
         self._servers: list[t.Any] = []
+
+    @classmethod
+    def check_config(cls, cfg: t.Any, log: t.Any) -> None:
+        """In the master, before the first fork: the workers' shared metrics folder (see ``metrics_dir``)."""
+        _metrics_dir.prepare(cfg, log)
 
     # signal handlers only set flags: the run loop does the work in a greenlet
     def handle_exit(self, sig: int, frame: t.Any) -> None:
