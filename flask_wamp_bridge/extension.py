@@ -605,8 +605,12 @@ def _normalize_prefix(prefix: str) -> str:
     return prefix
 
 
-if t.TYPE_CHECKING:  # the per-app state is what `flask wamp run` needs (checked by mypy, never imported at run time)
+if t.TYPE_CHECKING:  # the per-app state is what `flask wamp run` and the operators' tools need (checked by mypy)
     from .component.run import ComponentHost
+    from .ops.host import OperationsHost
 
     def _runs_as_component(state: BridgeState) -> ComponentHost:
+        return state
+
+    def _serves_operations(state: BridgeState) -> OperationsHost:
         return state

@@ -50,6 +50,7 @@ KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
 DOCUMENTED_FOREIGN: dict[str, str] = {
     "current_app._get_current_object": "werkzeug's LocalProxy: the proxied object itself",
     "os._exit": "leaving a forked child without running the parent's exit handlers",
+    "user._asdict": "a NamedTuple's documented dict view (UserSessions)",
 }
 
 

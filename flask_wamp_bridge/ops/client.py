@@ -22,14 +22,14 @@ from ..errors import NotConnected
 from ..wamp.router_urls import router_urls
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from ..extension import BridgeState
     from ..wamp.peer import Peer
+    from .host import OperationsHost
 
 __all__ = ["connected", "sessions_by_user", "kick", "UserSessions"]
 
 
 @contextlib.contextmanager
-def connected(state: BridgeState, url: str | None = None, timeout: float | None = None) -> t.Iterator[Peer]:
+def connected(state: OperationsHost, url: str | None = None, timeout: float | None = None) -> t.Iterator[Peer]:
     """A joined session with the app's credentials, on ``url`` (default: the first node that answers).
 
     :raises NotConnected: not joined within ``timeout`` (default ``WAMP_BRIDGE_CONNECT_TIMEOUT``).
@@ -57,11 +57,11 @@ class UserSessions(t.NamedTuple):
     nodes: tuple[str, ...]
 
 
-def _nodes(state: BridgeState) -> tuple[str, ...]:
+def _nodes(state: OperationsHost) -> tuple[str, ...]:
     return router_urls(state.settings["WAMP_BRIDGE_ROUTER_URL"])
 
 
-def sessions_by_user(state: BridgeState, timeout: float | None = None) -> list[UserSessions]:
+def sessions_by_user(state: OperationsHost, timeout: float | None = None) -> list[UserSessions]:
     """Who is connected, on every router node (Crossbar's ``wamp.session.list``/``get``), sorted by authid."""
     found: dict[str, dict[str, set[t.Any]]] = {}
     for url in _nodes(state):
@@ -82,7 +82,7 @@ def sessions_by_user(state: BridgeState, timeout: float | None = None) -> list[U
                          tuple(sorted(user["nodes"]))) for authid, user in sorted(found.items())]
 
 
-def kick(state: BridgeState, authid: str, reason: str = "wamp.close.logout", message: str | None = None,
+def kick(state: OperationsHost, authid: str, reason: str = "wamp.close.logout", message: str | None = None,
          timeout: float | None = None) -> list[int]:
     """End every session of ``authid`` on every node (``wamp.session.kill_by_authid``); the ids killed."""
     kwargs: dict[str, t.Any] = {"reason": reason, **({"message": message} if message else {})}

@@ -24,14 +24,14 @@ from ..errors import ConfigError
 from ..websocket import lifecycle
 
 if t.TYPE_CHECKING:  # pragma: no cover
-    from ..extension import BridgeState
+    from .host import OperationsHost
 
 __all__ = ["mount", "health"]
 
 Network = t.Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-def mount(app: Flask, state: BridgeState) -> None:
+def mount(app: Flask, state: OperationsHost) -> None:
     """Add the health and metrics views the settings ask for (nothing when both paths are None)."""
     health_path = state.settings["WAMP_BRIDGE_HEALTH_PATH"]
     if health_path is not None:
@@ -72,7 +72,7 @@ def _allowed(remote: str | None, allowed: list[Network]) -> bool:
     return any(address in net or (mapped is not None and mapped in net) for net in allowed)
 
 
-def health(state: BridgeState) -> tuple[bool, dict[str, t.Any]]:
+def health(state: OperationsHost) -> tuple[bool, dict[str, t.Any]]:
     """Whether this worker can serve WAMP now, and the JSON body that says so."""
     if not state.has_peer:
         peer = "not started"
@@ -84,6 +84,6 @@ def health(state: BridgeState) -> tuple[bool, dict[str, t.Any]]:
                     "realm": state.settings["WAMP_BRIDGE_REALM"]}
 
 
-def _health_response(state: BridgeState) -> tuple[dict[str, t.Any], int]:
+def _health_response(state: OperationsHost) -> tuple[dict[str, t.Any], int]:
     ok, body = health(state)
     return body, 200 if ok else 503
