@@ -11,6 +11,7 @@ from relay_pair import RelayPair
 from flask_wamp_bridge.bridge.checks import RULES
 from flask_wamp_bridge.bridge.checks import Limits
 from flask_wamp_bridge.bridge.identity import Identity
+from flask_wamp_bridge.bridge.meta_calls import TopicSet
 from flask_wamp_bridge.bridge.relay import Notice
 from flask_wamp_bridge.bridge.relay import SendToRouter
 from flask_wamp_bridge.bridge.relay import State
@@ -139,7 +140,8 @@ ROWS = [
     Row("publish with every option", [16, 1, {"acknowledge": True, "exclude_me": False, "exclude": [7],
                                               "exclude_authid": ["a"], "exclude_authrole": ["r"], "eligible": [8],
                                               "eligible_authid": ["b"], "eligible_authrole": ["user"],
-                                              "retain": True, "disclose_me": True}, "app.t"], Forward()),
+                                              "retain": True, "disclose_me": True}, "app.t"], Forward(),
+        limits=Limits(retain_topics=TopicSet(["app.t"]))),
     Row("subscribe with every option", [32, 1, {"match": "exact", "get_retained": True}, "app.t"], Forward()),
     Row("register with every option", [64, 1, {"match": "prefix", "invoke": "single", "concurrency": 2,
                                                "disclose_caller": True}, "app."], Forward()),

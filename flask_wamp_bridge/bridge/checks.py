@@ -49,6 +49,10 @@ from ..wamp.heads import Head
 from ..wamp.heads import peek_head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from .meta_calls import META_REFUSED
+from .meta_calls import MetaRefusal
+from .meta_calls import TopicSet
+from .meta_calls import rewrite_meta_call
 
 __all__ = [
     "Limits",
@@ -96,6 +100,10 @@ class Limits:
     message_burst: int = 2000
     #: Refusals tolerated (healing one per second) before the session is closed with 1008.
     max_strikes: int = 100
+    #: The app offers event history or presence: the meta calls of :mod:`.meta_calls` are allowed.
+    meta_calls: bool = False
+    #: Topics a PUBLISH may ask the router to ``retain`` the event of.
+    retain_topics: TopicSet = TopicSet()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -370,6 +378,24 @@ class SessionChecks:
             self._call_inputs.add(request_id)
         return None
 
+    def _track_meta_call(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
+        """A CALL of a meta procedure: refused, or sent to the bridge's own procedure (see :mod:`.meta_calls`)."""
+        target = rewrite_meta_call(message[3], message[4] if len(message) > 4 else None, self.subscriptions,
+                                   self.limits.meta_calls)
+        if type(target) is MetaRefusal:
+            return self._refuse(rule, message, META_REFUSED, target.text)
+        verdict = self._track_call(rule, message)
+        if target is None or verdict is not None:
+            return verdict
+        message[3] = target
+        return Verdict(forward=self.serializer.dumps(message))
+
+    def _track_retain(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
+        if message[2].get("retain") is True and message[3] not in self.limits.retain_topics:
+            return self._refuse(rule, message, META_REFUSED,
+                                f"retain is not allowed on {message[3]!r} (WAMP_BRIDGE_RETAIN_TOPICS)")
+        return self._track_publish(rule, message)
+
     def _track_cancel(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         if message[1] not in self.calls:
             return Verdict(refused="CANCEL of no call in flight")  # its result may be on the way: drop
@@ -533,9 +559,9 @@ class SessionChecks:
 
 
 _TRACK: dict[int, t.Callable[[SessionChecks, Rule, list[t.Any]], t.Optional[Verdict]]] = {
-    _CALL: SessionChecks._track_call,
+    _CALL: SessionChecks._track_meta_call,
     _CANCEL: SessionChecks._track_cancel,
-    _PUBLISH: SessionChecks._track_publish,
+    _PUBLISH: SessionChecks._track_retain,
     _SUBSCRIBE: SessionChecks._track_subscribe,
     _UNSUBSCRIBE: SessionChecks._track_unsubscribe,
     _REGISTER: SessionChecks._track_register,

@@ -39,6 +39,7 @@ from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
 from . import security_log
 from .checks import Limits
+from .meta_calls import TopicSet
 from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
@@ -233,6 +234,8 @@ def limits_from_settings(settings: t.Mapping[str, t.Any]) -> Limits:
         max_registrations=settings["WAMP_BRIDGE_MAX_REGISTRATIONS"],
         message_rate=settings["WAMP_BRIDGE_MESSAGE_RATE"],
         message_burst=settings["WAMP_BRIDGE_MESSAGE_BURST"],
+        meta_calls=bool(settings["WAMP_BRIDGE_EVENT_HISTORY"] or settings["WAMP_BRIDGE_PRESENCE_TOPICS"]),
+        retain_topics=TopicSet(settings["WAMP_BRIDGE_RETAIN_TOPICS"]),
     )
 
 
