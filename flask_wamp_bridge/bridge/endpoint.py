@@ -39,10 +39,10 @@ from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
 from . import security_log
 from .checks import Limits
-from .meta_calls import TopicSet
 from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
+from .meta_calls import TopicSet
 from .relay import Relay
 from .relay import RouterRefusal
 from .tickets import browser_policy
