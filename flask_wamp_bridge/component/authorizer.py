@@ -88,7 +88,8 @@ class AuthorizerService:
             log.warning("authorizer: denied %s %r for %r: no answer within %g s (WAMP_BRIDGE_AUTHORIZER_TIMEOUT)",
                         action, uri, caller.authid, self.timeout)
             return DENY
-        except Exception as exc:
+        if isinstance(answer, _Raised):
+            exc = answer.exc
             log.warning("authorizer: denied %s %r for %r: it raised %s: %s", action, uri, caller.authid,
                         type(exc).__name__, exc)
             return DENY
@@ -103,4 +104,11 @@ class AuthorizerService:
         if app is None:
             raise RuntimeError("the Flask app is gone")
         with app.app_context():
-            return function(caller, uri, action)
+            try:
+                return function(caller, uri, action)
+            except Exception as exc:  # reported by the waiting caller (not by gevent's hub, as a traceback)
+                return _Raised(exc)
+
+
+class _Raised(t.NamedTuple):
+    exc: Exception

@@ -1,0 +1,212 @@
+"""The app's authorizer, event history and presence against a real Crossbar and gunicorn with 2 workers.
+
+Raw WebSocket clients play the pages (tests/apps/authz_app.py has the rules):
+per-user decisions for each action, cached decisions and their end at logout,
+an authorizer that raises or sleeps past its deadline, ``get_events`` only for
+a held subscription, presence with authids.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import GunicornProcess
+from helpers import wait_until
+from test_endpoint import _env
+from test_endpoint import login
+from test_relay_security import Raw
+
+from flask_wamp_bridge.testing import start_router
+
+pytestmark = [pytest.mark.crossbar, pytest.mark.timeout(180)]
+
+APP = "tests.apps.authz_app:app"
+BOARD = "app.board.posts"
+SETTINGS = {
+    "WAMP_BRIDGE_AUTHORIZER": "wamp_bridge.authorize",
+    "WAMP_BRIDGE_AUTHORIZER_TIMEOUT": 1.0,
+    "WAMP_BRIDGE_EVENT_HISTORY": {BOARD: 50},
+    "WAMP_BRIDGE_PRESENCE_TOPICS": ["app.team."],
+}
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any]:
+    from apps.authz_app import PERMISSIONS
+
+    router = start_router(tmp_path_factory.mktemp("crossbar-authz"), WAMP_BRIDGE_PERMISSIONS=PERMISSIONS, **SETTINGS)
+    try:
+        yield router
+    finally:
+        router.stop()
+
+
+@pytest.fixture(scope="module")
+def authz_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("authz") / "decisions.log"
+
+
+@pytest.fixture(scope="module")
+def server(router: t.Any, authz_log: Path) -> t.Iterator[GunicornProcess]:
+    server = GunicornProcess(APP, env={**_env(router.settings), "AUTHZ_LOG": str(authz_log)}, workers=2)
+    server.start()
+    try:
+        wait_until(lambda: _peers_ready(server), timeout=30)
+        yield server
+    finally:
+        server.stop()
+        assert "Traceback" not in server.log(), server.log()
+
+
+def _peers_ready(server: GunicornProcess) -> bool:
+    try:
+        return bool(_get(server, "/online/red") == [])
+    except OSError:
+        return False
+
+
+def _get(server: GunicornProcess, path: str) -> t.Any:
+    with urllib.request.urlopen(f"{server.url}{path}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _post(server: GunicornProcess, path: str) -> bytes:
+    with urllib.request.urlopen(urllib.request.Request(f"{server.url}{path}", data=b""), timeout=15) as resp:
+        return t.cast(bytes, resp.read())
+
+
+class Page(Raw):
+    """A logged-in page's WAMP session (JSON)."""
+
+    def __init__(self, server: GunicornProcess, user: str) -> None:
+        super().__init__(server, "wamp.2.json", login(server, user))
+        self.request = 100
+
+    @property
+    def session_id(self) -> int:
+        return int(self.welcome[1])
+
+    def ask(self, message: list[t.Any]) -> list[t.Any]:
+        self.request += 1
+        message[1] = self.request
+        self.send(message)
+        return self.recv()
+
+    def subscribe(self, topic: str, **options: t.Any) -> list[t.Any]:
+        return self.ask([32, 0, options, topic])
+
+    def publish(self, topic: str, *args: t.Any) -> list[t.Any]:
+        return self.ask([16, 0, {"acknowledge": True}, topic, list(args)])
+
+    def register(self, procedure: str) -> list[t.Any]:
+        return self.ask([64, 0, {}, procedure])
+
+    def rpc(self, procedure: str, *args: t.Any) -> list[t.Any]:
+        return self.ask([48, 0, {}, procedure, list(args)])
+
+
+def _asked(log: Path, who: str, uri: str, action: str) -> int:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return lines.count(f"{who} {uri} {action}")
+
+
+def test_authorizer_decides_per_user_for_each_action(server: GunicornProcess) -> None:
+    alice, bob = Page(server, "alice"), Page(server, "bob")
+    try:
+        assert alice.subscribe("app.team.red.chat")[0] == 33
+        assert alice.subscribe("app.team.blue.chat")[:2] == [8, 32]
+        assert bob.subscribe("app.team.blue.chat")[0] == 33
+        assert alice.publish("app.team.red.chat", "hi")[0] == 17
+        refused = alice.publish("app.team.blue.chat", "hi")
+        assert refused[0] == 8 and refused[4] == "wamp.error.not_authorized"
+        assert alice.rpc("app.doc.alice.save")[0] == 50
+        assert bob.rpc("app.doc.alice.save")[4] == "wamp.error.not_authorized"
+        assert alice.register("app.user.alice.echo")[0] == 65
+        assert alice.register("app.user.bob.echo")[4] == "wamp.error.not_authorized"
+        assert alice.rpc("app.whoami")[3] == ["alice"]  # the static rules: the app is not asked
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_cached_decisions_last_for_the_session_and_end_at_logout(server: GunicornProcess, authz_log: Path) -> None:
+    def subscribe_a_few(page: Page, topic: str) -> None:
+        for _ in range(6):
+            subscribed = page.subscribe(topic)
+            assert subscribed[0] == 33, subscribed
+            assert page.ask([34, 0, subscribed[2]])[0] == 35
+
+    carol = Page(server, "carol")
+    subscribe_a_few(carol, "app.team.red.cached.chat")
+    subscribe_a_few(carol, "app.team.red.chat")
+    # cached: asked at most once per worker; not cached: asked every time
+    assert 1 <= _asked(authz_log, "carol", "app.team.red.cached.chat", "subscribe") <= 2
+    assert _asked(authz_log, "carol", "app.team.red.chat", "subscribe") == 6
+    killed = json.loads(_post(server, "/logout/carol"))["killed"]
+    assert killed == [carol.session_id]
+    carol.close()
+    before = _asked(authz_log, "carol", "app.team.red.cached.chat", "subscribe")
+    again = Page(server, "carol")
+    try:
+        assert again.subscribe("app.team.red.cached.chat")[0] == 33
+        assert _asked(authz_log, "carol", "app.team.red.cached.chat", "subscribe") == before + 1
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("uri", ["app.slow.x", "app.boom.x"])
+def test_failing_or_slow_authorizer_denies_cleanly(server: GunicornProcess, uri: str) -> None:
+    alice = Page(server, "alice")
+    try:
+        refused = alice.subscribe(uri)
+        assert refused[:2] == [8, 32] and refused[4] == "wamp.error.not_authorized"
+        assert alice.rpc("app.whoami")[3] == ["alice"]  # the session goes on
+    finally:
+        alice.close()
+    why = "no answer within 1 s" if "slow" in uri else "it raised RuntimeError: the database is down"
+    wait_until(lambda: f"denied subscribe {uri!r} for 'alice': {why}" in server.log(), timeout=10)
+
+
+def test_history_only_for_a_held_subscription(server: GunicornProcess) -> None:
+    alice, bob = Page(server, "alice"), Page(server, "bob")
+    try:
+        subscribed = alice.subscribe(BOARD)
+        subscription = subscribed[2]
+        for text in ("one", "two", "three"):
+            _post(server, f"/post/{text}")
+        seen = [alice.recv() for _ in range(3)]
+        assert [event[4] for event in seen] == [["one"], ["two"], ["three"]]
+        result = alice.rpc("wamp.subscription.get_events", subscription, 2)
+        assert result[0] == 50, result
+        events = result[3][0]
+        assert [(e["args"], e["publication"]) for e in events] == [(["three"], seen[2][2]), (["two"], seen[1][2])]
+        assert all("session_id" not in e and "authid" not in e for e in events)
+        refused = bob.rpc("wamp.subscription.get_events", subscription, 2)  # bob holds none
+        assert refused[0] == 8 and refused[4] == "wamp.error.not_authorized"
+        assert bob.rpc("wamp.session.list")[4] == "wamp.error.not_authorized"
+        assert bob.rpc("wamp_bridge.meta.get_events", subscription)[4] == "wamp.error.not_authorized"
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_presence_names_users_not_sessions(server: GunicornProcess) -> None:
+    alice, alice_again, carol, bob = (Page(server, "alice"), Page(server, "alice"), Page(server, "carol"),
+                                      Page(server, "bob"))
+    try:
+        subscription = alice.subscribe("app.team.red.chat")[2]
+        assert alice_again.subscribe("app.team.red.chat")[0] == 33
+        assert carol.subscribe("app.team.red.chat")[0] == 33
+        assert alice.rpc("wamp.subscription.list_subscribers", subscription)[3] == [["alice", "carol"]]
+        assert alice.rpc("wamp.subscription.count_subscribers", subscription)[3] == [2]
+        assert bob.rpc("wamp.subscription.list_subscribers", subscription)[4] == "wamp.error.not_authorized"
+        assert _get(server, "/online/red") == ["alice", "carol"]
+        board = alice.subscribe(BOARD)[2]  # not a presence topic
+        assert alice.rpc("wamp.subscription.list_subscribers", board)[4] == "wamp.error.not_authorized"
+    finally:
+        for page in (alice, alice_again, carol, bob):
+            page.close()
