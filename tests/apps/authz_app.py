@@ -104,6 +104,10 @@ def create_app() -> Flask:
     def online(team: str) -> t.Any:
         return jsonify(bridge.subscribers(f"app.team.{team}.chat"))
 
+    @app.get("/subscribers/<topic>")
+    def subscribers(topic: str) -> t.Any:
+        return jsonify(bridge.subscribers(topic))
+
     @app.get("/clients")
     def clients_page() -> str:
         scripts = "".join(f'<script src="/js/{name}"></script>' for name in CLIENT_SCRIPTS)
