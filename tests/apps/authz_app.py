@@ -6,7 +6,8 @@ of their own documents and register under ``app.user.<authid>.``; topics under
 ``app.team.<team>.cached.`` are answered with ``cache: True``; ``app.slow.``
 sleeps past the deadline and ``app.boom.`` raises. Every time the app's
 function is asked, a line ``authid uri action`` goes to ``AUTHZ_LOG`` (a file:
-the decisions happen in either worker).
+the decisions happen in either worker). ``AUTHZ_QUERY_MS`` makes each
+decision take that long, like a database query.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def _log(caller: t.Any, uri: str, action: str) -> None:
 @bridge.authorizer
 def authorize(caller: t.Any, uri: str, action: str) -> t.Any:
     _log(caller, uri, action)
+    query = float(os.environ.get("AUTHZ_QUERY_MS", "0"))
+    if query:  # what a database query would take (bench/bench_authorizer.py)
+        gevent.sleep(query / 1000)
     parts = uri.split(".")
     if uri.startswith("app.slow."):
         gevent.sleep(30)
