@@ -66,8 +66,8 @@ def _join(tab: Tab, team: str) -> None:
     tab.expect("#team-composer").to_be_visible(timeout=WAIT_MS)
 
 
-def _online(stack: ExampleStack, team: str) -> list[str]:
-    status, body, _ = request(f"{stack.url}/api/team/{team}/online")
+def _online(example: ExampleStack, team: str) -> list[str]:
+    status, body, _ = request(f"{example.url}/api/team/{team}/online")
     assert status == 200
     return t.cast(list[str], body["users"])
 
