@@ -364,6 +364,9 @@ class WampBridge:
         :raises ConfigError: a setting is invalid.
         """
         _settings.install(app.config)
+        if self._authorize is not None and not app.config.get("WAMP_BRIDGE_AUTHORIZER"):
+            raise ConfigError("@bridge.authorizer is declared, but WAMP_BRIDGE_AUTHORIZER is not set: set it to the "
+                              "URI the router calls (e.g. 'wamp_bridge.authorize') and regenerate the router config")
         state = BridgeState(self, app)
         app.extensions["wamp_bridge"] = state
         self._states.add(state)

@@ -175,3 +175,14 @@ def test_event_history_keeps_the_last_events_once_newest_first() -> None:
     assert [e["publication"] for e in t.cast(list[dict[str, t.Any]], history.events(("app.board", "exact"), 10))] \
         == [3, 2]
     assert history.events(("app.board", "prefix"), 10) is None
+
+
+def test_an_authorizer_without_its_setting_is_a_config_error() -> None:
+    from flask_wamp_bridge import WampBridge
+
+    bridge = WampBridge()
+    bridge.authorizer(lambda caller, uri, action: True)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s")
+    with pytest.raises(ConfigError, match="WAMP_BRIDGE_AUTHORIZER is not set"):
+        bridge.init_app(app)
