@@ -31,6 +31,7 @@ SETTINGS = {
     "WAMP_BRIDGE_AUTHORIZER_TIMEOUT": 1.0,
     "WAMP_BRIDGE_EVENT_HISTORY": {BOARD: 50},
     "WAMP_BRIDGE_PRESENCE_TOPICS": ["app.team."],
+    "WAMP_BRIDGE_RETAIN_TOPICS": ["app.board."],
 }
 
 
@@ -189,6 +190,20 @@ def test_history_only_for_a_held_subscription(server: GunicornProcess) -> None:
         assert refused[0] == 8 and refused[4] == "wamp.error.not_authorized"
         assert bob.rpc("wamp.session.list")[4] == "wamp.error.not_authorized"
         assert bob.rpc("wamp_bridge.meta.get_events", subscription)[4] == "wamp.error.not_authorized"
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_retain_only_on_the_topics_the_app_allows(server: GunicornProcess) -> None:
+    alice, bob = Page(server, "alice"), Page(server, "bob")
+    try:
+        assert alice.ask([16, 0, {"acknowledge": True, "retain": True}, "app.board.news", ["kept"]])[0] == 17
+        refused = alice.ask([16, 0, {"acknowledge": True, "retain": True}, "app.team.red.chat", ["no"]])
+        assert refused[0] == 8 and refused[4] == "wamp.error.not_authorized"
+        assert bob.subscribe("app.board.news", get_retained=True)[0] == 33
+        event = bob.recv()
+        assert event[0] == 36 and event[4] == ["kept"] and event[3].get("retained") is True
     finally:
         alice.close()
         bob.close()
