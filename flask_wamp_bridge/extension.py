@@ -534,7 +534,8 @@ class WampBridge:
         reuse the answer for the same session (``WAMP_BRIDGE_AUTHORIZER_CACHE``
         seconds, dropped by :meth:`logout`). Runs in an app context, within
         ``WAMP_BRIDGE_AUTHORIZER_TIMEOUT``; an error or a timeout denies. What
-        ``WAMP_BRIDGE_PERMISSIONS`` allows is allowed without asking it.
+        ``WAMP_BRIDGE_PERMISSIONS`` allows is allowed without asking it; it is
+        asked about exact URIs only (a pattern the static rules do not allow is denied).
         """
         self._authorize = fn
         return fn

@@ -162,6 +162,14 @@ def test_service_denies_when_its_pool_is_full(caplog: pytest.LogCaptureFixture) 
     assert waiting.get(timeout=2)["allow"] is False
 
 
+def test_service_leaves_patterns_to_the_static_rules() -> None:
+    service = _service(lambda caller, uri, action: True)
+    assert service(DETAILS, "app.team.red", "subscribe", {"match": "prefix"})["allow"] is False
+    assert service(DETAILS, "app.team..chat", "subscribe", {"match": "wildcard"})["allow"] is False
+    assert service(DETAILS, "app.team.red.chat", "subscribe", {"match": "exact"})["allow"] is True
+    assert service(DETAILS, "app.", "subscribe", {"match": "prefix"})["allow"] is True  # a static rule
+
+
 def test_service_denies_malformed_requests_and_without_a_function() -> None:
     assert _service(None)(DETAILS, "app.team.red", "subscribe")["allow"] is False
     assert _service(lambda *a: True)({"authid": "x"}, "app.team.red", "subscribe")["allow"] is False

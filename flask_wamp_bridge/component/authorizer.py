@@ -53,9 +53,9 @@ class AuthorizerService:
 
     def __call__(self, session: t.Any, uri: t.Any, action: t.Any, options: t.Any = None) -> dict[str, bool]:
         """Crossbar's call: an answer for it, always, within about ``timeout`` seconds."""
-        return self.decide(session, uri, action).for_router()
+        return self.decide(session, uri, action, options).for_router()
 
-    def decide(self, session: t.Any, uri: t.Any, action: t.Any) -> Decision:
+    def decide(self, session: t.Any, uri: t.Any, action: t.Any, options: t.Any = None) -> Decision:
         caller = Caller.from_router(session)
         if caller is None or type(uri) is not str or type(action) is not str:
             log.warning("authorizer: denied a malformed request (session %r, uri %r, action %r)",
@@ -64,6 +64,11 @@ class AuthorizerService:
         static = self._authorization.static(caller, uri, action)
         if static is not None:
             return static
+        match = options.get("match") if isinstance(options, t.Mapping) else None
+        if match not in (None, "exact"):  # the app's function judges URIs, not patterns
+            log.info("authorizer: denied %s of the %s pattern %r for %r: patterns only by the static rules",
+                     action, match, uri, caller.authid)
+            return DENY
         function = self._function()
         if function is None:
             return DENY
