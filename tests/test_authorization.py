@@ -194,3 +194,11 @@ def test_an_authorizer_without_its_setting_is_a_config_error() -> None:
     app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s")
     with pytest.raises(ConfigError, match="WAMP_BRIDGE_AUTHORIZER is not set"):
         bridge.init_app(app)
+
+
+def test_event_history_forgets_what_it_dropped() -> None:
+    history = EventHistory({"app.board": 2})
+    for publication in (1, 2, 3, 1):  # 1 was dropped when 3 came: a later copy counts again
+        history.record(("app.board", "exact"), publication, "app.board", [], {}, now=0.0)
+    events = t.cast(list[dict[str, t.Any]], history.events(("app.board", "exact"), 5))
+    assert [e["publication"] for e in events] == [1, 3]

@@ -23,6 +23,7 @@ subscribed to the subscription it names.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import time
 import typing as t
@@ -50,6 +51,7 @@ class EventHistory:
         self.limits = dict(limits)
         self._events: dict[tuple[str, str], collections.deque[dict[str, t.Any]]] = {
             (topic, _match_of(topic)): collections.deque(maxlen=limit) for topic, limit in self.limits.items()}
+        self._kept: dict[tuple[str, str], set[int]] = {key: set() for key in self._events}
 
     def subscriptions(self) -> list[tuple[str, str]]:
         """``(topic, match)`` of each history subscription."""
@@ -57,9 +59,12 @@ class EventHistory:
 
     def record(self, key: tuple[str, str], publication: int, topic: str, args: t.Sequence[t.Any],
                kwargs: t.Mapping[str, t.Any], now: float) -> None:
-        events = self._events[key]
-        if events and any(event["publication"] == publication for event in events):
+        events, kept = self._events[key], self._kept[key]
+        if publication in kept:
             return  # a publication is recorded once
+        if len(events) == events.maxlen:
+            kept.discard(events[0]["publication"])
+        kept.add(publication)
         events.append({"publication": publication, "topic": topic, "args": list(args), "kwargs": dict(kwargs),
                        "timestamp": now})
 
@@ -68,8 +73,7 @@ class EventHistory:
         events = self._events.get(key)
         if events is None:
             return None
-        newest = list(reversed(events))
-        return newest[:max(0, limit)]
+        return list(itertools.islice(reversed(events), max(0, limit)))
 
 
 def _match_of(topic: str) -> str:
@@ -105,7 +109,7 @@ class MetaService:
     def get_events(self, subscription: int, limit: int = 10) -> list[dict[str, t.Any]]:
         if type(limit) is not int or limit < 1:
             raise ApplicationError("wamp.error.invalid_argument", "limit must be a positive integer")
-        uri, match = self._held(subscription)
+        uri, match, _ = self._held(subscription)
         events = self.history.events((uri, match), limit)
         if events is None:
             raise ApplicationError("wamp.error.history_unavailable",
@@ -119,27 +123,29 @@ class MetaService:
         return self._present(subscription)
 
     def _present(self, subscription: int) -> list[str]:
-        uri, match = self._held(subscription)
+        uri, match, sessions = self._held(subscription)
         if not self.presence.covers(uri, match):
             raise ApplicationError(_NOT_AUTHORIZED, f"presence is not shown for {uri!r} ({match}); "
                                                     "see WAMP_BRIDGE_PRESENCE_TOPICS")
-        return self.users(subscription)
+        return self.users(subscription, sessions)
 
-    def _held(self, subscription: t.Any) -> tuple[str, str]:
-        """The subscription's ``(uri, match)``, if the disclosed caller holds it."""
+    def _held(self, subscription: t.Any) -> tuple[str, str, list[int]]:
+        """The subscription's ``(uri, match, subscriber sessions)``, if the disclosed caller holds it."""
         caller = getattr(g.wamp_details, "caller", None)
         if type(subscription) is not int or caller is None:
             raise ApplicationError(_NOT_AUTHORIZED, "a subscription id of the caller's is needed")
-        if caller not in (self._call("wamp.subscription.list_subscribers", subscription) or ()):
+        sessions = list(self._call("wamp.subscription.list_subscribers", subscription) or ())
+        if caller not in sessions:
             raise ApplicationError(_NOT_AUTHORIZED, f"the caller holds no subscription {subscription}")
         found = self._call("wamp.subscription.get", subscription)
-        return str(found["uri"]), str(found["match"])
+        return str(found["uri"]), str(found["match"]), sessions
 
     # -- presence for the app's views ---------------------------------------------------------------
 
-    def users(self, subscription: int) -> list[str]:
+    def users(self, subscription: int, sessions: list[int] | None = None) -> list[str]:
         """The distinct authids of the browser sessions subscribed to ``subscription``, sorted."""
-        sessions = list(self._call("wamp.subscription.list_subscribers", subscription) or ())
+        if sessions is None:
+            sessions = list(self._call("wamp.subscription.list_subscribers", subscription) or ())
         sessions = sessions[:MAX_PRESENCE_SESSIONS]
         unknown = [session for session in sessions if session not in self._authids]
         if unknown:
