@@ -17,7 +17,10 @@ authids of browser sessions (never session ids, never the backend's own
 sessions).
 
 Each procedure checks again that the caller (disclosed by the router) is
-subscribed to the subscription it names.
+subscribed to the subscription it names. Cost per call to the worker: one
+router call (the subscriber list), one more the first time a subscription id
+is seen; a presence answer is reused for :data:`PRESENCE_TTL` and looks up each
+new session's authid once. The relay's message rate bounds how often a page asks.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from flask import g
 from ..bridge.meta_calls import TopicSet
 from ..errors import ApplicationError
 
-__all__ = ["EventHistory", "MetaService", "MAX_PRESENCE_SESSIONS"]
+__all__ = ["EventHistory", "MetaService", "MAX_PRESENCE_SESSIONS", "PRESENCE_TTL"]
 
 #: The most subscriber sessions a presence answer looks at (their authids are looked up once each).
 MAX_PRESENCE_SESSIONS = 1000
+#: Seconds a page's presence answer is reused for other pages' calls on the same subscription (per worker).
+PRESENCE_TTL = 1.0
 _LOOKUPS_AT_ONCE = 8
 _NOT_AUTHORIZED = "wamp.error.not_authorized"
 
@@ -96,6 +101,9 @@ class MetaService:
         self.pid = os.getpid()
         self._clock = clock
         self._authids: collections.OrderedDict[int, tuple[str, str] | None] = collections.OrderedDict()
+        # a subscription id names one (uri, match) while it lives: asked once
+        self._subscriptions: collections.OrderedDict[int, tuple[str, str]] = collections.OrderedDict()
+        self._answers: dict[int, tuple[float, list[str]]] = {}  # presence answers, reused for PRESENCE_TTL
 
     # -- history subscriptions (the peer's handlers) -------------------------------------------
 
@@ -127,7 +135,13 @@ class MetaService:
         if not self.presence.covers(uri, match):
             raise ApplicationError(_NOT_AUTHORIZED, f"presence is not shown for {uri!r} ({match}); "
                                                     "see WAMP_BRIDGE_PRESENCE_TOPICS")
-        return self.users(subscription, sessions)
+        now = self._clock()
+        answer = self._answers.get(subscription)
+        if answer is None or answer[0] <= now:
+            if len(self._answers) > MAX_PRESENCE_SESSIONS:
+                self._answers = {key: value for key, value in self._answers.items() if value[0] > now}
+            answer = self._answers[subscription] = (now + PRESENCE_TTL, self.users(subscription, sessions))
+        return answer[1]
 
     def _held(self, subscription: t.Any) -> tuple[str, str, list[int]]:
         """The subscription's ``(uri, match, subscriber sessions)``, if the disclosed caller holds it."""
@@ -137,8 +151,13 @@ class MetaService:
         sessions = list(self._call("wamp.subscription.list_subscribers", subscription) or ())
         if caller not in sessions:
             raise ApplicationError(_NOT_AUTHORIZED, f"the caller holds no subscription {subscription}")
-        found = self._call("wamp.subscription.get", subscription)
-        return str(found["uri"]), str(found["match"]), sessions
+        known = self._subscriptions.get(subscription)
+        if known is None:
+            found = self._call("wamp.subscription.get", subscription)
+            known = self._subscriptions[subscription] = (str(found["uri"]), str(found["match"]))
+            while len(self._subscriptions) > 10 * MAX_PRESENCE_SESSIONS:
+                self._subscriptions.popitem(last=False)
+        return known[0], known[1], sessions
 
     # -- presence for the app's views ---------------------------------------------------------------
 
