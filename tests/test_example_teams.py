@@ -2,8 +2,8 @@
 
 Team channels are guarded by the example's authorizer (membership in its
 database); the channel lists who is on it by username; a page whose socket is
-cut shows the board posts published meanwhile, fetched from the router-side
-history after it reconnects.
+cut shows the board posts published meanwhile, fetched from the event history
+(``wamp.subscription.get_events``) after it reconnects.
 """
 
 from __future__ import annotations

@@ -261,7 +261,7 @@
 
   async function recover(wampy) {
     // After a reconnect: the posts published while the socket was down, from the
-    // router-side history of our (renewed) subscription; addMessage merges by id.
+    // event history of our (renewed) subscription (WAMP_BRIDGE_EVENT_HISTORY); addMessage merges by id.
     const { subscriptionId } = await wampy.subscribe(BOARD_MESSAGES, onBoard); // wampy's id, no new SUBSCRIBE
     const [events] = (await wampy.call("wamp.subscription.get_events", [subscriptionId, MAX_SHOWN])).argsList;
     for (const event of events.reverse()) addMessage(event.args[0]); // newest first: oldest first
