@@ -25,7 +25,14 @@ What it shows:
 - a view that publishes (``POST /api/messages``) and a logout view that
   ends the user's live WAMP sessions (``bridge.logout``);
 - guests (role ``anonymous``) may use only ``app.public.``: they watch the
-  board and who is online, but cannot post or poke.
+  board and who is online, but cannot post or poke;
+- team channels guarded by the app's authorizer (``@bridge.authorizer``): a
+  user joins a team (``POST /api/team``, stored in the database) and may then
+  subscribe and publish to ``app.team.<team>.chat``, nobody else; the channel
+  shows who is on it (presence: ``wamp.subscription.list_subscribers``, answered
+  with usernames);
+- the board's last posts are kept for ``wamp.subscription.get_events``: a page
+  whose socket was cut shows the posts it missed when it reconnects.
 
 ``/echo`` is a plain WebSocket echo (text and binary as received); an
 independent WebSocket conformance suite (Autobahn) runs against it, so its
@@ -87,6 +94,14 @@ DEV_DEFAULTS: dict[str, t.Any] = {
     "EXAMPLE_WAMPY_DIR": str(REPO_ROOT / "node_modules" / "wampy" / "dist" / "browser"),
     #: Messages the board keeps and shows.
     "EXAMPLE_HISTORY": 50,
+    #: Team channels: the authorizer decides there (a rule that allows nothing hands it the prefix).
+    "WAMP_BRIDGE_AUTHORIZER": "wamp_bridge.authorize",
+    "WAMP_BRIDGE_PERMISSIONS": {"user": [{"uri": "app.", "allow": ["call", "subscribe"]},
+                                         {"uri": "app.team.", "allow": []}]},
+    #: The board's posts a page may fetch after a reconnect (wamp.subscription.get_events).
+    "WAMP_BRIDGE_EVENT_HISTORY": {"app.public.board.messages": 50},
+    #: Channels whose subscribers a subscribed page may list.
+    "WAMP_BRIDGE_PRESENCE_TOPICS": ["app.team."],
 }
 
 # Environment values are JSON when they parse as JSON (numbers, lists), except
@@ -98,6 +113,7 @@ _SECRET_KEYS = ("SECRET_KEY", "WAMP_BRIDGE_PEER_SECRET")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,19}$")
 MENTION_RE = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{1,19})\b")
 MAX_TEXT = 500
+TEAMS = ("red", "blue", "green")
 
 # URIs: browsers of role "user" may call and subscribe under "app.", guests
 # (role "anonymous") only under "app.public." (the generated Crossbar config).
@@ -108,6 +124,7 @@ PRESENCE_LIST = "app.public.presence.list"
 PRESENCE_TOPIC = "app.public.presence"
 POKE = "app.poke"
 NOTIFY = "app.notify"
+TEAM_PREFIX = "app.team."  # app.team.<team>.chat: members only (the authorizer)
 
 bridge = WampBridge()
 
@@ -128,6 +145,7 @@ def _db() -> t.Iterator[sqlite3.Connection]:
                 "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, author TEXT NOT NULL, "
                 "text TEXT NOT NULL, at REAL NOT NULL, via TEXT NOT NULL, worker INTEGER NOT NULL)"
             )
+            db.execute("CREATE TABLE IF NOT EXISTS members (user TEXT PRIMARY KEY, team TEXT NOT NULL)")
             yield db
 
 
@@ -236,6 +254,25 @@ def session_changed(*args: t.Any, **kwargs: t.Any) -> None:
             bridge.publish(PRESENCE_TOPIC, presence())
     except BridgeError as exc:  # e.g. this worker is shutting down; the next change publishes again
         current_app.logger.info("presence not published: %s", exc)
+
+
+# -- team channels: the app's data decides who may use them ----------------------------
+
+
+def team_of(user: str) -> str | None:
+    with _db() as db:
+        row = db.execute("SELECT team FROM members WHERE user = ?", (user,)).fetchone()
+    return None if row is None else str(row["team"])
+
+
+@bridge.authorizer
+def authorize(caller: t.Any, uri: str, action: str) -> t.Any:
+    """Members of a team may subscribe and publish to its channel; the router asks for each new subscription."""
+    parts = uri.split(".")
+    if len(parts) == 4 and uri.startswith(TEAM_PREFIX) and parts[3] == "chat" and action in ("subscribe", "publish"):
+        # not cached: a user who changes teams loses the old channel at the next subscribe
+        return caller.authrole == "user" and team_of(caller.authid) == parts[2]
+    return False
 
 
 # -- the Flask app ------------------------------------------------------------------
@@ -359,6 +396,29 @@ def create_app(config: c.Mapping[str, t.Any] | None = None) -> Flask:
             except BridgeError as exc:
                 app.logger.warning("logout of %r: could not end its WAMP sessions: %s", user, exc)
         return jsonify(user=None, closed_sessions=closed)
+
+    @app.get("/api/team")
+    def get_team() -> Response:
+        user = _current_user()
+        return jsonify(team=team_of(user) if user else None, teams=TEAMS)
+
+    @app.post("/api/team")
+    def join_team() -> Response:
+        team = _json_body().get("team")
+        user = _current_user()
+        if user is None:
+            raise _HttpError(401, "log in first")
+        if team not in TEAMS:
+            raise _HttpError(400, f"pick one of {', '.join(TEAMS)}")
+        with _db() as db:
+            db.execute("INSERT INTO members (user, team) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET team = ?",
+                       (user, team, team))
+        return jsonify(team=team)
+
+    @app.get("/api/team/<any(red, blue, green):team>/online")
+    def team_online(team: str) -> Response:
+        """Who is on a team's channel now, as the page's presence call answers it."""
+        return jsonify(users=bridge.subscribers(f"{TEAM_PREFIX}{team}.chat"))
 
     @app.get("/api/messages")
     def get_messages() -> Response:

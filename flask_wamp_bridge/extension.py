@@ -60,12 +60,17 @@ from .component.middleware import procedure_runner
 from .component.validation import validator_for
 from .errors import ConfigError
 from .ops.views import mount as mount_operations
+from .router.authorization import Authorization
+from .router.config import browser_rules
 from .router.config import defined_roles
+from .router.config import meta_enabled
 from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .bridge.nodes import NodeSessions
+    from .component.authorizer import AuthorizerService
+    from .component.meta_service import MetaService
     from .wamp.peer import Peer
 
 __all__ = ["WampBridge", "BridgeState", "Wampy"]
@@ -131,6 +136,9 @@ class BridgeState:
         self._tasks: t.Any = None  # component.tasks.Tasks, made with the peer (gevent)
         self._scheduler: t.Any = None  # component.schedule.Scheduler
         self._nodes: NodeSessions | None = None
+        self._authorization: Authorization | None = None
+        self._authorizer: AuthorizerService | None = None
+        self._meta: MetaService | None = None
 
     @property
     def app(self) -> Flask:
@@ -238,6 +246,50 @@ class BridgeState:
         """What this app's peer registers and subscribes: the app's handlers, then the library's own."""
         return [*self.bridge._handlers, *self._internal]
 
+    def subscribe_internal(self, topic: str, fn: t.Callable[..., t.Any], **options: t.Any) -> None:
+        """Subscribe a library-internal handler for this app only (like :meth:`register_internal`)."""
+        handler = _Handler("subscribe", topic, fn, options, "off")
+        self._internal.append(handler)
+        if self.has_peer:
+            self._add(self.peer, handler)
+
+    @property
+    def authorizer(self) -> AuthorizerService:
+        """This process's dynamic authorizer (``WAMP_BRIDGE_AUTHORIZER``; made on first use)."""
+        from .component.authorizer import AuthorizerService
+
+        if self._authorizer is None or self._authorizer.pid != os.getpid():
+            if self._authorization is None:
+                self._authorization = Authorization(
+                    browser_rules(self.settings),
+                    reserved=[self.settings["WAMP_BRIDGE_AUTHENTICATOR"], self.settings["WAMP_BRIDGE_AUTHORIZER"]])
+            self._authorizer = AuthorizerService(
+                self._app_ref, self._authorization, lambda: self.bridge._authorize,
+                timeout=self.settings["WAMP_BRIDGE_AUTHORIZER_TIMEOUT"],
+                concurrency=self.settings["WAMP_BRIDGE_AUTHORIZER_CONCURRENCY"],
+                cache_ttl=self.settings["WAMP_BRIDGE_AUTHORIZER_CACHE"] or 0.0)
+        return self._authorizer
+
+    @property
+    def meta(self) -> MetaService:
+        """This process's event history and presence service (made on first use)."""
+        from .component.meta_service import MetaService
+
+        if self._meta is None or self._meta.pid != os.getpid():
+            backend = {self.settings["WAMP_BRIDGE_PEER_ROLE"],
+                       *(entry.get("role") for entry in (self.settings["WAMP_BRIDGE_SERVICES"] or {}).values())}
+            browser_roles = [role for role in defined_roles(self.settings) if role not in backend]
+            self._meta = MetaService(lambda procedure, *args: self.peer.call(procedure, *args),
+                                     self.settings["WAMP_BRIDGE_EVENT_HISTORY"] or {},
+                                     self.settings["WAMP_BRIDGE_PRESENCE_TOPICS"], browser_roles)
+        return self._meta
+
+    def forget_authorizations(self, authid: str) -> int:
+        """Drop this worker's cached authorizer decisions for ``authid`` (its sessions ended)."""
+        if self._authorizer is None or self._authorizer.pid != os.getpid():
+            return 0
+        return self._authorizer.cache.forget_authid(authid)
+
     def register_internal(self, uri: str, fn: t.Callable[..., t.Any], **options: t.Any) -> None:
         """Register a library-internal procedure for this app only (e.g. the ticket authenticator).
 
@@ -326,6 +378,7 @@ class WampBridge:
         self.hooks = Hooks()
         self._jobs: list[t.Any] = []  # component.schedule.Job
         self._identity_loader: t.Callable[..., t.Any] | None = None
+        self._authorize: t.Callable[..., t.Any] | None = None
         self._states: weakref.WeakSet[BridgeState] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
@@ -338,6 +391,9 @@ class WampBridge:
         :raises ConfigError: a setting is invalid.
         """
         _settings.install(app.config)
+        if self._authorize is not None and not app.config.get("WAMP_BRIDGE_AUTHORIZER"):
+            raise ConfigError("@bridge.authorizer is declared, but WAMP_BRIDGE_AUTHORIZER is not set: set it to the "
+                              "URI the router calls (e.g. 'wamp_bridge.authorize') and regenerate the router config")
         state = BridgeState(self, app)
         for handler in self._handlers:  # an argument check that cannot work fails now, not at the first call
             state.validator(handler)
@@ -380,6 +436,7 @@ class WampBridge:
                 f"{exc}. bridge.init_app(app) reads the key when it runs: set SECRET_KEY (or "
                 "WAMP_BRIDGE_TICKET_SECRET) before calling init_app, not after it") from None
         state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
+        _wire_authorizer_and_meta(state)
         roles = defined_roles(state.settings)
         Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles,
                  reserved_procedures=state.app_procedures).mount(app)
@@ -504,6 +561,32 @@ class WampBridge:
 
         return decorate
 
+    def authorizer(self, fn: F) -> F:
+        """Decorator: ``fn(caller, uri, action)`` decides what browser sessions may do beyond the static rules.
+
+        Needs ``WAMP_BRIDGE_AUTHORIZER`` (the URI Crossbar calls; the generated
+        config names it for the browser roles). ``caller`` is a
+        :class:`~flask_wamp_bridge.router.authorization.Caller` (``authid``,
+        ``authrole``, ``session``), ``action`` one of ``call``, ``register``,
+        ``publish``, ``subscribe``. Return True, False or ``{"allow": bool,
+        "disclose": bool, "cache": bool}``; ``cache: True`` lets this worker
+        reuse the answer for the same session (``WAMP_BRIDGE_AUTHORIZER_CACHE``
+        seconds, dropped by :meth:`logout`). Runs in an app context, within
+        ``WAMP_BRIDGE_AUTHORIZER_TIMEOUT``; an error or a timeout denies. What
+        ``WAMP_BRIDGE_PERMISSIONS`` allows is allowed without asking it; it is
+        asked about exact URIs only (a pattern the static rules do not allow is denied).
+        """
+        self._authorize = fn
+        return fn
+
+    def subscribers(self, topic: str, match: str = "exact") -> list[str]:
+        """The authids of the users (browser sessions) subscribed to ``topic`` now, sorted (needs an app context)."""
+        return self.state().meta.subscribers(topic, match)
+
+    def count_subscribers(self, topic: str, match: str = "exact") -> int:
+        """How many distinct users are subscribed to ``topic`` now (needs an app context)."""
+        return len(self.subscribers(topic, match))
+
     def identity_loader(self, fn: F) -> F:
         """Decorator: the callable that turns the Flask session into a WAMP identity for browsers."""
         self._identity_loader = fn
@@ -576,6 +659,7 @@ class WampBridge:
         if message is not None:
             kwargs["message"] = message
         state = self.state()
+        state.forget_authorizations(authid)
         if len(state.peer.urls) > 1:
             return state.nodes.logout(authid, kwargs)
         killed = state.peer.call("wamp.session.kill_by_authid", authid, **kwargs)
@@ -597,6 +681,54 @@ class _FirstRequestCheck:
             state.check_settings_unchanged()
             self._passed = True
         g.wampy = state.wampy
+
+
+def _wire_authorizer_and_meta(state: BridgeState) -> None:
+    """Record the authorizer and the history/presence procedures and subscriptions (made when the peer joins)."""
+    ref = weakref.ref(state)
+
+    def live() -> BridgeState:
+        found = ref()
+        if found is None:
+            raise RuntimeError("the Flask app of this WampBridge state is gone")
+        return found
+
+    uri = state.settings["WAMP_BRIDGE_AUTHORIZER"]
+    if uri is not None:
+        def authorize(session: t.Any, uri: t.Any, action: t.Any, options: t.Any = None) -> dict[str, bool]:
+            return live().authorizer(session, uri, action, options)
+
+        state.register_internal(uri, authorize)
+    if not meta_enabled(state.settings):
+        return
+    from .wamp.meta_api import BROWSER_META_CALLS
+    from .wamp.meta_api import COUNT_SUBSCRIBERS
+    from .wamp.meta_api import GET_EVENTS
+    from .wamp.meta_api import LIST_SUBSCRIBERS
+
+    def get_events(subscription: t.Any, limit: t.Any = 10) -> t.Any:
+        return live().meta.get_events(subscription, limit)
+
+    def count_subscribers(subscription: t.Any) -> int:
+        return live().meta.count_subscribers_of(subscription)
+
+    def list_subscribers(subscription: t.Any) -> list[str]:
+        return live().meta.list_subscribers_of(subscription)
+
+    # get_events: the worker that joined first (the longest history) answers
+    state.register_internal(BROWSER_META_CALLS[GET_EVENTS], get_events, invoke="first")
+    state.register_internal(BROWSER_META_CALLS[COUNT_SUBSCRIBERS], count_subscribers)
+    state.register_internal(BROWSER_META_CALLS[LIST_SUBSCRIBERS], list_subscribers)
+    def recorder(key: tuple[str, str]) -> t.Callable[..., None]:
+        def record(*args: t.Any, **kwargs: t.Any) -> None:
+            live().meta.record(key, args, kwargs)
+
+        return record
+
+    for topic in state.settings["WAMP_BRIDGE_EVENT_HISTORY"] or {}:
+        match = "prefix" if topic.endswith(".") else "exact"
+        options = {"match": match} if match == "prefix" else {}
+        state.subscribe_internal(topic, recorder((topic, match)), **options)
 
 
 def _normalize_prefix(prefix: str) -> str:

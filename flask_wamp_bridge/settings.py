@@ -319,6 +319,21 @@ def _role_names(key: str, value: t.Any) -> None:
         _fail(key, "a list of role names", value)
 
 
+def _topics(key: str, value: t.Any) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
+            isinstance(topic, str) and topic and topic.strip() == topic for topic in value):
+        _fail(key, "a list of topic URIs ('app.board.posts') or prefixes ending in '.' ('app.team.')", value)
+
+
+def _event_history(key: str, value: t.Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, t.Mapping) or not all(
+            isinstance(topic, str) and topic and type(limit) is int and 1 <= limit <= 100_000
+            for topic, limit in value.items()):
+        _fail(key, "a dict {topic or prefix ending in '.': events kept (1 to 100000)}", value)
+
+
 # --- the table ------------------------------------------------------------------------------
 
 #: WAMP CANCEL modes (``WAMP_BRIDGE_CANCEL_MODE``; the peer checks its argument against them too).
@@ -417,7 +432,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_BROWSER_INVOKE", ("single",), "list[str]",
             "Invoke policies a browser may register with", _invoke_policies, "endpoint"),
     Setting("WAMP_BRIDGE_TARGETED_PUBLISH", False, "bool",
-            "Browsers may publish with ``eligible*``, ``exclude_auth*``, ``retain``", flag(), "endpoint"),
+            "Browsers may publish with ``eligible*``, ``exclude_auth*``", flag(), "endpoint"),
     Setting("WAMP_BRIDGE_DISCLOSE_BACKEND", False, "bool",
             "RESULT and EVENT details keep the identity of the app's peer and services", flag(), "endpoint"),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
@@ -471,6 +486,22 @@ SETTINGS: tuple[Setting, ...] = (
             "Longest reconnect delay", positive_seconds(), "peer"),
     Setting("WAMP_BRIDGE_AUTHENTICATOR", "wamp_bridge.authenticate", "str",
             "URI of the dynamic ticket authenticator", text(), "endpoint"),
+    Setting("WAMP_BRIDGE_AUTHORIZER", None, "str | None",
+            "URI of the dynamic authorizer of browser roles (``@bridge.authorizer``); None: static rules only",
+            text(optional=True), "endpoint"),
+    Setting("WAMP_BRIDGE_AUTHORIZER_TIMEOUT", 2.0, "seconds",
+            "Seconds the app's authorizer may take; then the action is denied", positive_seconds(), "endpoint"),
+    Setting("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", 16, "int",
+            "Authorizer decisions running at once per worker; beyond, denied at once", count(minimum=1),
+            "endpoint"),
+    Setting("WAMP_BRIDGE_AUTHORIZER_CACHE", 60.0, "seconds",
+            "Seconds a decision answered with ``cache: True`` is reused for the same session (0: never)",
+            seconds_or_off(), "endpoint"),
+    Setting("WAMP_BRIDGE_PRESENCE_TOPICS", (), "list[str]",
+            "Topics (or prefixes ending in ``.``) whose subscribers' authids a subscribed page may ask for",
+            _topics, "endpoint"),
+    Setting("WAMP_BRIDGE_RETAIN_TOPICS", (), "list[str]",
+            "Topics (or prefixes ending in ``.``) a browser may publish to with ``retain``", _topics, "endpoint"),
     Setting("WAMP_BRIDGE_SERVICES", {}, "dict",
             "Other backend principals: ``{authid: {secret, role}}``",
             mapping("{authid: {'secret': ..., 'role': ...}}"), "router", secret=True),
@@ -500,6 +531,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_METRICS_ALLOW", ("127.0.0.0/8", "::1"), "list[str]",
             "Addresses or networks that may read the metrics (others get 403)", _networks, "operations",
             shown_default="loopback"),
+    Setting("WAMP_BRIDGE_EVENT_HISTORY", {}, "dict",
+            "Events the app's peer keeps per topic (or prefix ending in ``.``) for ``get_events``: ``{topic: n}``",
+            _event_history, "endpoint"),
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -19,6 +19,7 @@ from flask_wamp_bridge.bridge.relay import State
 from flask_wamp_bridge.wamp.bounds import Bounds
 from flask_wamp_bridge.wamp.messages import SUBPROTOCOLS
 from flask_wamp_bridge.wamp.messages import MessageType
+from flask_wamp_bridge.wamp.meta_api import TopicSet
 
 ALICE = Identity("alice", "user")
 BOB = [{"session": 1, "authid": "bob", "authrole": "user"}]
@@ -230,7 +231,7 @@ ROWS = [
                                               "exclude_authid": ["a"], "exclude_authrole": ["r"], "eligible": [8],
                                               "eligible_authid": ["b"], "eligible_authrole": ["user"],
                                               "retain": True, "disclose_me": True}, "app.t"], Forward(),
-        limits=Limits(targeted_publish=True)),
+        limits=Limits(targeted_publish=True, retain_topics=TopicSet(["app.t"]))),
     Row("subscribe with every option", [32, 1, {"match": "exact", "get_retained": True}, "app.t"], Forward()),
     Row("register with every option", [64, 1, {"match": "prefix", "invoke": "single", "concurrency": 2,
                                                "disclose_caller": True}, "app."], Forward()),

@@ -1,9 +1,10 @@
 """The package layout: each folder imports only the layers below it.
 
-websocket <- wamp <- bridge, router, component <- testing <- extension, cli; ``errors``,
+websocket <- wamp <- bridge, router <- component <- testing <- extension, cli; ``errors``,
 ``settings``, ``signals`` and ``metrics_sink`` are the base every layer may use. ``component``
-(the app's own peer: handlers' middleware, jobs, component mode) stands beside bridge and
-router: none of the three imports another. Every import counts, the lazy
+(the app's own peer: handlers' middleware, jobs, the authorizer, component mode) reads the
+router's permission rules (pure) but never the bridge, which never imports it either. Every
+import counts, the lazy
 ones inside functions and the type-only ones too.
 """
 
@@ -26,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "wamp": {"websocket"},
     "bridge": {"websocket", "wamp"},
     "router": {"websocket", "wamp"},
-    "component": {"websocket", "wamp"},
+    "component": {"websocket", "wamp", "router"},
     "testing": {"websocket", "wamp", "bridge", "router"},
     "top": {"websocket", "wamp", "bridge", "router", "component", "testing"},
 }

@@ -15,6 +15,7 @@
   const POKE = "app.poke";
   const NOTIFY = "app.notify";
   const MAX_SHOWN = 50;
+  const teamChannel = (team) => `app.team.${team}.chat`; // members only: the app's authorizer decides
 
   const body = document.body;
   const $ = (id) => document.getElementById(id);
@@ -26,6 +27,7 @@
     loggingOut: false,
     retries: 0, // our own reconnects after the server said GOODBYE (e.g. a worker restart)
     presence: { users: [], guests: 0 },
+    team: null, // { name, subscriptionId } of the team channel this page follows
   };
 
   // --- small helpers ------------------------------------------------------------------
@@ -95,6 +97,7 @@
       $("me-avatar").replaceWith(Object.assign(avatar(app.user), { id: "me-avatar" }));
     }
     $("composer").hidden = !isMember();
+    $("team-card").hidden = !isMember();
     $("guest-hint").hidden = isMember();
     $("guest-hint").textContent = app.details
       ? "You are watching as a guest. Log in to post and poke people."
@@ -241,7 +244,7 @@
     }
     if (!current()) return;
     try {
-      await wampy.subscribe(BOARD_MESSAGES, (event) => addMessage(event.argsList[0]));
+      await wampy.subscribe(BOARD_MESSAGES, onBoard);
       await wampy.subscribe(PRESENCE_TOPIC, (event) => renderPresence(event.argsList[0]));
       if (details.authrole !== "anonymous") {
         await wampy.subscribe(NOTIFY, (event) => addNotification(event.argsList[0]));
@@ -250,6 +253,19 @@
       showBanner(`Could not subscribe: ${errorText(error)}`);
     }
     await joined(wampy, details, false);
+  }
+
+  function onBoard(event) {
+    addMessage(event.argsList[0]);
+  }
+
+  async function recover(wampy) {
+    // After a reconnect: the posts published while the socket was down, from the
+    // event history of our (renewed) subscription (WAMP_BRIDGE_EVENT_HISTORY); addMessage merges by id.
+    const { subscriptionId } = await wampy.subscribe(BOARD_MESSAGES, onBoard); // wampy's id, no new SUBSCRIBE
+    const [events] = (await wampy.call("wamp.subscription.get_events", [subscriptionId, MAX_SHOWN])).argsList;
+    for (const event of events.reverse()) addMessage(event.args[0]); // newest first: oldest first
+    body.dataset.recovered = String(Number(body.dataset.recovered || 0) + 1);
   }
 
   async function joined(wampy, details, again) {
@@ -261,11 +277,99 @@
     renderAccount();
     // fetched after subscribing, so nothing published in between is missed
     try {
-      const [history, presence] = await Promise.all([wampy.call(BOARD_HISTORY), wampy.call(PRESENCE_LIST)]);
-      renderHistory(history.argsList[0]);
-      renderPresence(presence.argsList[0]);
+      if (again) {
+        await recover(wampy).catch(async () => renderHistory((await wampy.call(BOARD_HISTORY)).argsList[0]));
+      } else {
+        renderHistory((await wampy.call(BOARD_HISTORY)).argsList[0]);
+      }
+      renderPresence((await wampy.call(PRESENCE_LIST)).argsList[0]);
     } catch (error) {
       if (!again) showBanner(`Could not load the board: ${errorText(error)}`);
+    }
+    if (isMember()) await followTeam(wampy, again);
+  }
+
+  // --- the team channel ------------------------------------------------------------------------
+
+  function onTeamMessage(event) {
+    const list = $("team-messages");
+    // the router discloses the publisher: a page cannot sign as someone else
+    const who = event.details.publisher_authid || "?";
+    list.append(el("li", "team-message", `${who}: ${event.argsList[0]}`));
+    while (list.children.length > MAX_SHOWN) list.firstElementChild.remove();
+  }
+
+  async function followTeam(wampy, again) {
+    let team;
+    try {
+      team = (await (await fetch("/api/team", { credentials: "same-origin" })).json()).team;
+    } catch {
+      return;
+    }
+    renderTeam(team);
+    if (!team) return;
+    try {
+      const { subscriptionId } = await wampy.subscribe(teamChannel(team), onTeamMessage);
+      app.team = { name: team, subscriptionId };
+      $("team-composer").hidden = false;
+      await refreshTeamOnline();
+    } catch (error) {
+      $("team-error").textContent = `Cannot follow team ${team}: ${errorText(error)}`;
+    }
+  }
+
+  async function refreshTeamOnline() {
+    if (!app.team || !app.wampy) return;
+    try {
+      // presence: usernames of the channel's subscribers (never their session ids)
+      const users = (await app.wampy.call("wamp.subscription.list_subscribers", [app.team.subscriptionId])).argsList[0];
+      $("team-online").replaceChildren(...users.map((name) => {
+        const li = el("li", "person");
+        li.dataset.user = name;
+        li.append(avatar(name), el("span", "name", name));
+        return li;
+      }));
+    } catch (error) {
+      $("team-error").textContent = errorText(error);
+    }
+  }
+
+  function renderTeam(team) {
+    $("team-name").textContent = team ? `team ${team}` : "join a team";
+    for (const button of $("team-pick").querySelectorAll("button")) {
+      button.classList.toggle("primary", button.dataset.team === team);
+    }
+    if (!team) {
+      $("team-composer").hidden = true;
+      $("team-online").replaceChildren();
+    }
+  }
+
+  async function joinTeam(team) {
+    $("team-error").textContent = "";
+    try {
+      await postJSON("/api/team", { team });
+    } catch (error) {
+      $("team-error").textContent = errorText(error);
+      return;
+    }
+    if (app.team && app.wampy) await app.wampy.unsubscribe(app.team.subscriptionId).catch(() => {});
+    app.team = null;
+    $("team-messages").replaceChildren();
+    if (app.wampy) await followTeam(app.wampy, false);
+  }
+
+  async function sendTeam(event) {
+    event.preventDefault();
+    const field = $("team-text");
+    if (!app.team || !field.value.trim()) return;
+    try {
+      const text = field.value.trim();
+      await app.wampy.publish(teamChannel(app.team.name), [text]);
+      onTeamMessage({ details: { publisher_authid: app.user }, argsList: [text] }); // the router skips the sender
+      field.value = "";
+    } catch (error) {
+      $("team-error").textContent = errorText(error);
     }
   }
 
@@ -386,6 +490,11 @@
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
   $("composer").addEventListener("submit", post);
+  $("team-composer").addEventListener("submit", sendTeam);
+  for (const button of $("team-pick").querySelectorAll("button")) {
+    button.addEventListener("click", () => joinTeam(button.dataset.team));
+  }
+  setInterval(refreshTeamOnline, 5000);
   $("text").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) $("composer").requestSubmit();
   });

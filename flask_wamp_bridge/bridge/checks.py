@@ -44,8 +44,9 @@ a peer of any serializer (``timeout`` a uint32, session ids within 2**53).
 Progressive call inputs are refused unless ``Limits.progressive_calls``. A
 REGISTER of one of the app's own procedures (:attr:`Shared.reserved`) gets the
 ERROR the router gives for an existing procedure, so a refusal says nothing
-more; ``invoke`` policies other than those allowed, and PUBLISH options that
-target or retain, are refused with ``wamp.error.not_authorized``. RESULT and
+more; ``invoke`` policies other than those allowed, PUBLISH options that
+target (unless ``Limits.targeted_publish``) and ``retain`` outside
+``Limits.retain_topics`` are refused with ``wamp.error.not_authorized``. RESULT and
 EVENT details lose the identity of backend sessions (:meth:`SessionChecks.scrub`).
 """
 
@@ -64,7 +65,11 @@ from ..wamp.heads import Head
 from ..wamp.heads import peek_head
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from ..wamp.meta_api import TopicSet
 from ..wamp.splice import Splicer
+from .meta_calls import META_REFUSED
+from .meta_calls import MetaRefusal
+from .meta_calls import rewrite_meta_call
 
 __all__ = [
     "Limits",
@@ -137,12 +142,16 @@ class Limits:
     progressive_calls: bool = False
     #: ``invoke`` policies a browser may REGISTER with.
     invoke_policies: frozenset[str] = frozenset({"single"})
-    #: PUBLISH may target or retain (:data:`TARGETING_OPTIONS`).
+    #: PUBLISH may pick its receivers (:data:`TARGETING_OPTIONS`).
     targeted_publish: bool = False
     #: Roles of backend sessions (the app's peer, services): their identity is kept from browsers.
     backend_roles: frozenset[str] = frozenset({"backend"})
     #: RESULT and EVENT details keep the identity of backend sessions.
     disclose_backend: bool = False
+    #: The app offers event history or presence: the meta calls of :mod:`.meta_calls` are allowed.
+    meta_calls: bool = False
+    #: Topics a PUBLISH may ask the router to ``retain`` the event of.
+    retain_topics: TopicSet = TopicSet()
 
 
 class ByteBucket:
@@ -311,10 +320,10 @@ REFUSED_OPTIONS = frozenset({
     "authmethod", "authprovider", "session", "trustlevel", "transport",
 })
 
-#: PUBLISH options that pick the receivers or keep the event for later subscribers: off unless
-#: ``Limits.targeted_publish`` (a user could plant targeted or retained notifications in the app's topics).
+#: PUBLISH options that pick the receivers: off unless ``Limits.targeted_publish`` (a user could plant
+#: targeted notifications in the app's topics). ``retain`` has its own allow-list, ``Limits.retain_topics``.
 TARGETING_OPTIONS = frozenset({"eligible", "eligible_authid", "eligible_authrole", "exclude_authid",
-                               "exclude_authrole", "retain"})
+                               "exclude_authrole"})
 
 _LOOSE = re.compile(r"([^\s.#]+\.)*[^\s.#]+\Z")
 _LOOSE_PATTERN = re.compile(r"([^\s.#]*\.)*[^\s.#]*\Z")
@@ -500,6 +509,24 @@ class SessionChecks:
         if progress:
             self._call_inputs.add(request_id)
         return None
+
+    def _track_meta_call(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
+        """A CALL of a meta procedure: refused, or sent to the bridge's own procedure (see :mod:`.meta_calls`)."""
+        target = rewrite_meta_call(message[3], message[4] if len(message) > 4 else None, self.subscriptions,
+                                   self.limits.meta_calls)
+        if type(target) is MetaRefusal:
+            return self._refuse(rule, message, META_REFUSED, target.text)
+        verdict = self._track_call(rule, message)
+        if target is None or verdict is not None:
+            return verdict
+        message[3] = target
+        return Verdict(forward=self.serializer.dumps(message))
+
+    def _track_retain(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
+        if message[2].get("retain") is True and message[3] not in self.limits.retain_topics:
+            return self._refuse(rule, message, META_REFUSED,
+                                f"retain is not allowed on {message[3]!r} (WAMP_BRIDGE_RETAIN_TOPICS)")
+        return self._track_publish(rule, message)
 
     def _track_cancel(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         if message[1] not in self.calls:
@@ -748,9 +775,9 @@ class SessionChecks:
 
 
 _TRACK: dict[int, t.Callable[[SessionChecks, Rule, list[t.Any]], t.Optional[Verdict]]] = {
-    _CALL: SessionChecks._track_call,
+    _CALL: SessionChecks._track_meta_call,
     _CANCEL: SessionChecks._track_cancel,
-    _PUBLISH: SessionChecks._track_publish,
+    _PUBLISH: SessionChecks._track_retain,
     _SUBSCRIBE: SessionChecks._track_subscribe,
     _UNSUBSCRIBE: SessionChecks._track_unsubscribe,
     _REGISTER: SessionChecks._track_register,

@@ -35,6 +35,7 @@ from ..errors import NotAuthenticated
 from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
 from ..wamp.messages import serializer_for
+from ..wamp.meta_api import TopicSet
 from ..websocket.routes import accept_websocket
 from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
@@ -268,6 +269,8 @@ def limits_from_settings(settings: t.Mapping[str, t.Any]) -> Limits:
         targeted_publish=bool(settings["WAMP_BRIDGE_TARGETED_PUBLISH"]),
         backend_roles=browser_policy(settings).backend_roles,
         disclose_backend=bool(settings["WAMP_BRIDGE_DISCLOSE_BACKEND"]),
+        meta_calls=bool(settings["WAMP_BRIDGE_EVENT_HISTORY"] or settings["WAMP_BRIDGE_PRESENCE_TOPICS"]),
+        retain_topics=TopicSet(settings["WAMP_BRIDGE_RETAIN_TOPICS"]),
     )
 
 

@@ -31,10 +31,13 @@ from pathlib import Path
 
 from .. import settings as _settings
 from ..errors import ConfigError
+from ..wamp.meta_api import BROWSER_META_CALLS
+from ..wamp.meta_api import META_PREFIX
 from .cluster import cluster_nodes
 from .cluster import node_config
 
-__all__ = ["ACTIONS", "make_config", "with_rawsocket", "write_config", "save_config", "defined_roles"]
+__all__ = ["ACTIONS", "make_config", "with_rawsocket", "write_config", "save_config", "defined_roles",
+           "browser_rules", "matching_rule", "meta_enabled"]
 
 #: What a permission rule can allow.
 ACTIONS: tuple[str, ...] = ("call", "register", "publish", "subscribe")
@@ -182,21 +185,27 @@ def _normalize_rule(role: str, index: int, rule: t.Any) -> dict[str, t.Any]:
 
 
 def _allows(rules: list[dict[str, t.Any]], action: str, uri: str) -> bool:
-    """Whether Crossbar would let a role with ``rules`` do ``action`` on ``uri``.
+    """Whether Crossbar would let a role with ``rules`` do ``action`` on ``uri`` (see :func:`matching_rule`)."""
+    found = matching_rule(rules, uri)
+    return found is not None and bool(found["allow"][action])
+
+
+def matching_rule(rules: t.Sequence[t.Mapping[str, t.Any]], uri: str) -> t.Mapping[str, t.Any] | None:
+    """The rule of ``rules`` (normalized) that Crossbar applies to ``uri``, or None (no rule: denied).
 
     Mirrors ``RouterRoleStaticAuth.authorize``: the longest rule URI that is a
     string prefix of ``uri`` wins (and counts only if it is a prefix rule or an
     exact hit); unless that is an exact rule, a matching wildcard rule (URI
     with ``..``) keyed by its part before ``..`` overrides it; no rule denies.
     """
-    plain: dict[str, dict[str, t.Any]] = {}
-    wild: dict[str, dict[str, t.Any]] = {}
+    plain: dict[str, t.Mapping[str, t.Any]] = {}
+    wild: dict[str, t.Mapping[str, t.Any]] = {}
     for rule in rules:  # later rules for the same URI replace earlier ones
         if ".." in rule["uri"]:
             wild[rule["uri"][: rule["uri"].index("..")]] = rule
         else:
             plain[rule["uri"]] = rule
-    found: dict[str, t.Any] | None = None
+    found: t.Mapping[str, t.Any] | None = None
     keys = [key for key in plain if uri.startswith(key)]
     if keys:
         found = plain[max(keys, key=len)]
@@ -209,7 +218,7 @@ def _allows(rules: list[dict[str, t.Any]], action: str, uri: str) -> bool:
             want, got = rule["uri"].split("."), uri.split(".")
             if len(want) == len(got) and all(w in ("", g) for w, g in zip(want, got, strict=True)):
                 found = rule
-    return found is not None and bool(found["allow"][action])
+    return found
 
 
 def _full_access() -> list[dict[str, t.Any]]:
@@ -255,7 +264,8 @@ def _users(settings: t.Mapping[str, t.Any], peer_role: str) -> dict[str, dict[st
     return users
 
 
-def _roles(settings: t.Mapping[str, t.Any], peer_role: str, backend_roles: list[str]) -> list[dict[str, t.Any]]:
+def _roles(settings: t.Mapping[str, t.Any], peer_role: str,
+           backend_roles: list[str]) -> dict[str, list[dict[str, t.Any]]]:
     user_role = _name(settings, "WAMP_BRIDGE_USER_ROLE")
     anonymous_role = _get(settings, "WAMP_BRIDGE_ANONYMOUS_ROLE")
     if anonymous_role is not None and (not isinstance(anonymous_role, str) or not anonymous_role):
@@ -292,8 +302,16 @@ def _roles(settings: t.Mapping[str, t.Any], peer_role: str, backend_roles: list[
                 f"or give the service the role {peer_role!r}"
             )
 
+    if meta_enabled(settings):  # the page's history and presence calls, rewritten by the relay
+        meta_rule = _normalize_rule("meta", 0, {"uri": META_PREFIX, "allow": ["call"]})
+        for name, rules in roles.items():
+            if name not in backend_roles:
+                roles[name] = [*rules, meta_rule]
     authenticator = _get(settings, "WAMP_BRIDGE_AUTHENTICATOR")
+    authorizer = _get(settings, "WAMP_BRIDGE_AUTHORIZER")
     needs = [("register", authenticator), ("call", "wamp.session.kill_by_authid")]
+    if authorizer:
+        needs.append(("register", authorizer))
     missing = [f"{a} {u!r}" for a, u in needs if not _allows(roles[peer_role], a, u)]
     if missing:
         raise ConfigError(
@@ -302,14 +320,49 @@ def _roles(settings: t.Mapping[str, t.Any], peer_role: str, backend_roles: list[
     for name, rules in roles.items():
         if name in backend_roles:
             continue
-        for action, uri in (("register", authenticator), *_BROWSER_FORBIDDEN):
+        for action, uri in (("register", authenticator), *_browser_forbidden(settings, authorizer)):
             if _allows(rules, action, uri):
                 raise ConfigError(
                     f"WAMP_BRIDGE_PERMISSIONS[{name!r}] lets browser sessions {action} {uri!r}; "
                     "narrow its URI prefixes (e.g. 'app.') so only backend roles reach the authenticator "
                     "and the session meta API"
                 )
-    return [{"name": name, "permissions": rules} for name, rules in roles.items()]
+    return roles
+
+
+def _browser_forbidden(settings: t.Mapping[str, t.Any], authorizer: str | None) -> list[tuple[str, str]]:
+    forbidden = list(_BROWSER_FORBIDDEN)
+    if meta_enabled(settings):  # a page answering them would answer for other users
+        forbidden += [("register", uri) for uri in BROWSER_META_CALLS.values()]
+    if authorizer:
+        forbidden += [("register", authorizer), ("call", authorizer)]
+    return forbidden
+
+
+def meta_enabled(settings: t.Mapping[str, t.Any]) -> bool:
+    """Whether pages may reach event history or presence (the bridge's meta procedures are registered)."""
+    return bool(_get(settings, "WAMP_BRIDGE_EVENT_HISTORY") or _get(settings, "WAMP_BRIDGE_PRESENCE_TOPICS"))
+
+
+def browser_rules(settings: t.Mapping[str, t.Any]) -> dict[str, list[dict[str, t.Any]]]:
+    """The static rules of each browser role, as :func:`make_config` checks them.
+
+    With ``WAMP_BRIDGE_AUTHORIZER`` the generated config gives these roles the
+    authorizer instead of permissions, and the authorizer applies these rules first.
+    """
+    peer_role = _name(settings, "WAMP_BRIDGE_PEER_ROLE")
+    backend_roles = list(dict.fromkeys(u["role"] for u in _users(settings, peer_role).values()))
+    roles = _roles(settings, peer_role, backend_roles)
+    return {name: rules for name, rules in roles.items() if name not in backend_roles}
+
+
+def _role_entries(settings: t.Mapping[str, t.Any], roles: dict[str, list[dict[str, t.Any]]],
+                  backend_roles: list[str]) -> list[dict[str, t.Any]]:
+    authorizer = _get(settings, "WAMP_BRIDGE_AUTHORIZER")
+    if authorizer is not None and not _STRICT_URI_RE.match(authorizer):
+        raise ConfigError(f"WAMP_BRIDGE_AUTHORIZER {authorizer!r} must be a strict URI, like 'wamp_bridge.authorize'")
+    return [{"name": name, "authorizer": authorizer} if authorizer and name not in backend_roles
+            else {"name": name, "permissions": rules} for name, rules in roles.items()]
 
 
 def defined_roles(settings: t.Mapping[str, t.Any]) -> list[str]:
@@ -382,7 +435,7 @@ def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dic
     peer_role = _name(settings, "WAMP_BRIDGE_PEER_ROLE")
     users = _users(settings, peer_role)
     backend_roles = list(dict.fromkeys(u["role"] for u in users.values()))
-    roles = _roles(settings, peer_role, backend_roles)
+    roles = _role_entries(settings, _roles(settings, peer_role, backend_roles), backend_roles)
 
     size = _get(settings, "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE")
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= _MAX_MESSAGE_SIZE_LIMIT:
@@ -426,13 +479,14 @@ def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dic
         transport = {"type": "web", "endpoint": endpoint, "paths": {path: websocket}}
     else:
         transport = {**websocket, "endpoint": endpoint}
+    realm_config: dict[str, t.Any] = {"name": realm, "roles": roles, "options": {"enable_meta_api": True}}
     config = {
         "version": 2,
         "controller": {},
         "workers": [
             {
                 "type": "router",
-                "realms": [{"name": realm, "roles": roles, "options": {"enable_meta_api": True}}],
+                "realms": [realm_config],
                 "transports": [transport],
             }
         ],
