@@ -27,6 +27,7 @@ from ..errors import RemoteProtocolError
 __all__ = [
     "EXTENSION",
     "DeflateParams",
+    "DeflateOptions",
     "parse_extensions",
     "negotiate",
     "Deflater",
@@ -39,6 +40,8 @@ _PARAMS = ("server_no_context_takeover", "client_no_context_takeover",
            "server_max_window_bits", "client_max_window_bits")
 _MIN_BITS = 9  # zlib's raw deflate does not do 8 (it silently uses 9), so an offer of 8 is declined
 _CHUNK = 64 * 1024  # inflate output per step
+_UNBOUNDED = 1 << 62
+_DEFAULT: t.Any = object()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +68,16 @@ class DeflateParams:
         if server_bits_offered or self.server_max_window_bits != 15:
             parts.append(f"server_max_window_bits={self.server_max_window_bits}")
         return "; ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeflateOptions:
+    """What a server offers to compress with, when a client asks (``WebSocket.accept(deflate=...)``)."""
+
+    #: Messages shorter than this many bytes are sent uncompressed.
+    threshold: int = 512
+    #: zlib compression level, 1 (fastest) to 9 (smallest).
+    level: int = 6
 
 
 def _split(text: str, separator: str) -> list[str]:
@@ -176,24 +189,35 @@ class Deflater:
     """Compresses outgoing messages with the agreed parameters.
 
     :param threshold: messages shorter than this many bytes go uncompressed.
+
+    Without context takeover each message gets a compressor of its own, with a
+    window just large enough for the message: zlib allocates (and the kernel
+    zeroes) about 256 KiB for a full 32 KiB window, which would cost a 4 KiB
+    message more time than compressing it.
     """
 
-    def __init__(self, params: DeflateParams, threshold: int = 256, level: int = 6) -> None:
+    __slots__ = ("params", "threshold", "level", "_compressor")
+
+    def __init__(self, params: DeflateParams, threshold: int = 512, level: int = 6) -> None:
         self.params = params
         self.threshold = threshold
         self.level = level
         self._compressor: t.Any = None  # kept between messages only with context takeover
 
-    def compress(self, message: bytes) -> tuple[bytes, bool]:
+    def compress(self, message: bytes | bytearray | memoryview) -> tuple[bytes, bool]:
         """``(payload, compressed)``: set RSV1 on the message's first frame when ``compressed``."""
-        if len(message) < self.threshold:
-            return message, False
-        compressor = self._compressor or zlib.compressobj(
-            self.level, zlib.DEFLATED, -self.params.server_max_window_bits
-        )
+        size = len(message)
+        if size < self.threshold:
+            return bytes(message), False
+        compressor = self._compressor
+        if compressor is None:
+            bits = self.params.server_max_window_bits
+            if self.params.server_no_context_takeover:
+                bits = min(bits, max(_MIN_BITS, (size - 1).bit_length()))
+            compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
+            if not self.params.server_no_context_takeover:
+                self._compressor = compressor
         data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        if not self.params.server_no_context_takeover:
-            self._compressor = compressor
         if data.endswith(_TAIL):
             data = data[:-4]
         return data, True
@@ -202,31 +226,39 @@ class Deflater:
 class Inflater:
     """Decompresses incoming compressed messages with a bound on the output.
 
-    :param max_size: the largest decompressed message accepted (the connection's message size limit).
+    :param max_size: the largest decompressed message accepted (the connection's message size limit; None: none).
     """
 
-    def __init__(self, params: DeflateParams, max_size: int) -> None:
+    __slots__ = ("params", "max_size", "_decompressor")
+
+    def __init__(self, params: DeflateParams, max_size: int | None) -> None:
         self.params = params
         self.max_size = max_size
         self._decompressor: t.Any = None  # kept between messages only with context takeover
 
-    def decompress(self, payload: bytes) -> bytes:
+    def decompress(self, payload: bytes, max_size: t.Any = _DEFAULT) -> bytes:
         """One message's payload (all its frames joined, RSV1 set on the first) decompressed.
+
+        ``max_size`` overrides the inflater's bound for this message (None: none).
 
         :raises MessageTooBig: the output would be longer than ``max_size``.
         :raises RemoteProtocolError: not valid deflate data (close code 1007).
         """
+        if max_size is _DEFAULT:
+            max_size = self.max_size
+        if max_size is None:
+            max_size = _UNBOUNDED
         decompressor = self._decompressor or zlib.decompressobj(-zlib.MAX_WBITS)
         output: list[bytes] = []
         size = 0
         data = payload + _TAIL
         try:
             while True:
-                limit = min(_CHUNK, self.max_size - size + 1)
+                limit = min(_CHUNK, max_size - size + 1)
                 chunk = decompressor.decompress(data, limit)
                 size += len(chunk)
-                if size > self.max_size:
-                    raise MessageTooBig(f"a compressed message inflates to more than {self.max_size} bytes")
+                if size > max_size:
+                    raise MessageTooBig(f"a compressed message inflates to more than {max_size} bytes")
                 output.append(chunk)
                 data = decompressor.unconsumed_tail
                 if decompressor.eof or (not data and len(chunk) < limit):
