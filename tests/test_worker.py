@@ -531,3 +531,65 @@ def test_worker_example_echo_deflate_violations(example_server: GunicornProcess,
         assert (op, payload[:2]) == (_frames.OP_CLOSE, close_payload(code))
     finally:
         sock.close()
+
+
+def test_worker_example_echo_deflate_with_autobahn_client(example_server: GunicornProcess) -> None:
+    """A real client's permessage-deflate (autobahn-python, asyncio) against /echo: compressed both ways."""
+    import asyncio
+
+    from autobahn.asyncio.websocket import WebSocketClientFactory
+    from autobahn.asyncio.websocket import WebSocketClientProtocol
+    from autobahn.websocket.compress import PerMessageDeflateOffer
+    from autobahn.websocket.compress import PerMessageDeflateResponse
+    from autobahn.websocket.compress import PerMessageDeflateResponseAccept
+
+    messages: list[tuple[bytes, bool]] = [(text_payload(size), False) for size in SIZES] + [
+        (prose_payload(size), True) for size in SIZES]
+    result: dict[str, t.Any] = {"echoed": []}
+
+    class Client(WebSocketClientProtocol):  # type: ignore[misc]
+        def onOpen(self) -> None:  # noqa: N802
+            agreed = self._perMessageCompress
+            result["agreed"] = (type(agreed).__name__, agreed.server_no_context_takeover,
+                                agreed.client_no_context_takeover)
+            for data, binary in messages:
+                self.sendMessage(data, isBinary=binary)
+
+        def onMessage(self, payload: bytes, is_binary: bool) -> None:  # noqa: N802
+            result["echoed"].append((payload, is_binary))
+            if len(result["echoed"]) == len(messages):
+                result["stats"] = (self.trafficStats.incomingOctetsWebSocketLevel,
+                                   self.trafficStats.incomingOctetsAppLevel,
+                                   self.trafficStats.outgoingOctetsWebSocketLevel,
+                                   self.trafficStats.outgoingOctetsAppLevel)
+                self.sendClose(1000)
+
+        def onClose(self, was_clean: bool, code: int | None, reason: str) -> None:  # noqa: N802
+            result["close"] = (was_clean, code)
+            done.set_result(None)
+
+    async def run() -> None:
+        nonlocal done
+        done = asyncio.get_running_loop().create_future()
+        factory = WebSocketClientFactory(example_server.ws_url("/echo"))
+        factory.protocol = Client
+        factory.setProtocolOptions(
+            perMessageCompressionOffers=[PerMessageDeflateOffer(accept_max_window_bits=True)],
+            perMessageCompressionAccept=lambda response: (
+                PerMessageDeflateResponseAccept(response) if isinstance(response, PerMessageDeflateResponse) else None
+            ),
+        )
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            factory, example_server.host, example_server.port)
+        try:
+            await asyncio.wait_for(done, 60)
+        finally:
+            transport.close()
+
+    done: t.Any = None
+    asyncio.run(run())
+    assert result["agreed"] == ("PerMessageDeflate", True, True)
+    assert result["echoed"] == messages
+    assert result["close"] == (True, 1000)
+    wire_in, app_in, wire_out, app_out = result["stats"]
+    assert wire_in < app_in // 3 and wire_out < app_out // 3  # compressed both ways
