@@ -386,7 +386,7 @@ SETTINGS: tuple[Setting, ...] = (
             "permessage-deflate with browsers that offer it", flag(), "websocket"),
     Setting("WAMP_BRIDGE_WS_DEFLATE_THRESHOLD", 512, "int",
             "Messages from this many bytes up are sent compressed", count(minimum=0), "websocket"),
-    Setting("WAMP_BRIDGE_WS_DEFLATE_LEVEL", 6, "int",
+    Setting("WAMP_BRIDGE_WS_DEFLATE_LEVEL", 1, "int",
             "zlib level of that compression, 1 (fastest) to 9", _zlib_level, "websocket"),
     Setting("WAMP_BRIDGE_PEER_AUTHMETHOD", "wampcra", "str",
             "How the app's peer logs in (``wampcra``, ``ticket``)", one_of(*PEER_AUTHMETHODS), "peer"),

@@ -77,7 +77,7 @@ class DeflateOptions:
     #: Messages shorter than this many bytes are sent uncompressed.
     threshold: int = 512
     #: zlib compression level, 1 (fastest) to 9 (smallest).
-    level: int = 6
+    level: int = 1
 
 
 def _split(text: str, separator: str) -> list[str]:
@@ -191,14 +191,13 @@ class Deflater:
     :param threshold: messages shorter than this many bytes go uncompressed.
 
     Without context takeover each message gets a compressor of its own, with a
-    window just large enough for the message: zlib allocates (and the kernel
-    zeroes) about 256 KiB for a full 32 KiB window, which would cost a 4 KiB
-    message more time than compressing it.
+    window just large enough for the message (zlib allocates about 256 KiB
+    for a full 32 KiB window; a 4 KiB message needs a fraction of it).
     """
 
     __slots__ = ("params", "threshold", "level", "_compressor")
 
-    def __init__(self, params: DeflateParams, threshold: int = 512, level: int = 6) -> None:
+    def __init__(self, params: DeflateParams, threshold: int = 512, level: int = 1) -> None:
         self.params = params
         self.threshold = threshold
         self.level = level
