@@ -11,7 +11,8 @@ Not a test. Run from the repository root::
    saves the browser. The threshold default comes from this table.
 2. Worker CPU per message: sending (``FrameWriter``'s encode: plain frame vs
    deflate at levels 1, 6, 9, and zlib with a full 32 KiB window, which
-   ``Deflater`` avoids for small messages) and receiving (``FrameParser`` on a
+   ``Deflater`` avoids for small messages; and 1 MiB of random bytes, which
+   ``Deflater`` sends plain after its first slice) and receiving (``FrameParser`` on a
    masked frame: plain vs compressed, inflate + UTF-8 check).
 3. Python heap per idle server WebSocket (``tracemalloc``, socket objects
    counted out, as ``bench_websocket_memory.py``) after it received and sent a
@@ -82,10 +83,10 @@ def per_call(fn: t.Callable[[], t.Any], budget: float = 0.3) -> float:
 
 
 def bench_wire() -> None:
-    print("1. bytes on the wire, one frame from the worker (header included)")
+    print("1. bytes on the wire, one frame from the worker (header included), deflate at level 1 (the default)")
     print(f"{'message':<36}{'plain':>8}{'deflate':>9}{'ratio':>7}{'compress µs':>13}{'inflate µs':>12}")
     params = DeflateParams()
-    deflater = Deflater(params, threshold=0, level=6)
+    deflater = Deflater(params, threshold=0)  # the default level, 1
     inflater = Inflater(params, None)
     for name, data in messages().items():
         plain = len(_frames.encode_frame(_frames.OP_TEXT, data))
@@ -97,28 +98,49 @@ def bench_wire() -> None:
               f"{squeeze * 1e6:>13.1f}{inflate * 1e6:>12.1f}")
 
 
+def side_by_side(fns: dict[str, t.Callable[[], t.Any]], rounds: int = 7, budget: float = 0.05) -> dict[str, float]:
+    """Seconds per call of each, measured in turns (round by round) so that the machine's load hits all alike."""
+    numbers = {name: max(1, int(budget / max(timeit.timeit(fn, number=3) / 3, 1e-7))) for name, fn in fns.items()}
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], timeit.timeit(fn, number=numbers[name]) / numbers[name])
+    return best
+
+
 def bench_cpu() -> None:
     data = messages()["EVENT 26 rows (4 KiB)"]
     print(f"\n2. worker CPU per {len(data)}-byte JSON message, microseconds (ratio to the plain frame)")
-    plain_send = per_call(lambda: _frames.encode_frame(_frames.OP_TEXT, data))
-    print(f"  {'send, plain frame':<44}{plain_send * 1e6:8.2f}  1.0x")
-    for level in (1, 6, 9):
+
+    def deflated(level: int) -> t.Callable[[], bytes]:
         deflater = Deflater(DeflateParams(), threshold=0, level=level)
 
         def send() -> bytes:
-            payload, _ = deflater.compress(data)  # noqa: B023
+            payload, _ = deflater.compress(data)
             return _frames.encode_header(_frames.OP_TEXT | _frames.RSV1, len(payload)) + payload
-
-        cost = per_call(send)
-        print(f"  {f'send, deflate level {level} (window to fit)':<44}{cost * 1e6:8.2f}  {cost / plain_send:.1f}x"
-              f"  ({len(send())} B)")
+        return send
 
     def full_window() -> bytes:
         compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
         return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
-    cost = per_call(full_window)
-    print(f"  {'send, zlib level 6, full 32 KiB window':<44}{cost * 1e6:8.2f}  {cost / plain_send:.1f}x")
+    sends = {
+        "send, plain frame": lambda: _frames.encode_frame(_frames.OP_TEXT, data),
+        "send, deflate level 1 (window to fit)": deflated(1),
+        "send, deflate level 6 (window to fit)": deflated(6),
+        "send, deflate level 9 (window to fit)": deflated(9),
+        "send, zlib level 6, full 32 KiB window": full_window,
+    }
+    costs = side_by_side(sends)
+    plain_send = costs["send, plain frame"]
+    for name, fn in sends.items():
+        print(f"  {name:<44}{costs[name] * 1e6:8.2f}  {costs[name] / plain_send:5.1f}x  ({len(fn())} B)")
+
+    noise = os.urandom(1 << 20)
+    costs = side_by_side({"gives up": lambda: Deflater(DeflateParams()).compress(noise),
+                          "zlib": lambda: zlib.compressobj(1, zlib.DEFLATED, -15).compress(noise)}, rounds=3)
+    print(f"  {'send 1 MiB random: Deflater (gives up)':<44}{costs['gives up'] * 1e6:8.0f}  "
+          f"(zlib level 1 on all of it: {costs['zlib'] * 1e6:.0f})")
 
     plain_frame = _frames.encode_frame(_frames.OP_TEXT, data, KEY)
     payload, _ = Deflater(DeflateParams(), threshold=0).compress(data)
@@ -127,11 +149,11 @@ def bench_cpu() -> None:
     packed_parser = _frames.FrameParser("server", 1 << 20)
     packed_parser.inflater = Inflater(DeflateParams(), 1 << 20)
     assert plain_parser.feed(plain_frame) == packed_parser.feed(packed_frame) == [_frames.Message(data.decode())]
-    receive_plain = per_call(lambda: plain_parser.feed(plain_frame))
-    receive_packed = per_call(lambda: packed_parser.feed(packed_frame))
-    print(f"  {'receive, plain masked frame (unmask, UTF-8)':<44}{receive_plain * 1e6:8.2f}  1.0x")
-    print(f"  {f'receive, compressed ({len(packed_frame)} B, + inflate)':<44}{receive_packed * 1e6:8.2f}  "
-          f"{receive_packed / receive_plain:.1f}x")
+    costs = side_by_side({"plain": lambda: plain_parser.feed(plain_frame),
+                          "packed": lambda: packed_parser.feed(packed_frame)})
+    print(f"  {'receive, plain masked frame (unmask, UTF-8)':<44}{costs['plain'] * 1e6:8.2f}    1.0x")
+    print(f"  {f'receive, compressed ({len(packed_frame)} B, + inflate)':<44}{costs['packed'] * 1e6:8.2f}  "
+          f"{costs['packed'] / costs['plain']:5.1f}x")
 
 
 class Connections:

@@ -20,6 +20,7 @@ from flask_wamp_bridge.errors import LocalProtocolError
 from flask_wamp_bridge.errors import MessageTooBig
 from flask_wamp_bridge.errors import RemoteProtocolError
 from flask_wamp_bridge.websocket.connection import WebSocket
+from flask_wamp_bridge.websocket.deflate import SLICE
 from flask_wamp_bridge.websocket.deflate import DeflateOptions
 from flask_wamp_bridge.websocket.deflate import DeflateParams
 from flask_wamp_bridge.websocket.deflate import Deflater
@@ -95,6 +96,19 @@ def test_deflate_threshold_and_round_trip() -> None:
     assert not payload.endswith(b"\x00\x00\xff\xff")
     assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == TEXT
     assert Inflater(params, 1 << 20).decompress(payload) == TEXT
+
+
+def test_deflate_large_messages_in_slices_and_incompressible_ones_plain() -> None:
+    pauses: list[None] = []
+    text = TEXT * (3 * SLICE // len(TEXT))  # about 3 slices
+    payload, compressed = Deflater(DeflateParams()).compress(text, lambda: pauses.append(None))
+    assert compressed and len(pauses) == 3 and len(payload) < len(text) // 10
+    assert Inflater(DeflateParams(), None).decompress(payload) == text
+    noise = os.urandom(2 * SLICE)
+    assert Deflater(DeflateParams()).compress(noise) == (noise, False)
+    # with context takeover the stream is shared: never abandoned half way
+    payload, compressed = Deflater(DeflateParams(server_no_context_takeover=False)).compress(noise)
+    assert compressed and Inflater(DeflateParams(), None).decompress(payload) == noise
 
 
 def test_deflate_no_context_takeover_keeps_no_state_between_messages() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "parse_extensions",
     "negotiate",
     "Deflater",
+    "SLICE",
     "Inflater",
 ]
 
@@ -41,6 +42,9 @@ _PARAMS = ("server_no_context_takeover", "client_no_context_takeover",
 _MIN_BITS = 9  # zlib's raw deflate does not do 8 (it silently uses 9), so an offer of 8 is declined
 _CHUNK = 64 * 1024  # inflate output per step
 _UNBOUNDED = 1 << 62
+#: Bytes of a large outgoing message compressed between two pauses (about 1 ms at level 1 for text).
+SLICE = 256 * 1024
+_PROBE = 64 * 1024  # the first slice of a large message, to tell whether it compresses at all
 _DEFAULT: t.Any = object()
 
 
@@ -191,8 +195,12 @@ class Deflater:
     :param threshold: messages shorter than this many bytes go uncompressed.
 
     Without context takeover each message gets a compressor of its own, with a
-    window just large enough for the message (zlib allocates about 256 KiB
-    for a full 32 KiB window; a 4 KiB message needs a fraction of it).
+    window just large enough for the message (a 4 KiB message touches 16 KiB
+    of window and history instead of 128 KiB).
+    Messages over :data:`SLICE` bytes are compressed in slices: ``pause()``
+    (if given) runs between them, and a message whose first 64 KiB do not
+    shrink by a tenth is sent uncompressed instead (random or already
+    compressed data: deflate would cost about 17 ms per MiB for nothing).
     """
 
     __slots__ = ("params", "threshold", "level", "_compressor")
@@ -203,20 +211,37 @@ class Deflater:
         self.level = level
         self._compressor: t.Any = None  # kept between messages only with context takeover
 
-    def compress(self, message: bytes | bytearray | memoryview) -> tuple[bytes, bool]:
+    def compress(
+        self, message: bytes | bytearray | memoryview, pause: t.Callable[[], None] | None = None
+    ) -> tuple[bytes, bool]:
         """``(payload, compressed)``: set RSV1 on the message's first frame when ``compressed``."""
         size = len(message)
         if size < self.threshold:
             return bytes(message), False
+        fresh = self.params.server_no_context_takeover
         compressor = self._compressor
         if compressor is None:
             bits = self.params.server_max_window_bits
-            if self.params.server_no_context_takeover:
+            if fresh:
                 bits = min(bits, max(_MIN_BITS, (size - 1).bit_length()))
             compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
-            if not self.params.server_no_context_takeover:
+            if not fresh:
                 self._compressor = compressor
-        data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if size <= SLICE:
+            data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        else:
+            view = memoryview(message)
+            parts = [compressor.compress(view[:_PROBE])]
+            if fresh:
+                parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))  # to see how well it compresses
+                if len(parts[0]) + len(parts[1]) > _PROBE * 9 // 10:
+                    return bytes(message), False
+            for start in range(_PROBE, size, SLICE):
+                if pause is not None:
+                    pause()
+                parts.append(compressor.compress(view[start : start + SLICE]))
+            parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+            data = b"".join(parts)
         if data.endswith(_TAIL):
             data = data[:-4]
         return data, True

@@ -31,6 +31,7 @@ from gevent.event import Event
 from ..errors import ConnectionClosed
 from . import frames as _frames
 from . import socket_errors
+from .deflate import SLICE
 from .deflate import Deflater
 from .slices import encode_frame_in_slices
 from .slices import mask_in_slices
@@ -135,7 +136,8 @@ class FrameWriter:
         if len(payload) < self.deflater.threshold:
             self.send_frame(opcode, payload)
             return
-        data, compressed = self.deflater.compress(payload)
+        big = len(payload) > SLICE and gevent.getcurrent() is not gevent.get_hub()
+        data, compressed = self.deflater.compress(payload, gevent.idle if big else None)
         self.send_frame(opcode, data if compressed else payload, compressed=compressed)
 
     def send_frame(self, opcode: int, payload: t.Any, *, compressed: bool = False) -> None:
