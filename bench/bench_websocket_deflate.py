@@ -12,7 +12,8 @@ Not a test. Run from the repository root::
 2. Worker CPU per message: sending (``FrameWriter``'s encode: plain frame vs
    deflate at levels 1, 6, 9, and zlib with a full 32 KiB window, which
    ``Deflater`` avoids for small messages; and 1 MiB of random bytes, which
-   ``Deflater`` sends plain after its first slice) and receiving (``FrameParser`` on a
+   ``Deflater`` sends plain after its first slice; one EVENT fanned out to
+   1,000 sockets, compressed once) and receiving (``FrameParser`` on a
    masked frame: plain vs compressed, inflate + UTF-8 check).
 3. Python heap per idle server WebSocket (``tracemalloc``, socket objects
    counted out, as ``bench_websocket_memory.py``) after it received and sent a
@@ -76,6 +77,21 @@ def messages() -> dict[str, bytes]:
     }
 
 
+def variants(data: bytes, count: int = 64) -> t.Callable[[], bytes]:
+    """The next of ``count`` same-sized copies of ``data`` differing in their last bytes.
+
+    ``Deflater`` reuses its output for the same bytes sent again (fan-out); these
+    are all different, so every call compresses.
+    """
+    copies = [data[:-4] + b"%04d" % i for i in range(count)]
+    state = {"i": 0}
+
+    def next_one() -> bytes:
+        state["i"] = (state["i"] + 1) % count
+        return copies[state["i"]]
+    return next_one
+
+
 def per_call(fn: t.Callable[[], t.Any], budget: float = 0.3) -> float:
     """Seconds per call, best of 5 runs of about ``budget`` / 5 seconds."""
     number = max(1, int(budget / 5 / max(timeit.timeit(fn, number=3) / 3, 1e-7)))
@@ -92,7 +108,8 @@ def bench_wire() -> None:
         plain = len(_frames.encode_frame(_frames.OP_TEXT, data))
         payload, _ = deflater.compress(data)
         compressed = len(_frames.encode_header(_frames.OP_TEXT | _frames.RSV1, len(payload))) + len(payload)
-        squeeze = per_call(lambda: deflater.compress(data))  # noqa: B023
+        fresh = variants(data)
+        squeeze = per_call(lambda: deflater.compress(fresh()))  # noqa: B023
         inflate = per_call(lambda: inflater.decompress(payload))  # noqa: B023
         print(f"{name + f' ({len(data)} B)':<36}{plain:>8}{compressed:>9}{compressed / plain:>7.2f}"
               f"{squeeze * 1e6:>13.1f}{inflate * 1e6:>12.1f}")
@@ -114,9 +131,10 @@ def bench_cpu() -> None:
 
     def deflated(level: int) -> t.Callable[[], bytes]:
         deflater = Deflater(DeflateParams(), threshold=0, level=level)
+        fresh = variants(data)
 
         def send() -> bytes:
-            payload, _ = deflater.compress(data)
+            payload, _ = deflater.compress(fresh())
             return _frames.encode_header(_frames.OP_TEXT | _frames.RSV1, len(payload)) + payload
         return send
 
@@ -135,6 +153,15 @@ def bench_cpu() -> None:
     plain_send = costs["send, plain frame"]
     for name, fn in sends.items():
         print(f"  {name:<44}{costs[name] * 1e6:8.2f}  {costs[name] / plain_send:5.1f}x  ({len(fn())} B)")
+
+    copies = [bytes(bytearray(data)) for _ in range(1000)]  # one EVENT as 1,000 relays receive it
+    distinct = [data[:-8] + b"%08d" % i for i in range(1000)]  # 1,000 different EVENTs
+    deflaters = [Deflater(DeflateParams(), threshold=0) for _ in range(1000)]
+    costs = side_by_side({"same": lambda: [d.compress(m) for d, m in zip(deflaters, copies, strict=True)],
+                          "distinct": lambda: [d.compress(m) for d, m in zip(deflaters, distinct, strict=True)]},
+                         rounds=3, budget=0.3)
+    print(f"  {'fan-out: one EVENT to 1,000 sockets, per socket':<44}{costs['same'] * 1e3:8.2f}  "
+          f"(1,000 different EVENTs: {costs['distinct'] * 1e3:.2f})")
 
     noise = os.urandom(1 << 20)
     costs = side_by_side({"gives up": lambda: Deflater(DeflateParams()).compress(noise),

@@ -111,6 +111,18 @@ def test_deflate_large_messages_in_slices_and_incompressible_ones_plain() -> Non
     assert compressed and Inflater(DeflateParams(), None).decompress(payload) == noise
 
 
+def test_deflate_the_same_message_to_many_sockets_is_compressed_once() -> None:
+    event = bytearray(TEXT)
+    first, _ = Deflater(DeflateParams()).compress(event)
+    event[0:1] = b"["  # the sender's buffer changes: what was remembered does not
+    again, _ = Deflater(DeflateParams()).compress(bytes(TEXT))
+    assert again is first  # another socket's deflater, equal bytes: the output is reused
+    other, _ = Deflater(DeflateParams()).compress(bytes(event))
+    assert other is not first and Inflater(DeflateParams(), None).decompress(other) == bytes(event)
+    level9, _ = Deflater(DeflateParams(), level=9).compress(bytes(event))
+    assert level9 is not other and Inflater(DeflateParams(), None).decompress(level9) == bytes(event)
+
+
 def test_deflate_no_context_takeover_keeps_no_state_between_messages() -> None:
     params = DeflateParams()
     deflater, inflater = Deflater(params), Inflater(params, 1 << 20)

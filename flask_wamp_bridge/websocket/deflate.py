@@ -44,6 +44,10 @@ _CHUNK = 64 * 1024  # inflate output per step
 _UNBOUNDED = 1 << 62
 #: Bytes of a large outgoing message compressed between two pauses (about 1 ms at level 1 for text).
 SLICE = 256 * 1024
+#: The last message compressed on its own (no context takeover), for the next socket sending the same bytes: an
+#: EVENT fanned out to many browsers is compressed once per worker. Only messages up to _RECENT_MAX bytes.
+_recent: tuple[tuple[int, int], bytes, bytes] | None = None
+_RECENT_MAX = 64 * 1024
 _PROBE = 64 * 1024  # the first slice of a large message, to tell whether it compresses at all
 _DEFAULT: t.Any = object()
 
@@ -201,6 +205,8 @@ class Deflater:
     (if given) runs between them, and a message whose first 64 KiB do not
     shrink by a tenth is sent uncompressed instead (random or already
     compressed data: deflate would cost about 17 ms per MiB for nothing).
+    Up to 64 KiB, the same bytes sent again (one EVENT to many browsers) reuse
+    the last output: without context takeover it is the same.
     """
 
     __slots__ = ("params", "threshold", "level", "_compressor")
@@ -224,6 +230,8 @@ class Deflater:
             bits = self.params.server_max_window_bits
             if fresh:
                 bits = min(bits, max(_MIN_BITS, (size - 1).bit_length()))
+                if size <= _RECENT_MAX:
+                    return self._compress_recent(message, bits)
             compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
             if not fresh:
                 self._compressor = compressor
@@ -244,6 +252,21 @@ class Deflater:
             data = b"".join(parts)
         if data.endswith(_TAIL):
             data = data[:-4]
+        return data, True
+
+
+    def _compress_recent(self, message: bytes | bytearray | memoryview, bits: int) -> tuple[bytes, bool]:
+        """A message on its own, or the same bytes as the last one: the same output (fan-out to many sockets)."""
+        global _recent
+        key = (self.level, bits)
+        recent = _recent
+        if recent is not None and recent[0] == key and recent[1] == message:
+            return recent[2], True
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
+        data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if data.endswith(_TAIL):
+            data = data[:-4]
+        _recent = (key, bytes(message), data)
         return data, True
 
 
