@@ -201,12 +201,12 @@ class Deflater:
     Without context takeover each message gets a compressor of its own, with a
     window just large enough for the message (a 4 KiB message touches 16 KiB
     of window and history instead of 128 KiB).
-    Messages over :data:`SLICE` bytes are compressed in slices: ``pause()``
-    (if given) runs between them, and a message whose first 64 KiB do not
-    shrink by a tenth is sent uncompressed instead (random or already
-    compressed data: deflate would cost about 17 ms per MiB for nothing).
     Up to 64 KiB, the same bytes sent again (one EVENT to many browsers) reuse
-    the last output: without context takeover it is the same.
+    the last output: without context takeover it is the same. A larger message
+    whose first 64 KiB do not shrink by a tenth is sent uncompressed (random or
+    already compressed data: deflate would cost about 17 ms per MiB for
+    nothing); the rest is compressed in slices of :data:`SLICE` bytes, with
+    ``pause()`` (if given) between them.
     """
 
     __slots__ = ("params", "threshold", "level", "_compressor")
@@ -235,7 +235,7 @@ class Deflater:
             compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
             if not fresh:
                 self._compressor = compressor
-        if size <= SLICE:
+        if size <= _PROBE:  # (with context takeover)
             data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
         else:
             view = memoryview(message)
@@ -253,7 +253,6 @@ class Deflater:
         if data.endswith(_TAIL):
             data = data[:-4]
         return data, True
-
 
     def _compress_recent(self, message: bytes | bytearray | memoryview, bits: int) -> tuple[bytes, bool]:
         """A message on its own, or the same bytes as the last one: the same output (fan-out to many sockets)."""
@@ -283,7 +282,7 @@ class Inflater:
         self.max_size = max_size
         self._decompressor: t.Any = None  # kept between messages only with context takeover
 
-    def decompress(self, payload: bytes, max_size: t.Any = _DEFAULT) -> bytes:
+    def decompress(self, payload: bytes, max_size: int | None = _DEFAULT) -> bytes:
         """One message's payload (all its frames joined, RSV1 set on the first) decompressed.
 
         ``max_size`` overrides the inflater's bound for this message (None: none).
