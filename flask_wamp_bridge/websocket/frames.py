@@ -272,6 +272,11 @@ class FrameParser:
     Set :attr:`inflater` once permessage-deflate is negotiated: then compressed messages are accepted.
     """
 
+    #: Inflates compressed messages (permessage-deflate negotiated); None: RSV1 is a protocol error.
+    #: (Class-level defaults: a connection without the extension holds nothing more for it.)
+    inflater: Inflater | None = None
+    _msg_compressed = False  # the message being assembled came with RSV1
+
     def __init__(self, role: t.Literal["server", "client"], max_message_size: int | None = 1 << 20) -> None:
         if role not in ("server", "client"):
             raise ValueError("role must be 'server' or 'client'")
@@ -291,9 +296,6 @@ class FrameParser:
         self._msg_parts: list[t.Any] = []
         self._msg_merged = 0  # pieces of _msg_parts already joined
         self._decoder: t.Any = None
-        self._msg_compressed = False
-        #: Inflates compressed messages (permessage-deflate negotiated); None: RSV1 is a protocol error.
-        self.inflater: Inflater | None = None
 
     @property
     def done(self) -> bool:
