@@ -226,6 +226,11 @@ def _networks(key: str, value: t.Any) -> None:
             _fail(key, "a list of addresses or networks like '10.0.0.0/8'", value)
 
 
+def _zlib_level(key: str, value: t.Any) -> None:
+    if type(value) is not int or not 1 <= value <= 9:
+        _fail(key, "an integer from 1 to 9", value)
+
+
 def _message_size(key: str, value: t.Any) -> None:
     if value and (type(value) is not int or value < 1024):
         _fail(key, "an integer number of bytes >= 1024 (or 0 for no limit)", value)
@@ -443,6 +448,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Close after this long with no traffic (``0``: off)", seconds_or_off(), "websocket"),
     Setting("WAMP_BRIDGE_WS_SEND_TIMEOUT", 10.0, "seconds",
             "Close a client that stops reading for this long", seconds_or_off(), "websocket"),
+    Setting("WAMP_BRIDGE_WS_DEFLATE", True, "bool",
+            "permessage-deflate with browsers that offer it", flag(), "websocket"),
+    Setting("WAMP_BRIDGE_WS_DEFLATE_THRESHOLD", 512, "int",
+            "Messages from this many bytes up are sent compressed", count(minimum=0), "websocket"),
+    Setting("WAMP_BRIDGE_WS_DEFLATE_LEVEL", 1, "int",
+            "zlib level of that compression, 1 (fastest) to 9", _zlib_level, "websocket"),
     Setting("WAMP_BRIDGE_PEER_AUTHMETHOD", "wampcra", "str",
             "How the app's peer logs in (``wampcra``, ``ticket``)", one_of(*PEER_AUTHMETHODS), "peer"),
     Setting("WAMP_BRIDGE_PEER_AUTHID", "flask-app", "str",

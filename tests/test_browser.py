@@ -194,6 +194,56 @@ def test_browser_logout_ends_the_live_session(tabs: t.Callable[[], Tab], tmp_pat
     b.expect("#guest-count").to_contain_text("1 guest", timeout=WAIT_MS)
 
 
+DEFLATE = """
+async ([base, realm]) => {
+  const open = (path, protocols) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(base + path, protocols);
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error('could not open ' + path));
+  });
+  const next = (ws) => new Promise((resolve) => { ws.onmessage = (event) => resolve(event.data); });
+  const out = {};
+  const echo = await open('/echo');
+  out.echo = echo.extensions;
+  const json = JSON.stringify(Array.from({length: 4000}, (_, i) => ({id: i, name: 'user ' + i, online: i % 3 == 0})));
+  let reply = next(echo);
+  echo.send(json);
+  out.text = [json.length, (await reply) === json];
+  const bytes = new Uint8Array(300000).map((_, i) => (i * 7) % 251);
+  reply = next(echo);
+  echo.send(bytes);
+  const back = new Uint8Array(await reply);
+  out.binary = [back.length, back.every((value, i) => value === bytes[i])];
+  echo.close();
+  const wamp = await open('/wamp', ['wamp.2.json']);
+  out.wamp = wamp.extensions;
+  reply = next(wamp);
+  wamp.send(JSON.stringify([1, realm, {roles: {caller: {}, subscriber: {}}}]));
+  out.welcome = JSON.parse(await reply)[0];
+  reply = next(wamp);  // a 200 KB CALL: inflated, checked by the relay, answered by the app
+  wamp.send(JSON.stringify([48, 7, {}, 'app.board.post', ['x'.repeat(200000)]]));
+  out.answer = JSON.parse(await reply).slice(0, 5);
+  wamp.close();
+  return out;
+}
+"""
+
+
+def test_browser_websockets_are_compressed(tabs: t.Callable[[], Tab], stack: ExampleStack) -> None:
+    # Chromium offers permessage-deflate on every WebSocket; ws.extensions is the 101's answer
+    tab = tabs()
+    tab.login("grace")
+    out = tab.page.evaluate(DEFLATE, [stack.url.replace("http", "ws", 1), stack.realm])
+    both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    assert out["echo"] == out["wamp"] == both
+    assert out["text"][1] and out["text"][0] > 100_000
+    assert out["binary"] == [300_000, True]
+    assert out["welcome"] == 2
+    assert out["answer"][:3] == [8, 48, 7]  # the app's answer: at most 500 characters
+    assert out["answer"][4] == "app.error.invalid_argument"
+
+
 def test_browser_page_reconnects_after_a_worker_restart(tabs: t.Callable[[], Tab], stack: ExampleStack) -> None:
     tab = tabs()
     tab.login("erin")

@@ -8,6 +8,7 @@ import typing as t
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 
 import pytest
 import websocket
@@ -412,3 +413,38 @@ def test_allowed_origins_valid_forms_are_accepted(origins: t.Any) -> None:
     app.config["WAMP_BRIDGE_ALLOWED_ORIGINS"] = origins
     Sockets(app).route("/x", origins=origins)(lambda ws: None)
     assert app.url_map.bind("localhost").match("/x", websocket=True)[0] == "<lambda>"
+
+
+def _deflate_handshake(server: GunicornProcess, path: str) -> tuple[t.Any, str, bytes]:
+    sock, head, rest = raw_handshake(server.host, server.port, path,
+                                     {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"})
+    assert head.startswith("HTTP/1.1 101")
+    return sock, handshake.parse_response(head.encode("latin-1")).fields.get("sec-websocket-extensions", ""), rest
+
+
+def test_route_deflate_on_by_default_off_by_route_option(server: GunicornProcess) -> None:
+    sock, extensions, _ = _deflate_handshake(server, "/echo")
+    sock.close()
+    assert extensions == "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    sock, extensions, rest = _deflate_handshake(server, "/uncompressed")
+    try:
+        assert extensions == ""
+        sock.sendall(_frames.encode_frame(_frames.OP_TEXT, b"x" * 2000, b"abcd")
+                     + _frames.encode_close(1000, "", b"abcd"))
+        events, close = read_until_close(sock, rest)
+        assert events == [_frames.Message("x" * 2000)] and close.code == 1000  # plain frames: no RSV1 came back
+    finally:
+        sock.close()
+
+
+def test_route_deflate_bound_is_the_routes_inflated_size_limit(server: GunicornProcess) -> None:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    payload = (compressor.compress(b"a" * 2048) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]  # ~20 bytes on the wire
+    sock, extensions, rest = _deflate_handshake(server, "/limited")  # max_message_size=1024
+    try:
+        assert extensions
+        sock.sendall(_frames.encode_header(_frames.OP_TEXT | _frames.RSV1, len(payload), b"abcd")
+                     + _frames.mask(payload, b"abcd"))
+        assert read_until_close(sock, rest)[1].code == 1009
+    finally:
+        sock.close()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
@@ -284,3 +287,314 @@ def test_worker_example_echo_conformance(example_server: GunicornProcess, case: 
     finally:
         sock.close()
 
+
+
+# --- permessage-deflate (RFC 7692): Autobahn sections 12 (compressed messages) and 13 (parameters) --------------
+#
+# The client side is written here with zlib directly (not with the bridge's deflate module): what the server
+# answers and what it echoes is read by an independent frame reader.
+
+BOTH = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+SIZES = (16, 64, 256, 1024, 4096, 8192, 16384, 32768, 65536, 131072)
+TAIL = b"\x00\x00\xff\xff"
+THRESHOLD = 512  # the WAMP_BRIDGE_WS_DEFLATE_THRESHOLD default
+
+
+def deflate(data: bytes, bits: int = 15) -> bytes:
+    """One message compressed as RFC 7692 7.2.1 says (its own deflate stream: no context takeover)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -bits)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(TAIL)
+    return out[:-4]
+
+
+def compressed_frames(opcode: int, data: bytes, fragment: int | None = None, bits: int = 15) -> bytes:
+    """A compressed message: RSV1 on its first frame only, masked, in frames of ``fragment`` bytes."""
+    payload = deflate(data, bits)
+    step = fragment or max(1, len(payload))
+    pieces = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
+    out = []
+    for i, piece in enumerate(pieces):
+        op = (opcode | _frames.RSV1) if i == 0 else C
+        out.append(_frames.encode_header(op, len(piece), K, fin=i == len(pieces) - 1) + _frames.mask(piece, K))
+    return b"".join(out)
+
+
+def text_payload(size: int) -> bytes:
+    """Compressible UTF-8 text (JSON-like, with multi-byte characters), exactly ``size`` bytes."""
+    unit = '{"id": 1, "name": "Zoë", "tags": ["wamp", "flask"], "κόσμε": true}, '.encode()
+    return (unit * (size // len(unit) + 1))[:size].decode("utf-8", "ignore").encode().ljust(size, b" ")
+
+
+def prose_payload(size: int) -> bytes:
+    words = [b"to", b"be", b"or", b"not", b"that", b"is", b"the", b"question", b"whether", b"tis", b"nobler"]
+    rng = random.Random(size)
+    out = bytearray()
+    while len(out) < size:
+        out += rng.choice(words) + b" "
+    return bytes(out[:size])
+
+
+def binary_payload(size: int) -> bytes:
+    return ((bytes(range(256)) + b"\x00" * 256) * (size // 512 + 1))[:size]
+
+
+def random_payload(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+class ServerFrames:
+    """Reads the server's (unmasked) frames and inflates its compressed messages with zlib."""
+
+    def __init__(self, sock: socket.socket, data: bytes, window_bits: int = 15) -> None:
+        self.sock, self.buf, self.bits = sock, data, window_bits
+
+    def _frame(self) -> tuple[int, bool, bool, bytes]:
+        while True:
+            if len(self.buf) >= 2:
+                b0, b1 = self.buf[0], self.buf[1]
+                assert not b1 & 0x80, "server frames are never masked"
+                length, head = b1 & 0x7F, 2
+                if length == 126:
+                    length, head = struct.unpack("!H", self.buf[2:4])[0], 4
+                elif length == 127:
+                    length, head = struct.unpack("!Q", self.buf[2:10])[0], 10
+                if len(self.buf) >= head + length:
+                    payload, self.buf = self.buf[head : head + length], self.buf[head + length :]
+                    assert not b0 & 0x30, "RSV2/RSV3 are never set"
+                    return b0 & 0x0F, bool(b0 & 0x80), bool(b0 & 0x40), payload
+            chunk = self.sock.recv(1 << 16)
+            assert chunk, "the server closed the connection"
+            self.buf += chunk
+
+    def message(self) -> tuple[int, bytes, bool]:
+        """``(opcode, data, was_compressed)`` of the next data message, or ``(OP_CLOSE, payload, False)``."""
+        opcode, fin, rsv1, payload = self._frame()
+        while opcode == P or opcode == _frames.OP_PONG:
+            opcode, fin, rsv1, payload = self._frame()
+        if opcode == _frames.OP_CLOSE:
+            return opcode, payload, False
+        parts = [payload]
+        while not fin:
+            op, fin, more_rsv1, piece = self._frame()
+            assert op == C and not more_rsv1, "RSV1 only on a message's first frame"
+            parts.append(piece)
+        data = b"".join(parts)
+        if rsv1:  # the server does not take its context over: each message is a deflate stream of its own
+            data = zlib.decompressobj(-self.bits).decompress(data + TAIL)
+        return opcode, data, rsv1
+
+
+def deflate_session(server: GunicornProcess, offer: str | None) -> tuple[socket.socket, str, bytes]:
+    headers = {"Sec-WebSocket-Extensions": offer} if offer is not None else {}
+    sock, head, rest = raw_handshake(server.host, server.port, "/echo", headers)
+    assert head.startswith("HTTP/1.1 101"), head
+    fields = handshake.parse_response(head.encode("latin-1")).fields
+    return sock, fields.get("sec-websocket-extensions", ""), rest
+
+
+def should_compress(data: bytes) -> bool:
+    """What the server compresses: from the threshold up, except more than 64 KiB that do not compress."""
+    return len(data) >= THRESHOLD and (len(data) <= 65536 or len(zlib.compress(data[:65536], 1)) < 58982)
+
+
+def echo_compressed(sock: socket.socket, reader: ServerFrames, messages: list[tuple[int, bytes]], *,
+                    fragment: int | None = None, chop: int | None = None, bits: int = 15) -> None:
+    """Send each message compressed, check the echo (and that only those worth it come back compressed)."""
+    wire = b"".join(compressed_frames(op, data, fragment, bits) for op, data in messages)
+    sender = threading.Thread(target=lambda: [sock.sendall(wire[i : i + (chop or len(wire))])
+                                              for i in range(0, len(wire), chop or len(wire))])
+    sender.start()  # a thread: the echoes come back while we send
+    try:
+        for op, data in messages:
+            got_op, got, was_compressed = reader.message()
+            assert (got_op, len(got), got == data) == (op, len(data), True)
+            assert was_compressed == should_compress(data)
+    finally:
+        sender.join()
+
+
+def close_cleanly(sock: socket.socket, reader: ServerFrames) -> None:
+    sock.sendall(ctl(_frames.OP_CLOSE, close_payload(1000)))
+    op, payload, _ = reader.message()
+    assert (op, payload[:2]) == (_frames.OP_CLOSE, close_payload(1000))
+
+
+SECTION_12 = {
+    # name: (payload maker, opcode, fragment size, TCP chop size)
+    "12.1 text, sizes 16 B-128 KiB": (text_payload, T, None, None),
+    "12.2 binary, sizes 16 B-128 KiB": (binary_payload, B, None, None),
+    "12.3 prose text in 997-byte chops": (prose_payload, T, None, 997),
+    "12.4 random (incompressible) binary": (random_payload, B, None, None),
+    "12.5 text in 1 KiB fragments, 4 KiB chops": (text_payload, T, 1024, 4096),
+    "12.5 random binary in 64-byte fragments": (random_payload, B, 64, None),
+}
+
+
+@pytest.mark.parametrize("case", list(SECTION_12))
+def test_worker_example_echo_deflate_messages(example_server: GunicornProcess, case: str) -> None:
+    make, opcode, fragment, chop = SECTION_12[case]
+    sock, extensions, rest = deflate_session(example_server, "permessage-deflate; client_max_window_bits")
+    try:
+        assert extensions == BOTH
+        reader = ServerFrames(sock, rest)
+        echo_compressed(sock, reader, [(opcode, make(size)) for size in SIZES], fragment=fragment, chop=chop)
+        close_cleanly(sock, reader)
+    finally:
+        sock.close()
+
+
+SECTION_13 = {
+    # name: (offer, expected response, client window bits used to compress, server window bits to inflate with)
+    "13.1 bare offer (Firefox)": ("permessage-deflate", BOTH, 15, 15),
+    "13.2 client_no_context_takeover": ("permessage-deflate; client_no_context_takeover", BOTH, 15, 15),
+    "13.2 server_no_context_takeover": ("permessage-deflate; server_no_context_takeover", BOTH, 15, 15),
+    "13.3 client_max_window_bits=9": ("permessage-deflate; client_max_window_bits=9", BOTH, 9, 15),
+    "13.4 client_max_window_bits=15": ("permessage-deflate; client_max_window_bits=15", BOTH, 15, 15),
+    "13.5 server_max_window_bits=9": (
+        "permessage-deflate; server_max_window_bits=9", BOTH + "; server_max_window_bits=9", 15, 9),
+    "13.6 both windows 10 and both no_context_takeover": (
+        "permessage-deflate; client_no_context_takeover; server_no_context_takeover; client_max_window_bits=10;"
+        " server_max_window_bits=10", BOTH + "; server_max_window_bits=10", 10, 10),
+    "13.7 several offers: first declined (window 8)": (
+        "permessage-deflate; server_max_window_bits=8, permessage-deflate; client_max_window_bits", BOTH, 15, 15),
+    "13.7 several offers: unknown extension first": (
+        "x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=12",
+        BOTH + "; server_max_window_bits=12", 15, 12),
+    "13.7 an unknown parameter declines the first offer": (
+        'permessage-deflate; foo=1, permessage-deflate; server_max_window_bits="11"; client_max_window_bits=11',
+        BOTH + "; server_max_window_bits=11", 11, 11),
+}
+
+
+@pytest.mark.parametrize("case", list(SECTION_13))
+def test_worker_example_echo_deflate_parameters(example_server: GunicornProcess, case: str) -> None:
+    offer, response, client_bits, server_bits = SECTION_13[case]
+    sock, extensions, rest = deflate_session(example_server, offer)
+    try:
+        assert extensions == response
+        # inflating with the agreed server window fails ("distance too far back") if the server used a larger one
+        reader = ServerFrames(sock, rest, server_bits)
+        messages = [(T, text_payload(size)) for size in SIZES[:9]] + [(B, prose_payload(size)) for size in SIZES[:9]]
+        echo_compressed(sock, reader, messages, bits=client_bits)
+        close_cleanly(sock, reader)
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("offer", [None, "permessage-deflate; server_max_window_bits=8", "permessage-deflate; x=1",
+                                   "x-webkit-deflate-frame"])
+def test_worker_example_echo_without_deflate_sends_plain_frames(example_server: GunicornProcess,
+                                                                offer: str | None) -> None:
+    sock, extensions, rest = deflate_session(example_server, offer)
+    try:
+        assert extensions == ""
+        reader = ServerFrames(sock, rest)
+        big = text_payload(65536)
+        sock.sendall(frame(T, big))
+        assert reader.message() == (T, big, False)
+        sock.sendall(compressed_frames(T, big))  # RSV1 without the extension: a protocol error
+        op, payload, _ = reader.message()
+        assert (op, payload[:2]) == (_frames.OP_CLOSE, close_payload(1002))
+    finally:
+        sock.close()
+
+
+def bomb_frame(size: int) -> bytes:
+    """One compressed binary frame of ``size`` zero bytes (about 1,000 times smaller on the wire)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = (compressor.compress(b"\x00" * size) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    return _frames.encode_header(B | _frames.RSV1, len(payload), K) + _frames.mask(payload, K)
+
+
+DEFLATE_FAILURES = {
+    # name: (bytes sent after one good compressed message, close code)
+    "RSV1 on a continuation frame": (
+        frame(T, b"ab", fin=False) + _frames.encode_header(C | _frames.RSV1, 1, K) + _frames.mask(b"c", K), 1002),
+    "RSV1 on a ping": (bytes([0x80 | 0x40 | P, 0x80]) + K, 1002),
+    "RSV2 on a data frame": (bytes([0x80 | 0x20 | T, 0x81]) + K + _frames.mask(b"x", K), 1002),
+    "RSV1 on the first fragment, then a new message before the end": (
+        compressed_frames(T, prose_payload(2000), fragment=10)[:16] + frame(T, b"new"), 1002),
+    "not deflate data (1007)": (
+        _frames.encode_header(B | _frames.RSV1, 4, K) + _frames.mask(b"\xff\xff\xff\xff", K), 1007),
+    "compressed invalid UTF-8 text (1007)": (compressed_frames(T, "κόσμε".encode() + b"\xed\xa0\x80" * 300), 1007),
+    "compression bomb: 64 MiB from ~64 KB against a 16 MiB limit (1009)": (bomb_frame(64 << 20), 1009),
+}
+
+
+@pytest.mark.parametrize("case", list(DEFLATE_FAILURES))
+def test_worker_example_echo_deflate_violations(example_server: GunicornProcess, case: str) -> None:
+    sent, code = DEFLATE_FAILURES[case]
+    sock, extensions, rest = deflate_session(example_server, "permessage-deflate; client_max_window_bits")
+    try:
+        assert extensions == BOTH
+        reader = ServerFrames(sock, rest)
+        good = text_payload(4096)
+        sock.sendall(compressed_frames(T, good) + sent)
+        assert reader.message() == (T, good, True)  # the connection worked until then
+        op, payload, _ = reader.message()
+        assert (op, payload[:2]) == (_frames.OP_CLOSE, close_payload(code))
+    finally:
+        sock.close()
+
+
+def test_worker_example_echo_deflate_with_autobahn_client(example_server: GunicornProcess) -> None:
+    """A real client's permessage-deflate (autobahn-python, asyncio) against /echo: compressed both ways."""
+    import asyncio
+
+    from autobahn.asyncio.websocket import WebSocketClientFactory
+    from autobahn.asyncio.websocket import WebSocketClientProtocol
+    from autobahn.websocket.compress import PerMessageDeflateOffer
+    from autobahn.websocket.compress import PerMessageDeflateResponse
+    from autobahn.websocket.compress import PerMessageDeflateResponseAccept
+
+    messages: list[tuple[bytes, bool]] = [(text_payload(size), False) for size in SIZES] + [
+        (prose_payload(size), True) for size in SIZES]
+    result: dict[str, t.Any] = {"echoed": []}
+
+    class Client(WebSocketClientProtocol):  # type: ignore[misc]
+        def onOpen(self) -> None:  # noqa: N802
+            agreed = self._perMessageCompress
+            result["agreed"] = (type(agreed).__name__, agreed.server_no_context_takeover,
+                                agreed.client_no_context_takeover)
+            for data, binary in messages:
+                self.sendMessage(data, isBinary=binary)
+
+        def onMessage(self, payload: bytes, is_binary: bool) -> None:  # noqa: N802
+            result["echoed"].append((payload, is_binary))
+            if len(result["echoed"]) == len(messages):
+                result["stats"] = (self.trafficStats.incomingOctetsWebSocketLevel,
+                                   self.trafficStats.incomingOctetsAppLevel,
+                                   self.trafficStats.outgoingOctetsWebSocketLevel,
+                                   self.trafficStats.outgoingOctetsAppLevel)
+                self.sendClose(1000)
+
+        def onClose(self, was_clean: bool, code: int | None, reason: str) -> None:  # noqa: N802
+            result["close"] = (was_clean, code)
+            done.set_result(None)
+
+    async def run() -> None:
+        nonlocal done
+        done = asyncio.get_running_loop().create_future()
+        factory = WebSocketClientFactory(example_server.ws_url("/echo"))
+        factory.protocol = Client
+        factory.setProtocolOptions(
+            perMessageCompressionOffers=[PerMessageDeflateOffer(accept_max_window_bits=True)],
+            perMessageCompressionAccept=lambda response: (
+                PerMessageDeflateResponseAccept(response) if isinstance(response, PerMessageDeflateResponse) else None
+            ),
+        )
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            factory, example_server.host, example_server.port)
+        try:
+            await asyncio.wait_for(done, 60)
+        finally:
+            transport.close()
+
+    done: t.Any = None
+    asyncio.run(run())
+    assert result["agreed"] == ("PerMessageDeflate", True, True)
+    assert result["echoed"] == messages
+    assert result["close"] == (True, 1000)
+    wire_in, app_in, wire_out, app_out = result["stats"]
+    assert wire_in < app_in // 3 and wire_out < app_out // 3  # compressed both ways

@@ -10,7 +10,7 @@ It keeps gevent-websocket's API shape, so Flask-Sockets code keeps working::
 
 and adds what it lacked: an explicit :meth:`WebSocket.accept` (the 101 is sent only then, so the Flask view
 decides Origin, cookies and subprotocol first), close codes on the wire, a message size limit, server pings,
-an idle timeout and a send timeout.
+an idle timeout, a send timeout and permessage-deflate (RFC 7692) when the client offers it.
 
 Concurrency: any number of greenlets may :meth:`~WebSocket.send` at once (frames stay whole); one greenlet
 receives. Control frames (ping, pong, close) are handled inside :meth:`~WebSocket.receive`. Real OS threads
@@ -41,6 +41,11 @@ from ..errors import LocalProtocolError
 from . import frames as _frames
 from . import live as _live
 from . import socket_errors
+from .deflate import DeflateOptions
+from .deflate import DeflateParams
+from .deflate import Deflater
+from .deflate import Inflater
+from .deflate import negotiate
 from .handshake import parse_header_tokens
 from .keepalive import IDLE
 from .keepalive import PING
@@ -190,6 +195,12 @@ class WebSocket:
         self._parser.max_message_size = value
 
     @property
+    def deflate(self) -> DeflateParams | None:
+        """The permessage-deflate parameters agreed in the handshake, or None (messages go uncompressed)."""
+        deflater = self._writer.deflater
+        return deflater.params if deflater is not None else None
+
+    @property
     def local_address(self) -> t.Any:
         """This end's socket address (``getsockname()``), or None when unknown."""
         with contextlib.suppress(AttributeError):
@@ -210,6 +221,7 @@ class WebSocket:
         idle_timeout: float | None = None,
         send_timeout: float | None = None,
         headers: t.Sequence[tuple[str, str]] = (),
+        deflate: DeflateOptions | None = None,
     ) -> None:
         """Complete the handshake: send ``101 Switching Protocols``.
 
@@ -224,6 +236,10 @@ class WebSocket:
             (the peer stopped reading) closes the connection and raises
             :class:`~flask_wamp_bridge.errors.ConnectionClosed`.
         :param headers: extra response headers for the 101.
+        :param deflate: agree to permessage-deflate if the client offers it
+            (both ``no_context_takeover`` parameters: no zlib state between
+            messages); messages from ``deflate.threshold`` bytes up are then
+            compressed. None: never.
         """
         if self._accept_handler is None:
             raise LocalProtocolError("only a server-side WebSocket can be accepted")
@@ -237,6 +253,8 @@ class WebSocket:
             )
         self.configure(max_message_size=max_message_size, ping_interval=ping_interval, idle_timeout=idle_timeout,
                        send_timeout=send_timeout)
+        if deflate is not None:
+            headers = self._negotiate_deflate(deflate, headers)
         try:
             self._accept_handler(subprotocol, headers)
         except OSError as exc:
@@ -252,6 +270,20 @@ class WebSocket:
         if self._keepalive is not None:
             self._keepalive.restart()
         _live.track(self)
+
+    def _negotiate_deflate(
+        self, deflate: DeflateOptions, headers: t.Sequence[tuple[str, str]]
+    ) -> t.Sequence[tuple[str, str]]:
+        """Agree to the client's permessage-deflate offer, if any: the 101's headers with our answer."""
+        if any(name.lower() == "sec-websocket-extensions" for name, _ in headers):
+            raise LocalProtocolError("Sec-WebSocket-Extensions is the server's to answer: pass deflate=None")
+        agreed = negotiate((self.environ or {}).get("HTTP_SEC_WEBSOCKET_EXTENSIONS"))
+        if agreed is None:
+            return headers
+        params, response = agreed
+        self._parser.inflater = Inflater(params, self._parser.max_message_size)
+        self._writer.deflater = Deflater(params, deflate.threshold, deflate.level)
+        return [*headers, ("Sec-WebSocket-Extensions", response)]
 
     def configure(
         self,

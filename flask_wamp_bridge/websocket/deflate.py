@@ -27,9 +27,11 @@ from ..errors import RemoteProtocolError
 __all__ = [
     "EXTENSION",
     "DeflateParams",
+    "DeflateOptions",
     "parse_extensions",
     "negotiate",
     "Deflater",
+    "SLICE",
     "Inflater",
 ]
 
@@ -39,6 +41,15 @@ _PARAMS = ("server_no_context_takeover", "client_no_context_takeover",
            "server_max_window_bits", "client_max_window_bits")
 _MIN_BITS = 9  # zlib's raw deflate does not do 8 (it silently uses 9), so an offer of 8 is declined
 _CHUNK = 64 * 1024  # inflate output per step
+_UNBOUNDED = 1 << 62
+#: Bytes of a large outgoing message compressed between two pauses (about 1 ms at level 1 for text).
+SLICE = 256 * 1024
+#: The last message compressed on its own (no context takeover), for the next socket sending the same bytes: an
+#: EVENT fanned out to many browsers is compressed once per worker. Only messages up to _RECENT_MAX bytes.
+_recent: tuple[tuple[int, int], bytes, bytes] | None = None
+_RECENT_MAX = 64 * 1024
+_PROBE = 64 * 1024  # the first slice of a large message, to tell whether it compresses at all
+_DEFAULT: t.Any = object()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +76,16 @@ class DeflateParams:
         if server_bits_offered or self.server_max_window_bits != 15:
             parts.append(f"server_max_window_bits={self.server_max_window_bits}")
         return "; ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeflateOptions:
+    """What a server offers to compress with, when a client asks (``WebSocket.accept(deflate=...)``)."""
+
+    #: Messages shorter than this many bytes are sent uncompressed.
+    threshold: int = 512
+    #: zlib compression level, 1 (fastest) to 9 (smallest).
+    level: int = 1
 
 
 def _split(text: str, separator: str) -> list[str]:
@@ -176,57 +197,114 @@ class Deflater:
     """Compresses outgoing messages with the agreed parameters.
 
     :param threshold: messages shorter than this many bytes go uncompressed.
+
+    Without context takeover each message gets a compressor of its own, with a
+    window just large enough for the message (a 4 KiB message touches 16 KiB
+    of window and history instead of 128 KiB).
+    Up to 64 KiB, the same bytes sent again (one EVENT to many browsers) reuse
+    the last output: without context takeover it is the same. A larger message
+    whose first 64 KiB do not shrink by a tenth is sent uncompressed (random or
+    already compressed data: deflate would cost about 17 ms per MiB for
+    nothing); the rest is compressed in slices of :data:`SLICE` bytes, with
+    ``pause()`` (if given) between them.
     """
 
-    def __init__(self, params: DeflateParams, threshold: int = 256, level: int = 6) -> None:
+    __slots__ = ("params", "threshold", "level", "_compressor")
+
+    def __init__(self, params: DeflateParams, threshold: int = 512, level: int = 1) -> None:
         self.params = params
         self.threshold = threshold
         self.level = level
         self._compressor: t.Any = None  # kept between messages only with context takeover
 
-    def compress(self, message: bytes) -> tuple[bytes, bool]:
+    def compress(
+        self, message: bytes | bytearray | memoryview, pause: t.Callable[[], None] | None = None
+    ) -> tuple[bytes, bool]:
         """``(payload, compressed)``: set RSV1 on the message's first frame when ``compressed``."""
-        if len(message) < self.threshold:
-            return message, False
-        compressor = self._compressor or zlib.compressobj(
-            self.level, zlib.DEFLATED, -self.params.server_max_window_bits
-        )
-        data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        if not self.params.server_no_context_takeover:
-            self._compressor = compressor
+        size = len(message)
+        if size < self.threshold:
+            return bytes(message), False
+        fresh = self.params.server_no_context_takeover
+        compressor = self._compressor
+        if compressor is None:
+            bits = self.params.server_max_window_bits
+            if fresh:
+                bits = min(bits, max(_MIN_BITS, (size - 1).bit_length()))
+                if size <= _RECENT_MAX:
+                    return self._compress_recent(message, bits)
+            compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
+            if not fresh:
+                self._compressor = compressor
+        if size <= _PROBE:  # (with context takeover)
+            data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        else:
+            view = memoryview(message)
+            parts = [compressor.compress(view[:_PROBE])]
+            if fresh:
+                parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))  # to see how well it compresses
+                if len(parts[0]) + len(parts[1]) > _PROBE * 9 // 10:
+                    return bytes(message), False
+            for start in range(_PROBE, size, SLICE):
+                if pause is not None:
+                    pause()
+                parts.append(compressor.compress(view[start : start + SLICE]))
+            parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+            data = b"".join(parts)
         if data.endswith(_TAIL):
             data = data[:-4]
+        return data, True
+
+    def _compress_recent(self, message: bytes | bytearray | memoryview, bits: int) -> tuple[bytes, bool]:
+        """A message on its own, or the same bytes as the last one: the same output (fan-out to many sockets)."""
+        global _recent
+        key = (self.level, bits)
+        recent = _recent
+        if recent is not None and recent[0] == key and recent[1] == message:
+            return recent[2], True
+        compressor = zlib.compressobj(self.level, zlib.DEFLATED, -bits)
+        data = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if data.endswith(_TAIL):
+            data = data[:-4]
+        _recent = (key, bytes(message), data)
         return data, True
 
 
 class Inflater:
     """Decompresses incoming compressed messages with a bound on the output.
 
-    :param max_size: the largest decompressed message accepted (the connection's message size limit).
+    :param max_size: the largest decompressed message accepted (the connection's message size limit; None: none).
     """
 
-    def __init__(self, params: DeflateParams, max_size: int) -> None:
+    __slots__ = ("params", "max_size", "_decompressor")
+
+    def __init__(self, params: DeflateParams, max_size: int | None) -> None:
         self.params = params
         self.max_size = max_size
         self._decompressor: t.Any = None  # kept between messages only with context takeover
 
-    def decompress(self, payload: bytes) -> bytes:
+    def decompress(self, payload: bytes, max_size: int | None = _DEFAULT) -> bytes:
         """One message's payload (all its frames joined, RSV1 set on the first) decompressed.
+
+        ``max_size`` overrides the inflater's bound for this message (None: none).
 
         :raises MessageTooBig: the output would be longer than ``max_size``.
         :raises RemoteProtocolError: not valid deflate data (close code 1007).
         """
+        if max_size is _DEFAULT:
+            max_size = self.max_size
+        if max_size is None:
+            max_size = _UNBOUNDED
         decompressor = self._decompressor or zlib.decompressobj(-zlib.MAX_WBITS)
         output: list[bytes] = []
         size = 0
         data = payload + _TAIL
         try:
             while True:
-                limit = min(_CHUNK, self.max_size - size + 1)
+                limit = min(_CHUNK, max_size - size + 1)
                 chunk = decompressor.decompress(data, limit)
                 size += len(chunk)
-                if size > self.max_size:
-                    raise MessageTooBig(f"a compressed message inflates to more than {self.max_size} bytes")
+                if size > max_size:
+                    raise MessageTooBig(f"a compressed message inflates to more than {max_size} bytes")
                 output.append(chunk)
                 data = decompressor.unconsumed_tail
                 if decompressor.eof or (not data and len(chunk) < limit):

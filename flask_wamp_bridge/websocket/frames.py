@@ -16,6 +16,12 @@ twice, and
 * invalid UTF-8 fails as soon as the offending bytes arrive (1007), even in
   the middle of a frame that is still being received.
 
+With permessage-deflate negotiated (:attr:`FrameParser.inflater` set), RSV1 on
+the first frame of a data message marks it compressed: its frames are kept as
+they are, and the whole message is inflated (bounded by the size limit: a
+compression bomb fails with 1009) before its UTF-8 is validated. RSV1 anywhere
+else, RSV2 and RSV3 are protocol errors (1002).
+
 Control frames (at most 125 bytes) are handled whole. The first protocol
 violation produces a :class:`Failure` event carrying the close code to send
 (1002 protocol error, 1007 invalid UTF-8, 1009 too big); a :class:`Close`
@@ -35,6 +41,7 @@ import typing as t
 from ..errors import LocalProtocolError
 from ..errors import MessageTooBig
 from ..errors import RemoteProtocolError
+from .deflate import Inflater
 
 __all__ = [
     "OP_CONTINUATION",
@@ -43,6 +50,7 @@ __all__ = [
     "OP_CLOSE",
     "OP_PING",
     "OP_PONG",
+    "RSV1",
     "Message",
     "Ping",
     "Pong",
@@ -64,6 +72,9 @@ OP_BINARY = 0x2
 OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
+#: The first header byte's RSV1 bit: a compressed message (permessage-deflate); ``encode_header`` takes
+#: it or-ed into the opcode.
+RSV1 = 0x40
 
 _DATA_OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY))
 _CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
@@ -175,7 +186,10 @@ def truncate_reason(reason: str) -> bytes:
 
 
 def encode_header(opcode: int, length: int, mask_key: bytes | None = None, *, fin: bool = True) -> bytes:
-    """The frame header for a payload of ``length`` bytes (mask key included when given)."""
+    """The frame header for a payload of ``length`` bytes (mask key included when given).
+
+    ``opcode | RSV1`` marks the first frame of a compressed message.
+    """
     b0 = (0x80 if fin else 0) | opcode
     mbit = 0x80 if mask_key is not None else 0
     if length < 126:
@@ -254,7 +268,14 @@ class FrameParser:
         ``"client"`` parses what a server sends (frames must not be masked).
     :param max_message_size: largest message, in payload bytes, or None for no limit.
         Exceeding it yields a :class:`Failure` with code 1009.
+
+    Set :attr:`inflater` once permessage-deflate is negotiated: then compressed messages are accepted.
     """
+
+    #: Inflates compressed messages (permessage-deflate negotiated); None: RSV1 is a protocol error.
+    #: (Class-level defaults: a connection without the extension holds nothing more for it.)
+    inflater: Inflater | None = None
+    _msg_compressed = False  # the message being assembled came with RSV1
 
     def __init__(self, role: t.Literal["server", "client"], max_message_size: int | None = 1 << 20) -> None:
         if role not in ("server", "client"):
@@ -313,10 +334,10 @@ class FrameParser:
                 return
             b0 = data[pos]
             b1 = data[pos + 1]
-            if b0 & 0x70:
-                raise _fail("reserved bits are set but no extension was negotiated")
             fin = bool(b0 & 0x80)
             opcode = b0 & 0x0F
+            if b0 & 0x70:
+                self._compressed_frame(b0, opcode)
             masked = bool(b1 & 0x80)
             length = b1 & 0x7F
             if opcode in _CONTROL_OPCODES:
@@ -374,7 +395,9 @@ class FrameParser:
             elif self._msg_opcode is not None:
                 raise _fail("new data frame while a fragmented message is incomplete")
             limit = self.max_message_size
-            if limit is not None and self._msg_size + length > limit:
+            if limit is not None and self._msg_size + length > limit and not (
+                self._msg_compressed and self._msg_size + length <= limit + (limit >> 10) + 64
+            ):  # (compressing an incompressible message adds a little: a few bytes per 16 KiB)
                 raise _Fail(
                     MessageTooBig(
                         f"message of at least {self._msg_size + length} bytes exceeds the limit of {limit} bytes"
@@ -384,7 +407,7 @@ class FrameParser:
             if opcode != OP_CONTINUATION:
                 self._msg_opcode = opcode
                 # fast path: a whole unfragmented message that is already here
-                if fin and n - pos >= length:
+                if fin and n - pos >= length and not b0 & RSV1:
                     payload = data[pos : pos + length]
                     if key is not None:
                         payload = mask(payload, key)
@@ -398,7 +421,7 @@ class FrameParser:
                     else:
                         events.append(Message(payload))
                     continue
-                if opcode == OP_TEXT:
+                if opcode == OP_TEXT and not b0 & RSV1:
                     self._decoder = _Utf8Decoder()
             self._msg_size += length
             self._in_frame = True
@@ -408,6 +431,14 @@ class FrameParser:
             self._frame_keypos = 0
             if length == 0:
                 pos = self._take_payload(data, pos, events)
+
+    def _compressed_frame(self, b0: int, opcode: int) -> None:
+        """Reserved bits are set: only RSV1, only on a data message's first frame, only with deflate."""
+        if b0 & 0x70 != RSV1 or self.inflater is None:
+            raise _fail("reserved bits are set but no extension was negotiated")
+        if opcode not in (OP_TEXT, OP_BINARY):
+            raise _fail("RSV1 (compressed) is set on a control or continuation frame")
+        self._msg_compressed = True
 
     def _take_payload(self, data: bytes, pos: int, events: list[Event]) -> int:
         take = min(self._frame_left, len(data) - pos)
@@ -444,11 +475,15 @@ class FrameParser:
     def _finish_message(self) -> Message:
         parts = self._msg_parts
         decoder = self._decoder
+        opcode = self._msg_opcode
         self._msg_parts = []
         self._msg_merged = 0
         self._msg_opcode = None
         self._msg_size = 0
         self._decoder = None
+        if self._msg_compressed:
+            self._msg_compressed = False
+            return self._inflate(opcode, parts[0] if len(parts) == 1 else b"".join(parts))
         if decoder is not None:
             try:
                 parts.append(decoder.decode(b"", True))
@@ -458,6 +493,21 @@ class FrameParser:
         if len(parts) == 1:
             return Message(parts[0])
         return Message(b"".join(parts))
+
+
+    def _inflate(self, opcode: int | None, payload: bytes) -> Message:
+        """A compressed message's payload, inflated within the size limit, then UTF-8-checked if text."""
+        assert self.inflater is not None  # RSV1 is refused without it
+        try:
+            data = self.inflater.decompress(payload, self.max_message_size)
+        except RemoteProtocolError as exc:  # MessageTooBig (1009) or invalid deflate data (1007)
+            raise _Fail(exc) from None
+        if opcode == OP_TEXT:
+            try:
+                return Message(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise _fail("text message is not valid UTF-8", 1007) from None
+        return Message(data)
 
 
 def _parse_close(payload: bytes) -> Close:

@@ -35,7 +35,9 @@ no ``Set-Cookie`` can reach the browser. Change the session over HTTP.
 Config: the ``"websocket"`` group of :data:`flask_wamp_bridge.settings.SETTINGS`
 (``WAMP_BRIDGE_WS_*`` and ``WAMP_BRIDGE_ALLOWED_ORIGINS``); a value of ``0`` or
 None disables that limit or timer; a route's own arguments override them,
-where None means "use the config".
+where None means "use the config". permessage-deflate is agreed when the
+browser offers it (every browser does) unless ``WAMP_BRIDGE_WS_DEFLATE``
+or the route's ``deflate=False`` turns it off.
 
 WebSocket routes need ``gunicorn -k flask_wamp_bridge.worker``; under any
 other server a WebSocket request to them fails with a
@@ -61,6 +63,7 @@ from ..errors import ConfigError
 from ..errors import ConnectionClosed
 from ..settings import check_origins
 from ..settings import normalize_origin
+from .deflate import DeflateOptions
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -83,6 +86,7 @@ _OPTION_KEYS = {
     "ping_interval": "WAMP_BRIDGE_WS_PING_INTERVAL",
     "idle_timeout": "WAMP_BRIDGE_WS_IDLE_TIMEOUT",
     "send_timeout": "WAMP_BRIDGE_WS_SEND_TIMEOUT",
+    "deflate": "WAMP_BRIDGE_WS_DEFLATE",
 }
 _ROUTE_OPTION_NAMES = ("subprotocols", "origins", *_OPTION_KEYS)
 
@@ -185,6 +189,12 @@ def _resolve(name: str, value: t.Any) -> t.Any:
     return value or None  # 0 disables
 
 
+def _deflate_options() -> DeflateOptions:
+    config = current_app.config
+    return DeflateOptions(threshold=settings.get(config, "WAMP_BRIDGE_WS_DEFLATE_THRESHOLD"),
+                       level=settings.get(config, "WAMP_BRIDGE_WS_DEFLATE_LEVEL"))
+
+
 def accept_websocket(
     subprotocols: t.Sequence[str] = (),
     *,
@@ -195,11 +205,12 @@ def accept_websocket(
     ping_interval: float | None = None,
     idle_timeout: float | None = None,
     send_timeout: float | None = None,
+    deflate: bool | None = None,
 ) -> WebSocket:
     """Check the Origin, negotiate the subprotocol and accept the current request's WebSocket.
 
     For use in a view bound to a ``websocket=True`` rule. Options left as None
-    take the ``WAMP_BRIDGE_WS_*`` config values; ``0`` disables. A caller that
+    take the ``WAMP_BRIDGE_WS_*`` config values; ``0`` (``False``) disables. A caller that
     ran :func:`check_origin` itself (before other work) passes ``origin_checked=True``.
 
     :raises werkzeug.exceptions.Forbidden: foreign Origin (nothing was sent yet).
@@ -220,6 +231,7 @@ def accept_websocket(
         ping_interval=_resolve("ping_interval", ping_interval),
         idle_timeout=_resolve("idle_timeout", idle_timeout),
         send_timeout=_resolve("send_timeout", send_timeout),
+        deflate=_deflate_options() if _resolve("deflate", deflate) else None,
     )
     return t.cast("WebSocket", ws)
 
@@ -359,6 +371,7 @@ class Sockets:
         ping_interval: float | None = None,
         idle_timeout: float | None = None,
         send_timeout: float | None = None,
+        deflate: bool | None = None,
         **options: t.Any,
     ) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
         """Decorator: ``handler(ws, **url_vars)`` serves WebSocket connections to ``rule``.
@@ -368,6 +381,7 @@ class Sockets:
         :param origins: origins allowed besides the request's own (default:
             ``WAMP_BRIDGE_ALLOWED_ORIGINS``).
         :param max_message_size: overrides ``WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE`` (0: no limit).
+        :param deflate: overrides ``WAMP_BRIDGE_WS_DEFLATE`` (permessage-deflate when offered).
         :param options: Werkzeug rule options (``endpoint``, ``defaults``, ...).
         """
 
@@ -381,6 +395,7 @@ class Sockets:
                 ping_interval=ping_interval,
                 idle_timeout=idle_timeout,
                 send_timeout=send_timeout,
+                deflate=deflate,
                 **options,
             )
             return handler

@@ -8,7 +8,9 @@ yet wait in a queue bounded by :data:`MAX_QUEUED` bytes, written by one writer
 greenlet; beyond the bound ``send()`` blocks, and a write that makes no progress
 for the send timeout drops the connection (later sends raise
 :class:`~flask_wamp_bridge.errors.ConnectionClosed`, ``receive()`` returns None).
-A close frame is written after everything queued before it.
+A close frame is written after everything queued before it. With
+permessage-deflate negotiated (:attr:`FrameWriter.deflater` set), messages
+from the threshold up are compressed and sent with RSV1.
 
 The writer owns its side of the close: whether our close frame was sent (no
 data frame may follow it) and whether the connection was dropped (nothing more
@@ -29,7 +31,10 @@ from gevent.event import Event
 from ..errors import ConnectionClosed
 from . import frames as _frames
 from . import socket_errors
+from .deflate import SLICE
+from .deflate import Deflater
 from .slices import encode_frame_in_slices
+from .slices import mask_in_slices
 
 __all__ = ["FrameWriter", "MAX_QUEUED", "CLOSE_TIMEOUT"]
 
@@ -63,7 +68,7 @@ class FrameWriter:
 
     # Slots: one writer per connection, thousands per worker.
     __slots__ = ("_on_lost", "_sock", "_send_nb", "_mask", "timeout", "_out", "_out_size", "_writer", "_burst",
-                 "_drained", "close_sent", "dropped")
+                 "_drained", "close_sent", "dropped", "deflater")
 
     def __init__(self, sock: t.Any, *, mask: bool, on_lost: t.Callable[[int, str], None]) -> None:
         self._on_lost = on_lost
@@ -84,6 +89,8 @@ class FrameWriter:
         self.close_sent = False
         #: The connection is gone: nothing more is written.
         self.dropped = False
+        #: Compresses messages (permessage-deflate negotiated), else None.
+        self.deflater: Deflater | None = None
 
     @property
     def queued(self) -> int:
@@ -108,17 +115,41 @@ class FrameWriter:
         """One message: ``str`` as text, bytes as binary (``binary`` overrides; see ``WebSocket.send``)."""
         if self.close_sent:  # before the type check: send(None) after receive() -> None
             raise self._closed()
-        if isinstance(message, str):
+        if self.deflater is not None:
+            self._send_compressed(message, binary)
+        elif isinstance(message, str):
             self.send_frame(_frames.OP_BINARY if binary else _frames.OP_TEXT, message.encode("utf-8"))
         elif isinstance(message, (bytes, bytearray, memoryview)):
             self.send_frame(_frames.OP_TEXT if binary is False else _frames.OP_BINARY, message)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
 
-    def send_frame(self, opcode: int, payload: t.Any) -> None:
+    def _send_compressed(self, message: str | bytes | bytearray | memoryview, binary: bool | None) -> None:
+        payload: bytes | bytearray | memoryview
+        if isinstance(message, str):
+            opcode, payload = (_frames.OP_BINARY if binary else _frames.OP_TEXT), message.encode("utf-8")
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            opcode, payload = (_frames.OP_TEXT if binary is False else _frames.OP_BINARY), message
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        assert self.deflater is not None
+        if len(payload) < self.deflater.threshold:
+            self.send_frame(opcode, payload)
+            return
+        big = len(payload) > SLICE and gevent.getcurrent() is not gevent.get_hub()
+        data, compressed = self.deflater.compress(payload, gevent.idle if big else None)
+        self.send_frame(opcode, data if compressed else payload, compressed=compressed)
+
+    def send_frame(self, opcode: int, payload: t.Any, *, compressed: bool = False) -> None:
+        """One frame; ``compressed``: ``payload`` is a deflated message (its frame gets RSV1)."""
         if self.close_sent:
             raise self._closed()
-        frame = encode_frame_in_slices(opcode, payload, _mask_key() if self._mask else None)
+        if compressed:
+            key = _mask_key() if self._mask else None
+            header = _frames.encode_header(opcode | _frames.RSV1, len(payload), key)
+            frame = header + (payload if key is None else mask_in_slices(payload, key))
+        else:
+            frame = encode_frame_in_slices(opcode, payload, _mask_key() if self._mask else None)
         if self._send_nb is None:
             self.write_sync(frame, self.timeout)
             return

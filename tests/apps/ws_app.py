@@ -220,3 +220,9 @@ def manual_accept() -> str:
     ws.send("accepted")
     ws.receive()
     return ""
+
+
+@sockets.route("/uncompressed", deflate=False)
+def uncompressed(ws: t.Any) -> None:
+    for message in ws:
+        ws.send(message)
