@@ -43,6 +43,7 @@ import weakref
 import gevent
 
 from ..errors import BridgeError
+from ..settings import DEFAULTS
 from ..signals import browser_session_closed
 from ..signals import browser_session_opened
 from ..signals import message_refused
@@ -134,7 +135,7 @@ class RelaySession:
         subprotocol: str,
         *,
         connect: Connector | None = None,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = DEFAULTS["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         send_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int | None = 1 << 20,
