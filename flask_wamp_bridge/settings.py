@@ -5,7 +5,8 @@ WebSocket routes and the Crossbar config generator all read their keys through
 it, and the README's configuration table is generated from it
 (:func:`rst_table`). Adding a setting is one :class:`Setting` entry::
 
-    Setting("WAMP_BRIDGE_<NAME>", 5.0, "seconds", "Seconds a ... may take", positive_seconds(), "endpoint")
+    Setting("WAMP_BRIDGE_<NAME>", 5.0, "seconds", "Seconds a ... may take", positive_seconds(), "endpoint",
+            feeds=("RelaySession.<parameter>",))
 
 (key, default, type for the README, one-line doc, check, group, and ``feeds``:
 what the value goes into). A setting feeds constructor parameters, named
