@@ -156,7 +156,8 @@ def _parameters(name: str) -> t.Mapping[str, inspect.Parameter]:
 def _package_sources() -> dict[str, str]:
     """The package's modules by path; the settings module without its table (which names every key)."""
     package = REPO_ROOT / "flask_wamp_bridge"
-    sources = {str(path.relative_to(package)): path.read_text(encoding="utf-8") for path in sorted(package.rglob("*.py"))}
+    sources = {str(path.relative_to(package)): path.read_text(encoding="utf-8")
+               for path in sorted(package.rglob("*.py"))}
     before, _, rest = sources["settings.py"].partition("\nSETTINGS: tuple[Setting, ...] = (\n")
     sources["settings.py"] = before + rest.partition("\n)\n")[2]
     assert rest and "WAMP_BRIDGE_PEER_ROLE" in sources["settings.py"]  # the table is cut out, the code kept

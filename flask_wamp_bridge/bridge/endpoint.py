@@ -91,7 +91,8 @@ class Endpoint:
         for off in ("max_message_size", "ping_interval"):  # 0: off
             self._session_arguments[off] = self._session_arguments[off] or None
         # the browser's socket may have no send timeout; the upstream always has one
-        self._session_arguments["send_timeout"] = self._session_arguments["send_timeout"] or 10.0
+        self._session_arguments["send_timeout"] = (self._session_arguments["send_timeout"]
+                                                   or _settings.DEFAULTS["WAMP_BRIDGE_WS_SEND_TIMEOUT"])
         self._budgets: WorkerBudgets | None = None
         self._budgets_pid: int | None = None
 

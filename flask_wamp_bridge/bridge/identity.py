@@ -198,7 +198,7 @@ def default_identity_loader() -> str | None:
 
     With Flask-Login installed and set up on the app, this is
     ``str(current_user.get_id())`` for an authenticated user. Otherwise it is
-    ``flask.session.get(app.config["WAMP_BRIDGE_IDENTITY_KEY"])`` (default key
+    ``flask.session.get(key)`` with the key ``WAMP_BRIDGE_IDENTITY_KEY`` (default
     ``"_user_id"``, Flask-Login's). Returns ``None`` when nobody is logged in.
     Never writes the session.
     """
