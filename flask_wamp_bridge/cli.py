@@ -39,6 +39,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from . import settings as _settings
 from .errors import ConfigError
 from .router.cluster import write_node_key
 from .router.config import make_config
@@ -55,14 +56,14 @@ wamp_cli = AppGroup("wamp", help="WAMP bridge: router config, a development rout
 
 def _config(node: str | None = None) -> dict[str, t.Any]:
     try:
-        return make_config(current_app.config, node=node)
+        return make_config(_settings.of(current_app), node=node)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 def _write_key(node: str | None, cbdir: Path) -> None:
     if node is not None:  # a cluster node: its link key (Crossbar's key.priv) goes next to the config
-        write_node_key(current_app.config, node, cbdir)
+        write_node_key(_settings.of(current_app), node, cbdir)
         click.echo(f"wrote {cbdir / 'key.priv'}", err=True)
 
 

@@ -62,7 +62,6 @@ from .errors import ConfigError
 from .ops.views import mount as mount_operations
 from .router.authorization import Authorization
 from .router.config import browser_rules
-from .router.config import defined_roles
 from .router.config import meta_enabled
 from .wamp.client_auth import auth_from_config
 from .websocket import lifecycle as _lifecycle
@@ -214,26 +213,12 @@ class BridgeState:
         from .wamp.peer import Peer  # imports gevent
 
         self.check_settings_unchanged()
-        config = self.settings
-        auth = auth_from_config(config["WAMP_BRIDGE_PEER_AUTHMETHOD"], config["WAMP_BRIDGE_PEER_AUTHID"],
-                                config["WAMP_BRIDGE_PEER_SECRET"])
-        peer = Peer(
-            url or config["WAMP_BRIDGE_ROUTER_URL"],
-            config["WAMP_BRIDGE_REALM"],
-            auth,
-            call_timeout=config["WAMP_BRIDGE_CALL_TIMEOUT"],
-            cancel_mode=config["WAMP_BRIDGE_CANCEL_MODE"],
-            concurrency=config["WAMP_BRIDGE_PEER_CONCURRENCY"],
-            backlog=config["WAMP_BRIDGE_PEER_BACKLOG"],
-            invoke=config["WAMP_BRIDGE_INVOKE"],
-            connect_timeout=config["WAMP_BRIDGE_CONNECT_TIMEOUT"],
-            reconnect_initial=config["WAMP_BRIDGE_RECONNECT_INITIAL"],
-            reconnect_max=config["WAMP_BRIDGE_RECONNECT_MAX"],
-            reconnect_factor=config["WAMP_BRIDGE_RECONNECT_FACTOR"],
-            ping_interval=config["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"] or None,
-            ping_timeout=config["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
-            debug=self.app.debug,
-        )
+        arguments = _settings.arguments_for("Peer", self.settings)
+        if url is not None:
+            arguments["url"] = url
+        arguments["ping_interval"] = arguments["ping_interval"] or None  # 0: off
+        auth = auth_from_config(**_settings.arguments_for("auth_from_config", self.settings))
+        peer = Peer(auth=auth, debug=self.app.debug, **arguments)
         if url is not None:
             return peer
         peer.signal_sender = self._app_ref
@@ -276,9 +261,8 @@ class BridgeState:
         from .component.meta_service import MetaService
 
         if self._meta is None or self._meta.pid != os.getpid():
-            backend = {self.settings["WAMP_BRIDGE_PEER_ROLE"],
-                       *(entry.get("role") for entry in (self.settings["WAMP_BRIDGE_SERVICES"] or {}).values())}
-            browser_roles = [role for role in defined_roles(self.settings) if role not in backend]
+            roles = _settings.roles(self.settings)
+            browser_roles = [role for role in roles.defined if role not in roles.backend]
             self._meta = MetaService(lambda procedure, *args: self.peer.call(procedure, *args),
                                      self.settings["WAMP_BRIDGE_EVENT_HISTORY"] or {},
                                      self.settings["WAMP_BRIDGE_PRESENCE_TOPICS"], browser_roles)
@@ -333,7 +317,7 @@ class BridgeState:
         from .component.tasks import Tasks
 
         if self._tasks is None or self._tasks.pid != os.getpid():
-            self._tasks = Tasks(self._app_ref, self.wampy, self.settings["WAMP_BRIDGE_MAX_TASKS"])
+            self._tasks = Tasks(self._app_ref, self.wampy, **_settings.arguments_for("Tasks", self.settings))
         return self._tasks
 
     def start_scheduler(self) -> None:
@@ -398,6 +382,7 @@ class WampBridge:
         for handler in self._handlers:  # an argument check that cannot work fails now, not at the first call
             state.validator(handler)
         app.extensions["wamp_bridge"] = state
+        app.extensions[_settings.SNAPSHOT] = state.settings  # the one read path from now on (settings.of)
         self._states.add(state)
         app.before_request(_FirstRequestCheck(state))
 
@@ -430,14 +415,14 @@ class WampBridge:
         if state.settings["WAMP_BRIDGE_PATH"] is None:
             return
         try:
-            tickets = Tickets.from_config(app.config)
+            tickets = Tickets.from_config(app.config)  # in init_app: SECRET_KEY is read here too
         except ConfigError as exc:
             raise ConfigError(
                 f"{exc}. bridge.init_app(app) reads the key when it runs: set SECRET_KEY (or "
                 "WAMP_BRIDGE_TICKET_SECRET) before calling init_app, not after it") from None
         state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
         _wire_authorizer_and_meta(state)
-        roles = defined_roles(state.settings)
+        roles = _settings.roles(state.settings).defined
         Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles,
                  reserved_procedures=state.app_procedures).mount(app)
 

@@ -5,12 +5,23 @@ WebSocket routes and the Crossbar config generator all read their keys through
 it, and the README's configuration table is generated from it
 (:func:`rst_table`). Adding a setting is one :class:`Setting` entry::
 
-    Setting("WAMP_BRIDGE_<NAME>", 5.0, "seconds", "Seconds a ... may take", positive_seconds(), "endpoint")
+    Setting("WAMP_BRIDGE_<NAME>", 5.0, "seconds", "Seconds a ... may take", positive_seconds(), "endpoint",
+            feeds=("RelaySession.<parameter>",))
 
-(key, default, type for the README, one-line doc, check, group). Code that has
-the bridge's state reads ``state.settings[key]`` (what ``init_app`` read);
-code that gets any mapping reads ``settings.get(config, key)`` (the default
-when missing; an unknown key raises KeyError). Pure: imports only the errors.
+(key, default, type for the README, one-line doc, check, group, and ``feeds``:
+what the value goes into). A setting feeds constructor parameters, named
+``"Target.parameter"`` (the target listed in :data:`TARGETS`); the code that
+builds ``Target`` passes ``**settings.arguments_for("Target", snapshot)`` and
+writes no ``parameter=config["WAMP_BRIDGE_..."]`` line, and the parameter's own
+default is the table's (``tests/test_settings.py`` checks both). A setting that
+code reads itself says ``feeds=(BY_NAME,)``.
+
+``init_app`` reads the settings once, into a read-only :func:`snapshot`
+(``state.settings``, also ``app.extensions[SNAPSHOT]``); after it every read
+goes through that snapshot (:func:`of` finds it for an app), and a value
+changed in ``app.config`` afterwards is a :class:`ConfigError`. Code that gets
+any mapping reads ``settings.get(config, key)`` (the default when missing; an
+unknown key raises KeyError). Pure: imports only the errors.
 """
 
 from __future__ import annotations
@@ -30,6 +41,13 @@ from .errors import ConfigError
 __all__ = [
     "Setting",
     "Check",
+    "BY_NAME",
+    "TARGETS",
+    "SNAPSHOT",
+    "arguments_for",
+    "of",
+    "Roles",
+    "roles",
     "CANCEL_MODES",
     "INVOKE_POLICIES",
     "PEER_AUTHMETHODS",
@@ -64,6 +82,28 @@ __all__ = [
 #: A check: ``check(key, value)`` raises :class:`ConfigError` naming ``key`` when ``value`` is invalid.
 Check = t.Callable[[str, t.Any], None]
 
+#: In :attr:`Setting.feeds`: code reads the value by its key (``settings["WAMP_BRIDGE_..."]``), not as a parameter.
+BY_NAME = "by name"
+
+#: The objects settings feed, by the name :attr:`Setting.feeds` uses: ``{name: "module.qualified.name"}``.
+#: Each is built with ``**arguments_for(name, snapshot)``.
+TARGETS: t.Mapping[str, str] = types.MappingProxyType({
+    "Peer": "flask_wamp_bridge.wamp.peer.Peer",
+    "auth_from_config": "flask_wamp_bridge.wamp.client_auth.auth_from_config",
+    "Tasks": "flask_wamp_bridge.component.tasks.Tasks",
+    "Tickets": "flask_wamp_bridge.bridge.tickets.Tickets",
+    "Relay": "flask_wamp_bridge.bridge.relay.Relay",
+    "RelaySession": "flask_wamp_bridge.bridge.relay_io.RelaySession",
+    "Limits": "flask_wamp_bridge.bridge.checks.Limits",
+    "Bounds": "flask_wamp_bridge.wamp.bounds.Bounds",
+    "Caps": "flask_wamp_bridge.bridge.budgets.Caps",
+    "accept_websocket": "flask_wamp_bridge.websocket.routes.accept_websocket",
+    "DeflateOptions": "flask_wamp_bridge.websocket.deflate.DeflateOptions",
+})
+
+#: Where ``WampBridge.init_app`` keeps its :func:`snapshot`: ``app.extensions[SNAPSHOT]``.
+SNAPSHOT = "wamp_bridge.settings"
+
 #: Which part of the package reads a setting: the plain WebSocket routes (``Sockets`` installs
 #: only these), the browser endpoint, the app's peer, only the generated router config, or the
 #: operators' endpoints (health, metrics).
@@ -91,6 +131,9 @@ class Setting:
     secret: bool = False
     #: A value of None falls back to the environment variable of the same name (in :func:`install`).
     environ: bool = False
+    #: What the value goes into: ``"Target.parameter"`` for each parameter of a :data:`TARGETS` entry it
+    #: fills (through :func:`arguments_for`), and :data:`BY_NAME` when code reads ``settings[key]`` itself.
+    feeds: tuple[str, ...] = ()
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -362,189 +405,227 @@ _ROLE = "a role name"
 SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_ROUTER_URL", "ws://127.0.0.1:8080/ws", "str | list[str]",
             "Router transport for the bridge and the app's peer; several: router nodes, tried in order",
-            _router_url, "peer"),
+            _router_url, "peer", feeds=("Peer.url", "RelaySession.router_url", BY_NAME)),
     Setting("WAMP_BRIDGE_REALM", "realm1", "str",
-            "The realm; browsers must ask for this one", text(), "peer"),
+            "The realm; browsers must ask for this one", text(), "peer",
+            feeds=("Peer.realm", "Relay.realm", "Tickets.realm", BY_NAME)),
     Setting("WAMP_BRIDGE_PATH", "/wamp", "str | None",
-            "Path of the browser WAMP endpoint (``None``: none)", _url_path, "endpoint"),
+            "Path of the browser WAMP endpoint (``None``: none)", _url_path, "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ALLOWED_ORIGINS", (), "list[str]",
-            "Other allowed origins, exact ``scheme://host[:port]``", check_origins, "websocket"),
+            "Other allowed origins, exact ``scheme://host[:port]``", check_origins, "websocket", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ALLOW_MISSING_ORIGIN", True, "bool",
-            "Accept upgrades without ``Origin`` (non-browsers)", flag(), "websocket"),
+            "Accept upgrades without ``Origin`` (non-browsers)", flag(), "websocket", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_IDENTITY_KEY", "_user_id", "str",
-            "Session key the default identity loader reads", text(), "endpoint"),
+            "Session key the default identity loader reads", text(), "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_USER_ROLE", "user", "str | None",
-            "Role of a logged-in user when the loader gives none", text(optional=True, what=_ROLE), "endpoint"),
+            "Role of a logged-in user when the loader gives none", text(optional=True, what=_ROLE), "endpoint",
+            feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ANONYMOUS_ROLE", "anonymous", "str | None",
-            "Role without a login; ``None`` refuses anonymous", text(optional=True, what=_ROLE), "endpoint"),
+            "Role without a login; ``None`` refuses anonymous", text(optional=True, what=_ROLE), "endpoint",
+            feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_TICKET_SECRET", None, "str | None",
             "Key of the bridge's tickets; same on every host", _ticket_secret, "endpoint",
-            shown_default="derived from ``SECRET_KEY``", secret=True),
+            shown_default="derived from ``SECRET_KEY``", secret=True, feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_TICKET_MAX_AGE", 5.0, "seconds",
-            "Seconds a ticket is valid", positive_seconds(), "endpoint"),
+            "Seconds a ticket is valid", positive_seconds(), "endpoint", feeds=("Tickets.max_age",)),
     Setting("WAMP_BRIDGE_TICKET_BIND_PEER", True, "bool",
-            "Tickets only good on the bridge's own upstream connection", flag(), "endpoint"),
+            "Tickets only good on the bridge's own upstream connection", flag(), "endpoint",
+            feeds=("Tickets.bind_peer",)),
     Setting("WAMP_BRIDGE_BROWSER_ROLES", (), "list[str]",
-            "More roles a loader may give browsers", _role_names, "endpoint"),
+            "More roles a loader may give browsers", _role_names, "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_LOGIN_TIMEOUT", 10.0, "seconds",
             "Seconds from connect to WELCOME for a browser (not counting a wait for a turn)",
-            positive_seconds(), "endpoint"),
+            positive_seconds(), "endpoint", feeds=("Relay.login_timeout",)),
     Setting("WAMP_BRIDGE_MAX_LOGINS", 64, "int",
-            "Browser logins under way upstream at once per worker; more queue", count(minimum=1), "endpoint"),
+            "Browser logins under way upstream at once per worker; more queue", count(minimum=1), "endpoint",
+            feeds=("RelaySession.max_logins",)),
     Setting("WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT", 30.0, "seconds",
-            "Longest wait in that queue (then ABORT, 1013)", positive_seconds(), "endpoint"),
+            "Longest wait in that queue (then ABORT, 1013)", positive_seconds(), "endpoint",
+            feeds=("RelaySession.login_queue_timeout",)),
     Setting("WAMP_BRIDGE_WS_MAX_LIFETIME", None, "seconds | None",
-            "Longest browser WAMP session (else: the Flask session's)", seconds_or_off(), "endpoint"),
+            "Longest browser WAMP session (else: the Flask session's)", seconds_or_off(), "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT", 100, "int | None",
-            "Calls one browser session may have outstanding", count(minimum=1, optional=True), "endpoint"),
+            "Calls one browser session may have outstanding", count(minimum=1, optional=True), "endpoint",
+            feeds=("Limits.max_calls_in_flight",)),
     Setting("WAMP_BRIDGE_MAX_DEPTH", 32, "int",
-            "Nesting depth of one browser message", count(minimum=2), "endpoint"),
+            "Nesting depth of one browser message", count(minimum=2), "endpoint", feeds=("Bounds.max_depth",)),
     Setting("WAMP_BRIDGE_MAX_ELEMENTS", 100_000, "int",
-            "List and map elements of one browser message", count(minimum=1), "endpoint"),
+            "List and map elements of one browser message", count(minimum=1), "endpoint",
+            feeds=("Bounds.max_elements",)),
     Setting("WAMP_BRIDGE_STRICT_URIS", False, "bool",
-            "Browser URIs must be strict, not just loose", flag(), "endpoint"),
+            "Browser URIs must be strict, not just loose", flag(), "endpoint", feeds=("Limits.strict_uris",)),
     Setting("WAMP_BRIDGE_MAX_SUBSCRIPTIONS", 1000, "int | None",
-            "Subscriptions one browser session may hold", count(minimum=1, optional=True), "endpoint"),
+            "Subscriptions one browser session may hold", count(minimum=1, optional=True), "endpoint",
+            feeds=("Limits.max_subscriptions",)),
     Setting("WAMP_BRIDGE_MAX_REGISTRATIONS", 100, "int | None",
-            "Registrations one browser session may hold", count(minimum=1, optional=True), "endpoint"),
+            "Registrations one browser session may hold", count(minimum=1, optional=True), "endpoint",
+            feeds=("Limits.max_registrations",)),
     Setting("WAMP_BRIDGE_MESSAGE_RATE", 1000.0, "float | None",
-            "Requests per second of one browser session", positive_number(optional=True), "endpoint"),
+            "Requests per second of one browser session", positive_number(optional=True), "endpoint",
+            feeds=("Limits.message_rate",)),
     Setting("WAMP_BRIDGE_MESSAGE_BURST", 2000, "int",
-            "Requests one browser session may burst above the rate", count(minimum=1), "endpoint"),
+            "Requests one browser session may burst above the rate", count(minimum=1), "endpoint",
+            feeds=("Limits.message_burst",)),
     Setting("WAMP_BRIDGE_MAX_URI_LENGTH", 512, "int",
-            "Characters of one URI or pattern a browser sends", count(minimum=16), "endpoint"),
+            "Characters of one URI or pattern a browser sends", count(minimum=16), "endpoint",
+            feeds=("Limits.max_uri_length",)),
     Setting("WAMP_BRIDGE_MAX_URI_COMPONENTS", 32, "int",
-            "Components of one URI or pattern a browser sends", count(minimum=2), "endpoint"),
+            "Components of one URI or pattern a browser sends", count(minimum=2), "endpoint",
+            feeds=("Limits.max_uri_components",)),
     Setting("WAMP_BRIDGE_MAX_URI_BYTES", 32768, "int | None",
             "URI bytes of one browser session's subscriptions and registrations together",
-            count(minimum=1, optional=True), "endpoint"),
+            count(minimum=1, optional=True), "endpoint", feeds=("Limits.max_uri_bytes",)),
     Setting("WAMP_BRIDGE_BYTE_RATE", float(1 << 20), "float | None",
-            "Bytes per second one browser session may send", positive_number(optional=True), "endpoint"),
+            "Bytes per second one browser session may send", positive_number(optional=True), "endpoint",
+            feeds=("Limits.byte_rate",)),
     Setting("WAMP_BRIDGE_BYTE_BURST", 1 << 20, "int",
-            "Bytes one browser session may burst above that rate", count(minimum=1), "endpoint"),
+            "Bytes one browser session may burst above that rate", count(minimum=1), "endpoint",
+            feeds=("Limits.byte_burst",)),
     Setting("WAMP_BRIDGE_USER_BYTE_RATE", float(2 << 20), "float | None",
             "Bytes per second one user may send across their sessions, per worker",
-            positive_number(optional=True), "endpoint"),
+            positive_number(optional=True), "endpoint", feeds=("Caps.user_byte_rate",)),
     Setting("WAMP_BRIDGE_USER_BYTE_BURST", 4 << 20, "int",
-            "Bytes one user may burst above that rate, per worker", count(minimum=1), "endpoint"),
+            "Bytes one user may burst above that rate, per worker", count(minimum=1), "endpoint",
+            feeds=("Caps.user_byte_burst",)),
     Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_USER", 1000, "int | None",
-            "Browser sessions one authid may hold, per worker", count(minimum=1, optional=True), "endpoint"),
+            "Browser sessions one authid may hold, per worker", count(minimum=1, optional=True), "endpoint",
+            feeds=("Caps.sessions_per_user",)),
     Setting("WAMP_BRIDGE_MAX_SESSIONS_PER_IP", None, "int | None",
             "Browser sessions one ``remote_addr`` may hold, per worker (see Cost limits)",
-            count(minimum=1, optional=True), "endpoint"),
+            count(minimum=1, optional=True), "endpoint", feeds=("Caps.sessions_per_address",)),
     Setting("WAMP_BRIDGE_PROGRESSIVE_CALLS", False, "bool",
-            "Browsers may send progressive call inputs", flag(), "endpoint"),
+            "Browsers may send progressive call inputs", flag(), "endpoint", feeds=("Limits.progressive_calls",)),
     Setting("WAMP_BRIDGE_BROWSER_INVOKE", ("single",), "list[str]",
-            "Invoke policies a browser may register with", _invoke_policies, "endpoint"),
+            "Invoke policies a browser may register with", _invoke_policies, "endpoint",
+            feeds=("Limits.invoke_policies",)),
     Setting("WAMP_BRIDGE_TARGETED_PUBLISH", False, "bool",
-            "Browsers may publish with ``eligible*``, ``exclude_auth*``", flag(), "endpoint"),
+            "Browsers may publish with ``eligible*``, ``exclude_auth*``", flag(), "endpoint",
+            feeds=("Limits.targeted_publish",)),
     Setting("WAMP_BRIDGE_DISCLOSE_BACKEND", False, "bool",
-            "RESULT and EVENT details keep the identity of the app's peer and services", flag(), "endpoint"),
+            "RESULT and EVENT details keep the identity of the app's peer and services", flag(), "endpoint",
+            feeds=("Limits.disclose_backend",)),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
-            "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket"),
+            "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket",
+            feeds=("accept_websocket.max_message_size", "RelaySession.max_message_size", "Bounds.max_bytes", BY_NAME)),
     Setting("WAMP_BRIDGE_WS_PING_INTERVAL", 25.0, "seconds",
-            "Seconds between server pings (``0``: off)", seconds_or_off(), "websocket"),
+            "Seconds between server pings (``0``: off)", seconds_or_off(), "websocket",
+            feeds=("accept_websocket.ping_interval",)),
     Setting("WAMP_BRIDGE_WS_IDLE_TIMEOUT", 60.0, "seconds",
-            "Close after this long with no traffic (``0``: off)", seconds_or_off(), "websocket"),
+            "Close after this long with no traffic (``0``: off)", seconds_or_off(), "websocket",
+            feeds=("accept_websocket.idle_timeout",)),
     Setting("WAMP_BRIDGE_WS_SEND_TIMEOUT", 10.0, "seconds",
-            "Close a client that stops reading for this long", seconds_or_off(), "websocket"),
+            "Close a client that stops reading for this long", seconds_or_off(), "websocket",
+            feeds=("accept_websocket.send_timeout", "RelaySession.send_timeout")),
     Setting("WAMP_BRIDGE_WS_DEFLATE", True, "bool",
-            "permessage-deflate with browsers that offer it", flag(), "websocket"),
+            "permessage-deflate with browsers that offer it", flag(), "websocket",
+            feeds=("accept_websocket.deflate",)),
     Setting("WAMP_BRIDGE_WS_DEFLATE_THRESHOLD", 512, "int",
-            "Messages from this many bytes up are sent compressed", count(minimum=0), "websocket"),
+            "Messages from this many bytes up are sent compressed", count(minimum=0), "websocket",
+            feeds=("DeflateOptions.threshold",)),
     Setting("WAMP_BRIDGE_WS_DEFLATE_LEVEL", 1, "int",
-            "zlib level of that compression, 1 (fastest) to 9", _zlib_level, "websocket"),
+            "zlib level of that compression, 1 (fastest) to 9", _zlib_level, "websocket",
+            feeds=("DeflateOptions.level",)),
     Setting("WAMP_BRIDGE_PEER_AUTHMETHOD", "wampcra", "str",
-            "How the app's peer logs in (``wampcra``, ``ticket``)", one_of(*PEER_AUTHMETHODS), "peer"),
+            "How the app's peer logs in (``wampcra``, ``ticket``)", one_of(*PEER_AUTHMETHODS), "peer",
+            feeds=("auth_from_config.method", BY_NAME)),
     Setting("WAMP_BRIDGE_PEER_AUTHID", "flask-app", "str",
-            "The app's peer authid", text(), "peer"),
+            "The app's peer authid", text(), "peer", feeds=("auth_from_config.authid", BY_NAME)),
     Setting("WAMP_BRIDGE_PEER_SECRET", None, "str",
             "The app's peer secret (env ``WAMP_BRIDGE_PEER_SECRET``)", secret_text(), "peer",
-            shown_default="from the environment", secret=True, environ=True),
+            shown_default="from the environment", secret=True, environ=True,
+            feeds=("auth_from_config.secret", BY_NAME)),
     Setting("WAMP_BRIDGE_PEER_ROLE", "backend", "str",
-            "The app's peer role (generated config)", text(what=_ROLE), "peer"),
+            "The app's peer role (generated config)", text(what=_ROLE), "peer", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_PREFIX", "", "str",
-            "URI prefix of default procedure/topic names", any_string(), "peer"),
+            "URI prefix of default procedure/topic names", any_string(), "peer", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_INVOKE", "roundrobin", "str",
             "Invocation policy of the app's registrations",
-            one_of(*INVOKE_POLICIES), "peer"),
+            one_of(*INVOKE_POLICIES), "peer", feeds=("Peer.invoke",)),
     Setting("WAMP_BRIDGE_CALL_TIMEOUT", 10.0, "seconds | None",
-            "Seconds a call waits; then CANCEL + ``CallTimeout``", positive_seconds(optional=True), "peer"),
+            "Seconds a call waits; then CANCEL + ``CallTimeout``", positive_seconds(optional=True), "peer",
+            feeds=("Peer.call_timeout",)),
     Setting("WAMP_BRIDGE_CANCEL_MODE", "killnowait", "str",
-            "CANCEL mode on timeout", one_of(*CANCEL_MODES), "peer"),
+            "CANCEL mode on timeout", one_of(*CANCEL_MODES), "peer", feeds=("Peer.cancel_mode",)),
     Setting("WAMP_BRIDGE_PEER_CONCURRENCY", 100, "int",
-            "Invocations/events handled at once per worker", count(minimum=1), "peer"),
+            "Invocations/events handled at once per worker", count(minimum=1), "peer", feeds=("Peer.concurrency",)),
     Setting("WAMP_BRIDGE_PEER_BACKLOG", 1000, "int",
-            "More wait here; beyond it invocations are refused", count(minimum=0), "peer"),
+            "More wait here; beyond it invocations are refused", count(minimum=0), "peer", feeds=("Peer.backlog",)),
     Setting("WAMP_BRIDGE_PEER_AUTOSTART", True, "bool",
-            "Start the peer when the worker boots", flag(), "peer"),
+            "Start the peer when the worker boots", flag(), "peer", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_VALIDATION", "lax", "str",
             "Check annotated handlers' arguments: ``lax`` (coerce), ``strict`` or ``off``",
-            one_of(*VALIDATION_MODES), "peer"),
+            one_of(*VALIDATION_MODES), "peer", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_MAX_TASKS", 100, "int",
-            "Background tasks (``bridge.spawn``) running at once per worker", count(minimum=1), "peer"),
+            "Background tasks (``bridge.spawn``) running at once per worker", count(minimum=1), "peer",
+            feeds=("Tasks.limit",)),
     Setting("WAMP_BRIDGE_CONNECT_TIMEOUT", 5.0, "seconds",
-            "Peer: connect and join; browser: HELLO to the router's answer", positive_seconds(), "peer"),
+            "Peer: connect and join; browser: HELLO to the router's answer", positive_seconds(), "peer",
+            feeds=("Peer.connect_timeout", "RelaySession.connect_timeout", "Relay.router_timeout")),
     Setting("WAMP_BRIDGE_UPSTREAM_PING_INTERVAL", 12.0, "seconds",
-            "Ping a router silent this long (peer, relays; ``0``: off)", seconds_or_off(), "peer"),
+            "Ping a router silent this long (peer, relays; ``0``: off)", seconds_or_off(), "peer",
+            feeds=("Peer.ping_interval", "RelaySession.ping_interval")),
     Setting("WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT", 3.0, "seconds",
-            "Then, this much more silence: the router is lost", positive_seconds(), "peer"),
+            "Then, this much more silence: the router is lost", positive_seconds(), "peer",
+            feeds=("Peer.ping_timeout", "RelaySession.ping_timeout")),
     Setting("WAMP_BRIDGE_RECONNECT_INITIAL", 0.5, "seconds",
-            "First reconnect delay (jittered)", positive_seconds(), "peer"),
+            "First reconnect delay (jittered)", positive_seconds(), "peer", feeds=("Peer.reconnect_initial",)),
     Setting("WAMP_BRIDGE_RECONNECT_FACTOR", 2.0, "float",
-            "Backoff growth", positive_number(), "peer"),
+            "Backoff growth", positive_number(), "peer", feeds=("Peer.reconnect_factor",)),
     Setting("WAMP_BRIDGE_RECONNECT_MAX", 30.0, "seconds",
-            "Longest reconnect delay", positive_seconds(), "peer"),
+            "Longest reconnect delay", positive_seconds(), "peer", feeds=("Peer.reconnect_max",)),
     Setting("WAMP_BRIDGE_AUTHENTICATOR", "wamp_bridge.authenticate", "str",
-            "URI of the dynamic ticket authenticator", text(), "endpoint"),
+            "URI of the dynamic ticket authenticator", text(), "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_AUTHORIZER", None, "str | None",
             "URI of the dynamic authorizer of browser roles (``@bridge.authorizer``); None: static rules only",
-            text(optional=True), "endpoint"),
+            text(optional=True), "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_AUTHORIZER_TIMEOUT", 2.0, "seconds",
-            "Seconds the app's authorizer may take; then the action is denied", positive_seconds(), "endpoint"),
+            "Seconds the app's authorizer may take; then the action is denied", positive_seconds(), "endpoint",
+            feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", 16, "int",
             "Authorizer decisions running at once per worker; beyond, denied at once", count(minimum=1),
-            "endpoint"),
+            "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_AUTHORIZER_CACHE", 60.0, "seconds",
             "Seconds a decision answered with ``cache: True`` is reused for the same session (0: never)",
-            seconds_or_off(), "endpoint"),
+            seconds_or_off(), "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_PRESENCE_TOPICS", (), "list[str]",
             "Topics (or prefixes ending in ``.``) whose subscribers' authids a subscribed page may ask for",
-            _topics, "endpoint"),
+            _topics, "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_RETAIN_TOPICS", (), "list[str]",
-            "Topics (or prefixes ending in ``.``) a browser may publish to with ``retain``", _topics, "endpoint"),
+            "Topics (or prefixes ending in ``.``) a browser may publish to with ``retain``", _topics, "endpoint",
+            feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_SERVICES", {}, "dict",
             "Other backend principals: ``{authid: {secret, role}}``",
-            mapping("{authid: {'secret': ..., 'role': ...}}"), "router", secret=True),
+            mapping("{authid: {'secret': ..., 'role': ...}}"), "router", secret=True, feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_PERMISSIONS", {}, "dict",
             "Per-role permissions for the generated config", mapping("{role: [rule, ...]}"), "router",
-            shown_default="two rules (below)"),
+            shown_default="two rules (below)", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ROUTER_INTERFACE", None, "str | None",
-            "Interface to listen on when the URL names a host", text(optional=True), "router"),
+            "Interface to listen on when the URL names a host", text(optional=True), "router", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ROUTER_BACKLOG", 4096, "int",
-            "Router's listen backlog (generated config; Crossbar: 50)", _backlog, "router"),
+            "Router's listen backlog (generated config; Crossbar: 50)", _backlog, "router", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ROUTER_PING_INTERVAL", 10.0, "seconds",
-            "Router-side ping interval (generated config)", seconds_or_off(minimum=1), "router"),
+            "Router-side ping interval (generated config)", seconds_or_off(minimum=1), "router", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_ROUTER_PING_TIMEOUT", 5.0, "seconds",
-            "Router-side ping timeout (generated config)", seconds_or_off(minimum=1), "router"),
+            "Router-side ping timeout (generated config)", seconds_or_off(minimum=1), "router", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_CLUSTER", None, "dict | None",
-            "Router nodes ``{name: url}`` for ``flask wamp config --node``", _cluster, "router"),
+            "Router nodes ``{name: url}`` for ``flask wamp config --node``", _cluster, "router", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_CLUSTER_SECRET", None, "str | None",
-            "Seed of the nodes' link keys; the same for every node", text(optional=True), "router", secret=True),
+            "Seed of the nodes' link keys; the same for every node", text(optional=True), "router", secret=True,
+            feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_CLUSTER_CALLS", True, "bool",
-            "Whether rlinks forward registrations (else events only)", flag(), "router"),
+            "Whether rlinks forward registrations (else events only)", flag(), "router", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_HEALTH_PATH", None, "str | None",
             "Health check path (e.g. ``/healthz``): 200 while the peer is joined, else 503",
-            _url_path, "operations"),
+            _url_path, "operations", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_METRICS_PATH", None, "str | None",
             "Prometheus metrics path (e.g. ``/metrics``; the ``metrics`` extra)", _url_path,
-            "operations"),
+            "operations", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_METRICS_ALLOW", ("127.0.0.0/8", "::1"), "list[str]",
             "Addresses or networks that may read the metrics (others get 403)", _networks, "operations",
-            shown_default="loopback"),
+            shown_default="loopback", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_EVENT_HISTORY", {}, "dict",
             "Events the app's peer keeps per topic (or prefix ending in ``.``) for ``get_events``: ``{topic: n}``",
-            _event_history, "endpoint"),
+            _event_history, "endpoint", feeds=(BY_NAME,)),
 )
 
 _BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
@@ -555,6 +636,20 @@ ENVIRONMENT_ONLY = frozenset({"WAMP_BRIDGE_HANDSHAKE_TIMEOUT", "WAMP_BRIDGE_CROS
 
 #: ``{key: default}`` of every setting (read-only).
 DEFAULTS: t.Mapping[str, t.Any] = types.MappingProxyType({s.key: s.default for s in SETTINGS})
+
+
+def _feeds_by_target() -> dict[str, list[tuple[str, str]]]:
+    """``{target: [(parameter, key), ...]}`` from the settings' ``feeds``."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for setting in SETTINGS:
+        for feed in setting.feeds:
+            if feed != BY_NAME:
+                target, _, parameter = feed.partition(".")
+                found.setdefault(target, []).append((parameter, setting.key))
+    return found
+
+
+_FEEDS = _feeds_by_target()
 
 
 def _setting(key: str) -> Setting:
@@ -578,6 +673,25 @@ def get(config: t.Mapping[str, t.Any], key: str) -> t.Any:
     """``config[key]``, or the key's default when ``config`` lacks it (unknown keys raise KeyError)."""
     setting = _setting(key)
     return config.get(key, setting.default)
+
+
+def arguments_for(target: str, config: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """``{parameter: value}`` of every setting that feeds ``target`` (a :data:`TARGETS` name), from ``config``.
+
+    ``config`` is normally the snapshot ``init_app`` took; missing keys take their defaults.
+    """
+    if target not in TARGETS:
+        raise KeyError(f"{target} is not in flask_wamp_bridge.settings.TARGETS")
+    return {parameter: get(config, key) for parameter, key in _FEEDS.get(target, ())}
+
+
+def of(app: t.Any) -> t.Mapping[str, t.Any]:
+    """The settings of a Flask ``app``: what ``WampBridge.init_app`` read, else (no bridge) ``app.config``.
+
+    Read a key with :func:`get`, which gives the default of a key ``app.config`` lacks.
+    """
+    read: t.Mapping[str, t.Any] | None = app.extensions.get(SNAPSHOT)
+    return read if read is not None else t.cast(t.Mapping[str, t.Any], app.config)
 
 
 def install(config: t.MutableMapping[str, t.Any], groups: t.Iterable[str] | None = None) -> None:
@@ -632,6 +746,49 @@ def describe_change(read: t.Mapping[str, t.Any], config: t.Mapping[str, t.Any], 
     if _setting(key).secret:
         return key
     return f"{key} ({read[key]!r} -> {get(config, key)!r})"
+
+
+# --- roles ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Roles:
+    """The role sets of an app's settings (:func:`roles`): derived here only."""
+
+    #: The app peer's role and every service's (``WAMP_BRIDGE_PEER_ROLE``, ``WAMP_BRIDGE_SERVICES``).
+    backend: frozenset[str]
+    #: The app peer's authid and every service's: never a browser's.
+    backend_authids: frozenset[str]
+    #: Roles a browser may have: the user and anonymous roles, those of ``WAMP_BRIDGE_PERMISSIONS``
+    #: and ``WAMP_BRIDGE_BROWSER_ROLES``, less the backend roles.
+    browser: frozenset[str]
+    #: The roles the generated router config defines, in its order (backend, user, anonymous, services', the
+    #: permissions'): an identity with another role cannot join a router with that config.
+    defined: tuple[str, ...]
+
+
+def roles(config: t.Mapping[str, t.Any]) -> Roles:
+    """The :class:`Roles` of ``config`` (missing keys take their defaults; malformed entries are left out)."""
+    peer_role = get(config, "WAMP_BRIDGE_PEER_ROLE")
+    services = get(config, "WAMP_BRIDGE_SERVICES") or {}
+    services = services if isinstance(services, t.Mapping) else {}
+    permissions = get(config, "WAMP_BRIDGE_PERMISSIONS") or {}
+    permissions = permissions if isinstance(permissions, t.Mapping) else {}
+    service_roles = [(entry.get("role") or peer_role) if isinstance(entry, t.Mapping) else peer_role
+                     for entry in services.values()]
+    user_roles = [get(config, "WAMP_BRIDGE_USER_ROLE"), get(config, "WAMP_BRIDGE_ANONYMOUS_ROLE")]
+
+    def names(values: t.Iterable[t.Any]) -> list[str]:
+        return list(dict.fromkeys(v for v in values if isinstance(v, str) and v))
+
+    backend = frozenset(names([peer_role, *service_roles]))
+    browser = frozenset(names([*user_roles, *permissions, *(get(config, "WAMP_BRIDGE_BROWSER_ROLES") or ())]))
+    return Roles(
+        backend=backend,
+        backend_authids=frozenset(names([get(config, "WAMP_BRIDGE_PEER_AUTHID"), *services])),
+        browser=browser - backend,
+        defined=tuple(names([peer_role, *user_roles, *service_roles, *permissions])),
+    )
 
 
 # --- documentation ---------------------------------------------------------------------------

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import re
+import sys
 import typing as t
 
 import pytest
@@ -131,3 +135,122 @@ def test_settings_changed_after_init_app_fail_peer_start_without_showing_secrets
     assert "changed-secret" not in str(info.value)
     with app.app_context(), pytest.raises(ConfigError, match="changed after"):
         _ = bridge.peer
+
+
+# --- how settings reach objects: one declaration per setting (Setting.feeds) ----------------------------
+
+#: Targets whose parameters default to None meaning "the setting's value, read when called".
+_NONE_READS_THE_SETTING = {"accept_websocket"}
+
+
+def _target(name: str) -> t.Any:
+    module, _, attribute = settings.TARGETS[name].rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _parameters(name: str) -> t.Mapping[str, inspect.Parameter]:
+    target = _target(name)
+    return inspect.signature(target.__init__ if isinstance(target, type) else target).parameters
+
+
+def _package_sources() -> dict[str, str]:
+    """The package's modules by path; the settings module without its table (which names every key)."""
+    package = REPO_ROOT / "flask_wamp_bridge"
+    sources = {str(path.relative_to(package)): path.read_text(encoding="utf-8")
+               for path in sorted(package.rglob("*.py"))}
+    before, _, rest = sources["settings.py"].partition("\nSETTINGS: tuple[Setting, ...] = (\n")
+    sources["settings.py"] = before + rest.partition("\n)\n")[2]
+    assert rest and "WAMP_BRIDGE_PEER_ROLE" in sources["settings.py"]  # the table is cut out, the code kept
+    return sources
+
+
+def test_settings_every_setting_declares_what_it_feeds_and_is_read() -> None:
+    sources = _package_sources()
+    problems = []
+    for setting in SETTINGS:
+        if not setting.feeds:
+            problems.append(
+                f"{setting.key} declares nothing it feeds: add feeds=(\"Target.parameter\",) to its Setting in "
+                f"flask_wamp_bridge/settings.py (one per constructor parameter it fills; Target in settings.TARGETS), "
+                f"or feeds=(BY_NAME,) when code reads settings[\"{setting.key}\"] itself")
+        elif settings.BY_NAME in setting.feeds and not any(
+                re.search(rf"[\"']{setting.key}[\"']", text) for text in sources.values()):
+            problems.append(f"{setting.key} says feeds=(BY_NAME,) but no module reads \"{setting.key}\": "
+                            "remove the setting, or declare the parameter it feeds")
+    assert not problems, "\n".join(problems)
+
+
+def test_settings_feed_parameters_that_exist_with_the_table_default() -> None:
+    problems = []
+    for setting in SETTINGS:
+        for feed in setting.feeds:
+            if feed == settings.BY_NAME:
+                continue
+            name, _, parameter = feed.partition(".")
+            if name not in settings.TARGETS:
+                problems.append(f"{setting.key} feeds {feed}, but {name!r} is not in settings.TARGETS: add "
+                                f"\"{name}\": \"flask_wamp_bridge.<module>.{name}\" there")
+                continue
+            found = _parameters(name).get(parameter)
+            if found is None or found.kind not in (found.POSITIONAL_OR_KEYWORD, found.KEYWORD_ONLY):
+                problems.append(f"{setting.key} feeds {feed}, but {name} has no keyword parameter {parameter!r}: "
+                                f"fix the feeds of {setting.key} in flask_wamp_bridge/settings.py")
+                continue
+            default = found.default
+            if default is found.empty or (default is None and name in _NONE_READS_THE_SETTING):
+                continue
+            same = default == setting.default or (
+                isinstance(default, (frozenset, set)) and default == frozenset(setting.default))
+            if not same:
+                problems.append(f"{name}({parameter}=...) defaults to {default!r}, the table to "
+                                f"{setting.default!r}: write {parameter}: ... = DEFAULTS[\"{setting.key}\"] "
+                                "(from flask_wamp_bridge.settings) or drop the default")
+    assert not problems, "\n".join(problems)
+
+
+def _mapped_by_hand(text: str) -> list[str]:
+    """``parameter=config["WAMP_BRIDGE_..."]`` (or wrapped in ``bool(...)`` and the like) in ``text``."""
+    pattern = r"\b\w+=\s*(?:bool|frozenset|float|int)?\(?\s*\w+\[[\"']WAMP_BRIDGE_\w+[\"']\]"
+    return [match.group(0) for match in re.finditer(pattern, text)]
+
+
+def test_settings_every_target_is_built_from_its_declaration_and_no_argument_is_mapped_by_hand() -> None:
+    sources = _package_sources()
+    every = "\n".join(sources.values())
+    unused = [name for name in settings.TARGETS if f'arguments_for("{name}"' not in every]
+    assert unused == [], "build these with **settings.arguments_for(name, snapshot), or drop them from TARGETS"
+    by_hand = [f"{path}: {found}" for path, text in sources.items() for found in _mapped_by_hand(text)]
+    assert by_hand == [], ("declare each of these as feeds=(\"Target.parameter\",) on the setting in "
+                           "flask_wamp_bridge/settings.py and build Target with **settings.arguments_for(...)")
+
+
+def test_settings_arguments_for_gives_each_declared_parameter_its_value() -> None:
+    assert settings.arguments_for("Peer", {"WAMP_BRIDGE_CONNECT_TIMEOUT": 7.0})["connect_timeout"] == 7.0
+    assert settings.arguments_for("RelaySession", {})["connect_timeout"] == DEFAULTS["WAMP_BRIDGE_CONNECT_TIMEOUT"]
+    with pytest.raises(KeyError, match="TARGETS"):
+        settings.arguments_for("Nothing", {})
+
+
+def test_settings_the_feed_checks_catch_a_drifted_default_and_a_missing_parameter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = next(s for s in SETTINGS if s.key == "WAMP_BRIDGE_CONNECT_TIMEOUT")
+    table = tuple(s for s in SETTINGS if s is not entry)
+    for feeds in [("Peer.no_such_parameter",), ()]:
+        monkeypatch.setattr(settings, "SETTINGS", (*table, dataclasses.replace(entry, feeds=feeds)))
+        monkeypatch.setattr(sys.modules[__name__], "SETTINGS", settings.SETTINGS)
+        with pytest.raises(AssertionError, match="WAMP_BRIDGE_CONNECT_TIMEOUT"):
+            test_settings_feed_parameters_that_exist_with_the_table_default()
+            test_settings_every_setting_declares_what_it_feeds_and_is_read()
+    unread = dataclasses.replace(entry, key="WAMP_BRIDGE_NOBODY_READS", feeds=(settings.BY_NAME,))
+    monkeypatch.setattr(sys.modules[__name__], "SETTINGS", (*SETTINGS, unread))
+    with pytest.raises(AssertionError, match="no module reads \"WAMP_BRIDGE_NOBODY_READS\""):
+        test_settings_every_setting_declares_what_it_feeds_and_is_read()
+    assert _mapped_by_hand('Peer(url, connect_timeout=cfg["WAMP_BRIDGE_CONNECT_TIMEOUT"], '
+                           "strict=bool(settings['WAMP_BRIDGE_STRICT_URIS']))") == [
+        'connect_timeout=cfg["WAMP_BRIDGE_CONNECT_TIMEOUT"]', "strict=bool(settings['WAMP_BRIDGE_STRICT_URIS']"]
+    assert _mapped_by_hand('timeout = settings["WAMP_BRIDGE_CONNECT_TIMEOUT"]; a == cfg["WAMP_BRIDGE_REALM"]') == []
+    drifted = dataclasses.replace(entry, default=60.0)
+    monkeypatch.setattr(settings, "SETTINGS", (*table, drifted))
+    monkeypatch.setattr(sys.modules[__name__], "SETTINGS", settings.SETTINGS)
+    with pytest.raises(AssertionError, match=r"Peer\(connect_timeout=...\) defaults to 5.0, the table to 60.0"):
+        test_settings_feed_parameters_that_exist_with_the_table_default()

@@ -31,6 +31,7 @@ from flask import session
 from werkzeug.exceptions import Forbidden
 from werkzeug.routing.exceptions import WebsocketMismatch
 
+from .. import settings as _settings
 from ..errors import NotAuthenticated
 from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
@@ -85,6 +86,14 @@ class Endpoint:
         self.generated_roles = tuple(generated_roles)
         self.reserved_procedures = reserved_procedures
         self._limits = limits_from_settings(settings)
+        self._policy = browser_policy(settings)
+        self._relay_arguments = _settings.arguments_for("Relay", settings)
+        self._session_arguments = _settings.arguments_for("RelaySession", settings)
+        for off in ("max_message_size", "ping_interval"):  # 0: off
+            self._session_arguments[off] = self._session_arguments[off] or None
+        # the browser's socket may have no send timeout; the upstream always has one
+        self._session_arguments["send_timeout"] = (self._session_arguments["send_timeout"]
+                                                   or _settings.DEFAULTS["WAMP_BRIDGE_WS_SEND_TIMEOUT"])
         self._budgets: WorkerBudgets | None = None
         self._budgets_pid: int | None = None
 
@@ -128,7 +137,7 @@ class Endpoint:
         meta API, or register the authenticator itself. The router's authenticator
         applies the same :class:`~flask_wamp_bridge.bridge.tickets.BrowserPolicy`.
         """
-        refusal = browser_policy(self.settings).refusal(identity.authid, identity.authrole)
+        refusal = self._policy.refusal(identity.authid, identity.authrole)
         if refusal is not None:
             raise NotAuthenticated(f"the identity loader returned {refusal}; give users their own authids and roles")
 
@@ -136,7 +145,6 @@ class Endpoint:
         """The view: check the Origin, freeze the identity, accept, relay until either side closes."""
         from . import relay_io  # imports gevent: only once a socket is relayed
 
-        settings = self.settings
         remote = request.remote_addr
         try:
             check_origin()  # first: a foreign page must not even get the identity loader run
@@ -150,15 +158,8 @@ class Endpoint:
             log.error("refusing a browser WAMP session: %s", exc)
             identity = None  # its HELLO gets ABORT wamp.error.not_authorized
         # subprotocol (400 unless a WAMP one is offered), then the 101
-        ws = accept_websocket(
-            SUBPROTOCOLS,
-            require_subprotocol=True,
-            origin_checked=True,
-            max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"],
-            ping_interval=settings["WAMP_BRIDGE_WS_PING_INTERVAL"],
-            idle_timeout=settings["WAMP_BRIDGE_WS_IDLE_TIMEOUT"],
-            send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"],
-        )
+        ws = accept_websocket(SUBPROTOCOLS, require_subprotocol=True, origin_checked=True,
+                              **_settings.arguments_for("accept_websocket", self.settings))
         subprotocol = t.cast(str, ws.subprotocol)  # required above: never None here
 
         def sign(who: Identity) -> str:
@@ -169,32 +170,23 @@ class Endpoint:
         admission = self.budgets.admit(identity.authid if identity is not None else None, remote, now)
         relay = Relay(
             identity,
-            settings["WAMP_BRIDGE_REALM"],
-            serializer_for(subprotocol),
-            sign,
-            now,
-            login_timeout=settings["WAMP_BRIDGE_LOGIN_TIMEOUT"],
-            router_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
+            serializer=serializer_for(subprotocol),
+            ticket_signer=sign,
+            now=now,
             expires_at=now + self.session_life(),
             limits=self._limits,
             shared=Shared(admission.user_bytes, self.reserved_procedures),
             refusal=admission.refusal,
             debug=bool(current_app.debug),
+            **self._relay_arguments,
         )
         relayed = relay_io.RelaySession(
             ws,
             relay,
-            settings["WAMP_BRIDGE_ROUTER_URL"],
-            subprotocol,
-            connect_timeout=settings["WAMP_BRIDGE_CONNECT_TIMEOUT"],
-            send_timeout=settings["WAMP_BRIDGE_WS_SEND_TIMEOUT"] or 10.0,
-            max_message_size=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or None,
-            ping_interval=settings["WAMP_BRIDGE_UPSTREAM_PING_INTERVAL"] or None,
-            ping_timeout=settings["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
-            max_logins=settings["WAMP_BRIDGE_MAX_LOGINS"],
-            login_queue_timeout=settings["WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT"],
+            subprotocol=subprotocol,
             remote=remote,
             signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
+            **self._session_arguments,
         )
         try:
             relayed.run()
@@ -250,38 +242,19 @@ class Endpoint:
 
 def limits_from_settings(settings: t.Mapping[str, t.Any]) -> Limits:
     """The per-message limits of a browser session, from the ``WAMP_BRIDGE_*`` settings."""
-    return Limits(
-        bounds=Bounds(max_depth=settings["WAMP_BRIDGE_MAX_DEPTH"], max_elements=settings["WAMP_BRIDGE_MAX_ELEMENTS"],
-                      max_bytes=settings["WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE"] or (1 << 62)),
-        strict_uris=bool(settings["WAMP_BRIDGE_STRICT_URIS"]),
-        max_calls_in_flight=settings["WAMP_BRIDGE_MAX_CALLS_IN_FLIGHT"],
-        max_subscriptions=settings["WAMP_BRIDGE_MAX_SUBSCRIPTIONS"],
-        max_registrations=settings["WAMP_BRIDGE_MAX_REGISTRATIONS"],
-        message_rate=settings["WAMP_BRIDGE_MESSAGE_RATE"],
-        message_burst=settings["WAMP_BRIDGE_MESSAGE_BURST"],
-        max_uri_length=settings["WAMP_BRIDGE_MAX_URI_LENGTH"],
-        max_uri_components=settings["WAMP_BRIDGE_MAX_URI_COMPONENTS"],
-        max_uri_bytes=settings["WAMP_BRIDGE_MAX_URI_BYTES"],
-        byte_rate=settings["WAMP_BRIDGE_BYTE_RATE"],
-        byte_burst=settings["WAMP_BRIDGE_BYTE_BURST"],
-        progressive_calls=bool(settings["WAMP_BRIDGE_PROGRESSIVE_CALLS"]),
-        invoke_policies=frozenset(settings["WAMP_BRIDGE_BROWSER_INVOKE"]),
-        targeted_publish=bool(settings["WAMP_BRIDGE_TARGETED_PUBLISH"]),
-        backend_roles=browser_policy(settings).backend_roles,
-        disclose_backend=bool(settings["WAMP_BRIDGE_DISCLOSE_BACKEND"]),
-        meta_calls=bool(settings["WAMP_BRIDGE_EVENT_HISTORY"] or settings["WAMP_BRIDGE_PRESENCE_TOPICS"]),
-        retain_topics=TopicSet(settings["WAMP_BRIDGE_RETAIN_TOPICS"]),
-    )
+    bounds = _settings.arguments_for("Bounds", settings)
+    bounds["max_bytes"] = bounds["max_bytes"] or (1 << 62)  # 0: no size limit
+    limits = _settings.arguments_for("Limits", settings)
+    limits["invoke_policies"] = frozenset(limits["invoke_policies"])
+    offers_meta = bool(settings["WAMP_BRIDGE_EVENT_HISTORY"] or settings["WAMP_BRIDGE_PRESENCE_TOPICS"])
+    retained = TopicSet(settings["WAMP_BRIDGE_RETAIN_TOPICS"])
+    return Limits(bounds=Bounds(**bounds), backend_roles=_settings.roles(settings).backend,
+                  meta_calls=offers_meta, retain_topics=retained, **limits)
 
 
 def caps_from_settings(settings: t.Mapping[str, t.Any]) -> Caps:
     """The per-worker caps across browser sessions, from the ``WAMP_BRIDGE_*`` settings."""
-    return Caps(
-        sessions_per_user=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_USER"],
-        sessions_per_address=settings["WAMP_BRIDGE_MAX_SESSIONS_PER_IP"],
-        user_byte_rate=settings["WAMP_BRIDGE_USER_BYTE_RATE"],
-        user_byte_burst=settings["WAMP_BRIDGE_USER_BYTE_BURST"],
-    )
+    return Caps(**_settings.arguments_for("Caps", settings))
 
 
 def _log_tampered_cookie(remote: str | None) -> None:

@@ -198,7 +198,7 @@ def default_identity_loader() -> str | None:
 
     With Flask-Login installed and set up on the app, this is
     ``str(current_user.get_id())`` for an authenticated user. Otherwise it is
-    ``flask.session.get(app.config["WAMP_BRIDGE_IDENTITY_KEY"])`` (default key
+    ``flask.session.get(key)`` with the key ``WAMP_BRIDGE_IDENTITY_KEY`` (default
     ``"_user_id"``, Flask-Login's). Returns ``None`` when nobody is logged in.
     Never writes the session.
     """
@@ -212,7 +212,7 @@ def default_identity_loader() -> str | None:
                 user_id = current_user.get_id()
                 return None if user_id is None else str(user_id)
             return None
-    key = settings.get(current_app.config, "WAMP_BRIDGE_IDENTITY_KEY")
+    key = settings.get(settings.of(current_app), "WAMP_BRIDGE_IDENTITY_KEY")
     user_id = session.get(key)
     if user_id is None or user_id == "":
         return None

@@ -101,6 +101,7 @@ from ..errors import LocalProtocolError
 from ..errors import ProtocolError
 from ..errors import RemoteProtocolError
 from ..errors import TransportError
+from ..settings import DEFAULTS
 from ..wamp.heads import PEEKERS
 from ..wamp.heads import head_of
 from ..wamp.messages import MessageType
@@ -172,7 +173,7 @@ class Relay:
     :param router_timeout: seconds from the HELLO to the router's first answer,
         its ticket CHALLENGE (the connect timeout); then ABORT
         ``wamp_bridge.error.router_unavailable``, close 1013. After the challenge
-        the login deadline holds again (the authenticator may be busy in a storm).
+        the login deadline holds again (the authenticator may be busy in a storm). None: no such bound.
     :param expires_at: when the Flask session that opened this one ends (the
         clock of ``now``); then :data:`~.faults.SESSION_EXPIRED`. None: never.
     :param limits: the per-message rules' limits (:class:`~flask_wamp_bridge.bridge.checks.Limits`).
@@ -193,7 +194,7 @@ class Relay:
         login_timeout: float = 10.0,
         max_calls_in_flight: int | None = 100,
         goodbye_timeout: float = 5.0,
-        router_timeout: float | None = None,
+        router_timeout: float | None = DEFAULTS["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         expires_at: float | None = None,
         limits: Limits | None = None,
         shared: Shared | None = None,

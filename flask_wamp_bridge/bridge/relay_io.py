@@ -44,6 +44,7 @@ import gevent
 
 from .. import metrics_sink
 from ..errors import BridgeError
+from ..settings import DEFAULTS
 from ..signals import browser_session_closed
 from ..signals import browser_session_opened
 from ..signals import message_refused
@@ -135,7 +136,7 @@ class RelaySession:
         subprotocol: str,
         *,
         connect: Connector | None = None,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = DEFAULTS["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         send_timeout: float = 10.0,
         close_timeout: float = 2.0,
         max_message_size: int | None = 1 << 20,

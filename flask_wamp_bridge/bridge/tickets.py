@@ -174,16 +174,11 @@ def browser_policy(config: t.Mapping[str, t.Any]) -> BrowserPolicy:
 
     Browser roles are ``WAMP_BRIDGE_USER_ROLE``, ``WAMP_BRIDGE_ANONYMOUS_ROLE``,
     the roles of ``WAMP_BRIDGE_PERMISSIONS`` and ``WAMP_BRIDGE_BROWSER_ROLES``,
-    less the backend roles (``WAMP_BRIDGE_PEER_ROLE`` and the services' roles).
+    less the backend roles (``WAMP_BRIDGE_PEER_ROLE`` and the services' roles): :func:`settings.roles
+    <flask_wamp_bridge.settings.roles>`, where every role set is derived.
     """
-    services: t.Mapping[str, t.Mapping[str, t.Any]] = config.get("WAMP_BRIDGE_SERVICES") or {}
-    peer_role = config.get("WAMP_BRIDGE_PEER_ROLE") or "backend"
-    backend_roles = frozenset({peer_role, *(s.get("role") or peer_role for s in services.values())})
-    backend_authids = frozenset(a for a in (config.get("WAMP_BRIDGE_PEER_AUTHID"), *services) if a)
-    declared = {config.get("WAMP_BRIDGE_USER_ROLE") or "user", config.get("WAMP_BRIDGE_ANONYMOUS_ROLE"),
-                *(config.get("WAMP_BRIDGE_PERMISSIONS") or {}), *(config.get("WAMP_BRIDGE_BROWSER_ROLES") or ())}
-    roles = frozenset(r for r in declared if isinstance(r, str) and r) - backend_roles
-    return BrowserPolicy(roles, backend_authids, backend_roles)
+    roles = settings.roles(config)
+    return BrowserPolicy(roles.browser, roles.backend_authids, roles.backend)
 
 
 def peer_descriptor(address: t.Any) -> str | None:
@@ -282,7 +277,8 @@ class Tickets:
     """
 
     def __init__(self, secret: Secret, realm: str, max_age: float = DEFAULT_MAX_AGE, *,
-                 policy: BrowserPolicy | None = None, bind_peer: bool = False) -> None:
+                 policy: BrowserPolicy | None = None,
+                 bind_peer: bool = settings.DEFAULTS["WAMP_BRIDGE_TICKET_BIND_PEER"]) -> None:
         _serializer(secret)  # an empty key fails here, at startup
         self._secret = secret
         self.realm = realm
@@ -299,8 +295,7 @@ class Tickets:
 
         :raises ConfigError: there is no key.
         """
-        return cls(ticket_secret(config), config["WAMP_BRIDGE_REALM"], config["WAMP_BRIDGE_TICKET_MAX_AGE"],
-                   policy=browser_policy(config), bind_peer=bool(config["WAMP_BRIDGE_TICKET_BIND_PEER"]))
+        return cls(ticket_secret(config), policy=browser_policy(config), **settings.arguments_for("Tickets", config))
 
     def sign(self, identity: Identity, peer: str | None = None) -> str:
         """A ticket for ``identity``, issued now, bound to the realm and (with ``bind_peer``) to ``peer``."""

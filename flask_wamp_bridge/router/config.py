@@ -371,15 +371,7 @@ def defined_roles(settings: t.Mapping[str, t.Any]) -> list[str]:
     The backend role(s), the user and anonymous roles and every role of
     ``WAMP_BRIDGE_PERMISSIONS``: an identity with another role cannot join.
     """
-    services = _get(settings, "WAMP_BRIDGE_SERVICES") or {}
-    peer_role = _get(settings, "WAMP_BRIDGE_PEER_ROLE")
-    roles = [peer_role, _get(settings, "WAMP_BRIDGE_USER_ROLE"), _get(settings, "WAMP_BRIDGE_ANONYMOUS_ROLE")]
-    if isinstance(services, t.Mapping):
-        roles += [entry.get("role", peer_role) for entry in services.values() if isinstance(entry, t.Mapping)]
-    permissions = _get(settings, "WAMP_BRIDGE_PERMISSIONS") or {}
-    if isinstance(permissions, t.Mapping):
-        roles += list(permissions)
-    return list(dict.fromkeys(role for role in roles if isinstance(role, str) and role))
+    return list(_settings.roles(settings).defined)
 
 
 def _origins(host: str, port: int) -> list[str]:

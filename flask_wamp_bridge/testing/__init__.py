@@ -68,6 +68,7 @@ import typing as t
 
 import pytest
 
+from .. import settings as _settings
 from ..errors import ConfigError
 from ..router.process import CrossbarProcess
 from ..router.process import find_crossbar
@@ -253,8 +254,9 @@ def bridge_client(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Call
             log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
             server = BridgeServer(app, log, tester=(TESTER_AUTHID, TESTER_SECRET), workers=workers)
             servers[id(app)] = server.start()
-        client = BridgeClient(server.url, wamp_path=app.config["WAMP_BRIDGE_PATH"],
-                              realm=app.config["WAMP_BRIDGE_REALM"], serializer=serializer)
+        read = _settings.of(app)
+        client = BridgeClient(server.url, wamp_path=_settings.get(read, "WAMP_BRIDGE_PATH"),
+                              realm=_settings.get(read, "WAMP_BRIDGE_REALM"), serializer=serializer)
         clients.append(client)
         return client
 

@@ -149,7 +149,7 @@ class BridgeServer:
         if state is None:
             return
         wanted = [(h.kind, state.uri_for(h), h.options.get("match", "exact")) for h in state.handlers]
-        config = self.app.config
+        config = state.settings
         authid, secret = self.tester
         try:
             tester = WampClient(config["WAMP_BRIDGE_ROUTER_URL"], config["WAMP_BRIDGE_REALM"], authid=authid,

@@ -44,6 +44,7 @@ from ..errors import ConnectionClosed
 from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
+from ..settings import DEFAULTS
 from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .bounds import PEER_BOUNDS
@@ -130,7 +131,7 @@ class Peer:
         concurrency: int = 100,
         backlog: int = 1000,
         invoke: str | None = "roundrobin",
-        connect_timeout: float = 10.0,
+        connect_timeout: float = DEFAULTS["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         reconnect_factor: float = 2.0,

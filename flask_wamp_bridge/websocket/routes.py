@@ -35,9 +35,11 @@ no ``Set-Cookie`` can reach the browser. Change the session over HTTP.
 Config: the ``"websocket"`` group of :data:`flask_wamp_bridge.settings.SETTINGS`
 (``WAMP_BRIDGE_WS_*`` and ``WAMP_BRIDGE_ALLOWED_ORIGINS``); a value of ``0`` or
 None disables that limit or timer; a route's own arguments override them,
-where None means "use the config". permessage-deflate is agreed when the
-browser offers it (every browser does) unless ``WAMP_BRIDGE_WS_DEFLATE``
-or the route's ``deflate=False`` turns it off.
+where None means "use the config". With a ``WampBridge`` on the app the values
+are the ones its ``init_app`` read (:func:`flask_wamp_bridge.settings.of`);
+with ``Sockets`` alone, the app's config at each upgrade. permessage-deflate
+is agreed when the browser offers it (every browser does) unless
+``WAMP_BRIDGE_WS_DEFLATE`` or the route's ``deflate=False`` turns it off.
 
 WebSocket routes need ``gunicorn -k flask_wamp_bridge.worker``; under any
 other server a WebSocket request to them fails with a
@@ -81,14 +83,9 @@ __all__ = [
     "handle_websocket_mismatch",
 ]
 
-_OPTION_KEYS = {
-    "max_message_size": "WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE",
-    "ping_interval": "WAMP_BRIDGE_WS_PING_INTERVAL",
-    "idle_timeout": "WAMP_BRIDGE_WS_IDLE_TIMEOUT",
-    "send_timeout": "WAMP_BRIDGE_WS_SEND_TIMEOUT",
-    "deflate": "WAMP_BRIDGE_WS_DEFLATE",
-}
-_ROUTE_OPTION_NAMES = ("subprotocols", "origins", *_OPTION_KEYS)
+#: The options a setting feeds (``max_message_size``, ``ping_interval``, ...): see ``feeds`` in the settings table.
+_OPTION_NAMES = tuple(settings.arguments_for("accept_websocket", {}))
+_ROUTE_OPTION_NAMES = ("subprotocols", "origins", *_OPTION_NAMES)
 
 _NOT_UNDER_WORKER = (
     "WebSocket routes need the flask_wamp_bridge gunicorn worker, which puts the socket in "
@@ -106,7 +103,7 @@ def _is_upgrade(environ: t.Mapping[str, t.Any]) -> bool:
 
 def _allowed_origins(origins: t.Iterable[str] | str | None) -> list[str]:
     if origins is None:
-        origins = settings.get(current_app.config, "WAMP_BRIDGE_ALLOWED_ORIGINS") or ()
+        origins = settings.get(settings.of(current_app), "WAMP_BRIDGE_ALLOWED_ORIGINS") or ()
     if isinstance(origins, str):
         origins = origins.split(",")
     return [o.strip() for o in origins if o and o.strip()]
@@ -124,7 +121,7 @@ def check_origin(origins: t.Iterable[str] | str | None = None) -> None:
         # Not a browser: browsers always send Origin on WebSocket handshakes, so no
         # cross-site page comes without one. WAMP_BRIDGE_ALLOW_MISSING_ORIGIN = False
         # admits browsers only.
-        if settings.get(current_app.config, "WAMP_BRIDGE_ALLOW_MISSING_ORIGIN"):
+        if settings.get(settings.of(current_app), "WAMP_BRIDGE_ALLOW_MISSING_ORIGIN"):
             return
         raise Forbidden(description="WebSocket connection without an Origin header refused: this server "
                                     "admits browsers only (WAMP_BRIDGE_ALLOW_MISSING_ORIGIN is False)")
@@ -185,14 +182,12 @@ def negotiate_subprotocol(
 
 def _resolve(name: str, value: t.Any) -> t.Any:
     if value is None:
-        value = settings.get(current_app.config, _OPTION_KEYS[name])
+        value = settings.arguments_for("accept_websocket", settings.of(current_app))[name]
     return value or None  # 0 disables
 
 
 def _deflate_options() -> DeflateOptions:
-    config = current_app.config
-    return DeflateOptions(threshold=settings.get(config, "WAMP_BRIDGE_WS_DEFLATE_THRESHOLD"),
-                       level=settings.get(config, "WAMP_BRIDGE_WS_DEFLATE_LEVEL"))
+    return DeflateOptions(**settings.arguments_for("DeflateOptions", settings.of(current_app)))
 
 
 def accept_websocket(
