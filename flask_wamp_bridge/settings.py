@@ -369,6 +369,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Requests per second of one browser session", positive_number(optional=True), "endpoint"),
     Setting("WAMP_BRIDGE_MESSAGE_BURST", 2000, "int",
             "Requests one browser session may burst above the rate", count(minimum=1), "endpoint"),
+    Setting("WAMP_BRIDGE_BROWSER_CALL_TIMEOUT", 60.0, "seconds | None",
+            "Longest a browser's call waits (its own ``timeout`` may be shorter); then ERROR "
+            "``wamp.error.canceled`` and CANCEL upstream (``0``: only calls with a ``timeout``)",
+            seconds_or_off(), "endpoint"),
+    Setting("WAMP_BRIDGE_UPSTREAM_GOODBYE_TIMEOUT", 2.0, "seconds",
+            "Wait for the router's GOODBYE reply before closing a browser's upstream", positive_seconds(),
+            "endpoint"),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
             "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket"),
     Setting("WAMP_BRIDGE_WS_PING_INTERVAL", 25.0, "seconds",

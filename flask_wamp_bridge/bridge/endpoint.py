@@ -157,6 +157,7 @@ class Endpoint:
             expires_at=now + self.session_life(),
             limits=limits_from_settings(settings),
             debug=bool(current_app.debug),
+            call_timeout=settings["WAMP_BRIDGE_BROWSER_CALL_TIMEOUT"] or None,
         )
         relayed = relay_io.RelaySession(
             ws,
@@ -170,6 +171,7 @@ class Endpoint:
             ping_timeout=settings["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
             max_logins=settings["WAMP_BRIDGE_MAX_LOGINS"],
             login_queue_timeout=settings["WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT"],
+            router_goodbye_timeout=settings["WAMP_BRIDGE_UPSTREAM_GOODBYE_TIMEOUT"],
             remote=remote,
             signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )

@@ -331,8 +331,10 @@ class Relay:
                     *self._close(1000, "browser went away")]
         return self._close(1000, "browser went away")
 
-    def router_closed(self, code: int | None = None, reason: str = "") -> list[Action]:
-        """The upstream ended, or could not be opened (``code`` None, ``reason`` why)."""
+    def router_closed(self, code: int | None = None, reason: str = "", *,
+                      fault: faults.Fault | None = None) -> list[Action]:
+        """The upstream ended, or could not be opened (``code`` None, ``reason`` why; ``fault``: what the page
+        gets if the login was under way, by default :data:`~.faults.ROUTER_UNREACHABLE`)."""
         if self._state is State.CLOSED:
             return []
         self._router_owes_goodbye = False  # the router's transport is gone: no reply to wait for
@@ -341,7 +343,7 @@ class Relay:
         detail = f" ({code} {reason})" if code is not None else (f" ({reason})" if reason else "")
         self.error = ConnectionClosed(f"router connection lost{detail}", code, reason)
         if self._state is State.AUTHENTICATING:  # unreachable, or gone during the login: try again later
-            return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
+            return self._end(fault or faults.ROUTER_UNREACHABLE, tell_router=False)
         return self._end(faults.ROUTER_LOST, tell_router=False)
 
     def router_queued(self, now: float) -> None:
