@@ -39,6 +39,7 @@ from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
 from . import security_log
 from .checks import Limits
+from .faults import LOGIN_ABORTS
 from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
@@ -220,6 +221,14 @@ class Endpoint:
             )
         if not hint and refusal.reason in LOGIN_REFUSAL_HINTS:
             hint = "; " + LOGIN_REFUSAL_HINTS[refusal.reason]
+        if refusal.reason in LOGIN_ABORTS:  # the server's trouble, hitting every login for a while: a line per 10 s
+            from .relay_io import warn_limited
+
+            fault = LOGIN_ABORTS[refusal.reason]
+            warn_limited(f"login refused {refusal.reason}", "the router could not log in the WAMP session of authid "
+                         "%r (role %r): %s; the page got ABORT %s and %d (try again)%s", identity.authid, role, why,
+                         fault.uri, fault.close_code, hint)
+            return
         log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
                     identity.authid, role, why, hint)
 

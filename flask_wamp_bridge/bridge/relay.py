@@ -80,6 +80,20 @@ States::
    both legs close with 1000. Other messages are dropped (the spec says to
    ignore them). ``goodbye_timeout`` bounds the wait.
 
+Every CALL gets exactly one answer. A forwarded CALL has a deadline (its own
+``timeout`` option in milliseconds, at most ``call_timeout``); ``tick`` answers
+a call past it with ERROR ``wamp.error.canceled`` and sends CANCEL
+(``killnowait``) upstream, and drops the router's late answer
+(:mod:`~flask_wamp_bridge.bridge.call_deadlines`). Every end the server decides
+(:mod:`~flask_wamp_bridge.bridge.faults`, abuse included) answers the calls in
+flight before its GOODBYE or ABORT. Whatever ended the browser's side, the
+router's session ends with GOODBYE before its transport closes
+(``Close.router_goodbye``: the IO layer waits briefly for the reply), so the
+router detaches it first. A router ABORT of the login that is the server's
+trouble (:data:`~flask_wamp_bridge.bridge.faults.LOGIN_ABORTS`: no
+authenticator yet, busy, a ticket it cannot check) reaches the page as a
+retryable ABORT with close 1013.
+
 Crossbar ignores messages before HELLO and never times out a login, so the
 relay keeps its own deadline: ``login_timeout`` seconds from the moment the
 socket was accepted to WELCOME (this also bounds a browser that never sends a

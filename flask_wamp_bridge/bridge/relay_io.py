@@ -24,6 +24,11 @@ pings, pongs), and the process ticker looks at that. An upstream silent for
 by itself, so an idle healthy router is heard before the bridge ever pings);
 silent for ``ping_interval + ping_timeout`` it is a lost router.
 
+The wait for a pong follows the link: at least ``ping_timeout``, or three
+smoothed round trips (measured on the connect and on each ping) when longer.
+A ``Close`` after the relay said GOODBYE upstream reads the upstream (up to
+``router_goodbye_timeout``) for the router's reply before closing it.
+
 A process-local registry holds the live sessions; one ticker greenlet per
 process drives every relay's clock (login and GOODBYE deadlines). On worker
 shutdown each session says GOODBYE ``wamp.close.system_shutdown`` both ways

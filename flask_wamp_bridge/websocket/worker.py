@@ -15,6 +15,13 @@ accepting and new connections wait in the listen backlog. Greenlets the app
 spawns itself (e.g. a relay's upstream leg) are not counted. Size it as
 ``workers * worker_connections >= expected sockets + HTTP concurrency``.
 
+Descriptors: a relayed browser session holds two (its socket and its upstream
+to the router). At boot the worker compares ``worker_connections`` with the
+``nofile`` limit (:func:`.descriptors.check_budget`): it raises the soft limit
+up to the hard one when that is enough, else warns with the numbers and the
+fix. Out of descriptors, :class:`BridgeServer` pauses accepting (no busy loop)
+and logs the cause once per 10 s; connections wait in the listen backlog.
+
 Shutdown: on SIGTERM, SIGINT or SIGQUIT the worker stops accepting, runs the
 shutdown hooks (:func:`._lifecycle.run_shutdown_hooks`) and closes every live
 WebSocket with 1001 (or calls its ``on_server_shutdown``) at once, then exits
