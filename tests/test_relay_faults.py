@@ -325,3 +325,14 @@ def test_a_refusal_of_the_browser_itself_stays_final() -> None:
     pair.router.authenticate = authenticate
     abort = pair.login()
     assert abort[2] == "wamp.error.not_authorized" and pair.closed is not None and pair.closed.code == 1008
+
+
+def test_a_protocol_violation_answers_the_calls_in_flight_before_its_abort() -> None:
+    pair = with_calls(1, 2)
+    pair.client_sends([CALL, 1, {}, "app.again"])  # a request id already in flight: a violation
+    messages = after_login(pair)
+    assert [m[:3] for m in messages[:2]] == [[ERROR, CALL, 1], [ERROR, CALL, 2]]
+    assert all(m[4] == "wamp.error.protocol_violation" for m in messages[:2])
+    assert messages[2][0] == ABORT and len(messages) == 3
+    assert pair.router_messages()[-1][0] == GOODBYE
+    assert pair.closed is not None and pair.closed.code == 1002

@@ -406,6 +406,7 @@ class Relay:
                                         f"{faults.LOGIN_TIMEOUT_HINTS[self._challenged]}")
             return self._end(faults.ROUTER_LOGIN_TIMEOUT, tell_router=False)
         if state is State.CLOSING and now >= self._goodbye_deadline:
+            self._router_owes_goodbye = False  # waited long enough
             return self._close(1000, "session closed")
         if state is State.ESTABLISHED and len(self._deadlines):
             due = self._deadlines.due(now, self._checks.calls)
@@ -627,6 +628,9 @@ class Relay:
             actions.append(self._goodbye_upstream(None, "wamp.error.protocol_violation"))
         if code == 1003:
             return actions + self._close(1003, str(exc))
+        if self._state is State.ESTABLISHED:  # one answer for each call in flight, before the ABORT
+            actions += [self._send_client(error) for error in faults.pending_errors(
+                self._checks.calls, "wamp.error.protocol_violation", "the session ended: a protocol violation")]
         return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code, notice=False)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
