@@ -48,7 +48,7 @@ class CallDeadlines:
         self.ceiling = ceiling
         self._deadlines: dict[int, tuple[float, float]] = {}  # request id -> (deadline, seconds allowed)
         self._next = float("inf")  # no deadline is earlier (it may be stale: later ones are checked on demand)
-        self._given_up: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._given_up: collections.OrderedDict[int, None] | None = None  # made on the first give-up (idle: none)
         self._forget_after = forget_after
 
     def __len__(self) -> int:
@@ -56,7 +56,8 @@ class CallDeadlines:
 
     def start(self, request_id: int, now: float, timeout_ms: t.Any, live: c.Container[int]) -> None:
         """A CALL went upstream: its deadline is its own ``timeout`` (milliseconds) or the ceiling, the earlier."""
-        self._given_up.pop(request_id, None)  # the id is used again: its answers are this call's
+        if self._given_up:
+            self._given_up.pop(request_id, None)  # the id is used again: its answers are this call's
         seconds = self.ceiling
         if type(timeout_ms) is int and timeout_ms > 0:
             own = timeout_ms / 1000.0
@@ -76,6 +77,9 @@ class CallDeadlines:
         if now < self._next:
             return []
         expired: list[tuple[int, float]] = []
+        given_up = self._given_up
+        if given_up is None:
+            given_up = self._given_up = collections.OrderedDict()
         kept: dict[int, tuple[float, float]] = {}
         earliest = float("inf")
         for request_id, (deadline, seconds) in self._deadlines.items():
@@ -83,20 +87,21 @@ class CallDeadlines:
                 continue
             if deadline <= now:
                 expired.append((request_id, seconds))
-                self._given_up[request_id] = None
+                given_up[request_id] = None
             else:
                 kept[request_id] = (deadline, seconds)
                 earliest = min(earliest, deadline)
         self._deadlines = kept
         self._next = earliest
-        while len(self._given_up) > self._forget_after:
-            self._given_up.popitem(last=False)
+        while len(given_up) > self._forget_after:
+            given_up.popitem(last=False)
         return sorted(expired)
 
     def late(self, request_id: t.Any) -> bool:
         """An answer to a call the bridge gave up on (kept until the id is used again or the oldest are forgotten:
         progressive results may have crossed the CANCEL)."""
-        return bool(self._given_up) and request_id in self._given_up
+        given_up = self._given_up
+        return bool(given_up) and request_id in t.cast(collections.OrderedDict[int, None], given_up)
 
 
 def _size(live: c.Container[int]) -> int:
