@@ -184,3 +184,39 @@ def test_a_worker_at_its_descriptor_limit_warns_sheds_and_recovers(crossbar_rout
         for ws in sockets:
             ws.shutdown()
         server.stop()
+
+
+def test_logins_after_a_router_restart_see_1013_until_the_authenticator_is_back(
+        fresh_crossbar_router: t.Any) -> None:
+    """Between the router's return and the peer's re-registration, a login is told to retry, never refused."""
+    import time
+
+    server = _start(fresh_crossbar_router, WAMP_BRIDGE_RECONNECT_MAX=2, WAMP_BRIDGE_CONNECT_TIMEOUT=2)
+    try:
+        cookie = login(server, "rex")
+        raw_session(server, cookie)[0].close()
+        fresh_crossbar_router.stop()
+        time.sleep(3)  # an outage: the peer's reconnects fail meanwhile
+        fresh_crossbar_router.start(120)  # the same port
+        outcomes: list[tuple[t.Any, int | None]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ws = websocket.create_connection(server.ws_url("/wamp"), origin=server.url, cookie=cookie,
+                                             subprotocols=["wamp.2.json"], timeout=30)
+            try:
+                ws.send(json.dumps([1, "realm1", {"roles": {"caller": {}}}]))
+                reply = _next(ws)
+                if reply[0] == 2:
+                    outcomes.append(("WELCOME", None))
+                    break
+                _, code = until_close(ws)
+                outcomes.append((reply[2], code))
+            finally:
+                ws.close()
+                ws.shutdown()
+            time.sleep(0.05)
+        assert outcomes and outcomes[-1] == ("WELCOME", None), outcomes
+        refusals = set(outcomes[:-1])
+        assert refusals <= {("wamp_bridge.error.router_unavailable", 1013)}, refusals  # retry, not refused
+    finally:
+        _stop(server)
