@@ -42,12 +42,13 @@ class CallDeadlines:
     :param forget_after: how many given-up calls to remember for dropping their late answers.
     """
 
-    __slots__ = ("ceiling", "_deadlines", "_next", "_given_up", "_forget_after")
+    __slots__ = ("ceiling", "next_due", "_deadlines", "_given_up", "_forget_after")
 
     def __init__(self, ceiling: float | None, forget_after: int = 1000) -> None:
         self.ceiling = ceiling
         self._deadlines: dict[int, tuple[float, float]] = {}  # request id -> (deadline, seconds allowed)
-        self._next = float("inf")  # no deadline is earlier (it may be stale: later ones are checked on demand)
+        #: No deadline is earlier (it may be stale, too early: :meth:`due` then looks and moves it on).
+        self.next_due = float("inf")
         self._given_up: collections.OrderedDict[int, None] | None = None  # made on the first give-up (idle: none)
         self._forget_after = forget_after
 
@@ -67,14 +68,14 @@ class CallDeadlines:
         deadline = now + seconds
         deadlines = self._deadlines
         deadlines[request_id] = (deadline, seconds)
-        if deadline < self._next:
-            self._next = deadline
+        if deadline < self.next_due:
+            self.next_due = deadline
         if len(deadlines) > 2 * _size(live) + 16:  # answered calls are forgotten here, in bulk
             self._deadlines = {rid: value for rid, value in deadlines.items() if rid in live}
 
     def due(self, now: float, live: c.Container[int]) -> list[tuple[int, float]]:
         """The calls still in flight (in ``live``) whose deadline has passed, with their allowed seconds."""
-        if now < self._next:
+        if now < self.next_due:
             return []
         expired: list[tuple[int, float]] = []
         given_up = self._given_up
@@ -92,7 +93,7 @@ class CallDeadlines:
                 kept[request_id] = (deadline, seconds)
                 earliest = min(earliest, deadline)
         self._deadlines = kept
-        self._next = earliest
+        self.next_due = earliest
         while len(given_up) > self._forget_after:
             given_up.popitem(last=False)
         return sorted(expired)

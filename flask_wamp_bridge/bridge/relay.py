@@ -408,7 +408,7 @@ class Relay:
         if state is State.CLOSING and now >= self._goodbye_deadline:
             self._router_owes_goodbye = False  # waited long enough
             return self._close(1000, "session closed")
-        if state is State.ESTABLISHED and len(self._deadlines):
+        if state is State.ESTABLISHED and now >= self._deadlines.next_due:
             due = self._deadlines.due(now, self._checks.calls)
             if due:
                 return self._give_up(due)
