@@ -370,10 +370,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_MESSAGE_BURST", 2000, "int",
             "Requests one browser session may burst above the rate", count(minimum=1), "endpoint"),
     Setting("WAMP_BRIDGE_BROWSER_CALL_TIMEOUT", 60.0, "seconds | None",
-            "Longest a browser's call waits (its own ``timeout`` may be shorter); then ERROR "
-            "``wamp.error.canceled`` and CANCEL upstream (``0``: only calls with a ``timeout``)",
+            "Longest a browser's call waits (or its ``timeout``); then ``wamp.error.canceled``",
             seconds_or_off(), "endpoint"),
-    Setting("WAMP_BRIDGE_UPSTREAM_GOODBYE_TIMEOUT", 2.0, "seconds",
+    Setting("WAMP_BRIDGE_UPSTREAM_GOODBYE_WAIT", 2.0, "seconds",
             "Wait for the router's GOODBYE reply before closing a browser's upstream", positive_seconds(),
             "endpoint"),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",

@@ -172,7 +172,7 @@ class Endpoint:
             ping_timeout=settings["WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT"],
             max_logins=settings["WAMP_BRIDGE_MAX_LOGINS"],
             login_queue_timeout=settings["WAMP_BRIDGE_LOGIN_QUEUE_TIMEOUT"],
-            router_goodbye_timeout=settings["WAMP_BRIDGE_UPSTREAM_GOODBYE_TIMEOUT"],
+            router_goodbye_timeout=settings["WAMP_BRIDGE_UPSTREAM_GOODBYE_WAIT"],
             remote=remote,
             signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
         )
