@@ -15,6 +15,14 @@ speaking raw JSON WAMP. Reports, in one run:
 - login storm: ``N`` browsers logging in at once (100 and 1,000), sessions/s
   and p50/p99 connect-to-WELCOME, through the bridge and directly on Crossbar
   (a ticket login, as the bridge does);
+- hung worker: browsers with calls in flight on both workers' callees, one
+  worker frozen (SIGSTOP) for ``--hang`` seconds, then SIGCONT: seconds until
+  every call was answered, how many before the worker resumed, and how
+  (RESULT, ``wamp.error.canceled``, the bridge's own faults);
+- half-open link: a TCP proxy between the bridge and the router stops
+  forwarding one direction of the browsers' upstreams (router->bridge, then
+  bridge->router) with calls in flight: seconds until every call was answered,
+  and how;
 - fairness: the p50/p99/max round trip of a probe session while another
   session on the same worker sends max-size messages, and while it floods
   calls (the probe's round trip is a CALL the router answers with ERROR
@@ -25,6 +33,7 @@ The machine's other load moves these figures: compare within one run. Run from
 the repository root::
 
     .venv/bin/python bench/bench_faults.py [--storms 100,1000] [--probe 300] [--phases storms,fairness]
+    .venv/bin/python bench/bench_faults.py --phases hung,halfopen [--hang 20] [--sessions 20]
 """
 
 from __future__ import annotations
@@ -240,6 +249,112 @@ def _fairness(port: int, realm: str, cookie: str, probe_count: int, size: int) -
     return results
 
 
+def _answers(calls: list[tuple[t.Any, list[int]]], bound: float) -> tuple[dict[int, tuple[float, str]], t.Any]:
+    """Read every session's answers in greenlets: ``{call key: (seconds since now, how)}``, filled as they come."""
+    import gevent
+
+    start = time.monotonic()
+    answered: dict[int, tuple[float, str]] = {}
+
+    def read(index: int, ws: t.Any, ids: list[int]) -> None:
+        waiting = set(ids)
+        with gevent.Timeout(bound, False):
+            while waiting:
+                try:
+                    data = ws.receive()
+                except Exception:
+                    data = None
+                if data is None:
+                    for request_id in waiting:  # the session ended without an answer: lost
+                        answered.setdefault(index * 100_000 + request_id, (time.monotonic() - start, "lost"))
+                    return
+                message = json.loads(data)
+                if message[0] == 50 and message[1] in waiting:
+                    how, request_id = "RESULT", message[1]
+                elif message[0] == 8 and message[1] == 48 and message[2] in waiting:
+                    how, request_id = message[4], message[2]
+                else:
+                    continue
+                waiting.discard(request_id)
+                answered[index * 100_000 + request_id] = (time.monotonic() - start, how)
+
+    readers = [gevent.spawn(read, i, ws, ids) for i, (ws, ids) in enumerate(calls)]
+    return answered, readers
+
+
+def _summary(answered: dict[int, tuple[float, str]], total: int) -> dict[str, t.Any]:
+    hows: dict[str, int] = {}
+    for _, how in answered.values():
+        hows[how] = hows.get(how, 0) + 1
+    times = sorted(seconds for seconds, how in answered.values() if how != "lost")
+    return {"calls": total, "answered": len(times), "all_answered_s": times[-1] if len(times) == total else None,
+            "p50_s": statistics.median(times) if times else None, "how": hows}
+
+
+def _calls_in_flight(port: int, realm: str, cookie: str, sessions: int, per: int,
+                     seconds: float) -> list[tuple[t.Any, list[int]]]:
+    calls = []
+    for _ in range(sessions):
+        ws = _browser(port, realm, cookie)
+        ids = list(range(1, per + 1))
+        for request_id in ids:
+            ws.send(json.dumps([48, request_id, {}, "app.bench.sleep", [seconds]]))
+        calls.append((ws, ids))
+    return calls
+
+
+def _hung_worker(bridge: t.Any, port: int, realm: str, cookie: str, sessions: int, hang: float) -> dict[str, t.Any]:
+    """Calls in flight on both workers' callees; one worker SIGSTOPped for ``hang`` s: when is every call answered?"""
+    import gevent
+
+    calls = _calls_in_flight(port, realm, cookie, sessions, 4, 3.0)
+    time.sleep(0.5)  # every invocation reached a callee (round robin: both workers)
+    victim = _children(bridge.pid)[0]
+    os.kill(victim, signal.SIGSTOP)
+    answered, readers = _answers(calls, hang + BOUND)
+    try:
+        gevent.sleep(hang)
+        before = dict(answered)
+    finally:
+        os.kill(victim, signal.SIGCONT)
+    gevent.joinall(readers)
+    for ws, _ in calls:
+        ws.close()
+    total = sum(len(ids) for _, ids in calls)
+    return {"hang_s": hang, "before_resume": _summary(before, total), "after": _summary(answered, total)}
+
+
+def _half_open(settings: dict[str, t.Any], log: t.IO[bytes], sessions: int) -> dict[str, t.Any]:
+    """A proxy between bridge and router stops one direction of the browsers' upstreams, calls in flight."""
+    import gevent
+
+    from tests.tcp_proxy import TcpProxy
+
+    router_port = urllib.parse.urlsplit(settings["WAMP_BRIDGE_ROUTER_URL"]).port
+    proxy = TcpProxy(t.cast(int, router_port))
+    proxied = {**settings, "WAMP_BRIDGE_ROUTER_URL": proxy.url(), "WAMP_BRIDGE_TICKET_BIND_PEER": False}
+    bridge, port, _ = _start_bridge(proxied, log, ["-w", "1"])
+    results: dict[str, t.Any] = {}
+    try:
+        realm = "realm1"
+        cookie = _login_cookie(port, "bench-user")
+        _retry_login(lambda: _browser(port, realm, cookie))
+        for direction in ("down", "up"):
+            known = len(proxy.links)
+            calls = _calls_in_flight(port, realm, cookie, sessions, 4, 120.0)
+            time.sleep(0.5)
+            proxy.hold(t.cast(t.Any, direction), proxy.links[known:])  # the browsers' upstreams, not the peer's
+            answered, readers = _answers(calls, 2 * BOUND)
+            gevent.joinall(readers)
+            results[direction] = _summary(answered, sum(len(ids) for _, ids in calls))
+            for ws, _ in calls:
+                ws.close()
+    finally:
+        _end(bridge)
+        proxy.close()
+    return results
+
+
 def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -251,8 +366,10 @@ def main() -> None:
     parser.add_argument("--storms", default="100,1000", help="browsers logging in at once, comma-separated")
     parser.add_argument("--probe", type=int, default=300, help="probe round trips per fairness phase")
     parser.add_argument("--sessions", type=int, default=20, help="open sessions during the router faults")
-    parser.add_argument("--phases", default="faults,storms,fairness",
-                        help="which phases to run, comma-separated (faults, storms, fairness)")
+    parser.add_argument("--phases", default="faults,storms,fairness,hung,halfopen",
+                        help="which phases to run, comma-separated (faults, storms, fairness, hung, halfopen)")
+    parser.add_argument("--hang", type=float, default=20.0,
+                        help="seconds a worker stays frozen in the hung-worker phase (under gunicorn's 30 s timeout)")
     parser.add_argument("--max-size", type=int, default=1 << 20,
                         help="WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE, and the noisy session's message size (fairness)")
     parser.add_argument("--max-logins", type=int, help="WAMP_BRIDGE_MAX_LOGINS (default: the library's)")
@@ -315,6 +432,10 @@ def main() -> None:
                 os.kill(workers[0], signal.SIGKILL)
                 report["recover_worker_kill_s"] = _retry_login(lambda: _browser(port, realm, cookie))
 
+            if "hung" in phases:
+                _retry_login(lambda: _browser(port, realm, cookie))
+                report["hung_worker"] = _hung_worker(bridge, port, realm, cookie, args.sessions, args.hang)
+
             for count in (int(n) for n in args.storms.split(",") if "storms" in phases):
                 report[f"storm_{count}_bridge"] = _storm(lambda i: _browser(port, realm, cookie), count)
                 report[f"storm_{count}_direct"] = _storm(lambda i: _direct(router.url, realm, f"u{i}"), count)
@@ -323,6 +444,8 @@ def main() -> None:
                 _end(bridge)
                 bridge = None
         try:
+            if "halfopen" in phases:
+                report["half_open"] = _half_open(settings, log, args.sessions)
             if "fairness" in phases:
                 bridge, port, _ = _start_bridge(settings, log, ["-w", "1"])
                 cookie = _login_cookie(port, "bench-user")
@@ -359,6 +482,17 @@ def _print(report: dict[str, t.Any]) -> None:
             value, http = report["fairness"][kind], report["fairness"][f"{kind}_http"]
             print(f"  {label:<43}{value['p50_ms']:>7.1f}{value['p99_ms']:>8.1f}{value['max_ms']:>8.1f}"
                   f"   {http['p50_ms']:>17.1f}{http['p99_ms']:>5.1f}{http['max_ms']:>5.1f}")
+    for name, label in (("hung_worker", "worker frozen"), ("half_open", "half-open link")):
+        if name in report:
+            print(f"\n{label}: calls answered (seconds until all; how)")
+            cases = report[name].items() if name == "half_open" else [
+                ("before resume", report[name]["before_resume"]), ("in all", report[name]["after"])]
+            for case, value in cases:
+                if not isinstance(value, dict):
+                    continue
+                print(f"  {case:<16}{value['answered']:>5} of {value['calls']:<5} all in "
+                      f"{value['all_answered_s'] if value['all_answered_s'] is not None else '-'!s:>8} s  "
+                      f"{value['how']}")
     print(json.dumps(report))
 
 

@@ -78,6 +78,13 @@ def create_app() -> t.Any:
     bridge = WampBridge()
     bridge.init_app(app)  # mounts /wamp and registers the ticket authenticator
 
+    @bridge.register("app.bench.sleep")
+    def sleep(seconds: float) -> float:  # a callee in every worker (bench_faults.py's hung-worker phase)
+        import gevent
+
+        gevent.sleep(seconds)
+        return seconds
+
     @app.post("/login")
     def login() -> str:
         session["_user_id"] = request.form["user"]

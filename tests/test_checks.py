@@ -380,13 +380,15 @@ def test_rule(row: Row, subprotocol: str) -> None:
         assert sent_up == [] and sent_down == []
     elif isinstance(expect, Violation):
         assert sent_up == [[6, {}, "wamp.error.protocol_violation"]]
-        [abort] = sent_down
+        *answers, abort = sent_down  # an ERROR first for each call in flight
+        assert all(a[:2] == [8, 48] and a[4] == "wamp.error.protocol_violation" for a in answers)
         assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
         assert pair.closed is not None and pair.closed.code == 1002
         assert pair.notices[-1].event == "protocol_violation"
         return
     elif isinstance(expect, Abuse):
-        assert sent_up == [[6, {}, "wamp.close.close_realm"]] and sent_down == []
+        assert [m[0] for m in sent_up] == [6] and sent_up[0][2] == "wamp_bridge.close.too_many_refusals"
+        assert [m[0] for m in sent_down] == [6]  # GOODBYE (ERRORs first for calls in flight: test_relay_faults)
         assert pair.closed is not None and pair.closed.code == 1008
         return
     assert pair.closed is None

@@ -127,16 +127,29 @@ def test_relay_without_identity_aborts_not_authorized():
 
 def test_relay_router_abort_is_forwarded_with_its_text_for_the_log_only():
     pair = RelayPair(ANN)
-    pair.router.authenticate = tickets.make_authenticator("another-secret", 30, realm=REALM,
-                                                          clock=lambda: NOW)
+    pair.router.authenticate = tickets.make_authenticator(SECRET, 30, realm="another-realm", clock=lambda: NOW)
     last = pair.login()
-    assert last[0] == 3 and last[2] == "wamp.error.authentication_failed"
+    assert last[0] == 3 and last[2] == "wamp.error.not_authorized"
     assert pair.closed.code == 1008
     assert pair.relay.state is State.CLOSED
     refusal = pair.relay.router_refusal  # for the endpoint's log line
-    assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
-    assert "signature does not match" in refusal.message  # the router's text: logged ...
+    assert refusal is not None and refusal.reason == "wamp.error.not_authorized"
+    assert "another-realm" in refusal.message  # the router's text: logged ...
     assert last[1] == {"message": "the router ended the session"}  # ... not shown to the browser
+
+
+def test_relay_ticket_the_authenticator_cannot_check_is_retryable():
+    """Another ticket secret (or a clock off): the bridge's own ticket failed, never the browser's fault."""
+    pair = RelayPair(ANN)
+    pair.router.authenticate = tickets.make_authenticator("another-secret", 30, realm=REALM,
+                                                          clock=lambda: NOW)
+    last = pair.login()
+    assert last[0] == 3 and last[2] == "wamp_bridge.error.authenticator_failed"
+    assert pair.closed.code == 1013
+    refusal = pair.relay.router_refusal  # the endpoint logs it with the hint
+    assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
+    assert "signature does not match" in refusal.message
+    assert "signature" not in last[1]["message"]
 
 
 # --- bad input before WELCOME ---------------------------------------------------

@@ -189,5 +189,150 @@ def test_session_expiry_before_the_login_closes_too() -> None:
 def test_fault_table_uris_and_codes() -> None:
     for name, fault in faults.FAULTS.items():
         assert fault.uri.count(".") >= 2, name
-        assert fault.close_code in (1001, 1008, 1011, 1012, 1013), name
+        assert fault.close_code in (1000, 1001, 1008, 1011, 1012, 1013), name
         assert len(fault.reason.encode()) <= 123, name
+
+
+# --- every call gets one answer: the bridge's own deadline per CALL ----------------------------------------------
+
+CANCEL = 49
+
+
+def test_a_call_without_an_answer_gets_canceled_at_the_ceiling_and_cancel_goes_upstream() -> None:
+    pair = with_calls(1, 2, call_timeout=30)
+    pair.router_sends([RESULT, 2, {}, ["done"]])
+    assert pair.tick(NOW + 29.5) == []
+    pair.tick(NOW + 30)
+    error = after_login(pair)[-1]
+    assert error[:5] == [ERROR, CALL, 1, {}, "wamp.error.canceled"] and "30 s" in error[5][0]
+    assert pair.router_messages()[-1] == [CANCEL, 1, {"mode": "killnowait"}]  # the router frees the invocation
+    assert pair.notices[-1].event == "call_deadline"
+    assert pair.relay.calls_in_flight == 0 and pair.relay.state is State.ESTABLISHED
+    seen = len(after_login(pair))
+    pair.router_sends([ERROR, CALL, 1, {}, "wamp.error.canceled", ["killnowait"]])  # the router's late answer
+    pair.router_sends([RESULT, 1, {}, ["too late"]])
+    assert len(after_login(pair)) == seen  # dropped: exactly one answer per call
+    pair.client_sends([CALL, 1, {}, "app.again"])  # the id used again: its answer is the new call's
+    pair.router_sends([RESULT, 1, {}, ["fresh"]])
+    assert after_login(pair)[-1] == [RESULT, 1, {}, ["fresh"]]
+
+
+def test_a_calls_own_timeout_is_its_deadline_in_milliseconds_under_the_ceiling() -> None:
+    pair = with_calls(call_timeout=60)
+    pair.client_sends([CALL, 5, {"timeout": 2500}, "app.slow"])
+    pair.client_sends([CALL, 6, {"timeout": 600_000}, "app.slow"])  # longer than the ceiling: the ceiling holds
+    pair.tick(NOW + 2.5)
+    assert [m[2] for m in after_login(pair)] == [5]
+    pair.tick(NOW + 59)
+    assert len(after_login(pair)) == 1
+    pair.tick(NOW + 60)
+    assert [m[2] for m in after_login(pair)] == [5, 6]
+
+
+def test_no_ceiling_leaves_calls_without_their_own_timeout_alone() -> None:
+    pair = with_calls(1, call_timeout=None)
+    pair.tick(NOW + 10_000)
+    assert after_login(pair) == [] and pair.relay.calls_in_flight == 1
+
+
+def test_answered_calls_leave_no_deadline_behind() -> None:
+    pair = with_calls(call_timeout=60)
+    for request_id in range(1, 2001):
+        pair.client_sends([CALL, request_id, {}, "app.fast"])
+        pair.router_sends([RESULT, request_id, {}, [request_id]])
+    assert len(pair.relay._deadlines) <= 16 + 2  # pruned as calls are answered: memory stays bounded
+    pair.tick(NOW + 61)
+    assert all(m[0] == RESULT for m in after_login(pair))
+
+
+# --- every server-side end answers the calls in flight and says so first -----------------------------------------
+
+def test_an_abuse_close_answers_calls_in_flight_then_goodbye_then_1008() -> None:
+    from flask_wamp_bridge.bridge.checks import Limits
+
+    pair = with_calls(1, 2, limits=Limits(max_strikes=2))
+    for request_id in (10, 11, 12):
+        pair.client_sends([CALL, request_id, {}, "not a uri"])  # refused, a strike each
+    messages = after_login(pair)
+    refusals = [m for m in messages if m[0] == ERROR and m[4] == "wamp.error.invalid_uri"]
+    assert [m[2] for m in refusals] == [10, 11]
+    pending = [m for m in messages if m[0] == ERROR and m[4] == faults.ABUSE.uri]
+    assert [m[2] for m in pending] == [1, 2]  # exactly one answer for each call in flight
+    assert messages[-1][0] == GOODBYE and messages[-1][2] == faults.ABUSE.uri
+    assert pair.router_messages()[-1][0] == GOODBYE  # the router's session ends before its transport
+    assert pair.closed is not None and pair.closed.code == 1008 and pair.closed.router_goodbye
+    assert pair.notices[-1].event == "abuse"
+
+
+def test_a_browser_that_vanishes_ends_the_router_session_with_goodbye_first() -> None:
+    pair = with_calls(1)
+    pair._run(pair.relay.client_closed())
+    assert pair.router_messages()[-1][:1] == [GOODBYE] and pair.router_messages()[-1][2] == "wamp.close.normal"
+    assert pair.closed is not None and pair.closed.code == 1000
+    assert pair.closed.router_goodbye  # the IO layer waits (briefly) for the router's reply
+
+
+def test_a_browser_gone_after_the_routers_goodbye_replies_to_it() -> None:
+    pair = with_calls()
+    pair.router_sends([GOODBYE, {}, "wamp.close.logout"])
+    pair._run(pair.relay.client_closed())
+    assert pair.router_messages()[-1] == [GOODBYE, {}, "wamp.close.goodbye_and_out"]
+    assert pair.closed is not None and not pair.closed.router_goodbye
+
+
+def test_the_browsers_goodbye_waits_for_the_routers_reply() -> None:
+    pair = with_calls()
+    pair.client_sends([GOODBYE, {}, "wamp.close.close_realm"])
+    pair.router_sends([GOODBYE, {}, "wamp.close.goodbye_and_out"])
+    assert pair.closed is not None and not pair.closed.router_goodbye  # the reply came
+
+
+def test_a_router_lost_needs_no_goodbye() -> None:
+    pair = with_calls(1)
+    pair._run(pair.relay.router_closed(1006, ""))
+    assert pair.closed is not None and not pair.closed.router_goodbye
+
+
+# --- the router's trouble during a login is retryable ------------------------------------------------------------
+
+@pytest.mark.parametrize(("uri", "fault"), [
+    ("wamp.error.no_such_procedure", faults.AUTHENTICATOR_MISSING),  # no peer has registered it (yet)
+    ("wamp.error.unavailable", faults.ROUTER_BUSY),
+    ("wamp.error.runtime_error", faults.AUTHENTICATOR_FAILED),
+])
+def test_a_login_the_router_cannot_serve_yet_aborts_1013(uri: str, fault: faults.Fault) -> None:
+    from flask_wamp_bridge.errors import ApplicationError
+
+    def authenticate(*args: t.Any) -> t.NoReturn:
+        raise ApplicationError(uri, "no callee registered for procedure <wamp_bridge.authenticate>")
+
+    pair = RelayPair(ANN)
+    pair.router.authenticate = authenticate
+    abort = pair.login()
+    assert abort[0] == ABORT and abort[2] == fault.uri and abort[1] == {"message": fault.message}
+    assert pair.closed is not None and pair.closed.code == 1013
+    assert pair.relay.router_refusal is not None and pair.relay.router_refusal.reason == uri  # for the log
+    assert uri in faults.LOGIN_ABORTS
+
+
+def test_a_refusal_of_the_browser_itself_stays_final() -> None:
+    from flask_wamp_bridge.errors import ApplicationError
+
+    def authenticate(*args: t.Any) -> t.NoReturn:
+        raise ApplicationError("wamp.error.not_authorized", "not a browser role")
+
+    pair = RelayPair(ANN)
+    pair.router.authenticate = authenticate
+    abort = pair.login()
+    assert abort[2] == "wamp.error.not_authorized" and pair.closed is not None and pair.closed.code == 1008
+
+
+def test_a_protocol_violation_answers_the_calls_in_flight_before_its_abort() -> None:
+    pair = with_calls(1, 2)
+    pair.client_sends([CALL, 1, {}, "app.again"])  # a request id already in flight: a violation
+    messages = after_login(pair)
+    assert [m[:3] for m in messages[:2]] == [[ERROR, CALL, 1], [ERROR, CALL, 2]]
+    assert all(m[4] == "wamp.error.protocol_violation" for m in messages[:2])
+    assert messages[2][0] == ABORT and len(messages) == 3
+    assert pair.router_messages()[-1][0] == GOODBYE
+    assert pair.closed is not None and pair.closed.code == 1002

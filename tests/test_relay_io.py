@@ -41,7 +41,8 @@ LOGIN_TIMEOUT = 3600.0  # deadlines fire only when a test ticks the clock itself
 class Harness:
     """One RelaySession between a test browser and a scripted router, each on a socket pair."""
 
-    def __init__(self, *, login: bool = True, refuse: int = 0) -> None:
+    def __init__(self, *, login: bool = True, refuse: int = 0, connect: t.Any = None,
+                 **session_options: t.Any) -> None:
         authenticator = ScriptedRouter(SERIALIZER, clock=time.time)
         self.router = PairRouter(login=authenticator.answer if login else (lambda frame: []), refuse=refuse,
                                  answers={"app.ping": "pong"})
@@ -51,7 +52,8 @@ class Harness:
                            lambda identity: tickets.sign(identity, SECRET, time.time(), realm=REALM),
                            self.start, login_timeout=LOGIN_TIMEOUT)
         self.session = relay_io.RelaySession(server_side, self.relay, "ws://scripted.invalid/ws", SUBPROTOCOL,
-                                             connect=self.router.connect, close_timeout=1.0)
+                                             connect=connect or self.router.connect, close_timeout=1.0,
+                                             **session_options)
         self.runner = gevent.spawn(self.session.run)
 
     def send(self, message: list[t.Any]) -> None:
@@ -159,3 +161,64 @@ def test_relay_io_shutdown_says_goodbye_both_ways_and_closes_1001(harness: t.Cal
     assert h.receive() is None
     assert h.browser.close_code == 1001
     assert h.ended()
+
+
+def test_relay_io_a_vanished_browser_ends_the_router_session_with_goodbye_first(
+        harness: t.Callable[..., Harness]) -> None:
+    h = harness()
+    assert h.login() is not None
+    end = h.router.ends[0]
+    h.browser.abort(1006, "the browser tab closed")  # no close frame, no GOODBYE
+    assert end.expect(GOODBYE)[2] == "wamp.close.normal"  # before the transport closes
+    assert h.ended()
+    assert end.ws.wait_closed(5) and end.ws.close_code == 1000
+
+
+def test_relay_io_a_router_that_never_answers_goodbye_is_closed_after_the_bound(
+        harness: t.Callable[..., Harness]) -> None:
+    h = harness(router_goodbye_timeout=0.3)
+    assert h.login() is not None
+    end = h.router.ends[0]
+    end.greenlet.kill()  # the router reads nothing more: no GOODBYE reply will come
+    started = time.monotonic()
+    h.browser.abort(1006, "the browser tab closed")
+    assert h.ended()
+    assert time.monotonic() - started < 8  # the wait is bounded (and the close handshake too)
+
+
+def test_relay_io_out_of_descriptors_at_connect_says_so_and_aborts_1013(
+        harness: t.Callable[..., Harness], caplog: pytest.LogCaptureFixture) -> None:
+    import errno
+
+    from flask_wamp_bridge.errors import ConnectError
+
+    def connect(url: str, **options: t.Any) -> t.NoReturn:
+        try:
+            raise OSError(errno.EMFILE, "Too many open files")
+        except OSError as exc:
+            raise ConnectError(f"could not connect to {url}: {exc}") from exc
+
+    relay_io._warned.clear()
+    h = harness(connect=connect)
+    with caplog.at_level("WARNING", logger="flask_wamp_bridge.bridge.relay_io"):
+        abort = h.login()
+        assert abort is not None and abort[0] == ABORT and abort[2] == "wamp_bridge.error.router_unavailable"
+        assert abort[1]["message"] == "the server is at its connection limit; try again later"
+        assert h.receive() is None
+    assert h.browser.close_code == 1013
+    assert "out of file descriptors" in caplog.text and "ulimit -n" in caplog.text
+    assert "WAMP_BRIDGE_ROUTER_URL" not in caplog.text  # not a router problem
+
+
+def test_relay_io_the_pong_wait_follows_the_measured_round_trip(harness: t.Callable[..., Harness]) -> None:
+    fast = harness(ping_timeout=3.0)
+    assert fast.login() is not None
+    assert fast.session.pong_wait() == 3.0  # a fast link: the configured timeout
+
+    def slow_connect(url: str, **options: t.Any) -> t.Any:
+        gevent.sleep(2.4)  # a link with a 1.2 s round trip: TCP and HTTP handshakes take two
+        return slow.router.connect(url, **options)
+
+    slow = harness(ping_timeout=3.0, connect=slow_connect)
+    assert slow.login() is not None
+    assert slow.session.pong_wait() >= 3.5  # 3 round trips: a slow link is not taken for a dead one

@@ -150,6 +150,8 @@ def test_a_reused_request_id_is_a_protocol_violation(server: GunicornProcess) ->
     try:
         raw.send([48, 7, {}, "app.sleep", [2]])
         raw.send([48, 7, {}, "app.sleep", [2]])
+        answer = raw.recv()  # the call in flight gets its one answer first
+        assert answer[:3] == [8, 48, 7] and answer[4] == "wamp.error.protocol_violation"
         abort = raw.recv()
         assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
         assert "already in flight" in abort[1]["message"]

@@ -380,6 +380,9 @@ class SessionChecks:
                                                                      _REGISTER, _UNREGISTER)}
         self.calls = self.pending[_CALL]
         self._call_inputs: set[int] = set()  # progressive call invocations still taking input
+        #: The CALL the last check let start, and its ``timeout`` option: ``(request id, timeout)`` (the relay
+        #: takes it for the call's deadline and sets it back to None).
+        self.started_call: tuple[int, t.Any] | None = None
         self.invocations: set[int] = set()
         self.subscriptions: set[int] = set()
         self.registrations: set[int] = set()
@@ -506,6 +509,7 @@ class SessionChecks:
             return self._refuse(rule, message, _NOT_SUPPORTED, "progressive call inputs are not enabled")
         calls.add(request_id)
         metrics_sink.sink.call_started(self, request_id)
+        self.started_call = (request_id, message[2].get("timeout"))
         if progress:
             self._call_inputs.add(request_id)
         return None

@@ -45,6 +45,7 @@ from .budgets import Caps
 from .budgets import WorkerBudgets
 from .checks import Limits
 from .checks import Shared
+from .faults import LOGIN_ABORTS
 from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
@@ -88,6 +89,7 @@ class Endpoint:
         self._limits = limits_from_settings(settings)
         self._policy = browser_policy(settings)
         self._relay_arguments = _settings.arguments_for("Relay", settings)
+        self._relay_arguments["call_timeout"] = self._relay_arguments["call_timeout"] or None  # 0: off
         self._session_arguments = _settings.arguments_for("RelaySession", settings)
         for off in ("max_message_size", "ping_interval"):  # 0: off
             self._session_arguments[off] = self._session_arguments[off] or None
@@ -236,6 +238,14 @@ class Endpoint:
             )
         if not hint and refusal.reason in LOGIN_REFUSAL_HINTS:
             hint = "; " + LOGIN_REFUSAL_HINTS[refusal.reason]
+        if refusal.reason in LOGIN_ABORTS:  # the server's trouble, hitting every login for a while: a line per 10 s
+            from .relay_io import warn_limited
+
+            fault = LOGIN_ABORTS[refusal.reason]
+            warn_limited(f"login refused {refusal.reason}", "the router could not log in the WAMP session of authid "
+                         "%r (role %r): %s; the page got ABORT %s and %d (try again)%s", identity.authid, role, why,
+                         fault.uri, fault.close_code, hint)
+            return
         log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
                     identity.authid, role, why, hint)
 

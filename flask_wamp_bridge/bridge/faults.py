@@ -28,7 +28,14 @@ __all__ = [
     "SHUTDOWN",
     "RESTART",
     "SESSION_EXPIRED",
+    "ABUSE",
+    "BROWSER_GONE",
+    "AUTHENTICATOR_MISSING",
+    "AUTHENTICATOR_FAILED",
+    "ROUTER_BUSY",
+    "OUT_OF_DESCRIPTORS",
     "FAULTS",
+    "LOGIN_ABORTS",
     "LOGIN_REFUSAL_HINTS",
     "LOGIN_TIMEOUT_HINTS",
     "pending_errors",
@@ -72,6 +79,21 @@ RESTART = Fault("wamp.close.system_shutdown", "the server is restarting; reconne
                 1012, False, "server restarting")
 SESSION_EXPIRED = Fault("wamp_bridge.close.session_expired", "the login session expired; log in again",
                         1008, True, "login session expired")
+ABUSE = Fault("wamp_bridge.close.too_many_refusals",
+              "too many of this session's messages were refused; the server log says which", 1008, True,
+              "too many refused messages")
+BROWSER_GONE = Fault("wamp.close.normal", "the browser went away", 1000, True, "browser went away")
+AUTHENTICATOR_MISSING = Fault("wamp_bridge.error.router_unavailable",
+                              "the router cannot log you in yet (its authenticator is not ready); try again shortly",
+                              1013, False, "authenticator not ready")
+AUTHENTICATOR_FAILED = Fault("wamp_bridge.error.authenticator_failed",
+                             "the server could not check this login (its log says why); try again later",
+                             1013, False, "authenticator failed")
+ROUTER_BUSY = Fault("wamp_bridge.error.router_unavailable", "the router is busy or restarting; try again later",
+                    1013, False, "router busy")
+OUT_OF_DESCRIPTORS = Fault("wamp_bridge.error.router_unavailable",
+                           "the server is at its connection limit; try again later", 1013, False,
+                           "server at its connection limit")
 
 #: Every fault by name (for the README table and the tests).
 FAULTS: dict[str, Fault] = {
@@ -83,7 +105,30 @@ FAULTS: dict[str, Fault] = {
     "shutdown": SHUTDOWN,
     "restart": RESTART,
     "session_expired": SESSION_EXPIRED,
+    "abuse": ABUSE,
+    "browser_gone": BROWSER_GONE,
+    "authenticator_missing": AUTHENTICATOR_MISSING,
+    "authenticator_failed": AUTHENTICATOR_FAILED,
+    "router_busy": ROUTER_BUSY,
+    "out_of_descriptors": OUT_OF_DESCRIPTORS,
 }
+
+#: A router's ABORT of a login that is the server's trouble, not the browser's, by its URI: the page gets the
+#: fault (retryable: close 1013) instead of the router's URI and 1008. Other refusals pass (URI kept, 1008).
+#: A ticket the bridge signed itself is never the browser's fault, so a failed check of it is retryable too.
+LOGIN_ABORTS: dict[str, Fault] = {
+    "wamp.error.no_such_procedure": AUTHENTICATOR_MISSING,  # the authenticator is not registered (yet)
+    "wamp.error.no_eligible_callee": AUTHENTICATOR_MISSING,
+    "wamp.error.unavailable": ROUTER_BUSY,  # the authenticator's peer is full (its backlog)
+    "wamp.error.canceled": ROUTER_BUSY,
+    "wamp.error.timeout": ROUTER_BUSY,
+    "wamp.close.system_shutdown": ROUTER_BUSY,
+    "wamp.error.system_shutdown": ROUTER_BUSY,
+    "wamp.error.authentication_failed": AUTHENTICATOR_FAILED,  # another ticket secret, a clock off, a crash
+    "wamp.error.runtime_error": AUTHENTICATOR_FAILED,  # the authenticator raised
+    ROUTER_UNREACHABLE.uri: ROUTER_BUSY,  # the authenticator saw the ticket too late (an overloaded router)
+}
+
 
 def pending_errors(pending: c.Iterable[int], uri: str, message: str) -> list[list[t.Any]]:
     """One ERROR for each CALL still waiting (by request id): the session ends before its result can come."""
@@ -114,15 +159,26 @@ def last_words(fault: Fault, pending: c.Iterable[int], *, established: bool) -> 
 #: What to check when the router refuses a browser's login, by the ABORT's URI (logged with the refusal).
 LOGIN_REFUSAL_HINTS: dict[str, str] = {
     "wamp.error.no_such_procedure": (
-        "the ticket authenticator is not registered: the app's peer has not joined (see the 'WAMP peer' log "
-        "lines) or WAMP_BRIDGE_AUTHENTICATOR differs from the router config's"),
+        "the ticket authenticator is not registered: no app peer has joined the router yet (for a second or "
+        "two after a router restart this is normal; the page was told to retry). If it lasts, see the "
+        "'WAMP peer' log lines: a peer refused with wamp.error.authentication_failed or not_authorized has a "
+        "WAMP_BRIDGE_PEER_SECRET that is not the router config's (regenerate it with `flask wamp config`), "
+        "or WAMP_BRIDGE_AUTHENTICATOR differs from the router config's"),
+    "wamp.error.runtime_error": (
+        "the ticket authenticator raised an exception: the app's log (WAMP peer) has the traceback"),
+    "wamp.error.unavailable": (
+        "the app's peers had no free slot for the authenticator (WAMP_BRIDGE_PEER_CONCURRENCY, "
+        "WAMP_BRIDGE_PEER_BACKLOG): a login storm, or handlers that block"),
     "wamp.error.authentication_failed": (
         "the authenticator refused the ticket: every worker and host must share SECRET_KEY (or "
         "WAMP_BRIDGE_TICKET_SECRET) and a clock within a second or two; with a proxy between the bridge and "
         "the router set WAMP_BRIDGE_TICKET_BIND_PEER = False"),
     "wamp.error.not_authorized": (
-        "the authenticator refused this identity: browsers get only the user, anonymous, "
-        "WAMP_BRIDGE_PERMISSIONS and WAMP_BRIDGE_BROWSER_ROLES roles, the same settings on every worker"),
+        "the authenticator refused this identity's role or authid: the identity loader returned a role that "
+        "the worker running the authenticator does not count as a browser role (WAMP_BRIDGE_USER_ROLE, "
+        "WAMP_BRIDGE_ANONYMOUS_ROLE, WAMP_BRIDGE_PERMISSIONS, WAMP_BRIDGE_BROWSER_ROLES), or the peer's or a "
+        "service's role or authid (WAMP_BRIDGE_PEER_*, WAMP_BRIDGE_SERVICES), which a browser never gets; every "
+        "worker and host must have the same settings, since any of them may run the authenticator"),
     "wamp.error.no_such_realm": (
         "WAMP_BRIDGE_REALM is not a realm of the router: regenerate its config with `flask wamp config`"),
 }

@@ -81,6 +81,20 @@ States::
    both legs close with 1000. Other messages are dropped (the spec says to
    ignore them). ``goodbye_timeout`` bounds the wait.
 
+Every CALL gets exactly one answer. A forwarded CALL has a deadline (its own
+``timeout`` option in milliseconds, at most ``call_timeout``); ``tick`` answers
+a call past it with ERROR ``wamp.error.canceled`` and sends CANCEL
+(``killnowait``) upstream, and drops the router's late answer
+(:mod:`~flask_wamp_bridge.bridge.call_deadlines`). Every end the server decides
+(:mod:`~flask_wamp_bridge.bridge.faults`, abuse included) answers the calls in
+flight before its GOODBYE or ABORT. Whatever ended the browser's side, the
+router's session ends with GOODBYE before its transport closes
+(``Close.router_goodbye``: the IO layer waits briefly for the reply), so the
+router detaches it first. A router ABORT of the login that is the server's
+trouble (:data:`~flask_wamp_bridge.bridge.faults.LOGIN_ABORTS`: no
+authenticator yet, busy, a ticket it cannot check) reaches the page as a
+retryable ABORT with close 1013.
+
 Crossbar ignores messages before HELLO and never times out a login, so the
 relay keeps its own deadline: ``login_timeout`` seconds from the moment the
 socket was accepted to WELCOME (this also bounds a browser that never sends a
@@ -107,6 +121,9 @@ from ..wamp.heads import head_of
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
 from . import faults
+from .call_deadlines import CANCEL_MODE
+from .call_deadlines import CallDeadlines
+from .call_deadlines import call_deadline_error
 from .checks import LIMIT_ERROR
 from .checks import Limits
 from .checks import SessionChecks
@@ -152,6 +169,9 @@ _CHALLENGE = int(MessageType.CHALLENGE)
 _AUTHENTICATE = int(MessageType.AUTHENTICATE)
 _GOODBYE = int(MessageType.GOODBYE)
 _ERROR = int(MessageType.ERROR)
+_CALL = int(MessageType.CALL)
+_CANCEL = int(MessageType.CANCEL)
+_RESULT = int(MessageType.RESULT)
 #: Types that end or restart a session: handled specially after WELCOME.
 _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE})
 
@@ -181,6 +201,9 @@ class Relay:
     :param refusal: why this session may not open (e.g. too many sessions of the user): its HELLO gets ABORT
         ``wamp_bridge.error.too_many_sessions`` with this text, close 1008.
     :param debug: pass the router's free text (ABORT, GOODBYE, ERROR) to the browser unchanged.
+    :param call_timeout: the longest a CALL waits for its answer (seconds; a CALL's own ``timeout`` option may
+        be shorter); then the bridge answers ERROR ``wamp.error.canceled`` and sends CANCEL upstream
+        (:mod:`~flask_wamp_bridge.bridge.call_deadlines`). None: only calls with their own ``timeout``.
     """
 
     def __init__(
@@ -200,6 +223,7 @@ class Relay:
         shared: Shared | None = None,
         refusal: str | None = None,
         debug: bool = False,
+        call_timeout: float | None = 60.0,
     ) -> None:
         if limits is None:
             limits = Limits(max_calls_in_flight=max_calls_in_flight)
@@ -223,6 +247,8 @@ class Relay:
         self._challenged = False
         self._queued_at: float | None = None  # when the upstream connect began waiting for its turn
         self._goodbye_from_client = False
+        self._router_owes_goodbye = False  # the relay said GOODBYE upstream; the router's reply has not come
+        self._deadlines = CallDeadlines(call_timeout)
         self._binary = serializer.binary
         self._peek = PEEKERS[serializer.name]
         self._state = State.AWAIT_HELLO
@@ -265,7 +291,13 @@ class Relay:
             head = self._peek(data)
             if head is not None and head[0] in _SESSION_TYPES and head[0] != _GOODBYE:
                 return self._client_session_message(head[0], data)
-            return self._carry_out(self._checks.check(data, self._now))
+            checks = self._checks
+            actions = self._carry_out(checks.check(data, self._now))
+            started = checks.started_call
+            if started is not None:
+                checks.started_call = None
+                self._deadlines.start(started[0], self._now, started[1], checks.calls)
+            return actions
         if state is State.AWAIT_HELLO:
             return self._on_hello(data)
         if state is State.AUTHENTICATING:
@@ -289,6 +321,9 @@ class Relay:
             kind = head[0]
             if kind in _SESSION_TYPES:
                 return self._router_session_message(kind, data)
+            if ((kind == _RESULT and self._deadlines.late(head[1]))
+                    or (kind == _ERROR and head[1] == _CALL and self._deadlines.late(head[2]))):
+                return []  # the answer to a call the bridge has answered itself (its deadline passed)
             verdict = self._checks.from_router(head, data)
             if verdict is not None:
                 return [self._send_router(t.cast(list[t.Any], verdict.upstream)),
@@ -307,21 +342,35 @@ class Relay:
         raise self._closed_error()
 
     def client_closed(self) -> list[Action]:
-        """The browser's socket ended (however it ended, the session ends with 1000)."""
-        if self._state is State.CLOSED:
+        """The browser's socket ended (however it ended, the session ends with 1000).
+
+        The router's session ends with GOODBYE before its transport closes (whatever ended the browser's
+        side): a router that sees only the transport close keeps the session attached meanwhile, and
+        Crossbar's broker then loses events for other subscribers.
+        """
+        state = self._state
+        if state is State.CLOSED:
             return []
+        if state is State.ESTABLISHED:
+            return [self._goodbye_upstream(faults.BROWSER_GONE), *self._close(1000, "browser went away")]
+        if state is State.CLOSING and not self._goodbye_from_client:  # the router said GOODBYE: reply
+            return [self._send_router([_GOODBYE, {}, "wamp.close.goodbye_and_out"]),
+                    *self._close(1000, "browser went away")]
         return self._close(1000, "browser went away")
 
-    def router_closed(self, code: int | None = None, reason: str = "") -> list[Action]:
-        """The upstream ended, or could not be opened (``code`` None, ``reason`` why)."""
+    def router_closed(self, code: int | None = None, reason: str = "", *,
+                      fault: faults.Fault | None = None) -> list[Action]:
+        """The upstream ended, or could not be opened (``code`` None, ``reason`` why; ``fault``: what the page
+        gets if the login was under way, by default :data:`~.faults.ROUTER_UNREACHABLE`)."""
         if self._state is State.CLOSED:
             return []
+        self._router_owes_goodbye = False  # the router's transport is gone: no reply to wait for
         if self._state is State.CLOSING:
             return self._close(1000, "session closed")
         detail = f" ({code} {reason})" if code is not None else (f" ({reason})" if reason else "")
         self.error = ConnectionClosed(f"router connection lost{detail}", code, reason)
         if self._state is State.AUTHENTICATING:  # unreachable, or gone during the login: try again later
-            return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
+            return self._end(fault or faults.ROUTER_UNREACHABLE, tell_router=False)
         return self._end(faults.ROUTER_LOST, tell_router=False)
 
     def router_queued(self, now: float) -> None:
@@ -346,6 +395,7 @@ class Relay:
         """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""
         if self._state is State.CLOSED:
             return []
+        self._router_owes_goodbye = False
         self.error = TransportError(f"the router sent nothing for {seconds:g} s, not even a pong")
         if self._state is State.AUTHENTICATING:
             return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
@@ -369,8 +419,26 @@ class Relay:
                                         f"{faults.LOGIN_TIMEOUT_HINTS[self._challenged]}")
             return self._end(faults.ROUTER_LOGIN_TIMEOUT, tell_router=False)
         if state is State.CLOSING and now >= self._goodbye_deadline:
+            self._router_owes_goodbye = False  # waited long enough
             return self._close(1000, "session closed")
+        if state is State.ESTABLISHED and now >= self._deadlines.next_due:
+            due = self._deadlines.due(now, self._checks.calls)
+            if due:
+                return self._give_up(due)
         return []
+
+    def _give_up(self, due: list[tuple[int, float]]) -> list[Action]:
+        """Calls past their deadline: ERROR ``wamp.error.canceled`` to the page, CANCEL upstream (``killnowait``)."""
+        actions: list[Action] = []
+        calls = self._checks.calls
+        for request_id, seconds in due:
+            calls.discard(request_id)
+            actions.append(self._send_client(call_deadline_error(request_id, seconds)))
+            actions.append(self._send_router([_CANCEL, request_id, {"mode": CANCEL_MODE}]))
+        ids = ", ".join(str(request_id) for request_id, _ in due[:5]) + (" ..." if len(due) > 5 else "")
+        actions.append(Notice("call_deadline", f"{len(due)} call(s) without an answer by their deadline "
+                                               f"(request ids {ids}); answered wamp.error.canceled, CANCEL sent"))
+        return actions
 
     def shutdown(self, code: int = 1001) -> list[Action]:
         """The server is stopping: say so to both sides and close with ``code``.
@@ -466,9 +534,10 @@ class Relay:
         if kind == _ABORT:
             text = message[1].get("message") if isinstance(message[1], dict) else None
             self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
-            # the authenticator was too slow for the ticket (overload): retryable, not a bad credential
-            code = 1013 if message[2] == faults.ROUTER_UNREACHABLE.uri else 1008
-            return [*self._sanitized(kind, data), *self._close(code, str(message[2]))]
+            fault = faults.LOGIN_ABORTS.get(self.router_refusal.reason)
+            if fault is not None:  # the server's trouble, not the browser's: retryable
+                return self._end(fault, tell_router=False)
+            return [*self._sanitized(kind, data), *self._close(1008, str(message[2]))]
         name = MessageType(kind).name
         return self._fail_router(RemoteProtocolError(f"the router sent {name} during the login", 1011))
 
@@ -491,9 +560,7 @@ class Relay:
             return self._fail_client(RemoteProtocolError(verdict.violation))
         if verdict.abuse is not None:
             self.error = RemoteProtocolError(verdict.abuse, 1008)
-            return [Notice("abuse", verdict.abuse),
-                    self._send_router([_GOODBYE, {}, "wamp.close.close_realm"]),
-                    *self._close(1008, "too many refused messages")]
+            return [Notice("abuse", verdict.abuse), *self._end(faults.ABUSE)]
         return [Notice("refused", verdict.refused)] if verdict.refused else []
 
     def _sanitized(self, kind: int, data: Data) -> list[Action]:
@@ -531,6 +598,7 @@ class Relay:
     def _start_closing(self, *, from_client: bool) -> None:
         self._state = State.CLOSING
         self._goodbye_from_client = from_client
+        self._router_owes_goodbye = from_client
         self._goodbye_deadline = self._now + self._goodbye_timeout
 
     def _client_while_closing(self, data: Data) -> list[Action]:
@@ -542,6 +610,7 @@ class Relay:
     def _router_while_closing(self, data: Data) -> list[Action]:
         head = self._peek(data) if isinstance(data, str) is not self._binary else None
         if head is not None and self._goodbye_from_client and head[0] in (_GOODBYE, _ABORT):
+            self._router_owes_goodbye = False
             return [*self._sanitized(head[0], data), *self._close(1000, "session closed")]
         return []
 
@@ -571,9 +640,12 @@ class Relay:
         notice = Notice("protocol_violation", str(exc))
         actions: list[Action] = [notice]
         if self._state is State.ESTABLISHED:  # end the router's session at once, not when the link drops
-            actions.append(self._send_router([_GOODBYE, {}, "wamp.error.protocol_violation"]))
+            actions.append(self._goodbye_upstream(None, "wamp.error.protocol_violation"))
         if code == 1003:
             return actions + self._close(1003, str(exc))
+        if self._state is State.ESTABLISHED:  # one answer for each call in flight, before the ABORT
+            actions += [self._send_client(error) for error in faults.pending_errors(
+                self._checks.calls, "wamp.error.protocol_violation", "the session ended: a protocol violation")]
         return actions + self._abort_client("wamp.error.protocol_violation", str(exc), code, notice=False)
 
     def _fail_router(self, exc: ProtocolError) -> list[Action]:
@@ -594,7 +666,7 @@ class Relay:
             to_client = faults.last_words(fault, self._checks.calls, established=established)
             actions: list[Action] = [self._send_client(message) for message in to_client]
             if established and tell_router:
-                actions.append(self._send_router([_GOODBYE, {"message": fault.message}, fault.uri]))
+                actions.append(self._goodbye_upstream(fault))
             return actions + self._close(fault.close_code, fault.reason)
         return self._close(fault.close_code, fault.reason)
 
@@ -605,10 +677,17 @@ class Relay:
         self._checks.calls.clear()
         return answers
 
+    def _goodbye_upstream(self, fault: faults.Fault | None, uri: str = "") -> SendToRouter:
+        """GOODBYE to the router (``fault``'s, or just ``uri``): the IO layer waits briefly for its reply."""
+        self._router_owes_goodbye = True
+        if fault is None:
+            return self._send_router([_GOODBYE, {}, uri])
+        return self._send_router([_GOODBYE, {"message": fault.message}, fault.uri])
+
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED
         self._checks.calls.clear()
-        close = Close(code, reason)
+        close = Close(code, reason, self._router_owes_goodbye)
         self.closed_with = close
         return [close]
 

@@ -72,11 +72,14 @@ class Close(Action):
     """End the session: close the browser's socket with ``code``/``reason`` and the upstream with 1000.
 
     ``reason`` is free text; the socket cuts it to fit a close frame
-    (:func:`~flask_wamp_bridge.websocket.frames.truncate_reason`).
+    (:func:`~flask_wamp_bridge.websocket.frames.truncate_reason`). ``router_goodbye``: the relay said GOODBYE
+    upstream and the router's reply has not come; wait for it (briefly) before closing the upstream, so the
+    router detaches the session before its transport goes.
     """
 
     code: int
     reason: str = ""
+    router_goodbye: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,7 +88,8 @@ class Notice(Action):
 
     Events: ``protocol_violation`` (the browser's), ``abort`` (the relay ABORTs the browser), ``refused`` (one
     message refused or stripped), ``abuse`` (closed 1008), ``router_abort`` (the router's ABORT, its full
-    text) and ``router_text`` (the full text the browser did not get).
+    text), ``router_text`` (the full text the browser did not get) and ``call_deadline`` (calls the bridge
+    answered itself at their deadline).
     """
 
     event: str

@@ -24,6 +24,11 @@ pings, pongs), and the process ticker looks at that. An upstream silent for
 by itself, so an idle healthy router is heard before the bridge ever pings);
 silent for ``ping_interval + ping_timeout`` it is a lost router.
 
+The wait for a pong follows the link: at least ``ping_timeout``, or three
+smoothed round trips (measured on the connect and on each ping) when longer.
+A ``Close`` after the relay said GOODBYE upstream reads the upstream (up to
+``router_goodbye_timeout``) for the router's reply before closing it.
+
 A process-local registry holds the live sessions; one ticker greenlet per
 process drives every relay's clock (login and GOODBYE deadlines). On worker
 shutdown each session says GOODBYE ``wamp.close.system_shutdown`` both ways
@@ -49,11 +54,16 @@ from ..signals import browser_session_closed
 from ..signals import browser_session_opened
 from ..signals import message_refused
 from ..signals import send as send_signal
+from ..wamp.heads import peek_head
 from ..wamp.router_urls import in_order_from
 from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
+from ..websocket.descriptors import OUT_OF_DESCRIPTORS
+from ..websocket.descriptors import errno_of
+from ..websocket.descriptors import hint_for
 from ..websocket.slices import Slice
+from . import faults
 from . import security_log
 from .login_turns import Turn
 from .login_turns import turns_for
@@ -75,6 +85,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two ticks of every relay's clock.
 TICK_INTERVAL = 0.5
+#: The wait for a pong is at least this many smoothed round trips to the router (and ``ping_timeout``) ...
+RTT_FACTOR = 3.0
+#: ... and at most this many seconds.
+MAX_PONG_WAIT = 30.0
+_GOODBYE, _ABORT = 6, 3
 
 
 class WebSocketLike(t.Protocol):
@@ -124,6 +139,8 @@ class RelaySession:
     :param max_logins: upstream logins under way at once in this process (connect to the router's CHALLENGE); more
         wait their turn, first come first served (:mod:`~flask_wamp_bridge.bridge.login_turns`).
     :param login_queue_timeout: seconds a login may wait for its turn (then the router is unavailable).
+    :param router_goodbye_timeout: seconds to wait for the router's reply to the relay's GOODBYE before closing
+        the upstream (the router detaches the session first, so other subscribers lose no event meanwhile).
     :param remote: the browser's address, for the log.
     :param signal_sender: the sender of this session's :mod:`~flask_wamp_bridge.signals` (the Flask app).
     """
@@ -144,6 +161,7 @@ class RelaySession:
         ping_timeout: float = 3.0,
         max_logins: int = 64,
         login_queue_timeout: float = 30.0,
+        router_goodbye_timeout: float = 2.0,
         remote: str | None = None,
         signal_sender: object | None = None,
     ) -> None:
@@ -168,6 +186,10 @@ class RelaySession:
         self._ping_timeout = ping_timeout
         self._heard = 0.0  # time.monotonic() when the router last sent anything
         self._pinged = False
+        self._ping_at = 0.0  # when the bridge pinged
+        self._round_trip: float | None = None  # smoothed round trip to the router (seconds), once measured
+        self._router_goodbye_timeout = router_goodbye_timeout
+        self._router_goodbye_heard = False
         self._max_logins = max_logins
         self._login_queue_timeout = login_queue_timeout
         self._turn: Turn | None = None  # this login's place in the process's queue, until the router answers
@@ -216,8 +238,10 @@ class RelaySession:
             notify(self._router_readable)
 
     def _router_readable(self) -> None:
-        self._heard = time.monotonic()
-        self._pinged = False
+        now = self._heard = time.monotonic()
+        if self._pinged:  # the first thing heard after a ping on a silent link: (at most) a round trip
+            self._note_round_trip(now - self._ping_at)
+            self._pinged = False
         if not self._closed:  # from the hub: the reading needs a greenlet (sends may block)
             self._router_reader = gevent.spawn(self._read_router_ready)
 
@@ -258,6 +282,8 @@ class RelaySession:
         """Feed one received message (None: the leg closed) to the relay; False once this leg is done."""
         relay = self.relay
         if self._closed or relay.state is State.CLOSED:  # ended meanwhile by the other direction
+            if leg == "router" and data is not None and self._is_goodbye(data):
+                self._router_goodbye_heard = True  # the reply the closing session waits for
             return False
         if data is None:
             if leg == "browser":
@@ -306,7 +332,7 @@ class RelaySession:
             elif kind is ConnectRouter:
                 self._open_upstream()
             elif kind is Close:
-                self._close_all(action.code, action.reason)
+                self._close_all(action.code, action.reason, router_goodbye=action.router_goodbye)
             elif kind is Notice:
                 self._notice(action)
             if self._closed:
@@ -321,6 +347,8 @@ class RelaySession:
         authid = identity.authid if identity is not None else None
         if notice.event == "router_text":
             log.info("wamp relay %s: the router said %s (not shown to the browser)", self.name, notice.reason)
+        elif notice.event == "call_deadline":
+            warn_limited("call deadline", "wamp relay %s: %s", self.name, notice.reason)
         else:
             security_log.warn(notice.event, self.remote, authid, notice.reason)
             if notice.event == "refused":
@@ -332,29 +360,44 @@ class RelaySession:
             return
         upstream = None
         error: BaseException | None = None
+        fault = None
         try:
             self.relay.router_connecting(time.monotonic())
             for url in in_order_from(self.router_urls, _last_good.get(self.router_urls, "")):
                 self.router_url = url
+                started = time.monotonic()
                 try:
                     upstream = connect(url, subprotocols=[self.subprotocol],
                                        timeout=self._connect_timeout, max_message_size=self._max_message_size)
                 except _LEG_ERRORS as exc:
-                    warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
-                                 "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or overloaded: "
-                                 "one that accepts TCP but never answers the handshake looks like this too)",
-                                 self.name, url, exc)
                     error = exc
+                    if errno_of(exc) in OUT_OF_DESCRIPTORS:  # this worker's trouble: another router won't help
+                        what, hint = t.cast(tuple[str, str], hint_for(exc))
+                        warn_limited("descriptors", "wamp relay %s: cannot open a connection to the router: %s "
+                                     "(%s); the browser gets ABORT %s and 1013. %s", self.name, what, exc,
+                                     faults.OUT_OF_DESCRIPTORS.uri, hint)
+                        fault = faults.OUT_OF_DESCRIPTORS
+                        break
+                    cause = hint_for(exc)
+                    if cause is not None:
+                        warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (%s): %s",
+                                     self.name, url, cause[0], exc, cause[1])
+                    else:
+                        warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
+                                     "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or "
+                                     "overloaded: one that accepts TCP but never answers the handshake looks like "
+                                     "this too)", self.name, url, exc)
                     if self._closed:
                         break
                 else:
                     _last_good[self.router_urls] = url
+                    self._round_trip = (time.monotonic() - started) / 2  # TCP and HTTP handshakes: two round trips
                     break
         finally:
             if upstream is None or self._closed:
                 self._end_turn()
         if upstream is None:
-            self._execute(self.relay.router_closed(None, f"cannot connect: {error}"))
+            self._execute(self.relay.router_closed(None, f"cannot connect: {error}", fault=fault))
             return
         if self._closed:  # ended while connecting (deadline, shutdown)
             self._close_quietly(upstream, 1000, "session ended")
@@ -408,7 +451,7 @@ class RelaySession:
         else:
             self._execute(self.relay.router_closed(getattr(exc, "code", None), str(exc)))
 
-    def _close_all(self, code: int, reason: str) -> None:
+    def _close_all(self, code: int, reason: str, *, router_goodbye: bool = False) -> None:
         if self._closed:
             return
         self._closed = True
@@ -418,12 +461,43 @@ class RelaySession:
                 self._end_turn()
             else:
                 turn.wake()  # waiting in the queue: leave it now
-        if self.relay.state is not State.CLOSED:  # an end the relay did not decide (IO failure)
-            self.relay.client_closed()
-        self._close_quietly(self.client, code, reason)
         upstream = self.upstream
+        if self.relay.state is not State.CLOSED:  # an end the relay did not decide (IO failure)
+            for action in self.relay.client_closed():
+                if type(action) is SendToRouter and upstream is not None:  # its GOODBYE still goes first
+                    self._send_quietly(upstream, action.data)
+                elif type(action) is Close:
+                    router_goodbye = action.router_goodbye
+        if upstream is not None and router_goodbye:
+            self._await_router_goodbye(upstream)
+        self._close_quietly(self.client, code, reason)
         if upstream is not None:
             self._close_quietly(upstream, 1000, "session ended")
+
+    def _await_router_goodbye(self, upstream: WebSocketLike) -> None:
+        """Read the upstream until the router's GOODBYE (or ABORT) answers the relay's, for a short while.
+
+        The router detaches the session when it reads the GOODBYE; its reply says it has. Events that still
+        arrive meanwhile are dropped (the browser's session is over).
+        """
+        try:
+            with gevent.Timeout(self._router_goodbye_timeout, False):
+                while not self._router_goodbye_heard:  # (read by the router leg meanwhile)
+                    data = upstream.receive()
+                    if data is None or self._is_goodbye(data):
+                        return
+        except _LEG_ERRORS as exc:  # another greenlet is reading it, or it failed: just close
+            log.debug("wamp relay %s: no GOODBYE reply from the router: %r", self.name, exc)
+
+    def _is_goodbye(self, data: t.Any) -> bool:
+        head = peek_head(self.relay.serializer.name, data)
+        return head is not None and head[0] in (_GOODBYE, _ABORT)
+
+    def _send_quietly(self, ws: WebSocketLike, data: str | bytes) -> None:
+        try:
+            ws.send(data)
+        except _LEG_ERRORS as exc:
+            log.debug("wamp relay %s: a send failed while closing: %r", self.name, exc)
 
     def _close_quietly(self, ws: WebSocketLike, code: int, reason: str) -> None:
         # the sockets bound their own closing handshake; this timeout is a safety net
@@ -456,22 +530,37 @@ class RelaySession:
             gevent.spawn(self._execute, actions)
 
     def _check_router(self) -> list[t.Any]:
-        """Ping a router silent for ``ping_interval``; past ``ping_timeout`` more, it is lost."""
-        silent = time.monotonic() - self._heard
+        """Ping a router silent for ``ping_interval``; past :meth:`pong_wait` more, it is lost."""
+        now = time.monotonic()
+        silent = now - self._heard
         interval = t.cast(float, self._ping_interval)
         if silent < interval or self.relay.state is not State.ESTABLISHED:
             return []
-        if silent >= interval + self._ping_timeout:
+        if silent >= interval + self.pong_wait():
             log.warning("wamp relay %s: the router sent nothing for %.1f s, not even a pong; "
                         "taking it as lost", self.name, silent)
             return self.relay.router_silent(round(silent, 1))
         if not self._pinged:
             self._pinged = True
+            self._ping_at = now
             try:
                 t.cast(t.Any, self.upstream).ping(b"")
             except _LEG_ERRORS as exc:
                 self._leg_failed("router", exc)
         return []
+
+    def pong_wait(self) -> float:
+        """Seconds a ping may go unanswered: ``ping_timeout``, or :data:`RTT_FACTOR` measured round trips if longer
+        (a slow link is not a dead one), at most :data:`MAX_PONG_WAIT`."""
+        round_trip = self._round_trip
+        if round_trip is None:
+            return self._ping_timeout
+        return max(self._ping_timeout, min(RTT_FACTOR * round_trip, MAX_PONG_WAIT))
+
+    def _note_round_trip(self, sample: float) -> None:
+        """A measured round trip: smoothed as TCP does (7/8 old, 1/8 new)."""
+        previous = self._round_trip
+        self._round_trip = sample if previous is None else previous + (sample - previous) / 8
 
     def shutdown(self, code: int = 1001) -> None:
         """The worker is stopping: GOODBYE both ways, then close with ``code``."""

@@ -15,6 +15,13 @@ accepting and new connections wait in the listen backlog. Greenlets the app
 spawns itself (e.g. a relay's upstream leg) are not counted. Size it as
 ``workers * worker_connections >= expected sockets + HTTP concurrency``.
 
+Descriptors: a relayed browser session holds two (its socket and its upstream
+to the router). At boot the worker compares ``worker_connections`` with the
+``nofile`` limit (:func:`.descriptors.check_budget`): it raises the soft limit
+up to the hard one when that is enough, else warns with the numbers and the
+fix. Out of descriptors, :class:`BridgeServer` pauses accepting (no busy loop)
+and logs the cause once per 10 s; connections wait in the listen backlog.
+
 Shutdown: on SIGTERM, SIGINT or SIGQUIT the worker stops accepting, runs the
 shutdown hooks (:func:`._lifecycle.run_shutdown_hooks`) and closes every live
 WebSocket with 1001 (or calls its ``on_server_shutdown``) at once, then exits
@@ -30,6 +37,7 @@ line and headers, on a new or kept-alive connection (default 10).
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import socket
@@ -46,16 +54,18 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import VERSION
 from gunicorn.workers.ggevent import GeventPyWSGIWorker
 from gunicorn.workers.ggevent import PyWSGIHandler
+from gunicorn.workers.ggevent import PyWSGIServer
 
 from ..errors import ConfigError
 from . import connection as _websocket
+from . import descriptors as _descriptors
 from . import handshake
 from . import lifecycle as _lifecycle
 from . import live as _live
 from . import metrics_dir as _metrics_dir
 from . import socket_errors
 
-__all__ = ["BridgeHandler", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
+__all__ = ["BridgeHandler", "BridgeServer", "BridgeWorker", "DEFAULT_HANDSHAKE_TIMEOUT"]
 
 #: Seconds a client has to send a complete request head (see WAMP_BRIDGE_HANDSHAKE_TIMEOUT).
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -200,6 +210,72 @@ def _discard(data: bytes) -> None:
     pass
 
 
+class BridgeServer(PyWSGIServer):  # type: ignore[misc]
+    """gunicorn's gevent server, with an accept loop that pauses (and says why) when the process runs out.
+
+    gevent logs a traceback for every failed ``accept()`` and retries after 10 ms, doubling, but drops back
+    to 10 ms after any one success: at the ``nofile`` limit, with descriptors freed and taken again by
+    reconnecting clients, that is a busy loop of tracebacks. Here an accept that fails for want of a
+    resource (:data:`~.descriptors.OUT_OF_DESCRIPTORS`, ENOBUFS, ENOMEM) stops accepting for
+    :attr:`accept_pause` seconds (doubling up to :attr:`max_accept_pause` while it keeps failing), and
+    logs one line with the cause and the fix per :attr:`log_interval`. Waiting clients stay in the backlog.
+    """
+
+    accept_pause = 0.1
+    max_accept_pause = 2.0
+    log_interval = 10.0
+    _resource_errors = frozenset({*_descriptors.OUT_OF_DESCRIPTORS, errno.ENOBUFS, errno.ENOMEM})
+
+    _pause = 0.0
+    _failed_at = 0.0
+    _logged_at = -1e9
+    _suppressed = 0
+    _resume: t.Any = None
+
+    def do_read(self) -> t.Any:
+        try:
+            return super().do_read()
+        except OSError as exc:
+            if exc.errno not in self._resource_errors:
+                raise
+            self._pause_accepting(exc)
+            return None  # gevent's loop then waits for the listener again: it is not watched meanwhile
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        now = time.monotonic()
+        recent = now - self._failed_at < self.max_accept_pause * 4
+        self._pause = min(self.max_accept_pause, self._pause * 2) if recent and self._pause else self.accept_pause
+        self._failed_at = now
+        if now - self._logged_at >= self.log_interval:
+            what, hint = _descriptors.OS_ERROR_HINTS.get(exc.errno or 0, (str(exc), ""))
+            more = f" ({self._suppressed} more since the last line)" if self._suppressed else ""
+            limits = _descriptors.nofile_limits()
+            self.log.warning("cannot accept connections: %s (%s; nofile limit %s, %d connections open): "
+                             "stopped accepting for %.1f s%s; %s", what, exc, limits[0] if limits else "unknown",
+                             self.pool.size - self.pool.free_count() if self.pool is not None else -1,
+                             self._pause, more, hint)
+            self._logged_at = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+        self.stop_accepting()
+        if self._resume is not None:
+            self._resume.close()
+        self._resume = self.loop.timer(self._pause)
+        self._resume.start(self._accept_again)
+
+    def _accept_again(self) -> None:
+        self._resume = None
+        if self.started:
+            self.start_accepting()
+
+    def close(self) -> None:
+        if self._resume is not None:
+            self._resume.close()
+            self._resume = None
+        super().close()
+
+
 # --- telling a reload from a shutdown ---------------------------------------------------------
 #
 # gunicorn stops a worker with SIGTERM both on shutdown and when a SIGHUP reload
@@ -237,6 +313,7 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
     """
 
     wsgi_handler = BridgeHandler
+    server_class = BridgeServer
 
     def __init__(self, age: int, ppid: int, sockets: t.Any, app: t.Any, timeout: t.Any, cfg: t.Any, log: t.Any) -> None:
         super().__init__(age, ppid, sockets, app, timeout, cfg, log)
@@ -276,6 +353,7 @@ class BridgeWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         # GeventWorker.run, with a run loop that reacts to stop signals at once
         # and a shutdown that closes WebSockets instead of waiting for them.
         handshake_timeout = _env_seconds("WAMP_BRIDGE_HANDSHAKE_TIMEOUT", DEFAULT_HANDSHAKE_TIMEOUT)
+        _descriptors.check_budget(self.worker_connections, self.log)
         _lifecycle.run_start_hooks()
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         for listener in self.sockets:
