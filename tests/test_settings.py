@@ -30,6 +30,7 @@ def _app(**config: t.Any) -> Flask:
 
 def test_settings_readme_table_is_generated_from_the_table() -> None:
     readme = (REPO_ROOT / "README.rst").read_text(encoding="utf-8")
+    assert readme.count("``WAMP_BRIDGE_ROUTER_URL``  ") == 1, "README.rst holds more than one settings table"
     assert settings.rst_table() in readme, (
         "README.rst's configuration table differs from flask_wamp_bridge.settings.SETTINGS; paste the output of "
         "python -c 'from flask_wamp_bridge import settings; print(settings.rst_table())'"
