@@ -15,13 +15,13 @@ import typing as t
 
 from flask_wamp_bridge.bridge import tickets
 from flask_wamp_bridge.bridge.identity import Identity
-from flask_wamp_bridge.bridge.relay import Action
-from flask_wamp_bridge.bridge.relay import Close
-from flask_wamp_bridge.bridge.relay import ConnectRouter
-from flask_wamp_bridge.bridge.relay import Notice
 from flask_wamp_bridge.bridge.relay import Relay
-from flask_wamp_bridge.bridge.relay import SendToClient
-from flask_wamp_bridge.bridge.relay import SendToRouter
+from flask_wamp_bridge.bridge.relay_events import Action
+from flask_wamp_bridge.bridge.relay_events import Close
+from flask_wamp_bridge.bridge.relay_events import ConnectRouter
+from flask_wamp_bridge.bridge.relay_events import Notice
+from flask_wamp_bridge.bridge.relay_events import SendToClient
+from flask_wamp_bridge.bridge.relay_events import SendToRouter
 from flask_wamp_bridge.errors import ApplicationError
 from flask_wamp_bridge.wamp.messages import Serializer
 from flask_wamp_bridge.wamp.messages import serializer_for

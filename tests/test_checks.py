@@ -13,9 +13,9 @@ from flask_wamp_bridge.bridge.checks import RULES
 from flask_wamp_bridge.bridge.checks import Limits
 from flask_wamp_bridge.bridge.checks import Shared
 from flask_wamp_bridge.bridge.identity import Identity
-from flask_wamp_bridge.bridge.relay import Notice
-from flask_wamp_bridge.bridge.relay import SendToRouter
-from flask_wamp_bridge.bridge.relay import State
+from flask_wamp_bridge.bridge.relay_events import Notice
+from flask_wamp_bridge.bridge.relay_events import SendToRouter
+from flask_wamp_bridge.bridge.relay_events import State
 from flask_wamp_bridge.wamp.bounds import Bounds
 from flask_wamp_bridge.wamp.messages import SUBPROTOCOLS
 from flask_wamp_bridge.wamp.messages import MessageType

@@ -13,11 +13,11 @@ from flask_wamp_bridge.bridge import tickets
 from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.identity import rewrite_hello
 from flask_wamp_bridge.bridge.relay import CALLS_IN_FLIGHT_ERROR
-from flask_wamp_bridge.bridge.relay import Close
-from flask_wamp_bridge.bridge.relay import ConnectRouter
-from flask_wamp_bridge.bridge.relay import SendToClient
-from flask_wamp_bridge.bridge.relay import SendToRouter
-from flask_wamp_bridge.bridge.relay import State
+from flask_wamp_bridge.bridge.relay_events import Close
+from flask_wamp_bridge.bridge.relay_events import ConnectRouter
+from flask_wamp_bridge.bridge.relay_events import SendToClient
+from flask_wamp_bridge.bridge.relay_events import SendToRouter
+from flask_wamp_bridge.bridge.relay_events import State
 from flask_wamp_bridge.errors import LocalProtocolError
 from flask_wamp_bridge.wamp.heads import _peek_cbor
 from flask_wamp_bridge.wamp.heads import _peek_json

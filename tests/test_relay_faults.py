@@ -12,7 +12,7 @@ from relay_pair import RelayPair
 
 from flask_wamp_bridge.bridge import faults
 from flask_wamp_bridge.bridge.identity import Identity
-from flask_wamp_bridge.bridge.relay import State
+from flask_wamp_bridge.bridge.relay_events import State
 
 ANN = Identity("ann", "user")
 CALL, ERROR, ABORT, GOODBYE, RESULT = 48, 8, 3, 6, 50

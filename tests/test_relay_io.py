@@ -28,7 +28,7 @@ from flask_wamp_bridge.bridge import relay_io
 from flask_wamp_bridge.bridge import tickets
 from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.relay import Relay
-from flask_wamp_bridge.bridge.relay import State
+from flask_wamp_bridge.bridge.relay_events import State
 from flask_wamp_bridge.wamp.messages import serializer_for
 
 pytestmark = pytest.mark.timeout(60)

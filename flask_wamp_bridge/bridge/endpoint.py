@@ -50,7 +50,7 @@ from .faults import LOGIN_REFUSAL_HINTS
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
-from .relay import RouterRefusal
+from .relay_events import RouterRefusal
 from .tickets import browser_policy
 
 __all__ = ["Endpoint", "ENDPOINT"]

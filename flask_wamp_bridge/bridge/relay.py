@@ -144,15 +144,7 @@ from .router_text import sanitized
 from .router_text import welcome_details
 
 __all__ = [
-    "State",
-    "Action",
-    "ConnectRouter",
-    "SendToRouter",
-    "SendToClient",
-    "Close",
-    "Notice",
     "Relay",
-    "RouterRefusal",
     "CALLS_IN_FLIGHT_ERROR",
     "TOO_MANY_SESSIONS",
 ]

@@ -1,7 +1,7 @@
 """The relay's vocabulary: the states of a relayed session and the actions it hands to its IO layer.
 
 :class:`~flask_wamp_bridge.bridge.relay.Relay` (the state machine, with its
-theory of operation) returns these; they are exported from there as well.
+theory of operation) returns these.
 """
 
 from __future__ import annotations

@@ -67,13 +67,13 @@ from . import faults
 from . import security_log
 from .login_turns import Turn
 from .login_turns import turns_for
-from .relay import Close
-from .relay import ConnectRouter
-from .relay import Notice
 from .relay import Relay
-from .relay import SendToClient
-from .relay import SendToRouter
-from .relay import State
+from .relay_events import Close
+from .relay_events import ConnectRouter
+from .relay_events import Notice
+from .relay_events import SendToClient
+from .relay_events import SendToRouter
+from .relay_events import State
 
 __all__ = [
     "RelaySession",
