@@ -169,7 +169,9 @@ def test_a_ticket_that_reached_a_slow_authenticator_late_ends_the_login_as_retry
 
 
 def test_a_ticket_the_authenticator_cannot_verify_is_not_a_stale_one() -> None:
-    """Another secret at the authenticator: its own retryable URI, not the overload's (a browser never holds a ticket)."""
+    """Another secret at the authenticator: its own retryable URI, not the overload's.
+
+    A browser never holds a ticket."""
     pair = RelayPair(ALICE)
     pair.router = ScriptedRouter(pair.serializer, secret="another-key")
     abort = pair.login()
