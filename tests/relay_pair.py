@@ -31,6 +31,8 @@ __all__ = ["RelayPair", "ScriptedRouter", "SECRET", "REALM", "NOW", "BROWSER_ROL
 SECRET = "test-ticket-secret"
 REALM = "realm1"
 NOW = 1_700_000_000.0
+#: The bridge's end of the scripted upstream connection (what ``getsockname()`` would say).
+UPSTREAM_ADDRESS = ("127.0.0.1", 40000)
 BROWSER_ROLES = {
     "caller": {"features": {"progressive_call_results": True, "call_canceling": True}},
     "callee": {"features": {}},
@@ -102,8 +104,11 @@ class RelayPair:
         #: the relay's notices for the log, in order
         self.notices: list[Notice] = []
         self._answered = 0
+        #: the peer each ticket was signed for (the upstream's local address, in Crossbar's notation)
+        self.signed_for: list[str | None] = []
 
-    def _sign(self, identity: Identity) -> str:
+    def _sign(self, identity: Identity, peer: str | None) -> str:
+        self.signed_for.append(peer)
         return tickets.sign(identity, SECRET, self.now, realm=REALM)
 
     # --- driving ------------------------------------------------------------
@@ -147,6 +152,7 @@ class RelayPair:
             if isinstance(action, ConnectRouter):
                 assert not self.router_connected, "ConnectRouter twice"
                 self.router_connected = True
+                self.relay.router_connected(UPSTREAM_ADDRESS)
             elif isinstance(action, SendToRouter):
                 assert self.router_connected, "SendToRouter before ConnectRouter"
                 self.at_router.append(action.data)

@@ -13,6 +13,7 @@ from flask_wamp_bridge.bridge import tickets
 from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.identity import rewrite_hello
 from flask_wamp_bridge.bridge.relay import CALLS_IN_FLIGHT_ERROR
+from flask_wamp_bridge.bridge.relay import Relay
 from flask_wamp_bridge.bridge.relay_events import Close
 from flask_wamp_bridge.bridge.relay_events import ConnectRouter
 from flask_wamp_bridge.bridge.relay_events import SendToClient
@@ -150,6 +151,22 @@ def test_relay_ticket_the_authenticator_cannot_check_is_retryable():
     assert refusal is not None and refusal.reason == "wamp.error.authentication_failed"
     assert "signature does not match" in refusal.message
     assert "signature" not in last[1]["message"]
+
+
+
+def test_relay_signs_the_ticket_for_the_upstreams_local_address():
+    """The IO layer tells the relay its end of the upstream; the ticket the relay answers with is bound to it."""
+    pair = RelayPair(ANN)
+    assert pair.login()[0] == 2
+    assert pair.signed_for == ["tcp4:127.0.0.1:40000"]  # UPSTREAM_ADDRESS in Crossbar's notation
+    assert len(pair.router.tickets) == 1
+
+    unbound = []
+    relay = Relay(ANN, REALM, pair.serializer, lambda who, peer: unbound.append(peer) or "ticket", NOW)
+    relay.from_client(pair.serializer.dumps([1, REALM, {"roles": BROWSER_ROLES}]))
+    relay.router_connected(None)  # a socket without an address (not TCP): nothing to bind to
+    relay.from_router(pair.serializer.dumps([4, "ticket", {}]))
+    assert unbound == [None]
 
 
 # --- bad input before WELCOME ---------------------------------------------------

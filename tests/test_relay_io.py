@@ -49,7 +49,7 @@ class Harness:
         self.browser, server_side = socket_pair(self.router.pairs, SUBPROTOCOL)
         self.start = time.monotonic()  # the relay's clock (tickets alone use wall-clock time)
         self.relay = Relay(Identity("alice", "user"), REALM, SERIALIZER,
-                           lambda identity: tickets.sign(identity, SECRET, time.time(), realm=REALM),
+                           lambda identity, peer: tickets.sign(identity, SECRET, time.time(), realm=REALM),
                            self.start, login_timeout=LOGIN_TIMEOUT)
         self.session = relay_io.RelaySession(server_side, self.relay, "ws://scripted.invalid/ws", SUBPROTOCOL,
                                              connect=connect or self.router.connect, close_timeout=1.0,

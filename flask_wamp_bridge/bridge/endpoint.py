@@ -164,16 +164,12 @@ class Endpoint:
                               **_settings.arguments_for("accept_websocket", self.settings))
         subprotocol = t.cast(str, ws.subprotocol)  # required above: never None here
 
-        def sign(who: Identity) -> str:
-            # called at the router's CHALLENGE: the upstream is connected by then
-            return self.sign(who, relayed.upstream_peer())
-
         now = time.monotonic()
         admission = self.budgets.admit(identity.authid if identity is not None else None, remote, now)
         relay = Relay(
             identity,
             serializer=serializer_for(subprotocol),
-            ticket_signer=sign,
+            ticket_signer=self.sign,
             now=now,
             expires_at=now + self.session_life(),
             limits=self._limits,

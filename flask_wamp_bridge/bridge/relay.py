@@ -17,6 +17,7 @@ input                                 meaning
 ``router_closed()``                   the upstream ended (or could not connect)
 ``router_queued(now)``                the upstream connect waits for its turn
 ``router_connecting(now)``            the upstream connect starts (its turn came)
+``router_connected(local_address)``   the upstream is open: the bridge's end of it
 ``tick(now)``                         time passed: the only clock input
 ``shutdown(code)``                    the worker is stopping (1001) or reloading
 ====================================  =======================================
@@ -54,7 +55,8 @@ States::
    is ``["ticket"]``); ``roles``, ``agent`` and unknown keys stay.
 
 3. AUTHENTICATING. The router must answer with ``CHALLENGE("ticket")``, which
-   the relay answers itself with a fresh signed ticket (``ticket_signer``) and
+   the relay answers itself with a fresh signed ticket (``ticket_signer``, bound
+   to the upstream's local address from ``router_connected``) and
    swallows: the browser never sees a ticket. Then WELCOME, which must name the
    identity's authid (a router whose authenticator returned only a role would
    keep the HELLO's authid; that misconfiguration is refused), is forwarded
@@ -142,6 +144,7 @@ from .relay_events import SendToRouter
 from .relay_events import State
 from .router_text import sanitized
 from .router_text import welcome_details
+from .tickets import peer_descriptor
 
 __all__ = [
     "Relay",
@@ -175,8 +178,10 @@ class Relay:
         ``None`` to refuse its HELLO with ``wamp.error.not_authorized``.
     :param realm: the only realm a HELLO may name.
     :param serializer: the serializer of the negotiated subprotocol (both legs).
-    :param ticket_signer: ``signer(identity) -> ticket``, called when the router
-        challenges (it reads the wall clock itself: the ticket is checked on another host).
+    :param ticket_signer: ``signer(identity, peer) -> ticket``
+        (:meth:`~flask_wamp_bridge.bridge.tickets.Tickets.sign`), called when the router challenges, with
+        ``peer`` the bridge's end of the upstream in Crossbar's notation (None before :meth:`router_connected`);
+        it reads the wall clock itself: the ticket is checked on another host.
     :param now: the current monotonic time (seconds; ``tick`` gets the same clock): the login deadline starts here.
     :param login_timeout: seconds from ``now`` until WELCOME must have happened.
     :param max_calls_in_flight: CALLs that may wait for a result at once;
@@ -203,7 +208,7 @@ class Relay:
         identity: Identity | None,
         realm: str,
         serializer: Serializer,
-        ticket_signer: t.Callable[[Identity], str],
+        ticket_signer: t.Callable[[Identity, str | None], str],
         now: float,
         *,
         login_timeout: float = 10.0,
@@ -226,6 +231,7 @@ class Relay:
         self.realm = realm
         self.serializer = serializer
         self._ticket_signer = ticket_signer
+        self._router_peer: str | None = None  # the bridge's end of the upstream, once connected
         self._now = now
         self._login_deadline = self._login_full_deadline = now + login_timeout
         self._login_timeout = login_timeout
@@ -383,6 +389,14 @@ class Relay:
         if self._state is State.AUTHENTICATING and self._router_timeout is not None and not self._challenged:
             self._login_deadline = min(self._login_full_deadline, now + self._router_timeout)
 
+    def router_connected(self, local_address: t.Any) -> None:
+        """The upstream is open; ``local_address`` is its socket's own address (``getsockname()``).
+
+        The router's ticket CHALLENGE is answered with a ticket bound to it
+        (``WAMP_BRIDGE_TICKET_BIND_PEER``): only this connection may present the ticket.
+        """
+        self._router_peer = peer_descriptor(local_address)
+
     def router_silent(self, seconds: float) -> list[Action]:
         """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""
         if self._state is State.CLOSED:
@@ -504,7 +518,7 @@ class Relay:
                 return self._fail_router(RemoteProtocolError("the router challenged twice", 1011))
             self._challenged = True
             assert self.identity is not None
-            ticket = self._ticket_signer(self.identity)
+            ticket = self._ticket_signer(self.identity, self._router_peer)
             return [self._send_router([_AUTHENTICATE, ticket, {}])]
         if kind == _WELCOME:
             authid = message[2].get("authid")

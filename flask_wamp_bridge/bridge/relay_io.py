@@ -194,12 +194,6 @@ class RelaySession:
         self._login_queue_timeout = login_queue_timeout
         self._turn: Turn | None = None  # this login's place in the process's queue, until the router answers
 
-    def upstream_peer(self) -> str | None:
-        """The bridge's end of the upstream connection in Crossbar's notation (``tcp4:HOST:PORT``)."""
-        from .tickets import peer_descriptor
-
-        return peer_descriptor(getattr(self.upstream, "local_address", None))
-
     # --- running ------------------------------------------------------------
 
     def run(self) -> None:
@@ -413,6 +407,7 @@ class RelaySession:
         if configure is not None:  # a router that stops reading must not block this relay forever
             configure(max_message_size=self._max_message_size, send_timeout=self._send_timeout)
         self.upstream = upstream
+        self.relay.router_connected(getattr(upstream, "local_address", None))
         self._heard = time.monotonic()
         self._await_router()
 
