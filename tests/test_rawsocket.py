@@ -1,4 +1,4 @@
-"""Unit tests for the sans-IO WAMP RawSocket codec (no sockets; the real Crossbar is in test_rawsocket_crossbar.py)."""
+"""Unit tests for the sans-IO WAMP RawSocket codec (no sockets; the real Crossbar is in test_upstream_crossbar.py)."""
 
 from __future__ import annotations
 

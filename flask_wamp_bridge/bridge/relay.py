@@ -22,10 +22,11 @@ input                                 meaning
 ``shutdown(code)``                    the worker is stopping (1001) or reloading
 ====================================  =======================================
 
-Actions are :class:`ConnectRouter` (open the upstream, with the browser's
-subprotocol), :class:`SendToRouter`, :class:`SendToClient` and :class:`Close`
+Actions (:mod:`~flask_wamp_bridge.bridge.relay_events`) are
+:class:`~.relay_events.ConnectRouter` (open the upstream, with the browser's subprotocol),
+:class:`~.relay_events.SendToRouter`, :class:`~.relay_events.SendToClient` and :class:`~.relay_events.Close`
 (end both legs; the browser gets ``code``/``reason``). After a ``Close`` the
-relay is :attr:`State.CLOSED`: data fed to it then raises
+relay is :attr:`State.CLOSED <.relay_events.State.CLOSED>`: data fed to it then raises
 :class:`~flask_wamp_bridge.errors.LocalProtocolError` (as h11 does), while
 the ``*_closed``/``tick``/``shutdown`` inputs just return no actions, so the
 IO layer's two directions can race to report the end.
@@ -43,7 +44,7 @@ States::
    the session's payload bounds or holding a value decoding refuses) gets ABORT
    ``wamp.error.protocol_violation`` and close 1002 (1003 for the wrong frame
    type), and nothing reaches the router. The router is not even connected
-   yet: :class:`ConnectRouter` comes only with a valid HELLO, so junk and
+   yet: :class:`~.relay_events.ConnectRouter` comes only with a valid HELLO, so junk and
    refused sessions cost no upstream connection. Without an identity (no
    login, anonymous access off) the HELLO gets ABORT
    ``wamp.error.not_authorized``; a browser cannot read the status of a refused
@@ -252,7 +253,7 @@ class Relay:
         self._state = State.AWAIT_HELLO
         #: Why the session failed (a protocol error of either side, a lost router), or None.
         self.error: BridgeError | None = None
-        #: The :class:`Close` that ended the session, once it has ended.
+        #: The :class:`~.relay_events.Close` that ended the session, once it has ended.
         self.closed_with: Close | None = None
         #: The WELCOME's session id, once established.
         self.session_id: int | None = None

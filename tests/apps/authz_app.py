@@ -1,4 +1,4 @@
-"""Test app for the authorizer, event history and presence (tests/test_authorizer.py, tests/test_recovery.py).
+"""Test app for the authorizer, event history and presence (tests/test_authorizer.py).
 
 Users belong to teams (:data:`TEAMS`). The authorizer lets a user subscribe and
 publish on ``app.team.<team>.`` of their own team, call ``app.doc.<owner>.save``
