@@ -248,8 +248,8 @@ class BridgeState:
             options = dict(handler.options)
             if options.pop("pool", None) == "authenticator":
                 options["pool"] = peer.pool("authenticator handlers",
-                                            self.settings["WAMP_BRIDGE_AUTHENTICATOR_CONCURRENCY"],
-                                            self.settings["WAMP_BRIDGE_AUTHENTICATOR_BACKLOG"])
+                                            self.settings["WAMP_BRIDGE_AUTH_CONCURRENCY"],
+                                            self.settings["WAMP_BRIDGE_AUTH_BACKLOG"])
             peer.register(uri, fn, **options)
         else:
             peer.subscribe(uri, fn, **handler.options)
