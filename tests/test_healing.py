@@ -103,3 +103,96 @@ def test_the_elected_healer_heals_right_after_the_leave(fast_router: CrossbarPro
         assert callees(peer, uri) == [peer.session_id]
     finally:
         peer.stop()
+
+
+# --- the app's workers under gunicorn -------------------------------------------------------
+
+
+def _live_callees(tester: t.Any, uri: str) -> list[t.Any] | None:
+    """The callees of ``uri``, or None while one is null or no live session."""
+    found = callees(tester, uri)
+    sessions = set(tester.call("wamp.session.list") or [])
+    return found if found and all(callee in sessions for callee in found) else None
+
+
+def test_a_worker_stopped_past_the_ping_timeout_leaves_no_ghost(fast_router: CrossbarProcess,
+                                                                 wamp_client: t.Any) -> None:
+    from helpers import GunicornProcess
+    from helpers import wait_until as wait_for
+    from test_endpoint import _env
+    from test_endpoint import login
+    from test_endpoint import raw_session
+    from test_faults import _owner_of_connection
+
+    router = fast_router
+    assert router.settings is not None
+    server = GunicornProcess("tests.apps.endpoint_app:app", workers=2,
+                             env=_env(router.settings, WAMP_BRIDGE_HEALING_INTERVAL=2))
+    server.start()
+    sockets = []
+    try:
+        tester = wamp_client(router)
+        procedures = ["app.sleep", "app.whoami", "wamp_bridge.authenticate"]
+        wait_for(lambda: all(len(_live_callees(tester, uri) or []) == 2 for uri in procedures), 60)
+        pids = server.worker_pids()
+        for n in range(4):  # browsers on both workers; the victim's call the sleeper, in flight on both peers
+            ws, _ = raw_session(server, login(server, f"b{n}"))
+            sockets.append(ws)
+        owners = [_owner_of_connection(pids, ws.sock.getsockname()[1], server.port) for ws in sockets]
+        victim = owners[0]
+        for ws, owner in zip(sockets, owners, strict=True):
+            if owner == victim:
+                for request_id in range(1, 5):
+                    ws.send(json.dumps([48, request_id, {}, "app.sleep", [60]]))
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            wait_for(lambda: len(callees(tester, "app.sleep")) < 2 or None in callees(tester, "app.sleep"), 30)
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        ghost = "Failed to detach session" in router.log.read_text(errors="replace")
+        # healed: every callee of every procedure is a live session again, both workers serve
+        wait_for(lambda: all(len(_live_callees(tester, uri) or []) == 2 for uri in procedures), 60)
+        for n in range(6):  # fresh logins and calls all succeed (none routed to a ghost)
+            ws, _ = raw_session(server, login(server, f"fresh{n}"))
+            sockets.append(ws)
+            ws.send(json.dumps([48, 1, {}, "app.whoami"]))
+            result = json.loads(ws.recv())
+            assert result[:2] == [50, 1] and result[3][0]["authid"] == f"fresh{n}", result
+        if ghost:
+            assert "healing: removed a dead callee" in server.log(), server.log()[-3000:]
+    finally:
+        for ws in sockets:
+            ws.close()
+            ws.shutdown()
+        server.stop()
+
+
+def test_a_runner_stopped_past_the_ping_timeout_never_runs_its_job_again_alongside(
+    fast_router: CrossbarProcess, tmp_path: Path,
+) -> None:
+    from helpers import GunicornProcess
+    from test_component import component_env
+    from test_component import records
+    from test_component import wait_until as wait_for
+
+    record = tmp_path / "record.jsonl"
+    env = component_env(fast_router, "app.hung", record, COMPONENT_TICK="1")
+    with GunicornProcess("tests.apps.component_app:app", env=env, workers=2) as server:
+        server.wait_for_workers(2)
+        wait_for(lambda: len(records(record, "tick")) >= 3, what="3 ticks")
+        runner = records(record, "tick")[-1]["pid"]
+        os.kill(runner, signal.SIGSTOP)
+        try:  # the router drops it after 2 s; another worker takes the election over
+            wait_for(lambda: [r for r in records(record, "tick") if r["pid"] != runner], 60, "a new runner")
+        finally:
+            os.kill(runner, signal.SIGCONT)
+            resumed = records(record, "tick")[-1]["end"]
+        wait_for(lambda: len([r for r in records(record, "tick") if r["start"] > resumed]) >= 4, 30, "4 more ticks")
+        log = server.log()
+        server.stop()
+    ticks = records(record, "tick")
+    ordered = sorted(ticks, key=lambda r: r["start"])
+    overlaps = [(a, b) for a, b in zip(ordered, ordered[1:], strict=False) if b["start"] < a["end"]]
+    assert overlaps == []
+    assert [r for r in ticks if r["pid"] == runner and r["start"] > resumed] == []  # the old runner never ran again
+    assert "skipped a run" in log or "no longer the runner" in log
