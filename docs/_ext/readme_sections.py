@@ -22,6 +22,7 @@ PAGES = {
     "Configuration reference": "configuration",
     "Deployment": "deployment",
     "Security notes": "security",
+    "Known limits (Crossbar 26.10.1)": "limits",
     "Testing your app": "testing",
     "API reference": "api",
 }
