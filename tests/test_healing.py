@@ -42,13 +42,15 @@ def fast_router(tmp_path: Path) -> t.Iterator[CrossbarProcess]:
         router.stop()
 
 
-def make_ghost(router: CrossbarProcess, uri: str, left: t.Callable[[int], bool]) -> int:
+def make_ghost(router: CrossbarProcess, uri: str, left: t.Callable[[int], bool],
+               before_stop: t.Callable[[], t.Any] = lambda: None) -> int:
     """Run tests/ghost_callee.py, stop it until the router dropped its callee, end it; the callee's old id."""
     child = subprocess.Popen([sys.executable, str(GHOST), router.url, router.realm, TEST_PEER_AUTHID,
                               TEST_PEER_SECRET, uri], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         ids = json.loads(in_thread(child.stdout.readline))
+        before_stop()
         os.kill(child.pid, signal.SIGSTOP)
         assert wait_until(lambda: left(ids["callee"]) and left(ids["caller"]), 30)
         gevent.sleep(0.5)  # the detach runs after the leave event
@@ -98,8 +100,8 @@ def test_the_elected_healer_heals_right_after_the_leave(fast_router: CrossbarPro
         healer.elected = lambda: True
         healer.attach()
         assert peer.wait_ready(20)
-        make_ghost(fast_router, uri, lambda session: session in healer._left)
-        assert wait_until(lambda: healer.repairs == 1, 20)  # no periodic check ran: the leave triggered it
+        make_ghost(fast_router, uri, lambda session: session in healer._left, before_stop=healer.check)
+        assert wait_until(lambda: healer.repairs == 1, 20)  # no periodic check ran: the callee's leave triggered it
         assert callees(peer, uri) == [peer.session_id]
     finally:
         peer.stop()

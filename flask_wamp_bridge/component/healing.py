@@ -11,9 +11,10 @@ session id does (Crossbar answers it with an error, but the ghost is gone).
 So every worker's :class:`Healer` remembers the ids of sessions that left
 (``wamp.session.on_leave``, published before the detach fails), and one elected
 worker (a job of :mod:`~flask_wamp_bridge.component.schedule`) checks every
-``WAMP_BRIDGE_HEALING_INTERVAL`` seconds, and shortly after each leave, that
-each callee of the app's procedures is a live session, removing the dead ones
-through the router and logging what it did and why.
+``WAMP_BRIDGE_HEALING_INTERVAL`` seconds, and a second after a callee it saw
+leaves, that each callee of the app's procedures is a live session, removing
+the dead ones through the router and logging what it did and why. A check costs
+two meta calls per procedure and one per distinct callee (the workers' peers).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ log = logging.getLogger("flask_wamp_bridge.healing")
 
 #: The elected job's name (its election URI is the scheduler's prefix plus this).
 JOB_NAME = "wamp_bridge.healing"
-#: Session ids that left, remembered per worker (the newest).
-MAX_LEFT = 1000
+#: Session ids that left, remembered per worker (the newest; 16 bytes or so each).
+MAX_LEFT = 10_000
 #: Seconds after a leave before the elected worker checks (the router finishes the detach meanwhile).
 SETTLE = 1.0
 
@@ -74,6 +75,7 @@ class Healer:
         self.elected: t.Callable[[], bool] = lambda: False
         self.repairs = 0  #: dead callees removed by this worker
         self._left: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self._seen_callees: set[int] = set()  # the live callees the last check saw
         self._prompt: gevent.Greenlet | None = None
 
     def attach(self) -> None:
@@ -92,7 +94,8 @@ class Healer:
         self._left.move_to_end(session_id)
         while len(self._left) > MAX_LEFT:
             self._left.popitem(last=False)
-        if self.elected() and self._prompt is None:
+        # a browser leaving costs nothing more; a callee of ours leaving gets a check at once
+        if session_id in self._seen_callees and self.elected() and self._prompt is None:
             self._prompt = gevent.spawn_later(SETTLE, self._prompt_check)
 
     def _prompt_check(self) -> None:
@@ -120,6 +123,7 @@ class Healer:
         """Check every watched procedure's callees; remove those that are no live session."""
         repairs: list[Repair] = []
         alive: dict[int, bool] = {}
+        seen: set[int] = set()
         for uri, options in self.watched():
             registration = self.peer.call("wamp.registration.lookup", uri, options) if options else \
                 self.peer.call("wamp.registration.lookup", uri)
@@ -133,10 +137,12 @@ class Healer:
                 raise
             for callee in callees or ():
                 if callee is not None and self._alive(callee, alive):
+                    seen.add(callee)
                     continue
                 repair = self._remove(uri, registration, callee)
                 if repair is not None:
                     repairs.append(repair)
+        self._seen_callees = seen
         self.repairs += len(repairs)
         return repairs
 
@@ -151,11 +157,14 @@ class Healer:
 
     def _remove(self, uri: str, registration: int, callee: int | None) -> Repair | None:
         """Remove one dead callee: by its id when the router still shows it, else by the ids that left."""
-        candidates = [callee] if callee is not None else list(reversed(self._left))
+        if callee is not None:
+            candidates: list[int] = [callee]
+        else:  # the ghost is almost always a callee the last check saw alive: those first
+            newest = list(reversed(self._left))
+            seen = self._seen_callees
+            candidates = [c for c in newest if c in seen] + [c for c in newest if c not in seen]
         before = self._callees(registration)
         for session_id in candidates:
-            if session_id is None:
-                continue
             try:
                 self.peer.call("wamp.registration.remove_callee", registration, session_id,
                                reason="wamp_bridge.healing.dead_callee")
