@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import typing as t
 from pathlib import Path
 
@@ -151,9 +152,12 @@ def test_a_worker_stopped_past_the_ping_timeout_leaves_no_ghost(fast_router: Cro
             wait_for(lambda: len(callees(tester, "app.sleep")) < 2 or None in callees(tester, "app.sleep"), 30)
         finally:
             os.kill(victim, signal.SIGCONT)
+        resumed = time.monotonic()
         ghost = "Failed to detach session" in router.log.read_text(errors="replace")
         # healed: every callee of every procedure is a live session again, both workers serve
         wait_for(lambda: all(len(_live_callees(tester, uri) or []) == 2 for uri in procedures), 60)
+        print(f"\nghost callee: {ghost}; every procedure had two live callees {time.monotonic() - resumed:.1f} s "
+              "after the worker resumed")
         for n in range(6):  # fresh logins and calls all succeed (none routed to a ghost)
             ws, _ = raw_session(server, login(server, f"fresh{n}"))
             sockets.append(ws)
