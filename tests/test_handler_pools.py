@@ -100,3 +100,26 @@ def test_logins_never_queue_app_calls_and_app_calls_never_starve_logins(router: 
           f"a login behind {LOGINS} slow app calls took {own_reverse['probe'] * 1000:.0f} ms")
     assert own["pending"] > 0  # answered while logins still waited for the authenticator
     assert own_reverse["pending"] > 0  # a login got through while app calls still waited
+
+
+def test_the_extension_gives_the_authenticator_its_own_pool_and_the_app_procedures_the_peer_s() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+
+    bridge = WampBridge()
+
+    @bridge.register("app.echo")
+    def echo(value: t.Any) -> t.Any:
+        return value
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_AUTH_CONCURRENCY=3,
+                      WAMP_BRIDGE_AUTH_BACKLOG=7)
+    bridge.init_app(app)
+    peer = app.extensions["wamp_bridge"].peer  # built, not started: nothing connects
+    pools = {reg.uri: reg.pool for reg in peer.handles()}
+    login_pool = pools["wamp_bridge.authenticate"]
+    assert login_pool is not None and (login_pool.concurrency, login_pool.backlog) == (3, 7)
+    assert login_pool is not peer.handlers
+    assert pools["app.echo"] is None  # the peer's own pool
