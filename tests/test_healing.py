@@ -92,6 +92,27 @@ def test_crossbar_keeps_a_ghost_callee_and_the_elected_healer_removes_it(fast_ro
         peer.stop()
 
 
+def test_force_reregister_is_no_cure_on_crossbar_26_10_1(fast_router: CrossbarProcess) -> None:
+    """It drops every other callee of the list it iterates, then fails: the ghost stays, a live callee goes."""
+    from flask_wamp_bridge.errors import CallTimeout
+
+    uri = "test.healing.force"
+    live, other = make_peer(fast_router), make_peer(fast_router)
+    try:
+        live.register(uri, lambda seconds: "live")
+        healer = Healer(live, interval=60.0)
+        healer.attach()
+        assert live.wait_ready(20) and other.wait_ready(20)
+        make_ghost(fast_router, uri, lambda session: session in healer._left)  # callees: [live, null]
+        assert callees(live, uri) == [live.session_id, None]
+        with pytest.raises(CallTimeout):  # no answer at all: the router's handler raised
+            other.register(uri, lambda seconds: "other", force_reregister=True, timeout=3)
+        assert callees(live, uri) == [None]  # the live callee was dropped, the ghost kept
+    finally:
+        other.stop()
+        live.stop()
+
+
 def test_the_elected_healer_heals_right_after_the_leave(fast_router: CrossbarProcess) -> None:
     uri = "test.healing.prompt"
     peer = make_peer(fast_router)
