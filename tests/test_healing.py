@@ -172,7 +172,7 @@ def test_a_worker_stopped_past_the_ping_timeout_leaves_no_ghost(fast_router: Cro
         procedures = ["app.sleep", "app.whoami", "wamp_bridge.authenticate"]
         wait_for(lambda: all(len(_live_callees(tester, uri) or []) == 2 for uri in procedures), 60)
         pids = server.worker_pids()
-        for n in range(4):  # browsers on both workers; the victim's call the sleeper, in flight on both peers
+        for n in range(8):  # browsers on both workers; the victim's call the sleeper, in flight on both peers
             ws, _ = raw_session(server, login(server, f"b{n}"))
             sockets.append(ws)
         owners = [_owner_of_connection(pids, ws.sock.getsockname()[1], server.port) for ws in sockets]
