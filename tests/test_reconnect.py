@@ -22,7 +22,7 @@ from flask_wamp_bridge.settings import SETTINGS
 
 pytestmark = [pytest.mark.crossbar, pytest.mark.timeout(180)]
 
-OUTAGE = 12.0  # seconds: uncapped, the backoff would have grown to 8-16 s
+OUTAGE = 8.0  # seconds: uncapped, the backoff would have grown to 4-8 s
 
 
 def test_peer_rejoins_within_seconds_of_the_router_after_a_long_outage(
