@@ -20,8 +20,8 @@ What it shows:
   broadcasts on ``app.public.board.messages``; ``app.public.board.history``;
 - a per-user notification (``app.notify``, via ``bridge.publish_to``): a
   "poke", or an ``@name`` mention in a post;
-- presence from the router's session meta events, answered from the router
-  itself (the single source of truth whatever the number of workers);
+- presence kept by every worker from the router's session meta events (one
+  load per worker, then one dict update per join or leave; no per-join scans);
 - a view that publishes (``POST /api/messages``) and a logout view that
   ends the user's live WAMP sessions (``bridge.logout``);
 - guests (role ``anonymous``) may use only ``app.public.``: they watch the
@@ -74,6 +74,7 @@ from flask_wamp_bridge import BridgeError
 from flask_wamp_bridge import Sockets
 from flask_wamp_bridge import WampBridge
 from flask_wamp_bridge import WebSocket
+from flask_wamp_bridge import signals
 
 __all__ = ["app", "bridge", "create_app", "DEV_DEFAULTS"]
 
@@ -214,46 +215,107 @@ def poke(authid: str) -> dict[str, t.Any]:
     return {"poked": authid}
 
 
+class Presence:
+    """Who is online, kept by every worker from the router's session meta events.
+
+    Each join and leave is one dict update: no worker asks the router for its
+    session list per event (that is O(N) calls per login, O(N^2) in a login
+    storm). Each worker's peer loads the list once when it joins the realm (so
+    a worker started late knows who came before), then follows the events.
+    One elected worker publishes the list when it changed, at most once a
+    second (``@bridge.every``).
+    """
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, tuple[str, str]] = {}  # session id -> (authid, authrole)
+        self.changes = 0
+        self._published = -1
+        self._loading: set[int] | None = None  # sessions that left while the initial load ran
+
+    def joined(self, details: t.Any) -> None:
+        if isinstance(details, dict) and type(details.get("session")) is int:
+            self.add(details["session"], details.get("authid"), details.get("authrole"))
+
+    def add(self, session_id: int, authid: t.Any, authrole: t.Any) -> None:
+        roles = (current_app.config["WAMP_BRIDGE_USER_ROLE"], current_app.config["WAMP_BRIDGE_ANONYMOUS_ROLE"])
+        if isinstance(authid, str) and authrole in roles and session_id not in self.sessions:
+            self.sessions[session_id] = (authid, authrole)
+            self.changes += 1
+
+    def left(self, session_id: t.Any) -> None:
+        if self._loading is not None:
+            self._loading.add(session_id)
+        if self.sessions.pop(session_id, None) is not None:
+            self.changes += 1
+
+    def load(self) -> None:
+        """Ask the router once for the sessions already there (a ``null`` id in the list is a ghost: skipped)."""
+        config = current_app.config
+        roles = [role for role in (config["WAMP_BRIDGE_USER_ROLE"], config["WAMP_BRIDGE_ANONYMOUS_ROLE"]) if role]
+        self._loading = set()
+        try:
+            for session_id in bridge.call("wamp.session.list", roles) or []:
+                if type(session_id) is not int or session_id in self.sessions:
+                    continue
+                try:
+                    details = bridge.call("wamp.session.get", session_id)
+                except ApplicationError:  # it left in the meantime (wamp.error.no_such_session)
+                    continue
+                if session_id not in self._loading and isinstance(details, dict):
+                    self.add(session_id, details.get("authid"), details.get("authrole"))
+        finally:
+            self._loading = None
+
+    def snapshot(self) -> dict[str, t.Any]:
+        """``{"users": [authid, ...], "guests": n}``."""
+        user_role = current_app.config["WAMP_BRIDGE_USER_ROLE"]
+        users = {authid for authid, role in self.sessions.values() if role == user_role}
+        guests = sum(1 for _, role in self.sessions.values() if role != user_role)
+        return {"users": sorted(users), "guests": guests}
+
+    def publish_if_changed(self) -> None:
+        if self.changes != self._published:
+            self._published = self.changes
+            bridge.publish(PRESENCE_TOPIC, self.snapshot())
+
+
+presence = Presence()
+
+
 @bridge.register(PRESENCE_LIST)
 def presence_list() -> dict[str, t.Any]:
-    return presence()
-
-
-def presence() -> dict[str, t.Any]:
-    """Who is online, asked from the router: ``{"users": [authid, ...], "guests": n}``.
-
-    No worker keeps a list of its own: the router's session list is the one
-    source of truth, so every worker answers the same.
-    """
-    config = current_app.config
-    users: set[str] = set()
-    for session_id in bridge.call("wamp.session.list", [config["WAMP_BRIDGE_USER_ROLE"]]) or []:
-        try:
-            details = bridge.call("wamp.session.get", session_id)
-        except ApplicationError:  # it left in the meantime (wamp.error.no_such_session)
-            continue
-        users.add(details["authid"])
-    guests = 0
-    if config["WAMP_BRIDGE_ANONYMOUS_ROLE"]:
-        guests = bridge.call("wamp.session.count", [config["WAMP_BRIDGE_ANONYMOUS_ROLE"]])
-    return {"users": sorted(users), "guests": guests}
+    return presence.snapshot()
 
 
 @bridge.subscribe("wamp.session.on_join")
+def session_joined(details: t.Any = None, *args: t.Any, **kwargs: t.Any) -> None:
+    presence.joined(details)
+
+
 @bridge.subscribe("wamp.session.on_leave")
-def session_changed(*args: t.Any, **kwargs: t.Any) -> None:
-    # The meta events reach the peer of *every* worker. The peer with the
-    # lowest session id among those serving PRESENCE_LIST publishes, so each
-    # change is published once; all peers ask the router, so they agree on who that is.
+def session_left(session_id: t.Any = None, *args: t.Any, **kwargs: t.Any) -> None:
+    presence.left(session_id)
+
+
+@bridge.every(1.0)
+def publish_presence() -> None:
+    # The meta events reach the peer of every worker; one worker (elected through the router) publishes.
+    presence.publish_if_changed()
+
+
+def _load_presence(app: Flask) -> t.Callable[..., None]:
+    def on_joined(sender: t.Any, **kwargs: t.Any) -> None:
+        with app.app_context():
+            bridge.spawn(_load_quietly)
+
+    return on_joined
+
+
+def _load_quietly() -> None:
     try:
-        registration = bridge.call("wamp.registration.lookup", PRESENCE_LIST)
-        if registration is None:  # no peer serves it (yet)
-            return
-        callees = bridge.call("wamp.registration.list_callees", registration)
-        if callees and bridge.peer.session_id == min(callees):
-            bridge.publish(PRESENCE_TOPIC, presence())
-    except BridgeError as exc:  # e.g. this worker is shutting down; the next change publishes again
-        current_app.logger.info("presence not published: %s", exc)
+        presence.load()
+    except BridgeError as exc:  # e.g. the session ended meanwhile: the next join loads again
+        current_app.logger.info("presence not loaded: %s", exc)
 
 
 # -- team channels: the app's data decides who may use them ----------------------------
@@ -356,6 +418,7 @@ def create_app(config: c.Mapping[str, t.Any] | None = None) -> Flask:
     app.config.update(config or {})
     _secrets(app)
     bridge.init_app(app)  # also mounts the browsers' WAMP endpoint at WAMP_BRIDGE_PATH ("/wamp")
+    signals.peer_joined.connect(_load_presence(app), sender=app, weak=False)
     sockets = Sockets(app)
 
     @app.errorhandler(_HttpError)

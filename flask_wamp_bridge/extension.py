@@ -134,6 +134,7 @@ class BridgeState:
         self._peer_pid: int | None = None
         self._tasks: t.Any = None  # component.tasks.Tasks, made with the peer (gevent)
         self._scheduler: t.Any = None  # component.schedule.Scheduler
+        self.healer: t.Any = None  # component.healing.Healer of this process (None: healing is off)
         self._nodes: NodeSessions | None = None
         self._authorization: Authorization | None = None
         self._authorizer: AuthorizerService | None = None
@@ -307,7 +308,12 @@ class BridgeState:
         hooks = _NO_HOOKS if handler in self._internal else self.bridge.hooks  # the library's own: no app hooks
         fn = runner(handler.fn, self._app_ref, self.wampy, hooks, validator, current_details)
         if handler.kind == "register":
-            peer.register(uri, fn, **handler.options)
+            options = dict(handler.options)
+            if options.pop("pool", None) == "authenticator":
+                options["pool"] = peer.pool("authenticator handlers",
+                                            self.settings["WAMP_BRIDGE_AUTH_CONCURRENCY"],
+                                            self.settings["WAMP_BRIDGE_AUTH_BACKLOG"])
+            peer.register(uri, fn, **options)
         else:
             peer.subscribe(uri, fn, **handler.options)
 
@@ -321,12 +327,25 @@ class BridgeState:
         return self._tasks
 
     def start_scheduler(self) -> None:
-        """Start electing a runner for each ``@bridge.every`` job (once per process)."""
+        """Start electing a runner for each ``@bridge.every`` job and for healing (once per process)."""
+        from .component.healing import JOB_NAME
+        from .component.healing import Healer
         from .component.schedule import Scheduler
 
-        if self.bridge._jobs and (self._scheduler is None or self._scheduler.pid != os.getpid()):
-            self._scheduler = Scheduler(self.peer, self.tasks, self.bridge._jobs, self.prefix)
-            self._scheduler.start()
+        healing = self.settings["WAMP_BRIDGE_HEALING"]
+        if (self.bridge._jobs or healing) and (self._scheduler is None or self._scheduler.pid != os.getpid()):
+            jobs = list(self.bridge._jobs)
+            healer = None
+            if healing:
+                healer = Healer(self.peer, self.settings["WAMP_BRIDGE_HEALING_INTERVAL"])
+                jobs.append(healer.job())
+            scheduler = self._scheduler = Scheduler(self.peer, self.tasks, jobs, self.prefix)
+            if healer is not None:
+                healer.extra_uris = scheduler.uris
+                healer.elected = functools.partial(scheduler.holds, JOB_NAME)
+                healer.attach()
+            self.healer = healer
+            scheduler.start()
 
     def start_peer(self) -> None:
         self.check_settings_unchanged()
@@ -420,7 +439,9 @@ class WampBridge:
             raise ConfigError(
                 f"{exc}. bridge.init_app(app) reads the key when it runs: set SECRET_KEY (or "
                 "WAMP_BRIDGE_TICKET_SECRET) before calling init_app, not after it") from None
-        state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator())
+        # its own pool: a login storm never queues the app's procedures, nor they the logins
+        state.register_internal(state.settings["WAMP_BRIDGE_AUTHENTICATOR"], tickets.authenticator(),
+                                pool="authenticator")
         _wire_authorizer_and_meta(state)
         roles = _settings.roles(state.settings).defined
         Endpoint(state.settings, state.run_identity_loader, tickets.sign, roles,

@@ -23,6 +23,7 @@ PAGES = {
     "Deployment": "deployment",
     "Scaling out": "scaling",
     "Security notes": "security",
+    "Known limits (Crossbar 26.10.1)": "limits",
     "Testing your app": "testing",
     "API reference": "api",
 }

@@ -187,7 +187,7 @@ LOGIN_REFUSAL_HINTS: dict[str, str] = {
 LOGIN_TIMEOUT_HINTS: dict[bool, str] = {
     True: ("the router sent the ticket challenge, then no WELCOME: the ticket authenticator "
            "(WAMP_BRIDGE_AUTHENTICATOR) never answered; is the app's peer joined, and are its "
-           "WAMP_BRIDGE_PEER_CONCURRENCY slots all busy?"),
+           "WAMP_BRIDGE_AUTH_CONCURRENCY slots (its own pool) all busy?"),
     False: ("the router never answered the HELLO: is WAMP_BRIDGE_ROUTER_URL the router's transport with "
             "ticket authentication, and is the router overloaded or stalled?"),
 }

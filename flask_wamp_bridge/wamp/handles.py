@@ -13,6 +13,7 @@ import gevent.event
 from .session import PeerCore
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from .handler_pool import HandlerPool
     from .peer import Peer
 
 __all__ = ["Registration", "Subscription"]
@@ -24,11 +25,14 @@ class Registration:
     #: What the log says this handle does ("register", "subscribe to").
     verb = "register"
 
-    def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any]) -> None:
+    def __init__(self, peer: Peer, uri: str, fn: t.Callable[..., t.Any], options: dict[str, t.Any],
+                 pool: HandlerPool | None = None) -> None:
         self.peer = peer
         self.uri = uri
         self.fn = fn
         self.options = options
+        #: Where its invocations run; ``None``: the peer's pool.
+        self.pool = pool
         #: The registration id in the current session, or ``None`` while not registered.
         self.id: int | None = None
         self._answer: gevent.event.AsyncResult | None = None

@@ -49,11 +49,11 @@ from ..websocket.client import connect as default_connect
 from . import session as peercore
 from .bounds import PEER_BOUNDS
 from .bounds import Bounds
+from .handler_pool import HandlerPool
 from .handles import Registration as Registration
 from .handles import Subscription as Subscription
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
-from .peer_connection import HandlerPool
 from .peer_connection import PeerConnection
 from .peer_connection import Stream
 from .peer_connection import WebSocketLike
@@ -107,7 +107,8 @@ class Peer:
     :param connect_timeout: seconds for connecting and joining, and how long the first use of a
         peer that was never connected waits for it.
     :param reconnect_initial: first reconnect delay (seconds), grown by ``reconnect_factor``
-        up to ``reconnect_max``, with jitter.
+        up to ``reconnect_max``, with jitter (each delay lies between half and all of it). The low
+        cap brings the peer back within seconds of the router's return, even after a long outage.
     :param debug: send exception type, message and traceback to callers (never in production).
     :param subprotocols: serializers to offer, in order of preference.
     :param max_message_size: largest message accepted from the router (bytes), None for the transport's default.
@@ -133,7 +134,7 @@ class Peer:
         invoke: str | None = "roundrobin",
         connect_timeout: float = DEFAULTS["WAMP_BRIDGE_CONNECT_TIMEOUT"],
         reconnect_initial: float = 0.5,
-        reconnect_max: float = 30.0,
+        reconnect_max: float = 2.5,
         reconnect_factor: float = 2.0,
         debug: bool = False,
         subprotocols: t.Sequence[str] = SUBPROTOCOLS,
@@ -170,7 +171,9 @@ class Peer:
         self.ping_timeout = ping_timeout
         self.bounds = bounds
         self._open = connect
+        #: Where invocations and events run (a registration may have a pool of its own).
         self.handlers = HandlerPool(concurrency, backlog)
+        self._pools: dict[str, HandlerPool] = {}
         self._registrations: list[Registration] = []
         self._subscriptions: list[Subscription] = []
         # gevent objects are made in start(): the peer may be built before fork
@@ -406,19 +409,20 @@ class Peer:
     # -- callee / subscriber --------------------------------------------------------
 
     def register(self, uri: str, fn: t.Callable[..., t.Any], *, timeout: float | None = DEFAULT,
-                 report: bool = True, **options: t.Any) -> Registration:
+                 report: bool = True, pool: HandlerPool | None = None, **options: t.Any) -> Registration:
         """Serve ``fn`` as procedure ``uri`` (REGISTER ``options``: ``match``, ``invoke``, ...).
 
         ``invoke`` defaults to the peer's policy (``"roundrobin"``), so every
         worker can register the same URI. Before the session is up this only
         records the registration; it is made (again) on every join. When
         connected it waits for the router's answer (``report=False``: no ``registration_failed`` signal).
+        ``pool``: run its invocations there instead of in the peer's :attr:`handlers`.
 
         :raises ApplicationError: the router refused (e.g. not authorized).
         """
         if self.invoke and self.invoke != "single":
             options.setdefault("invoke", self.invoke)
-        reg = Registration(self, uri, fn, options)
+        reg = Registration(self, uri, fn, options, pool)
         self._registrations.append(reg)
         self._sync(reg, timeout, owner=self._registrations, report=report)
         return reg
@@ -433,6 +437,15 @@ class Peer:
         self._subscriptions.append(sub)
         self._sync(sub, timeout, owner=self._subscriptions)
         return sub
+
+    def pool(self, name: str, concurrency: int, backlog: int) -> HandlerPool:
+        """The peer's handler pool called ``name`` (made on first use): pass it to :meth:`register`."""
+        if concurrency < 1 or backlog < 0:
+            raise ConfigError(f"pool {name!r}: concurrency must be at least 1 and backlog at least 0")
+        found = self._pools.get(name)
+        if found is None:
+            found = self._pools[name] = HandlerPool(concurrency, backlog, name)
+        return found
 
     def _sync(self, reg: Registration, timeout: float | None, owner: list[t.Any], report: bool = True) -> None:
         conn = self._conn

@@ -4,7 +4,8 @@
 :class:`PeerConnection` per transport it opens. The connection reads the
 router, feeds the core, and carries out the core's actions through one table
 (:data:`PeerConnection.ACTIONS`); invocations and events run in the peer's
-:class:`HandlerPool`. A connection never reconnects: when it ends, the peer
+:class:`~flask_wamp_bridge.wamp.handler_pool.HandlerPool` (or the registration's own). A
+connection never reconnects: when it ends, the peer
 makes a new one.
 
 The tokens the core hands back with answers are :class:`ResultToken`\\s:
@@ -15,7 +16,6 @@ itself for REGISTER and SUBSCRIBE.
 
 from __future__ import annotations
 
-import collections
 import contextvars
 import dataclasses
 import logging
@@ -55,7 +55,7 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from .handles import Registration
     from .peer import Peer
 
-__all__ = ["PeerConnection", "HandlerPool", "ResultToken", "Stream", "WebSocketLike", "current", "QUIET_CLOSE_REASONS"]
+__all__ = ["PeerConnection", "ResultToken", "Stream", "WebSocketLike", "current", "QUIET_CLOSE_REASONS"]
 
 log = logging.getLogger("flask_wamp_bridge.wamp.peer")
 
@@ -110,37 +110,6 @@ class Stream:
 
     def set_exception(self, exc: BaseException) -> None:
         self.queue.put((self.FAILED, exc))
-
-
-class HandlerPool:
-    """Runs invocations and event handlers, each in its own greenlet: ``concurrency`` at once, ``backlog`` waiting."""
-
-    def __init__(self, concurrency: int, backlog: int) -> None:
-        self.concurrency = concurrency
-        self.backlog = backlog
-        self._active = 0
-        self._waiting: collections.deque[tuple[t.Callable[..., None], tuple[t.Any, ...]]] = collections.deque()
-
-    def submit(self, fn: t.Callable[..., None], *args: t.Any) -> bool:
-        """Run ``fn(*args)`` now or later; False when the backlog is full (nothing will run)."""
-        if self._active < self.concurrency:
-            self._active += 1
-            gevent.spawn(self._task, fn, args)
-        elif len(self._waiting) < self.backlog:
-            self._waiting.append((fn, args))
-        else:
-            return False
-        return True
-
-    def _task(self, fn: t.Callable[..., None], args: tuple[t.Any, ...]) -> None:
-        try:
-            fn(*args)
-        finally:
-            if self._waiting:
-                next_fn, next_args = self._waiting.popleft()
-                gevent.spawn(self._task, next_fn, next_args)
-            else:
-                self._active -= 1
 
 
 class PeerConnection:
@@ -346,11 +315,11 @@ class PeerConnection:
         self._send_quietly(action.message)
 
     def _on_invoke(self, action: peercore.Invoke) -> None:
-        if self.peer.handlers.submit(self._invoke, action):
+        pool = action.handler.pool or self.peer.handlers
+        if pool.submit(self._invoke, action):
             return
-        pool = self.peer.handlers
-        log.error("WAMP peer: %d handlers busy and %d waiting; refusing a call to %r",
-                  pool.concurrency, pool.backlog, action.details.procedure)
+        log.error("WAMP peer: %d %s busy and %d waiting; refusing a call to %r",
+                  pool.concurrency, pool.name, pool.backlog, action.details.procedure)
         self._send_quietly(self.core.invocation_error(action.request_id, "wamp.error.unavailable",
                                                       ["the server is overloaded; retry later"]))
 
