@@ -309,10 +309,10 @@ class BridgeState:
         fn = runner(handler.fn, self._app_ref, self.wampy, hooks, validator, current_details)
         if handler.kind == "register":
             options = dict(handler.options)
-            if options.pop("pool", None) == "authenticator":
-                options["pool"] = peer.pool("authenticator handlers",
-                                            self.settings["WAMP_BRIDGE_AUTH_CONCURRENCY"],
-                                            self.settings["WAMP_BRIDGE_AUTH_BACKLOG"])
+            pool = options.pop("pool", None)
+            if pool is not None:
+                concurrency, backlog = _OWN_POOLS[pool]
+                options["pool"] = peer.pool(f"{pool} handlers", self.settings[concurrency], self.settings[backlog])
             peer.register(uri, fn, **options)
         else:
             peer.subscribe(uri, fn, **handler.options)
@@ -689,6 +689,14 @@ class _FirstRequestCheck:
         g.wampy = state.wampy
 
 
+#: The library's procedures that the router calls on the way to a browser's login or action run in pools of their
+#: own (size and backlog settings by pool name): a storm of them never queues the app's procedures, nor the reverse.
+_OWN_POOLS: dict[str, tuple[str, str]] = {
+    "authenticator": ("WAMP_BRIDGE_AUTH_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
+    "authorizer": ("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
+}
+
+
 def _wire_authorizer_and_meta(state: BridgeState) -> None:
     """Record the authorizer and the history/presence procedures and subscriptions (made when the peer joins)."""
     ref = weakref.ref(state)
@@ -704,7 +712,7 @@ def _wire_authorizer_and_meta(state: BridgeState) -> None:
         def authorize(session: t.Any, uri: t.Any, action: t.Any, options: t.Any = None) -> dict[str, bool]:
             return live().authorizer(session, uri, action, options)
 
-        state.register_internal(uri, authorize)
+        state.register_internal(uri, authorize, pool="authorizer")  # the router's questions never wait on the app's
     if not meta_enabled(state.settings):
         return
     from .wamp.meta_api import BROWSER_META_CALLS
