@@ -25,8 +25,8 @@ Each app gets one WAMP session per worker process (:class:`~flask_wamp_bridge.wa
 opened after fork by the worker's start hook (or on first use outside
 gunicorn, or by ``bridge.peer.start()``). Procedures and event handlers run in
 an app context with ``g.wamp_details`` (the
-:class:`~flask_wamp_bridge.wamp.session.InvocationDetails` /
-:class:`~flask_wamp_bridge.wamp.session.EventDetails`: caller identity when the
+:class:`~flask_wamp_bridge.wamp.session_events.InvocationDetails` /
+:class:`~flask_wamp_bridge.wamp.session_events.EventDetails`: caller identity when the
 router discloses it, ``progress(...)`` for progressive results) and ``g.wampy``.
 
 Subscribers run in every worker; work that must happen exactly once belongs in

@@ -94,9 +94,9 @@ def test_imports_public_types_come_from_the_package_without_gevent() -> None:
     code = """
 import json, sys
 from flask_wamp_bridge import CallResult, EventDetails, InvocationDetails, WebSocket
-from flask_wamp_bridge.wamp import session
-same = [CallResult is session.CallResult, EventDetails is session.EventDetails,
-        InvocationDetails is session.InvocationDetails]
+from flask_wamp_bridge.wamp import session_events
+same = [CallResult is session_events.CallResult, EventDetails is session_events.EventDetails,
+        InvocationDetails is session_events.InvocationDetails]
 print(json.dumps({"same": same, "gevent": "gevent" in sys.modules}))
 """
     assert json.loads(_fresh_python(code)) == {"same": [True, True, True], "gevent": False}

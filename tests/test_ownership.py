@@ -48,15 +48,7 @@ KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
 }
 
 #: Modules that still export names defined elsewhere: module -> those names.
-KNOWN_REEXPORTS: dict[str, set[str]] = {
-    # the peer's session events and handles, still importable from their old modules
-    "flask_wamp_bridge.wamp.peer": {"Registration", "Subscription"},
-    "flask_wamp_bridge.wamp.session": {
-        "Action", "CallResult", "Closed", "Deliver", "EventDetails", "Failed", "Interrupt", "InvocationDetails",
-        "Invoke", "Joined", "Published", "Registered", "Result", "Revoked", "Send", "Subscribed", "Unregistered",
-        "Unsubscribed", "result_value", "yield_payload",
-    },
-}
+KNOWN_REEXPORTS: dict[str, set[str]] = {}
 
 #: Foreign names that start with an underscore but are documented public API.
 DOCUMENTED_FOREIGN: dict[str, str] = {

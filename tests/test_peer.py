@@ -31,9 +31,9 @@ from flask_wamp_bridge.testing import WampClient
 from flask_wamp_bridge.wamp.client_auth import WampCraAuth
 from flask_wamp_bridge.wamp.peer import Peer
 from flask_wamp_bridge.wamp.peer import current_details
-from flask_wamp_bridge.wamp.session import CallResult
-from flask_wamp_bridge.wamp.session import EventDetails
-from flask_wamp_bridge.wamp.session import InvocationDetails
+from flask_wamp_bridge.wamp.session_events import CallResult
+from flask_wamp_bridge.wamp.session_events import EventDetails
+from flask_wamp_bridge.wamp.session_events import InvocationDetails
 
 pytestmark = [pytest.mark.crossbar, pytest.mark.timeout(120)]
 

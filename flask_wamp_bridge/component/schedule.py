@@ -34,8 +34,8 @@ from ..errors import ApplicationError
 from ..errors import BridgeError
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from ..wamp.handles import Registration
     from ..wamp.peer import Peer
-    from ..wamp.peer import Registration
     from .tasks import Tasks
 
 __all__ = ["Job", "Scheduler", "RETRY", "HOLDER_CHECK", "PROOF_TIMEOUT", "URI_PREFIX"]

@@ -12,8 +12,8 @@ same peer. When the connection drops, pending calls fail with
 exponential backoff and jitter, registering and subscribing again by itself.
 
 Inside a procedure or event handler, :func:`current_details` returns the
-:class:`~flask_wamp_bridge.wamp.session.InvocationDetails` or
-:class:`~flask_wamp_bridge.wamp.session.EventDetails` of what is being handled
+:class:`~flask_wamp_bridge.wamp.session_events.InvocationDetails` or
+:class:`~flask_wamp_bridge.wamp.session_events.EventDetails` of what is being handled
 (caller identity when the router discloses it; ``progress`` to send
 progressive results).
 
@@ -46,12 +46,11 @@ from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
 from ..settings import DEFAULTS
 from ..websocket.client import connect as default_connect
-from . import session as peercore
 from .bounds import PEER_BOUNDS
 from .bounds import Bounds
 from .handler_pool import HandlerPool
-from .handles import Registration as Registration
-from .handles import Subscription as Subscription
+from .handles import Registration
+from .handles import Subscription
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
 from .peer_connection import PeerConnection
@@ -60,13 +59,14 @@ from .peer_connection import WebSocketLike
 from .peer_connection import current
 from .router_urls import next_url
 from .router_urls import router_urls
+from .session import backoff_delay
 from .session_events import EventDetails
 from .session_events import InvocationDetails
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
 
-__all__ = ["Peer", "Registration", "Subscription", "current_details", "DEFAULT", "Connector"]
+__all__ = ["Peer", "current_details", "DEFAULT", "Connector"]
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class Peer:
         """Call ``procedure`` with these arguments and return its result.
 
         A single result value is returned as is; several, or keyword results,
-        come as a :class:`~flask_wamp_bridge.wamp.session.CallResult`. Uses the
+        come as a :class:`~flask_wamp_bridge.wamp.session_events.CallResult`. Uses the
         default timeout; see :meth:`call_with` for options.
 
         :raises ApplicationError: the callee or router answered with an error.
@@ -506,7 +506,7 @@ class Peer:
                     self.url = next_url(self.urls, self.url)
             if self._stopping:
                 break
-            delay = peercore.backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,
+            delay = backoff_delay(attempt, initial=self.reconnect_initial, maximum=self.reconnect_max,
                                            factor=self.reconnect_factor, rand=random.random())
             attempt += 1
             log.info("WAMP peer: reconnecting to %s in %.1f s", self.url, delay)

@@ -40,7 +40,6 @@ from ..signals import peer_left
 from ..signals import peer_reregistered
 from ..signals import registration_failed
 from ..signals import send as send_from
-from . import session as peercore
 from .hints import JOIN_TIMEOUT_HINT
 from .hints import PEER_JOIN_HINTS
 from .messages import MessageType
@@ -48,8 +47,26 @@ from .messages import Serializer
 from .messages import Undecodable
 from .messages import decode_or_head
 from .session import PeerCore
+from .session import PeerState
+from .session import invocation_error_message
+from .session_events import Closed
+from .session_events import Deliver
 from .session_events import EventDetails
+from .session_events import Failed
+from .session_events import Interrupt
 from .session_events import InvocationDetails
+from .session_events import Invoke
+from .session_events import Joined
+from .session_events import Published
+from .session_events import Registered
+from .session_events import Result
+from .session_events import Revoked
+from .session_events import Send
+from .session_events import Subscribed
+from .session_events import Unregistered
+from .session_events import Unsubscribed
+from .session_events import result_value
+from .session_events import yield_payload
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .handles import Registration
@@ -262,7 +279,7 @@ class PeerConnection:
                                ["the message could not be decoded within the peer's bounds"]]
         if kind == MessageType.INVOCATION:
             answer[1] = int(MessageType.INVOCATION)
-            return [peercore.Send(answer)]
+            return [Send(answer)]
         if kind == MessageType.RESULT or kind == MessageType.ERROR:  # the call (or request) fails, alone
             answer[1] = bad.request_kind if kind == MessageType.ERROR else int(MessageType.CALL)
             try:
@@ -273,7 +290,7 @@ class PeerConnection:
 
     def lost(self, message: str) -> None:
         """The transport is gone: end the session, failing whatever still waits for an answer."""
-        if self.core.state is not peercore.PeerState.CLOSED:
+        if self.core.state is not PeerState.CLOSED:
             closed = self.core.connection_lost(message)
             self.closed.set()
             if self.joined.is_set():
@@ -285,8 +302,8 @@ class PeerConnection:
     def act(self, action: t.Any) -> None:
         self.ACTIONS[type(action)](self, action)
 
-    def _on_result(self, action: peercore.Result) -> None:
-        value = peercore.result_value(action.args, action.kwargs)
+    def _on_result(self, action: Result) -> None:
+        value = result_value(action.args, action.kwargs)
         if action.progress:
             progress = getattr(action.token, "progress", None)
             if progress is not None:
@@ -294,27 +311,27 @@ class PeerConnection:
         else:
             action.token.set(value)
 
-    def _on_failed(self, action: peercore.Failed) -> None:
+    def _on_failed(self, action: Failed) -> None:
         action.token.set_exception(_application_error(action.error, action.args, action.kwargs))
 
-    def _on_registered(self, action: peercore.Registered) -> None:
+    def _on_registered(self, action: Registered) -> None:
         action.token.set(action.registration_id)
 
-    def _on_subscribed(self, action: peercore.Subscribed) -> None:
+    def _on_subscribed(self, action: Subscribed) -> None:
         action.token.set(action.subscription_id)
 
-    def _on_done(self, action: peercore.Unregistered | peercore.Unsubscribed) -> None:
+    def _on_done(self, action: Unregistered | Unsubscribed) -> None:
         if action.token is not None:
             action.token.set(None)
 
-    def _on_published(self, action: peercore.Published) -> None:
+    def _on_published(self, action: Published) -> None:
         if action.token is not None:
             action.token.set(action.publication_id)
 
-    def _on_send(self, action: peercore.Send) -> None:
+    def _on_send(self, action: Send) -> None:
         self._send_quietly(action.message)
 
-    def _on_invoke(self, action: peercore.Invoke) -> None:
+    def _on_invoke(self, action: Invoke) -> None:
         pool = action.handler.pool or self.peer.handlers
         if pool.submit(self._invoke, action):
             return
@@ -323,19 +340,19 @@ class PeerConnection:
         self._send_quietly(self.core.invocation_error(action.request_id, "wamp.error.unavailable",
                                                       ["the server is overloaded; retry later"]))
 
-    def _on_deliver(self, action: peercore.Deliver) -> None:
+    def _on_deliver(self, action: Deliver) -> None:
         pool = self.peer.handlers
         for handler in action.handlers:
             if not pool.submit(_deliver, handler, action):
                 log.error("WAMP peer: %d handlers busy and %d waiting; dropping an event on %r",
                           pool.concurrency, pool.backlog, action.details.topic)
 
-    def _on_interrupt(self, action: peercore.Interrupt) -> None:
+    def _on_interrupt(self, action: Interrupt) -> None:
         greenlet = self._running.pop(action.request_id, None)
         if greenlet is not None:
             greenlet.kill(block=False)
 
-    def _on_joined(self, action: peercore.Joined) -> None:
+    def _on_joined(self, action: Joined) -> None:
         details = action.details
         log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.peer.realm,
                  details.get("authid"), details.get("authrole"), action.session_id)
@@ -345,7 +362,7 @@ class PeerConnection:
                               authrole=details.get("authrole"))
         gevent.spawn(self._restore)
 
-    def _on_closed(self, action: peercore.Closed) -> None:
+    def _on_closed(self, action: Closed) -> None:
         self.closed.set()
         self.peer._session_closed(self)
         if action.aborted and not self.joined.is_set():
@@ -361,27 +378,27 @@ class PeerConnection:
         if action.aborted and not self.joined.is_set():
             self.close_transport(1000)
 
-    def _on_revoked(self, action: peercore.Revoked) -> None:
+    def _on_revoked(self, action: Revoked) -> None:
         for token in action.tokens:
             token.id = None
         log.warning("WAMP peer: the router removed %s %s (%s)", action.kind,
                     ", ".join(repr(token.uri) for token in action.tokens), action.reason)
 
     ACTIONS: t.ClassVar[dict[type, t.Callable[[PeerConnection, t.Any], None]]] = {
-        peercore.Result: _on_result,
-        peercore.Failed: _on_failed,
-        peercore.Registered: _on_registered,
-        peercore.Subscribed: _on_subscribed,
-        peercore.Unregistered: _on_done,
-        peercore.Unsubscribed: _on_done,
-        peercore.Published: _on_published,
-        peercore.Send: _on_send,
-        peercore.Invoke: _on_invoke,
-        peercore.Deliver: _on_deliver,
-        peercore.Interrupt: _on_interrupt,
-        peercore.Joined: _on_joined,
-        peercore.Closed: _on_closed,
-        peercore.Revoked: _on_revoked,
+        Result: _on_result,
+        Failed: _on_failed,
+        Registered: _on_registered,
+        Subscribed: _on_subscribed,
+        Unregistered: _on_done,
+        Unsubscribed: _on_done,
+        Published: _on_published,
+        Send: _on_send,
+        Invoke: _on_invoke,
+        Deliver: _on_deliver,
+        Interrupt: _on_interrupt,
+        Joined: _on_joined,
+        Closed: _on_closed,
+        Revoked: _on_revoked,
     }
 
     # -- a new session: register and subscribe everything again ---------------------------
@@ -414,7 +431,7 @@ class PeerConnection:
 
     # -- running a procedure --------------------------------------------------------------
 
-    def _invoke(self, action: peercore.Invoke) -> None:
+    def _invoke(self, action: Invoke) -> None:
         request_id = action.request_id
         core = self.core
         if not core.invocation_active(request_id):
@@ -433,7 +450,7 @@ class PeerConnection:
         except Exception as exc:
             message = core.invocation_error(request_id, *self._error_payload(exc, details.procedure))
         else:
-            message = core.yield_(request_id, *peercore.yield_payload(value))
+            message = core.yield_(request_id, *yield_payload(value))
         finally:
             current.reset(token)
             self._running.pop(request_id, None)
@@ -442,7 +459,7 @@ class PeerConnection:
         try:
             data = self._dumps(message)
         except LocalProtocolError as exc:  # the return value cannot be serialized
-            data = self._dumps(peercore.invocation_error_message(
+            data = self._dumps(invocation_error_message(
                 request_id, *self._error_payload(exc, details.procedure)))
         try:
             self.send_data(data)
@@ -464,7 +481,7 @@ class PeerConnection:
         return "wamp.error.runtime_error", ["the procedure failed; the server log has the details"], {}
 
 
-def _deliver(sub: Registration, action: peercore.Deliver) -> None:
+def _deliver(sub: Registration, action: Deliver) -> None:
     token = current.set(action.details)
     try:
         sub.fn(*action.args, **action.kwargs)

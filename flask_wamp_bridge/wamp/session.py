@@ -3,11 +3,12 @@
 Theory of operation
 -------------------
 :class:`PeerCore` is the state of one WAMP session, with no sockets, no
-greenlets and no clock. The IO layer (:mod:`flask_wamp_bridge.wamp.peer`) feeds it
-every decoded message from the router with :meth:`PeerCore.receive`, which
-returns a list of actions: :class:`Send` (a message to write back, e.g. the
-AUTHENTICATE answering a CHALLENGE) and events the IO layer acts on
-(:class:`Joined`, :class:`Result`, :class:`Invoke`, ...). Requests we start
+greenlets and no clock. The IO layer
+(:mod:`flask_wamp_bridge.wamp.peer_connection`) feeds it every decoded message
+from the router with :meth:`PeerCore.receive`, which returns a list of actions
+(:mod:`flask_wamp_bridge.wamp.session_events`): ``Send`` (a message to write
+back, e.g. the AUTHENTICATE answering a CHALLENGE) and events the IO layer acts
+on (``Joined``, ``Result``, ``Invoke``, ...). Requests we start
 (:meth:`~PeerCore.call`, :meth:`~PeerCore.register`, ...) take an opaque
 ``token`` (the IO layer's waiter) and return ``(request_id, message)``; the
 answer for that request id comes back as an event carrying the same token.
@@ -33,31 +34,27 @@ from ..errors import NotConnected
 from ..errors import RemoteProtocolError
 from .messages import MAX_ID
 from .messages import MessageType
-from .session_events import Action as Action
-from .session_events import CallResult as CallResult
-from .session_events import Closed as Closed
-from .session_events import Deliver as Deliver
-from .session_events import EventDetails as EventDetails
-from .session_events import Failed as Failed
-from .session_events import Interrupt as Interrupt
-from .session_events import InvocationDetails as InvocationDetails
-from .session_events import Invoke as Invoke
-from .session_events import Joined as Joined
-from .session_events import Published as Published
-from .session_events import Registered as Registered
-from .session_events import Result as Result
-from .session_events import Revoked as Revoked
-from .session_events import Send as Send
-from .session_events import Subscribed as Subscribed
-from .session_events import Unregistered as Unregistered
-from .session_events import Unsubscribed as Unsubscribed
-from .session_events import result_value as result_value
-from .session_events import yield_payload as yield_payload
+from .session_events import Action
+from .session_events import Closed
+from .session_events import Deliver
+from .session_events import EventDetails
+from .session_events import Failed
+from .session_events import Interrupt
+from .session_events import InvocationDetails
+from .session_events import Invoke
+from .session_events import Joined
+from .session_events import Published
+from .session_events import Registered
+from .session_events import Result
+from .session_events import Revoked
+from .session_events import Send
+from .session_events import Subscribed
+from .session_events import Unregistered
+from .session_events import Unsubscribed
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
 
-# The session_events names imported above stay importable from here; they are defined there.
 __all__ = [
     "PeerState",
     "PeerCore",

@@ -1,4 +1,4 @@
-"""The sans-IO peer core: handshake, request-id correlation, dispatch, errors. No sockets."""
+"""The peer's sans-IO session (``PeerCore``): handshake, request-id correlation, dispatch, errors. No sockets."""
 
 from __future__ import annotations
 
@@ -12,25 +12,25 @@ from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
 from flask_wamp_bridge.wamp.client_auth import WampCraAuth
 from flask_wamp_bridge.wamp.messages import MAX_ID
 from flask_wamp_bridge.wamp.messages import check_message
-from flask_wamp_bridge.wamp.session import CallResult
-from flask_wamp_bridge.wamp.session import Closed
-from flask_wamp_bridge.wamp.session import Deliver
-from flask_wamp_bridge.wamp.session import Failed
-from flask_wamp_bridge.wamp.session import Interrupt
-from flask_wamp_bridge.wamp.session import Invoke
-from flask_wamp_bridge.wamp.session import Joined
 from flask_wamp_bridge.wamp.session import PeerCore
 from flask_wamp_bridge.wamp.session import PeerState
-from flask_wamp_bridge.wamp.session import Published
-from flask_wamp_bridge.wamp.session import Registered
-from flask_wamp_bridge.wamp.session import Result
-from flask_wamp_bridge.wamp.session import Revoked
-from flask_wamp_bridge.wamp.session import Send
-from flask_wamp_bridge.wamp.session import Subscribed
-from flask_wamp_bridge.wamp.session import Unsubscribed
 from flask_wamp_bridge.wamp.session import backoff_delay
-from flask_wamp_bridge.wamp.session import result_value
-from flask_wamp_bridge.wamp.session import yield_payload
+from flask_wamp_bridge.wamp.session_events import CallResult
+from flask_wamp_bridge.wamp.session_events import Closed
+from flask_wamp_bridge.wamp.session_events import Deliver
+from flask_wamp_bridge.wamp.session_events import Failed
+from flask_wamp_bridge.wamp.session_events import Interrupt
+from flask_wamp_bridge.wamp.session_events import Invoke
+from flask_wamp_bridge.wamp.session_events import Joined
+from flask_wamp_bridge.wamp.session_events import Published
+from flask_wamp_bridge.wamp.session_events import Registered
+from flask_wamp_bridge.wamp.session_events import Result
+from flask_wamp_bridge.wamp.session_events import Revoked
+from flask_wamp_bridge.wamp.session_events import Send
+from flask_wamp_bridge.wamp.session_events import Subscribed
+from flask_wamp_bridge.wamp.session_events import Unsubscribed
+from flask_wamp_bridge.wamp.session_events import result_value
+from flask_wamp_bridge.wamp.session_events import yield_payload
 
 
 def joined_core() -> PeerCore:
