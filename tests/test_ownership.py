@@ -23,25 +23,10 @@ from test_layout import edges
 from test_layout import module_name
 
 #: Import cycles not split yet (each a strongly connected set of modules).
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({
-        "flask_wamp_bridge.wamp.peer",
-        "flask_wamp_bridge.wamp.peer_connection",
-        "flask_wamp_bridge.wamp.handles",
-    }),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 #: Private attributes still reached from outside their owner: (module, the expression as written).
 KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
-    # the peer's connection and handles live on the peer's private state
-    ("flask_wamp_bridge.wamp.handles", "self.peer._release"),
-    ("flask_wamp_bridge.wamp.peer", "reg._answer"),
-    ("flask_wamp_bridge.wamp.peer", "reg._release_request"),
-    ("flask_wamp_bridge.wamp.peer_connection", "reg._answer"),
-    ("flask_wamp_bridge.wamp.peer_connection", "reg._request"),
-    ("flask_wamp_bridge.wamp.peer_connection", "self.peer._session_closed"),
-    ("flask_wamp_bridge.wamp.peer_connection", "peer._session_ready"),
-    ("flask_wamp_bridge.wamp.peer_connection", "MessageType._value2member_map_"),
     # the tolerant test client answers through autobahn's session internals
     ("flask_wamp_bridge.testing.tolerant", "session._transport"),
     ("flask_wamp_bridge.testing.tolerant", "session._call_reqs"),

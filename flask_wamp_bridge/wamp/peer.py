@@ -53,6 +53,7 @@ from .handles import Registration
 from .handles import Subscription
 from .messages import SUBPROTOCOLS
 from .messages import serializer_for
+from .peer_connection import ConnectionConfig
 from .peer_connection import PeerConnection
 from .peer_connection import Stream
 from .peer_connection import WebSocketLike
@@ -422,7 +423,7 @@ class Peer:
         """
         if self.invoke and self.invoke != "single":
             options.setdefault("invoke", self.invoke)
-        reg = Registration(self, uri, fn, options, pool)
+        reg = Registration(uri, fn, options, self._release, pool)
         self._registrations.append(reg)
         self._sync(reg, timeout, owner=self._registrations, report=report)
         return reg
@@ -433,7 +434,7 @@ class Peer:
 
         Subscribers run in every worker process; see the module docstring.
         """
-        sub = Subscription(self, topic, fn, options)
+        sub = Subscription(topic, fn, options, self._release)
         self._subscriptions.append(sub)
         self._sync(sub, timeout, owner=self._subscriptions)
         return sub
@@ -462,14 +463,13 @@ class Peer:
             reg.id = None
             return
         # the handle is the token: its answer comes back to reg.set()/set_exception()
-        waiter = reg._answer = gevent.event.AsyncResult()
-        request = reg._release_request(conn.core, reg.id)
+        request = reg.release_request(conn.core, reg.id)
         reg.id = None
         if request is None:
             return
         conn.send(request[1])
         try:
-            waiter.get(timeout=self.call_timeout if timeout is None else timeout)
+            reg.wait_answer(self.call_timeout if timeout is None else timeout)
         except gevent.Timeout:
             conn.core.forget(request[0])
             raise CallTimeout(None, f"the router did not answer unregistering {reg.uri!r} in time") from None
@@ -528,17 +528,27 @@ class Peer:
         configure = getattr(ws, "configure", None)
         if self.ping_interval and configure is not None:  # a stalled router: ping, then lost after the timeout
             configure(ping_interval=self.ping_interval, idle_timeout=self.ping_interval + self.ping_timeout)
-        return PeerConnection(self, ws, serializer)
+        config = ConnectionConfig(url=self.url, realm=self.realm, auth=self.auth, serializer=serializer,
+                                  connect_timeout=self.connect_timeout, cancel_mode=self.cancel_mode,
+                                  bounds=self.bounds, debug=self.debug)
+        return PeerConnection(config, self, ws)
 
-    # called by the connection
-    def _session_ready(self, conn: PeerConnection) -> None:
+    # -- the connection's owner (a peer_connection.ConnectionOwner): called by the connection --
+
+    def connection_joined(self, conn: PeerConnection) -> bool:
+        """``conn``'s session is established; whether an earlier one was (then everything is made again)."""
+        self.joins += 1
+        return self.joins > 1
+
+    def connection_ready(self, conn: PeerConnection) -> None:
         """``conn`` joined and every registration and subscription was answered."""
         if conn is self._conn and conn.core.is_established and self._ready is not None:
             self._ready.set()
         if self._first_attempt is not None:
             self._first_attempt.set()
 
-    def _session_closed(self, conn: PeerConnection) -> None:
+    def connection_closed(self, conn: PeerConnection) -> None:
+        """``conn``'s session ended (its transport may still be open)."""
         if self._ready is not None and conn is self._conn:
             self._ready.clear()
 

@@ -1,16 +1,19 @@
 """One connection of the peer: a transport, the session (a :class:`~.session.PeerCore`) on it, its actions.
 
 :class:`~flask_wamp_bridge.wamp.peer.Peer` (the public face) makes one
-:class:`PeerConnection` per transport it opens. The connection reads the
-router, feeds the core, and carries out the core's actions through one table
-(:data:`PeerConnection.ACTIONS`); invocations and events run in the peer's
-:class:`~flask_wamp_bridge.wamp.handler_pool.HandlerPool` (or the registration's own). A
-connection never reconnects: when it ends, the peer
-makes a new one.
+:class:`PeerConnection` per transport it opens, with a frozen
+:class:`ConnectionConfig` and itself as the :class:`ConnectionOwner`: what the
+connection needs of the peer (its handles, its handler pool, the signals'
+sender, and to hear when the session joins, is ready and closes), and nothing
+more. The connection reads the router, feeds the core, and carries out the
+core's actions through one table (:data:`PeerConnection.ACTIONS`); invocations
+and events run in the owner's
+:class:`~flask_wamp_bridge.wamp.handler_pool.HandlerPool` (or the registration's
+own). A connection never reconnects: when it ends, the peer makes a new one.
 
 The tokens the core hands back with answers are :class:`ResultToken`\\s:
 gevent's ``AsyncResult`` for a plain call, a :class:`Stream` for a call with
-progressive results, and the :class:`~flask_wamp_bridge.wamp.peer.Registration`
+progressive results, and the :class:`~flask_wamp_bridge.wamp.handles.Registration`
 itself for REGISTER and SUBSCRIBE.
 """
 
@@ -69,10 +72,13 @@ from .session_events import result_value
 from .session_events import yield_payload
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from .bounds import Bounds
+    from .client_auth import ClientAuth
+    from .handler_pool import HandlerPool
     from .handles import Registration
-    from .peer import Peer
 
-__all__ = ["PeerConnection", "ResultToken", "Stream", "WebSocketLike", "current", "QUIET_CLOSE_REASONS"]
+__all__ = ["PeerConnection", "ConnectionConfig", "ConnectionOwner", "ResultToken", "Stream", "WebSocketLike",
+           "current", "QUIET_CLOSE_REASONS"]
 
 log = logging.getLogger("flask_wamp_bridge.wamp.peer")
 
@@ -109,6 +115,50 @@ class WebSocketLike(t.Protocol):
     def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class ConnectionConfig:
+    """What one connection needs to know, fixed for its life."""
+
+    #: The router node this connection goes to.
+    url: str
+    realm: str
+    auth: ClientAuth
+    #: The serializer of the subprotocol the router chose.
+    serializer: Serializer
+    #: Seconds for joining, and for the router to answer each registration on a new session.
+    connect_timeout: float
+    #: CANCEL mode for a call that timed out, unless the call names its own.
+    cancel_mode: str
+    #: Payload bounds for what the router delivers.
+    bounds: Bounds
+    #: Send exception type, message and traceback to callers.
+    debug: bool = False
+
+
+class ConnectionOwner(t.Protocol):
+    """What a connection needs of the peer that owns it (:class:`~flask_wamp_bridge.wamp.peer.Peer` is one)."""
+
+    @property
+    def handlers(self) -> HandlerPool:
+        """Where invocations and events run (unless a registration has a pool of its own)."""
+
+    @property
+    def signal_sender(self) -> t.Callable[[], object] | None:
+        """Gives the signals' sender (``None``: the owner itself)."""
+
+    def handles(self) -> list[Registration]:
+        """Every registration and subscription to make on a new session."""
+
+    def connection_joined(self, conn: PeerConnection) -> bool:
+        """``conn``'s session is established; returns whether an earlier one was (a rejoin)."""
+
+    def connection_ready(self, conn: PeerConnection) -> None:
+        """``conn`` joined and every registration and subscription was answered."""
+
+    def connection_closed(self, conn: PeerConnection) -> None:
+        """``conn``'s session ended."""
+
+
 class Stream:
     """Token of a call with progressive results: everything goes through a queue to the caller."""
 
@@ -132,14 +182,15 @@ class Stream:
 class PeerConnection:
     """One transport to the router and the WAMP session on it."""
 
-    __slots__ = ("peer", "ws", "core", "serializer", "joined", "closed", "_dumps", "_running")
+    __slots__ = ("config", "owner", "ws", "core", "serializer", "joined", "closed", "_dumps", "_running")
 
-    def __init__(self, peer: Peer, ws: WebSocketLike, serializer: Serializer) -> None:
-        self.peer = peer
+    def __init__(self, config: ConnectionConfig, owner: ConnectionOwner, ws: WebSocketLike) -> None:
+        self.config = config
+        self.owner = owner
         self.ws = ws
-        self.core = PeerCore(peer.realm, peer.auth)
-        self.serializer = serializer
-        self._dumps = serializer.dumps
+        self.core = PeerCore(config.realm, config.auth)
+        self.serializer = config.serializer
+        self._dumps = config.serializer.dumps
         self.joined = gevent.event.Event()
         self.closed = gevent.event.Event()
         # invocation request id -> the greenlet running it (for INTERRUPT)
@@ -164,14 +215,14 @@ class PeerConnection:
                 pass
 
     def cancel_quietly(self, request_id: int, cancel_mode: str | None) -> None:
-        self._send_quietly(self.core.cancel(request_id, cancel_mode or self.peer.cancel_mode))
+        self._send_quietly(self.core.cancel(request_id, cancel_mode or self.config.cancel_mode))
 
     def timed_out(self, request_id: int, procedure: str, timeout: float | None,
                   cancel_mode: str | None) -> CallTimeout:
         """Cancel a call that got no result in time; the error to raise."""
-        mode = cancel_mode or self.peer.cancel_mode
+        mode = cancel_mode or self.config.cancel_mode
         self.cancel_quietly(request_id, mode)
-        send_signal(self.peer, call_timed_out, procedure=procedure, timeout=timeout)
+        send_signal(self.owner, call_timed_out, procedure=procedure, timeout=timeout)
         return CallTimeout(
             None, f"call to {procedure!r} got no result within {timeout:g} s and was canceled ({mode}); "
                   "pass a longer timeout or set WAMP_BRIDGE_CALL_TIMEOUT"
@@ -185,8 +236,7 @@ class PeerConnection:
         """
         try:
             self.send_request(reg)
-            assert reg._answer is not None
-            reg._answer.get(timeout=timeout)
+            reg.wait_answer(timeout)
         except gevent.Timeout:
             error: BridgeError = CallTimeout(None, f"the router did not answer registering {reg.uri!r} in time; "
                                                    "it is registered again on the next reconnect")
@@ -201,13 +251,11 @@ class PeerConnection:
 
     def registration_failed(self, reg: Registration, error: BaseException) -> None:
         """Send the :data:`~flask_wamp_bridge.signals.registration_failed` signal for ``reg``."""
-        send_signal(self.peer, registration_failed, uri=reg.uri, kind=reg.verb.split()[0], error=error)
+        send_signal(self.owner, registration_failed, uri=reg.uri, kind=reg.verb.split()[0], error=error)
 
     def send_request(self, reg: Registration) -> None:
         """REGISTER or SUBSCRIBE ``reg``; its answer comes back to ``reg.set()``/``set_exception()``."""
-        reg._answer = gevent.event.AsyncResult()
-        _, message = reg._request(self.core)
-        self.send(message)
+        self.send(reg.request(self.core))
 
     def close_transport(self, code: int) -> None:
         try:
@@ -220,7 +268,7 @@ class PeerConnection:
     def serve(self) -> bool:
         """Say HELLO and read until the connection ends; returns whether a session was established."""
         self.send(self.core.hello())
-        deadline = gevent.spawn_later(self.peer.connect_timeout, self._join_deadline)
+        deadline = gevent.spawn_later(self.config.connect_timeout, self._join_deadline)
         try:
             self._read()
         finally:
@@ -229,8 +277,8 @@ class PeerConnection:
 
     def _join_deadline(self) -> None:
         if not self.joined.is_set():
-            log.warning("WAMP peer: no WELCOME from %s within %g s; %s", self.peer.url, self.peer.connect_timeout,
-                        JOIN_TIMEOUT_HINT)
+            log.warning("WAMP peer: no WELCOME from %s within %g s; %s", self.config.url,
+                        self.config.connect_timeout, JOIN_TIMEOUT_HINT)
             self.close_transport(1000)
 
     def _read(self) -> None:
@@ -266,12 +314,15 @@ class PeerConnection:
         :returns: the message, or what could be read of one that cannot be taken.
         :raises ProtocolError: not even the message's head can be read.
         """
-        return decode_or_head(self.serializer, data, self.peer.bounds)
+        return decode_or_head(self.serializer, data, self.config.bounds)
 
     def _undecodable(self, bad: Undecodable) -> list[t.Any]:
         """A message the peer cannot take ends only what it belongs to, never the session."""
         kind, request_id = bad.kind, bad.request_id
-        name = MessageType(kind).name if kind is not None and kind in MessageType._value2member_map_ else "message"
+        try:
+            name = MessageType(kind).name if kind is not None else "message"
+        except ValueError:  # not a kind WAMP knows
+            name = "message"
         log.warning("WAMP peer: dropped a %s from the router that cannot be decoded: %s", name, bad.reason)
         if request_id is None:
             return []
@@ -294,7 +345,7 @@ class PeerConnection:
             closed = self.core.connection_lost(message)
             self.closed.set()
             if self.joined.is_set():
-                send_signal(self.peer, peer_left, reason=closed.reason, message=closed.message)
+                send_signal(self.owner, peer_left, reason=closed.reason, message=closed.message)
             _fail_pending(closed.pending, closed.reason, closed.message)
 
     # -- the core's actions, one handler each ---------------------------------------------
@@ -332,7 +383,7 @@ class PeerConnection:
         self._send_quietly(action.message)
 
     def _on_invoke(self, action: Invoke) -> None:
-        pool = action.handler.pool or self.peer.handlers
+        pool = action.handler.pool or self.owner.handlers
         if pool.submit(self._invoke, action):
             return
         log.error("WAMP peer: %d %s busy and %d waiting; refusing a call to %r",
@@ -341,7 +392,7 @@ class PeerConnection:
                                                       ["the server is overloaded; retry later"]))
 
     def _on_deliver(self, action: Deliver) -> None:
-        pool = self.peer.handlers
+        pool = self.owner.handlers
         for handler in action.handlers:
             if not pool.submit(_deliver, handler, action):
                 log.error("WAMP peer: %d handlers busy and %d waiting; dropping an event on %r",
@@ -354,27 +405,27 @@ class PeerConnection:
 
     def _on_joined(self, action: Joined) -> None:
         details = action.details
-        log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.peer.realm,
+        log.info("WAMP peer: joined realm %r as %r (role %r), session %s", self.config.realm,
                  details.get("authid"), details.get("authrole"), action.session_id)
         self.joined.set()
-        self.peer.joins += 1
-        send_signal(self.peer, peer_joined, session_id=action.session_id, authid=details.get("authid"),
+        rejoin = self.owner.connection_joined(self)
+        send_signal(self.owner, peer_joined, session_id=action.session_id, authid=details.get("authid"),
                               authrole=details.get("authrole"))
-        gevent.spawn(self._restore)
+        gevent.spawn(self._restore, rejoin)
 
     def _on_closed(self, action: Closed) -> None:
         self.closed.set()
-        self.peer._session_closed(self)
+        self.owner.connection_closed(self)
         if action.aborted and not self.joined.is_set():
             hint = PEER_JOIN_HINTS.get(action.reason, "")
-            log.warning("WAMP peer: the router refused to join realm %r: %s %s%s", self.peer.realm, action.reason,
+            log.warning("WAMP peer: the router refused to join realm %r: %s %s%s", self.config.realm, action.reason,
                         action.message, f"; {hint}" if hint else "")
         else:
             level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
             log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
         _fail_pending(action.pending, action.reason, action.message)
         if self.joined.is_set():
-            send_signal(self.peer, peer_left, reason=action.reason, message=action.message)
+            send_signal(self.owner, peer_left, reason=action.reason, message=action.message)
         if action.aborted and not self.joined.is_set():
             self.close_transport(1000)
 
@@ -403,21 +454,19 @@ class PeerConnection:
 
     # -- a new session: register and subscribe everything again ---------------------------
 
-    def _restore(self) -> None:
-        """(Re-)register and (re-)subscribe everything on a new session, then mark the peer ready."""
-        peer = self.peer
+    def _restore(self, rejoin: bool) -> None:
+        """(Re-)register and (re-)subscribe everything on a new session, then tell the owner it is ready."""
+        owner = self.owner
         pending = []
-        rejoin = peer.joins > 1
-        for reg in peer.handles():
+        for reg in owner.handles():
             try:
                 self.send_request(reg)
             except BridgeError:
                 break
             pending.append(reg)
         for reg in pending:
-            assert reg._answer is not None
             try:
-                reg._answer.get(timeout=peer.connect_timeout)
+                reg.wait_answer(self.config.connect_timeout)
             except gevent.Timeout:
                 log.error("WAMP peer: no answer registering %r", reg.uri)
                 self.registration_failed(reg, CallTimeout(None, f"no answer registering {reg.uri!r}"))
@@ -425,9 +474,9 @@ class PeerConnection:
                 log.error("WAMP peer: cannot %s %r: %s", reg.verb, reg.uri, exc)
                 self.registration_failed(reg, exc)
         if rejoin and self.core.is_established:
-            send_signal(peer, peer_reregistered, session_id=self.core.session_id,
+            send_signal(owner, peer_reregistered, session_id=self.core.session_id,
                              uris=[reg.uri for reg in pending if reg.id is not None])
-        peer._session_ready(self)
+        owner.connection_ready(self)
 
     # -- running a procedure --------------------------------------------------------------
 
@@ -475,7 +524,7 @@ class PeerConnection:
             log.debug("WAMP peer: %r answered with %s", procedure, uri)
             return uri, list(exc.args), {}
         log.error("WAMP peer: procedure %r raised", procedure, exc_info=exc)
-        if self.peer.debug:
+        if self.config.debug:
             return "wamp.error.runtime_error", [f"{type(exc).__name__}: {exc}"], {
                 "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
         return "wamp.error.runtime_error", ["the procedure failed; the server log has the details"], {}
@@ -491,11 +540,11 @@ def _deliver(sub: Registration, action: Deliver) -> None:
         current.reset(token)
 
 
-def send_signal(peer: Peer, signal: t.Any, **kwargs: t.Any) -> None:
-    """Send one of :mod:`~flask_wamp_bridge.signals` from ``peer`` (sender: ``peer.signal_sender()``, else the peer)."""
+def send_signal(owner: ConnectionOwner, signal: t.Any, **kwargs: t.Any) -> None:
+    """Send one of :mod:`~flask_wamp_bridge.signals` (sender: ``owner.signal_sender()``, else the owner)."""
     if signal.receivers:
-        sender = peer.signal_sender
-        send_from(signal, sender() if sender is not None else peer, **kwargs)
+        sender = owner.signal_sender
+        send_from(signal, sender() if sender is not None else owner, **kwargs)
 
 
 def _fail_pending(tokens: tuple[t.Any, ...], reason: str, message: str) -> None:
