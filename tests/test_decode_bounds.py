@@ -165,8 +165,7 @@ def test_the_test_client_refuses_what_the_peer_refuses() -> None:
             sent.append(msg)
 
     class Session:
-        _transport = Transport()
-        _call_reqs: dict[int, t.Any] = {}
+        transport = Transport()
 
     binary = [case for case in REFUSED_VALUES if case.serializer != "json"]
     for case in binary:
@@ -175,6 +174,45 @@ def test_the_test_client_refuses_what_the_peer_refuses() -> None:
         assert serializer.unserialize(_invocation(case, t.cast(bytes, call_frame(case))), True) == [], case.id
     assert len(sent) == len(binary)
     assert all(isinstance(msg, autobahn_message.Error) and msg.error == "wamp.error.invalid_argument" for msg in sent)
+
+
+def test_the_test_client_fails_only_the_call_whose_result_it_refuses() -> None:
+    pytest.importorskip("autobahn.asyncio")  # txaio's framework, as the test client selects it
+    from autobahn.wamp import message as autobahn_message
+    from autobahn.wamp.exception import ProtocolError as AutobahnProtocolError
+
+    from flask_wamp_bridge.testing.tolerant import tolerant_serializer
+
+    received: list[t.Any] = []
+
+    class Session:
+        transport = None
+        pending = True
+
+        def onMessage(self, msg: t.Any) -> None:  # noqa: N802 (autobahn's name)
+            received.append(msg)
+            if not self.pending:  # what autobahn says of an ERROR for a call it no longer waits for
+                raise AutobahnProtocolError("ERROR received for non-pending request")
+
+    session = Session()
+    binary = [case for case in REFUSED_VALUES if case.serializer != "json"]
+    for case in binary:
+        class_name = {"msgpack": "MsgPackSerializer", "cbor": "CBORSerializer"}[case.serializer]
+        serializer = tolerant_serializer(class_name)(session)
+        assert serializer.unserialize(_result(case, t.cast(bytes, call_frame(case))), True) == [], case.id
+    assert len(received) == len(binary)
+    assert all(isinstance(msg, autobahn_message.Error) and msg.error == "wamp.error.invalid_argument"
+               and (msg.request_type, msg.request) == (48, 1) for msg in received)
+    session.pending = False  # a refused answer to a call that is gone is dropped, and the session stays
+    assert serializer.unserialize(_result(binary[-1], t.cast(bytes, call_frame(binary[-1]))), True) == []
+
+
+def _result(case: Case, call: bytes) -> bytes:
+    """A RESULT ``[50, 1, {}, [value]]`` holding the CALL's value."""
+    value = call[len(call_frame(Case(case.serializer, "", b""))):]
+    if case.serializer == "msgpack":
+        return b"\x94\x32\x01\x80\x91" + value
+    return b"\x84\x18\x32\x01\xa0\x81" + value
 
 
 @pytest.mark.parametrize("name", ["json", "msgpack", "cbor"])

@@ -26,11 +26,7 @@ from test_layout import module_name
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
 #: Private attributes still reached from outside their owner: (module, the expression as written).
-KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = {
-    # the tolerant test client answers through autobahn's session internals
-    ("flask_wamp_bridge.testing.tolerant", "session._transport"),
-    ("flask_wamp_bridge.testing.tolerant", "session._call_reqs"),
-}
+KNOWN_PRIVATE_ACCESS: set[tuple[str, str]] = set()
 
 #: Modules that still export names defined elsewhere: module -> those names.
 KNOWN_REEXPORTS: dict[str, set[str]] = {}

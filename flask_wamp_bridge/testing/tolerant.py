@@ -35,7 +35,7 @@ def tolerant_serializer(class_name: str) -> type:
     """
     from autobahn.wamp import message
     from autobahn.wamp import serializer as serializers
-    from autobahn.wamp.exception import ApplicationError as AutobahnApplicationError
+    from autobahn.wamp.exception import ProtocolError as AutobahnProtocolError
 
     base: type = getattr(serializers, class_name)
     ours = serializer_for(f"wamp.2.{_NAMES[class_name]}")
@@ -63,14 +63,16 @@ def tolerant_serializer(class_name: str) -> type:
             session, request_id = self._session, bad.request_id
             if request_id is None:
                 return
-            if bad.kind == MessageType.INVOCATION and session._transport is not None:
-                session._transport.send(message.Error(  # type: ignore[no-untyped-call]
+            if bad.kind == MessageType.INVOCATION and session.transport is not None:
+                session.transport.send(message.Error(  # type: ignore[no-untyped-call]
                     message.Invocation.MESSAGE_TYPE, request_id, "wamp.error.invalid_argument", args=[text]))
             elif bad.kind == MessageType.RESULT or (bad.kind == MessageType.ERROR
                                                     and bad.request_kind == MessageType.CALL):
-                request = session._call_reqs.pop(request_id, None)
-                if request is not None and not request.on_reply.done():
-                    request.on_reply.set_exception(AutobahnApplicationError(  # type: ignore[no-untyped-call]
-                        "wamp.error.invalid_argument", text))
+                # the call fails alone, as if the router had answered it with this ERROR
+                try:
+                    session.onMessage(message.Error(  # type: ignore[no-untyped-call]
+                        message.Call.MESSAGE_TYPE, request_id, "wamp.error.invalid_argument", args=[text]))
+                except AutobahnProtocolError:  # the call is no longer pending (canceled, or answered)
+                    pass
 
     return Tolerant
