@@ -246,6 +246,13 @@ class RelaySession:
             self._router_reader = gevent.spawn(self._read_router_ready)
 
     def _read_router_ready(self) -> None:
+        try:
+            self._read_router_now()
+        finally:
+            if self._router_reader is gevent.getcurrent():  # done: an idle session keeps no (dead) greenlet
+                self._router_reader = None
+
+    def _read_router_now(self) -> None:
         upstream = t.cast(t.Any, self.upstream)
         feed = self.relay.from_router
         work = Slice()

@@ -141,6 +141,7 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
             self.socket,
             role="server",
             read=self.rfile.read1,
+            release_read=self._release_rfile,
             environ=environ,
             accept_handler=self._send_101,
         )
@@ -170,6 +171,16 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
                 else:
                     ws.close()  # never accepted: marks it closed, sends nothing
                     self.close_connection = True  # no keep-alive after a refused upgrade
+
+    def _release_rfile(self) -> None:
+        """The WebSocket took what the request's buffered reader held and reads the socket itself from now on:
+        close the reader, which frees its 8 KiB buffer for the connection's life (the socket stays open)."""
+        rfile = self.rfile
+        wsgi_input = getattr(self, "wsgi_input", None)
+        body_left = wsgi_input is not None and (
+            wsgi_input.chunked_input or wsgi_input.position < (wsgi_input.content_length or 0))
+        if rfile is not None and not body_left:  # an unread request body is discarded through it at the end
+            rfile.close()
 
     def _refuse(self, problem: handshake.Refusal) -> None:
         message, extra = problem
