@@ -337,7 +337,7 @@ class RelaySession:
                     except _LEG_ERRORS as exc:
                         self._leg_failed("browser", exc)
             elif kind is ConnectRouter:
-                self._open_upstream()
+                _run_shallow(self._open_upstream)
             elif kind is Close:
                 self._close_all(action.code, action.reason, router_goodbye=action.router_goodbye)
             elif kind is Notice:
@@ -573,6 +573,21 @@ class RelaySession:
         """The worker is stopping: GOODBYE both ways, then close with ``code``."""
         if not self._closed:
             self._execute(self.relay.shutdown(code))
+
+
+def _run_shallow(work: t.Callable[[], None]) -> None:
+    """``work()`` in a greenlet of its own, waited for (its exception raised here).
+
+    Connecting and the handshake run deep; a greenlet keeps for its whole life the memory its deepest stack
+    touched. The browser's greenlet waits for the session's whole life: it stays shallow (a few KiB less per idle
+    session) and the deep work's memory goes with its own greenlet.
+    """
+    worker = gevent.spawn(work)
+    try:
+        worker.get()
+    except BaseException:
+        worker.kill(block=False)
+        raise
 
 
 # --- warnings a storm of browsers must not multiply ------------------------------
