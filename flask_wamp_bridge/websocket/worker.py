@@ -209,6 +209,8 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
         self._orig_status = "101 Switching Protocols"
         self.code = 101
         self.response_headers = encoded
+        # the parsed request (an email.message, ~1 KiB) is in the environ now; the access log reads only its items
+        self.headers = _HeaderItems(t.cast(t.Any, self).headers.items())
         self.headers_sent = True
         self.connection_upgraded = True
         self.close_connection = True
@@ -219,6 +221,15 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
 
 def _discard(data: bytes) -> None:
     pass
+
+
+class _HeaderItems(list[tuple[str, str]]):
+    """A request's header fields, kept for the access log (``items()``) while a WebSocket connection lasts."""
+
+    __slots__ = ()
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self)
 
 
 class BridgeServer(PyWSGIServer):  # type: ignore[misc]
