@@ -8,15 +8,21 @@ endpoint from this process (gevent, the library's own client), each joined
 session holds one browser socket and one upstream socket in the worker, and
 a session on Crossbar.
 
+Crossbar's side: its RSS (the node and its router worker) is read around the
+relayed sessions, then around ``--direct`` sessions opened directly on it (same
+user, role and ticket login the bridge uses, the library's own client, JSON),
+left open beside them; the two growths per session compare what a relayed and
+a direct session cost the router.
+
 The worker's RSS is read from ``/proc`` after ``--warmup`` sessions (so the
 allocator, imports and the first-use caches are paid for) and again after
 all sessions are open and the worker has settled; the difference divided by
-the number of added sessions is the cost of one idle session. Target: <= 40
+the number of added sessions is the cost of one idle session. Target: <= 24
 KiB per session at 5,000 sessions. Raises the soft fd limit to the hard limit
 for the processes it starts (each session costs 2 fds in the worker, 1 here
-and 1 in Crossbar). Run from the repository root::
+and 1 in Crossbar; and 2 more per direct session). Run from the repository root::
 
-    .venv/bin/python bench/bench_relay_memory.py [--sessions 5000] [--warmup 200] [--concurrency 50]
+    .venv/bin/python bench/bench_relay_memory.py [--sessions 5000] [--direct 2000] [--warmup 200] [--concurrency 50]
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bench_relay import APP_SECRET_KEY  # noqa: E402
 from bench.bench_relay import BENCH_AUTHID  # noqa: E402
 from bench.bench_relay import BENCH_SECRET  # noqa: E402
 from bench.bench_relay import BENCH_USER  # noqa: E402
 from bench.bench_relay import PEER_SECRET  # noqa: E402
+from bench.bench_relay import _children  # noqa: E402
 from bench.bench_relay import _end  # noqa: E402
 from bench.bench_relay import _free_port  # noqa: E402
 
@@ -51,6 +59,19 @@ def _rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _tree_rss_kib(pid: int | None) -> int:
+    """RSS of ``pid`` and its children (Crossbar runs its router in a child)."""
+    if pid is None:
+        return 0
+    total = 0
+    for each in [pid, *_children(pid)]:
+        try:
+            total += _rss_kib(each)
+        except (OSError, RuntimeError):  # ended meanwhile
+            pass
+    return total
 
 
 def _raise_fd_limit(need: int) -> int:
@@ -98,9 +119,50 @@ def _open_sessions(url: str, realm: str, cookie: str, count: int, concurrency: i
     return failures[0]
 
 
+def _open_direct(url: str, realm: str, count: int, concurrency: int, into: list[t.Any]) -> int:
+    """Open ``count`` sessions directly on the router, logged in as the bridge logs a browser in; returns failures."""
+    import gevent
+    import gevent.pool
+
+    from flask_wamp_bridge.bridge import tickets
+    from flask_wamp_bridge.bridge.identity import Identity
+    from flask_wamp_bridge.websocket.client import connect
+
+    secret = tickets.ticket_secret({"SECRET_KEY": APP_SECRET_KEY})
+    hello = json.dumps([1, realm, {"roles": {"caller": {}, "subscriber": {}}, "authmethods": ["ticket"],
+                                   "authid": BENCH_USER}])
+    failures = [0]
+
+    def one() -> None:
+        try:
+            ws = connect(url, subprotocols=["wamp.2.json"], timeout=60)
+            ws.send(hello)
+            with gevent.Timeout(60):
+                challenge = ws.receive()
+                if not isinstance(challenge, str) or not challenge.startswith("[4,"):
+                    raise ValueError(f"no CHALLENGE: {challenge!r}")
+                peer = tickets.peer_descriptor(ws.local_address)
+                ticket = tickets.sign(Identity(BENCH_USER, "user"), secret, time.time(), realm=realm, peer=peer)
+                ws.send(json.dumps([5, ticket, {}]))
+                reply = ws.receive()
+            if not isinstance(reply, str) or not reply.startswith("[2,"):
+                raise ValueError(f"no WELCOME: {reply!r}")
+            into.append(ws)
+        except Exception:
+            failures[0] += 1
+
+    pool = gevent.pool.Pool(concurrency)
+    for _ in range(count):
+        pool.spawn(one)
+    pool.join()
+    return failures[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=5000, help="idle sessions to open in all")
+    parser.add_argument("--direct", type=int, default=2000,
+                        help="sessions opened directly on the router afterwards")
     parser.add_argument("--warmup", type=int, default=200, help="sessions opened before the baseline RSS")
     parser.add_argument("--concurrency", type=int, default=50, help="logins under way at once")
     args = parser.parse_args()
@@ -109,17 +171,20 @@ def main() -> None:
     from flask_wamp_bridge.router.process import CrossbarProcess
     from flask_wamp_bridge.router.process import find_crossbar
 
-    limit = _raise_fd_limit(args.sessions * 2 + 500)
-    if args.sessions * 2 + 500 > limit:
-        args.sessions = (limit - 500) // 2
-        print(f"fd limit {limit}: measuring {args.sessions} sessions", flush=True)
+    direct = args.direct
+    limit = _raise_fd_limit((args.sessions + direct) * 2 + 500)
+    if (args.sessions + direct) * 2 + 500 > limit:
+        args.sessions = direct = (limit - 500) // 4
+        print(f"fd limit {limit}: measuring {args.sessions} sessions each way", flush=True)
     settings: dict[str, t.Any] = {
         "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{_free_port()}/ws",
         "WAMP_BRIDGE_PEER_SECRET": PEER_SECRET,
         "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
         "WAMP_BRIDGE_ROUTER_PING_INTERVAL": 0,
+        "WAMP_BRIDGE_MAX_SESSIONS_PER_USER": None,  # every session is the bench user's
     }
     sockets: list[t.Any] = []
+    direct_sockets: list[t.Any] = []
     with tempfile.TemporaryDirectory(prefix="bench-relay-memory-") as tmp:
         router = CrossbarProcess(settings, Path(tmp) / "crossbar", crossbar=find_crossbar())
         print(f"starting Crossbar on {router.url} ...", flush=True)
@@ -138,6 +203,7 @@ def main() -> None:
             failed = _open_sessions(url, router.realm, cookie, args.warmup, args.concurrency, sockets)
             gevent.sleep(SETTLE)
             base_rss, base_n = _rss_kib(worker), len(sockets)
+            router_base = _tree_rss_kib(router.pid)
             print(f"{base_n} sessions open ({failed} failed): worker RSS {base_rss} KiB", flush=True)
             start = time.monotonic()
             step = 1000
@@ -151,14 +217,24 @@ def main() -> None:
                     break
             gevent.sleep(SETTLE)
             rss, n = _rss_kib(worker), len(sockets)
+            router_relayed = _tree_rss_kib(router.pid)
+            direct_failed = _open_direct(router.url, router.realm, direct, args.concurrency, direct_sockets)
+            gevent.sleep(SETTLE)
+            router_direct = _tree_rss_kib(router.pid)
             alive = sum(1 for ws in sockets if not ws.closed)
             added = n - base_n
             print(f"\n{n} idle sessions through the bridge ({alive} still open, {failed} failed logins)")
             print(f"worker RSS: {base_rss} KiB at {base_n} sessions -> {rss} KiB at {n} sessions")
             if added > 0:
-                print(f"RSS per idle proxied session: {(rss - base_rss) / added:.1f} KiB (target <= 40 KiB)")
+                print(f"RSS per idle proxied session: {(rss - base_rss) / added:.1f} KiB (target <= 24 KiB)")
+                print(f"Crossbar RSS per relayed session: {(router_relayed - router_base) / added:.1f} KiB "
+                      f"({router_base} -> {router_relayed} KiB)")
+            if direct_sockets:
+                print(f"Crossbar RSS per direct session: "
+                      f"{(router_direct - router_relayed) / len(direct_sockets):.1f} KiB ({len(direct_sockets)} "
+                      f"sessions, {direct_failed} failed; {router_relayed} -> {router_direct} KiB)")
         finally:
-            for ws in sockets:
+            for ws in [*sockets, *direct_sockets]:
                 ws.abort(1006, "bench over")  # drop at once: closing 5,000 handshakes is not measured
             if bridge is not None:
                 _end(bridge)

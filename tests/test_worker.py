@@ -135,6 +135,36 @@ def test_worker_handshake_timeout_spares_active_sockets(server: GunicornProcess)
     ws.close()
 
 
+def test_worker_reads_frames_sent_with_the_upgrade_request(server: GunicornProcess) -> None:
+    # The first frame arrives in the request's buffered reader; once it is read out the reader is closed (its
+    # buffer freed for the connection's life) and later frames come from the socket itself.
+    key = handshake.make_key()
+    request = handshake.build_request("/echo", f"{server.host}:{server.port}", key)
+    first = _frames.encode_frame(_frames.OP_TEXT, b"with the request", b"abcd")
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(request + first)
+        parser = _frames.FrameParser("client")
+        buf = b""
+        while (parts := handshake.split_head(buf)) is None:
+            buf += sock.recv(65536)
+        head, rest = parts
+        assert head.startswith(b"HTTP/1.1 101")
+        received: list[t.Any] = []
+
+        def next_message() -> t.Any:
+            nonlocal rest
+            while not received:
+                data, rest = rest or sock.recv(65536), b""
+                assert data, "the server closed the connection"
+                received.extend(event for event in parser.feed(data) if isinstance(event, _frames.Message))
+            return received.pop(0).data
+
+        assert next_message() == "with the request"
+        for text in ("after it", "x" * 20000):
+            sock.sendall(_frames.encode_frame(_frames.OP_TEXT, text.encode(), b"wxyz"))
+            assert next_message() == text
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_worker_stop_signal_closes_sockets_with_1001_and_exits(sig: int, tmp_path: Path) -> None:
     hook_file = tmp_path / "hooks.txt"

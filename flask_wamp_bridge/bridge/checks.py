@@ -342,6 +342,35 @@ _IDENTITY_AT = {_RESULT: (2, ("callee", "callee_authid", "callee_authrole"), "ca
                 _EVENT: (3, ("publisher", "publisher_authid", "publisher_authrole"), "publisher_authrole")}
 
 
+class _NoIds(frozenset[int]):
+    """The id set of a kind of state a session has not used yet: shared, read-only, ``discard`` does nothing.
+
+    Most browser sessions never register, subscribe or receive an INVOCATION; each of their sets is made on the
+    first ``add`` (an empty set is 216 bytes, times thousands of idle sessions).
+    """
+
+    __slots__ = ()
+
+    def discard(self, item: t.Any) -> None:
+        pass
+
+
+_NO_IDS = _NoIds()
+Ids = t.Union[set[int], _NoIds]
+_splicers: dict[str, Splicer] = {}  # one per codec: a Splicer holds no state
+
+
+def _scrub_table(binary: bool) -> dict[int, tuple[Data, int, tuple[str, ...], str]]:
+    return {kind: (keys[0].encode() if binary else keys[0], at, keys, role)
+            for kind, (at, keys, role) in _IDENTITY_AT.items()}
+
+
+#: RESULT, EVENT -> (the key's bytes to look for, where the details are, their identity keys, the role key),
+#: by whether the serializer is binary; shared by every session (read-only).
+_SCRUB = {False: _scrub_table(False), True: _scrub_table(True)}
+_NO_SCRUB: dict[int, tuple[Data, int, tuple[str, ...], str]] = {}
+
+
 def _undefined(codec: str) -> t.Any:
     """How a codec decodes JavaScript's ``undefined`` (None: as null, or not at all).
 
@@ -360,7 +389,16 @@ def _undefined(codec: str) -> t.Any:
 
 
 class SessionChecks:
-    """The per-message rules of one browser session (see the module docs)."""
+    """The per-message rules of one browser session (see the module docs).
+
+    What a session has not used yet costs it nothing: the id sets of subscriptions, registrations, invocations,
+    progressive inputs and requests in flight other than CALLs are made on first use.
+    """
+
+    __slots__ = ("serializer", "limits", "_shared", "_user_bytes", "_bytes", "_pending_uri", "_held_uri",
+                 "_uri_total", "_bounds", "_uri", "_uri_pattern", "pending", "calls", "_call_inputs", "started_call",
+                 "invocations", "subscriptions", "registrations", "_tokens", "_strikes", "_stamp", "_ack",
+                 "_undefined", "_scrub", "_splicer", "_scrubbed", "__weakref__")
 
     def __init__(self, serializer: Serializer, limits: Limits, now: float, shared: Shared = Shared()) -> None:
         self.serializer = serializer
@@ -375,27 +413,29 @@ class SessionChecks:
         self._bounds = limits.bounds
         self._uri = _STRICT if limits.strict_uris else _LOOSE
         self._uri_pattern = _STRICT_PATTERN if limits.strict_uris else _LOOSE_PATTERN
-        #: Request ids in flight, per request type.
-        self.pending: dict[int, set[int]] = {kind: set() for kind in (_CALL, _PUBLISH, _SUBSCRIBE, _UNSUBSCRIBE,
-                                                                     _REGISTER, _UNREGISTER)}
-        self.calls = self.pending[_CALL]
-        self._call_inputs: set[int] = set()  # progressive call invocations still taking input
+        #: CALL request ids in flight.
+        self.calls: set[int] = set()
+        #: Request ids in flight of the other request types (PUBLISH with ``acknowledge``, SUBSCRIBE ...): a set
+        #: per type, made on its first request.
+        self.pending: dict[int, set[int]] = {}
+        self._call_inputs: Ids = _NO_IDS  # progressive call invocations still taking input
         #: The CALL the last check let start, and its ``timeout`` option: ``(request id, timeout)`` (the relay
         #: takes it for the call's deadline and sets it back to None).
         self.started_call: tuple[int, t.Any] | None = None
-        self.invocations: set[int] = set()
-        self.subscriptions: set[int] = set()
-        self.registrations: set[int] = set()
+        self.invocations: Ids = _NO_IDS
+        self.subscriptions: Ids = _NO_IDS
+        self.registrations: Ids = _NO_IDS
         self._tokens = float(limits.message_burst)
         self._strikes = 0.0
         self._stamp = now
         self._ack = b"acknowledge" if serializer.binary else "acknowledge"
         self._undefined = _undefined(serializer.name)
         #: RESULT, EVENT -> (the key's bytes to look for, where the details are, their identity keys, the role key)
-        self._scrub: dict[int, tuple[Data, int, tuple[str, ...], str]] = {} if limits.disclose_backend else {
-            kind: (keys[0].encode() if serializer.binary else keys[0], at, keys, role)
-            for kind, (at, keys, role) in _IDENTITY_AT.items()}
-        self._splicer = Splicer(serializer.name)
+        self._scrub = _NO_SCRUB if limits.disclose_backend else _SCRUB[serializer.binary]
+        splicer = _splicers.get(serializer.name)
+        if splicer is None:
+            splicer = _splicers[serializer.name] = Splicer(serializer.name)
+        self._splicer = splicer
         #: Details seen in RESULTs and EVENTs (encoded) -> what the browser gets instead (None: the same).
         self._scrubbed: dict[Data, Data | None] = {}
 
@@ -511,7 +551,10 @@ class SessionChecks:
         metrics_sink.sink.call_started(self, request_id)
         self.started_call = (request_id, message[2].get("timeout"))
         if progress:
-            self._call_inputs.add(request_id)
+            inputs = self._call_inputs
+            if not isinstance(inputs, set):
+                self._call_inputs = inputs = set()
+            inputs.add(request_id)
         return None
 
     def _track_meta_call(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
@@ -610,11 +653,13 @@ class SessionChecks:
     def _track_goodbye(self, rule: Rule, message: list[t.Any]) -> Verdict | None:
         return None
 
-    def _new_request(self, rule: Rule, message: list[t.Any], kind: int, held: set[int] | None = None,
+    def _new_request(self, rule: Rule, message: list[t.Any], kind: int, held: Ids | None = None,
                      limit: int | None = None, *, hold_uri: bool = False) -> Verdict | None:
         request_id = message[1]
-        pending = self.pending[kind]
-        if request_id in pending:
+        pending = self.pending.get(kind)
+        if pending is None:
+            pending = self.pending[kind] = set()
+        elif request_id in pending:
             return Verdict(violation=f"{MessageType(kind).name} request id {request_id} is already in flight")
         if held is not None and limit is not None and len(held) + len(pending) >= limit:
             what = "subscriptions" if kind == _SUBSCRIBE else "registrations"
@@ -688,12 +733,15 @@ class SessionChecks:
                 metrics_sink.sink.call_ended(self, first, "result")
         elif kind == _INVOCATION:
             if first is not None:
-                if len(self.invocations) >= self.limits.max_invocations:
+                invocations = self.invocations
+                if len(invocations) >= self.limits.max_invocations:
                     return Verdict(upstream=[_ERROR, _INVOCATION, first, {}, LIMIT_ERROR,
                                              ["too many invocations waiting for this browser"]])
-                self.invocations.add(first)
+                if not isinstance(invocations, set):
+                    self.invocations = invocations = set()
+                invocations.add(first)
         elif kind == _ERROR:
-            pending = self.pending.get(t.cast(int, first))
+            pending = self.calls if first == _CALL else self.pending.get(t.cast(int, first))
             if pending:
                 if second is None:
                     second = self._field(data, 2)
@@ -706,15 +754,28 @@ class SessionChecks:
         else:
             request_kind = _ANSWERS.get(kind)
             if request_kind is not None:
-                self.pending[request_kind].discard(t.cast(int, first))
+                pending = self.pending.get(request_kind)
+                if pending is not None:
+                    pending.discard(t.cast(int, first))
                 if kind == MessageType.SUBSCRIBED or kind == MessageType.REGISTERED:
                     handle = second if second is not None else self._field(data, 2)
-                    (self.subscriptions if request_kind == _SUBSCRIBE else self.registrations).add(
-                        t.cast(int, handle))
+                    self._granted(request_kind).add(t.cast(int, handle))
                     self._granted_uri(request_kind, first, handle)
                 elif first == 0:  # the router ended a subscription or registration itself
                     self._revoked(kind, data)
         return None
+
+    def _granted(self, kind: int) -> set[int]:
+        """The session's subscription (``kind`` SUBSCRIBE) or registration ids, made on the first one."""
+        if kind == _SUBSCRIBE:
+            subscriptions = self.subscriptions
+            if not isinstance(subscriptions, set):
+                self.subscriptions = subscriptions = set()
+            return subscriptions
+        registrations = self.registrations
+        if not isinstance(registrations, set):
+            self.registrations = registrations = set()
+        return registrations
 
     def scrub(self, kind: int, data: Data) -> Data | None:
         """A RESULT or EVENT for the browser without the identity of a backend session; None: ``data`` as it is.

@@ -101,7 +101,8 @@ class WebSocket:
     # Slots: thousands of idle connections per worker; an instance dict costs ~1.5 KiB each.
     __slots__ = (
         "__weakref__", "on_server_shutdown", "role", "environ", "subprotocol", "path", "origin",
-        "offered_subprotocols", "close_code", "close_reason", "_sock", "_read", "_buffered", "_accept_handler",
+        "offered_subprotocols", "close_code", "close_reason", "_sock", "_read", "_buffered", "_release_read",
+        "_accept_handler",
         "_state", "_opened", "_parser", "_events", "_initial", "_writer", "_keepalive",
         "_reading", "_watch", "_closed_event",
     )
@@ -112,6 +113,7 @@ class WebSocket:
         *,
         role: t.Literal["server", "client"],
         read: t.Callable[[int], bytes] | None = None,
+        release_read: t.Callable[[], None] | None = None,
         initial: bytes = b"",
         environ: dict[str, t.Any] | None = None,
         accept_handler: t.Callable[[str | None, t.Sequence[tuple[str, str]]], None] | None = None,
@@ -128,6 +130,8 @@ class WebSocket:
         # A buffered reader (the worker's rfile) is read once, for what it may hold already; then the socket
         # directly: a greenlet blocked in the buffered reader keeps about 9 KiB more of C stack per idle connection.
         self._buffered = read is not None and hasattr(sock, "settimeout")
+        # Called once the buffered reader was read: its owner may free it (the worker's rfile holds 8 KiB).
+        self._release_read = release_read
         #: The WSGI environ of the upgrade request (server side), else None.
         self.environ = environ
         #: The subprotocol in effect (``Sec-WebSocket-Protocol``), or None.
@@ -468,6 +472,9 @@ class WebSocket:
         finally:
             sock.settimeout(previous)
         self._read = sock.recv
+        release, self._release_read = self._release_read, None
+        if release is not None:
+            release()
         return data or b""
 
     def _recv(self) -> bytes:

@@ -141,6 +141,7 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
             self.socket,
             role="server",
             read=self.rfile.read1,
+            release_read=self._release_rfile,
             environ=environ,
             accept_handler=self._send_101,
         )
@@ -171,6 +172,16 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
                     ws.close()  # never accepted: marks it closed, sends nothing
                     self.close_connection = True  # no keep-alive after a refused upgrade
 
+    def _release_rfile(self) -> None:
+        """The WebSocket took what the request's buffered reader held and reads the socket itself from now on:
+        close the reader, which frees its 8 KiB buffer for the connection's life (the socket stays open)."""
+        rfile = self.rfile
+        wsgi_input = getattr(self, "wsgi_input", None)
+        body_left = wsgi_input is not None and (
+            wsgi_input.chunked_input or wsgi_input.position < (wsgi_input.content_length or 0))
+        if rfile is not None and not body_left:  # an unread request body is discarded through it at the end
+            rfile.close()
+
     def _refuse(self, problem: handshake.Refusal) -> None:
         message, extra = problem
         body = (message + "\n").encode("utf-8")
@@ -198,6 +209,8 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
         self._orig_status = "101 Switching Protocols"
         self.code = 101
         self.response_headers = encoded
+        # the parsed request (an email.message, ~1 KiB) is in the environ now; the access log reads only its items
+        self.headers = _HeaderItems(t.cast(t.Any, self).headers.items())
         self.headers_sent = True
         self.connection_upgraded = True
         self.close_connection = True
@@ -208,6 +221,15 @@ class BridgeHandler(PyWSGIHandler):  # type: ignore[misc]
 
 def _discard(data: bytes) -> None:
     pass
+
+
+class _HeaderItems(list[tuple[str, str]]):
+    """A request's header fields, kept for the access log (``items()``) while a WebSocket connection lasts."""
+
+    __slots__ = ()
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self)
 
 
 class BridgeServer(PyWSGIServer):  # type: ignore[misc]
