@@ -220,8 +220,7 @@ def test_example_guest_may_use_only_the_public_part(stack: ExampleStack) -> None
     with stack.browser() as guest:
         assert guest.authrole == "anonymous" and guest.authid.startswith("anonymous-")
         assert isinstance(guest.call("app.public.board.history"), list)
-        presence = guest.call("app.public.presence.list")
-        assert presence["guests"] >= 1
+        wait_until(lambda: guest.call("app.public.presence.list")["guests"] >= 1, WAIT)  # from the join event
         guest.subscribe("app.public.board.messages", Inbox())
         for procedure, args in (("app.board.post", ["hello"]), ("app.poke", ["alice"]),
                                 ("wamp.session.kill_by_authid", ["alice"])):
