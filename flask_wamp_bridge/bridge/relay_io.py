@@ -402,9 +402,11 @@ class RelaySession:
                                      self.name, url, cause[0], exc, cause[1])
                     else:
                         warn_limited("unreachable", "wamp relay %s: cannot reach the router at %s: %s (check "
-                                     "WAMP_BRIDGE_ROUTER_URL, and that the router runs and is not stalled or "
+                                     "%s, and that the router runs and is not stalled or "
                                      "overloaded: one that accepts TCP but never answers the handshake looks like "
-                                     "this too)", self.name, url, exc)
+                                     "this too)", self.name, url, exc,
+                                     "WAMP_BRIDGE_RAWSOCKET_PATH or _PORT (its RawSocket transport: generate the "
+                                     "config with the same settings)" if self._rawsocket else "WAMP_BRIDGE_ROUTER_URL")
                     if self._closed:
                         break
                 else:

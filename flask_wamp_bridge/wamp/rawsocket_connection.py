@@ -56,8 +56,8 @@ class RawSocketConnection:
         self._lock = gevent.lock.Semaphore()
         self._watch: ReadableWatch | None = None
         self._closed = False
-        #: Seconds one send may block (None: forever).
         self.send_timeout = send_timeout
+        sock.settimeout(send_timeout)  # bounds each send without a timer per send (receives wait on)
         #: The largest message taken from the router (None: what the handshake allows).
         self.max_message_size = max_message_size
         self.close_code: int | None = None
@@ -76,6 +76,7 @@ class RawSocketConnection:
             self._codec.limit_incoming(max_message_size)
         if send_timeout is not None:
             self.send_timeout = send_timeout
+            socket_errors.failed(self._sock.settimeout, send_timeout)
 
     # --- sending ------------------------------------------------------------------
 
@@ -94,22 +95,14 @@ class RawSocketConnection:
         with self._lock:
             if self._closed:
                 raise ConnectionClosed("the RawSocket connection is closed")
-            timer = gevent.Timeout(self.send_timeout) if self.send_timeout else None
-            if timer is not None:
-                timer.start()
             try:
                 self._write(header, payload)
-            except gevent.Timeout as exc:
-                if exc is not timer:
-                    raise
+            except TimeoutError:  # the socket's timeout: no progress for send_timeout
                 self._drop("send timeout")
                 raise ConnectionClosed(f"the router took nothing for {self.send_timeout:g} s") from None
             except OSError as exc:
                 self._drop("connection lost")
                 raise socket_errors.lost(exc) from None
-            finally:
-                if timer is not None:
-                    timer.close()
 
     def _write(self, header: bytes, payload: bytes) -> None:
         sent = self._sock.sendmsg([header, payload])
@@ -134,7 +127,12 @@ class RawSocketConnection:
             data = self._next_message()
             if data is not None:
                 return data
-            chunk = socket_errors.read_or_eof(self._sock.recv, _RECV_SIZE)
+            try:
+                chunk = self._sock.recv(_RECV_SIZE)
+            except TimeoutError:  # (the send timeout): keep waiting
+                continue
+            except OSError:
+                chunk = b""
             if not chunk:
                 self._drop("connection lost")
                 return None
@@ -249,7 +247,6 @@ def connect_rawsocket(
         raise ConnectError(f"cannot open a RawSocket connection ({kind}) to the router at {where}: {exc}") from exc
     finally:
         timer.close()
-    sock.settimeout(None)
     return RawSocketConnection(sock, codec, max_message_size=max_message_size)
 
 
