@@ -103,3 +103,16 @@ def test_router_messages_json_cannot_carry(value: float) -> None:
     pair.router_says([INVOCATION, 9, 3, {}, [value]])  # answered to the router, never shown
     assert unpack(t.cast(bytes, pair.at_router[-1]))[:5] == [ERROR, INVOCATION, 9, {}, UNTRANSLATABLE]
     assert len(pair.client_messages()) == shown + 1 and pair.closed is None
+
+
+def test_a_checked_json_message_is_not_decoded_again_for_the_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_wamp_bridge.wamp import translate
+
+    pair = established()
+
+    def no_second_decode(*args: t.Any) -> t.NoReturn:
+        raise AssertionError("decoded twice")
+
+    monkeypatch.setattr(translate, "decode", no_second_decode)
+    pair.client_sends(json.dumps([CALL, 2, {}, "app.echo", ["\u0000AAE=", 1.5]]))
+    assert unpack(t.cast(bytes, pair.at_router[-1])) == [CALL, 2, {}, "app.echo", [b"\x00\x01", 1.5]]

@@ -587,7 +587,7 @@ class Relay:
         forward = verdict.forward
         if forward is not None:
             try:
-                to_router = self._forward(forward)
+                to_router = self._forward(forward, verdict.decoded)
             except PayloadOutOfBounds as exc:
                 return self._client_untranslatable(forward, exc)
             if verdict.closing:
@@ -670,12 +670,13 @@ class Relay:
         """A message of the relay's own (plain values) for the router."""
         return SendToRouter(self.upstream_serializer.dumps(message))
 
-    def _forward(self, data: Data) -> SendToRouter:
-        """The browser's message (checked) for the router, in the upstream's serializer.
+    def _forward(self, data: Data, decoded: list[t.Any] | None = None) -> SendToRouter:
+        """The browser's message (checked; ``decoded``: as the check decoded it) for the router, in the upstream's
+        serializer.
 
         :raises PayloadOutOfBounds: a value the upstream's serializer cannot carry.
         """
-        return SendToRouter(self._codec.to_router(data))
+        return SendToRouter(self._codec.to_router(data, decoded))
 
     def _forward_ending(self, kind: int, data: Data) -> SendToRouter:
         """The browser's GOODBYE or ABORT for the router (a plain one if its own cannot be translated)."""
