@@ -320,6 +320,10 @@ class RawSocket:
     :param serializers: the serializers a router speaks.
     """
 
+    # Slots: one per relayed session (an instance dict costs ~1 KiB more each).
+    __slots__ = ("role", "serializer", "max_length", "_serializers", "handshake", "_incoming", "_outgoing",
+                 "_parser", "_failed")
+
     def __init__(
         self,
         role: Role,
