@@ -116,3 +116,16 @@ def test_a_checked_json_message_is_not_decoded_again_for_the_router(monkeypatch:
     monkeypatch.setattr(translate, "decode", no_second_decode)
     pair.client_sends(json.dumps([CALL, 2, {}, "app.echo", ["\u0000AAE=", 1.5]]))
     assert unpack(t.cast(bytes, pair.at_router[-1])) == [CALL, 2, {}, "app.echo", [b"\x00\x01", 1.5]]
+
+
+def test_the_event_cache_is_bounded_in_entries_and_bytes() -> None:
+    codec = UpstreamCodec(JSON, MSGPACK)
+    for n in range(5):  # 700 KiB each: at most two fit under the byte bound
+        codec.to_browser(pack([EVENT, 5, n, {}, [b"x" * 700_000]]))
+    assert sum(map(len, upstream_codec._event_cache)) <= 2 * upstream_codec.EVENT_CACHE_MAX_BYTES
+    assert len(upstream_codec._event_cache) == 2
+    for n in range(20):
+        codec.to_browser(pack([EVENT, 5, n, {}, ["small"]]))
+    assert len(upstream_codec._event_cache) == upstream_codec.EVENT_CACHE_SIZE
+    big = pack([EVENT, 5, 99, {}, [b"x" * (upstream_codec.EVENT_CACHE_MAX_BYTES + 1)]])
+    assert codec.to_browser(big) is not codec.to_browser(big)  # past the bound: translated each time

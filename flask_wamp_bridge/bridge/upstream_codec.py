@@ -26,11 +26,13 @@ __all__ = ["upstream_serializer", "UpstreamCodec", "EVENT_CACHE_SIZE", "EVENT_CA
 
 #: EVENTs (upstream bytes -> browser message) kept per worker for fan-out.
 EVENT_CACHE_SIZE = 8
-#: EVENTs longer than this are translated each time (the cache's memory stays bounded).
+#: EVENTs longer than this are translated each time; the cache holds at most twice this of upstream EVENTs
+#: (and their translations).
 EVENT_CACHE_MAX_BYTES = 1 << 20
 
 _MSGPACK_EVENT = 36  # the positive fixint after a msgpack fixarray marker
 _event_cache: dict[bytes, str | bytes] = {}
+_cached_bytes = [0]  # upstream bytes held by the cache
 
 
 def upstream_serializer(browser: Serializer) -> Serializer:
@@ -71,7 +73,11 @@ class UpstreamCodec:
                 return cached
         out = translate(data, self.upstream.name, self.browser.name)
         if cacheable:
-            if len(_event_cache) >= EVENT_CACHE_SIZE:
-                del _event_cache[next(iter(_event_cache))]
+            while _event_cache and (len(_event_cache) >= EVENT_CACHE_SIZE
+                                    or _cached_bytes[0] + len(data) > 2 * EVENT_CACHE_MAX_BYTES):
+                oldest = next(iter(_event_cache))
+                del _event_cache[oldest]
+                _cached_bytes[0] -= len(oldest)
             _event_cache[t.cast(bytes, data)] = out
+            _cached_bytes[0] += len(data)
         return out
