@@ -292,11 +292,11 @@ def _children(pid: int) -> list[int]:
 
 def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
                   extra_args: t.Sequence[str] = (), relay: str = "after",
-                  upstream: str = "rawsocket") -> tuple[subprocess.Popen[bytes], int, int]:
+                  upstream: str | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
     """Start the bench app on the bridge worker; return the master, its port and the worker's PID.
 
     ``relay`` ``"before"`` serves the relay without the per-message checks (``bench/relay_before.py``);
-    ``upstream``: ``WAMP_BRIDGE_UPSTREAM``.
+    ``upstream``: ``WAMP_BRIDGE_UPSTREAM`` (default: ``settings``' own).
     """
     port = _free_port()
     env = _env()
@@ -310,7 +310,8 @@ def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
     env["FLASK_WAMP_BRIDGE_USER_BYTE_RATE"] = "1e15"
     env["FLASK_WAMP_BRIDGE_USER_BYTE_BURST"] = str(10**15)
     env["BENCH_RELAY"] = relay
-    env["FLASK_WAMP_BRIDGE_UPSTREAM"] = upstream
+    if upstream is not None:
+        env["FLASK_WAMP_BRIDGE_UPSTREAM"] = upstream
     argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
             "-b", f"127.0.0.1:{port}", "-w", "1", *extra_args, "bench.bench_relay:create_app()"]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
