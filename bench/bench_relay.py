@@ -14,10 +14,15 @@ rounds; the report gives medians.
 - bridge CPU: user + system seconds of the gunicorn worker over the bridged
   run (it also runs the app's own WAMP peer, idle here), per call.
 
-Two bridges run side by side: ``after`` (the package's relay, every browser
-message checked) and ``before`` (``bench/relay_before.py``, the relay as it
-was before the per-message checks, which only peeked at each frame's head),
-so the checks' cost is the difference of one run. Both run with the limits
+Bridges run side by side (``--bridges``): ``rawsocket`` (the package's relay
+over a RawSocket upstream on the router's Unix socket, msgpack upstream
+whatever the caller speaks), ``websocket`` (the same relay over a WebSocket
+upstream in the caller's serializer, as the upstream was before), and, on
+request, ``before`` (``bench/relay_before.py``, the relay as it was before the
+per-message checks, which only peeked at each frame's head, over a WebSocket
+upstream), so each difference is one run's. The caller speaks each of
+``--serializers`` (JSON, msgpack). Router CPU per call is Crossbar's (its
+processes' user + system time over the run). All run with the limits
 that would refuse the bench's own load lifted (1,000 calls in flight; a rate
 of 10**9 requests/s and 10**15 bytes/s, so the token buckets still run).
 
@@ -27,6 +32,7 @@ competes for the cores, so compare ratios from one run. Run from the
 repository root::
 
     .venv/bin/python bench/bench_relay.py [--seq 1000] [--total 10000] [--inflight 1000] [--rounds 3]
+        [--bridges websocket,rawsocket] [--serializers json,msgpack]
 """
 
 from __future__ import annotations
@@ -134,11 +140,13 @@ def _session_class(realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t
 
 
 def _run(url: str, realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t.Any]]], *, wampcra: bool,
-         cookie: str | None = None, ticket: t.Callable[[str | None], str] | None = None) -> dict[str, t.Any]:
+         cookie: str | None = None, ticket: t.Callable[[str | None], str] | None = None,
+         serializer: str = "json") -> dict[str, t.Any]:
     import asyncio
 
     from autobahn.asyncio.websocket import WampWebSocketClientFactory
     from autobahn.wamp.serializer import JsonSerializer
+    from autobahn.wamp.serializer import MsgPackSerializer
     from autobahn.wamp.types import ComponentConfig
 
     out: dict[str, t.Any] = {}
@@ -146,7 +154,8 @@ def _run(url: str, realm: str, body: t.Callable[[t.Any], t.Awaitable[dict[str, t
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     factory = WampWebSocketClientFactory(lambda: session_class(ComponentConfig(realm)), url=url,
-                                         serializers=[JsonSerializer()], loop=loop,
+                                         serializers=[MsgPackSerializer() if serializer == "msgpack"
+                                                      else JsonSerializer()], loop=loop,
                                          headers={"Cookie": cookie} if cookie else None)
     parts = urllib.parse.urlsplit(url)
     loop.run_until_complete(loop.create_connection(factory, parts.hostname, parts.port))
@@ -189,7 +198,7 @@ def run_caller(args: argparse.Namespace) -> dict[str, t.Any]:
         request = urllib.request.Request(f"{base}/login", data=urllib.parse.urlencode({"user": BENCH_USER}).encode())
         with urllib.request.urlopen(request, timeout=10) as response:
             cookie = response.headers["Set-Cookie"].split(";", 1)[0]
-        return _run(args.url, args.realm, body, wampcra=False, cookie=cookie)
+        return _run(args.url, args.realm, body, wampcra=False, cookie=cookie, serializer=args.serializer)
     # Directly on the router with the very identity, role and login the bridge would use.
     from flask_wamp_bridge.bridge import tickets
     from flask_wamp_bridge.bridge.identity import Identity
@@ -198,7 +207,7 @@ def run_caller(args: argparse.Namespace) -> dict[str, t.Any]:
     def signed(peer: str | None) -> str:
         return tickets.sign(Identity(BENCH_USER, "user"), secret, time.time(), realm=args.realm, peer=peer)
 
-    return _run(args.url, args.realm, body, wampcra=False, ticket=signed)
+    return _run(args.url, args.realm, body, wampcra=False, ticket=signed, serializer=args.serializer)
 
 
 def run_callee(args: argparse.Namespace) -> None:
@@ -282,10 +291,12 @@ def _children(pid: int) -> list[int]:
 
 
 def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
-                  extra_args: t.Sequence[str] = (), relay: str = "after") -> tuple[subprocess.Popen[bytes], int, int]:
+                  extra_args: t.Sequence[str] = (), relay: str = "after",
+                  upstream: str | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
     """Start the bench app on the bridge worker; return the master, its port and the worker's PID.
 
-    ``relay`` ``"before"`` serves the relay without the per-message checks (``bench/relay_before.py``).
+    ``relay`` ``"before"`` serves the relay without the per-message checks (``bench/relay_before.py``);
+    ``upstream``: ``WAMP_BRIDGE_UPSTREAM`` (default: ``settings``' own).
     """
     port = _free_port()
     env = _env()
@@ -299,6 +310,8 @@ def _start_bridge(settings: dict[str, t.Any], log: t.IO[bytes],
     env["FLASK_WAMP_BRIDGE_USER_BYTE_RATE"] = "1e15"
     env["FLASK_WAMP_BRIDGE_USER_BYTE_BURST"] = str(10**15)
     env["BENCH_RELAY"] = relay
+    if upstream is not None:
+        env["FLASK_WAMP_BRIDGE_UPSTREAM"] = upstream
     argv = [sys.executable, "-m", "gunicorn", "-k", "flask_wamp_bridge.worker", "--no-control-socket",
             "-b", f"127.0.0.1:{port}", "-w", "1", *extra_args, "bench.bench_relay:create_app()"]
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -345,8 +358,9 @@ def orchestrate(args: argparse.Namespace) -> None:
         "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
         "WAMP_BRIDGE_ROUTER_PING_INTERVAL": 0,
     }
-    results: dict[tuple[int, str], list[dict[str, t.Any]]] = {}
+    results: dict[tuple[int, str, str], list[dict[str, t.Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+        settings["WAMP_BRIDGE_RAWSOCKET_PATH"] = str(Path(tmp) / "router.sock")
         router = CrossbarProcess(settings, Path(tmp) / "crossbar", crossbar=find_crossbar())
         print(f"starting Crossbar on {router.url} ...", flush=True)
         router.start(120)
@@ -359,22 +373,25 @@ def orchestrate(args: argparse.Namespace) -> None:
             if callee.stdout.readline().strip() != "ready":
                 raise SystemExit("the callee did not start")
             paths: list[tuple[str, str, str, int | None]] = [("direct", "direct", router.url, None)]
-            for relay in ("before", "after"):
-                bridge, port, pid = _start_bridge(settings, log, relay=relay)
+            for name in args.bridges.split(","):
+                relay, upstream = ("before", "websocket") if name == "before" else ("after", name)
+                bridge, port, pid = _start_bridge(settings, log, relay=relay, upstream=upstream)
                 bridges.append(bridge)
-                paths.append((relay, "bridge", f"ws://127.0.0.1:{port}/wamp", pid))
-                print(f"bridge ({relay}) worker pid {pid} on {paths[-1][2]}", flush=True)
+                paths.append((name, "bridge", f"ws://127.0.0.1:{port}/wamp", pid))
+                print(f"bridge ({name}) worker pid {pid} on {paths[-1][2]}", flush=True)
             for round_ in range(1, args.rounds + 1):
                 for size in SIZES:
-                    for path, via, url, worker in paths:
-                        cpu, router_cpu = (_cpu(worker) if worker else 0.0), _tree_cpu(router.pid)
-                        result = _call({"via": via, "size": size}, url, realm, args)
-                        if result is None:
-                            continue
-                        result["bridge_us"] = (_cpu(worker) - cpu) / result["calls"] * 1e6 if worker else 0.0
-                        result["router_us"] = (_tree_cpu(router.pid) - router_cpu) / result["calls"] * 1e6
-                        results.setdefault((size, path), []).append(result)
-                        print(f"  round {round_}: {size:>5} B {path:<6} done (authid {result['authid']})", flush=True)
+                    for serializer in args.serializers.split(","):
+                        for path, via, url, worker in paths:
+                            cpu, router_cpu = (_cpu(worker) if worker else 0.0), _tree_cpu(router.pid)
+                            result = _call({"via": via, "size": size, "serializer": serializer}, url, realm, args)
+                            if result is None:
+                                continue
+                            result["bridge_us"] = (_cpu(worker) - cpu) / result["calls"] * 1e6 if worker else 0.0
+                            result["router_us"] = (_tree_cpu(router.pid) - router_cpu) / result["calls"] * 1e6
+                            results.setdefault((size, serializer, path), []).append(result)
+                            print(f"  round {round_}: {size:>5} B {serializer:<7} {path:<9} done "
+                                  f"(authid {result['authid']})", flush=True)
         finally:
             for bridge in bridges:
                 _end(bridge)
@@ -384,33 +401,32 @@ def orchestrate(args: argparse.Namespace) -> None:
     report(results, args)
 
 
-def report(runs: dict[tuple[int, str], list[dict[str, t.Any]]], args: argparse.Namespace) -> None:
+def report(runs: dict[tuple[int, str, str], list[dict[str, t.Any]]], args: argparse.Namespace) -> None:
     print(f"\nround trip: {args.seq} sequential calls; throughput: {args.total} calls, {args.inflight} in "
-          f"flight; JSON; one autobahn-python client, same identity and role both ways; median of "
+          f"flight; one autobahn-python client, same identity and role both ways; median of "
           f"{args.rounds} alternating rounds")
-    print(f"{'payload':>8} {'path':<7} {'rtt median us':>14} {'rtt p90 us':>11} {'calls/s':>9} "
+    print(f"{'payload':>8} {'ser':<7} {'path':<9} {'rtt median us':>14} {'rtt p90 us':>11} {'calls/s':>9} "
           f"{'wrong':>6} {'router CPU us/call':>19} {'bridge CPU us/call':>19}")
     results = {key: {name: statistics.median(r[name] for r in rs) for name in rs[0] if name != "authid"}
                for key, rs in runs.items()}
-    order = {"direct": 0, "before": 1, "after": 2}
-    for (size, path), r in sorted(results.items(), key=lambda item: (item[0][0], order[item[0][1]])):
+    order = {"direct": 0, "before": 1, "websocket": 2, "rawsocket": 3}
+    for (size, ser, path), r in sorted(results.items(), key=lambda item: (item[0][0], item[0][1],
+                                                                          order[item[0][2]])):
         cpu = f"{r['bridge_us']:19.0f}" if path != "direct" else f"{'-':>19}"
-        print(f"{size:>7}B {path:<7} {r['rtt_median'] * 1e6:14.0f} {r['rtt_p90'] * 1e6:11.0f} "
+        print(f"{size:>7}B {ser:<7} {path:<9} {r['rtt_median'] * 1e6:14.0f} {r['rtt_p90'] * 1e6:11.0f} "
               f"{r['throughput']:9.0f} {int(r['wrong']):6d} {r['router_us']:19.0f} {cpu}")
-    print("(before: the relay without per-message checks; after: every browser message checked)")
+    print("(websocket: the upstream as it was, WebSocket in the caller's serializer; rawsocket: RawSocket on the "
+          "router's Unix socket, msgpack; before: no per-message checks, WebSocket upstream)")
     for size in SIZES:
-        direct = results.get((size, "direct"))
-        for path in ("before", "after"):
-            bridged = results.get((size, path))
-            if direct and bridged:
-                rtt = bridged["rtt_median"] / direct["rtt_median"]
-                rate = bridged["throughput"] / direct["throughput"]
-                print(f"{size:>7}B {path}/direct: round trip {rtt:.2f}x (target <= 1.20x), "
-                      f"throughput {rate:.2f}x (target >= 0.95x)")
-        before, after = results.get((size, "before")), results.get((size, "after"))
-        if before and after:
-            print(f"{size:>7}B the checks cost {after['bridge_us'] - before['bridge_us']:+.1f} us of bridge CPU "
-                  "per call (a call is one browser message each way)")
+        for ser in args.serializers.split(","):
+            direct = results.get((size, ser, "direct"))
+            for path in args.bridges.split(","):
+                bridged = results.get((size, ser, path))
+                if direct and bridged:
+                    print(f"{size:>7}B {ser:<7} {path}/direct: round trip "
+                          f"{bridged['rtt_median'] / direct['rtt_median']:.2f}x (target <= 1.05x), throughput "
+                          f"{bridged['throughput'] / direct['throughput']:.2f}x (target >= 1.2x), router CPU/call "
+                          f"{bridged['router_us'] / direct['router_us']:.2f}x")
 
 
 def main() -> None:
@@ -424,6 +440,10 @@ def main() -> None:
     parser.add_argument("--realm", default="realm1")
     parser.add_argument("--via", choices=("direct", "bridge"), default="direct")
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--serializer", choices=("json", "msgpack"), default="json")
+    parser.add_argument("--serializers", default="json,msgpack", help="the callers' serializers, in turn")
+    parser.add_argument("--bridges", default="websocket,rawsocket",
+                        help="bridges to run beside direct: websocket, rawsocket, before")
     args = parser.parse_args()
     if args.role == "orchestrate":
         orchestrate(args)

@@ -2,9 +2,10 @@
 
 A logged-in page calls, gets progressive results, cancels, subscribes with each
 match policy (a second session of the same user), publishes with acknowledge,
-exclusions and eligibility, registers and answers an invocation. wampy.js runs
-over JSON, msgpack and CBOR (its msgpack and CBOR encoders send unset options
-as ``undefined``, which the relay drops), autobahn-js over JSON.
+exclusions and eligibility, registers and answers an invocation. wampy.js and
+autobahn-js run over JSON, msgpack and CBOR (wampy's msgpack and CBOR encoders
+send unset options as ``undefined``, which the relay drops); the relay's
+upstream is RawSocket in msgpack (CBOR for CBOR pages), the default.
 """
 
 from __future__ import annotations
@@ -67,13 +68,16 @@ async ([name, url]) => {
 """
 
 AUTOBAHN = """
-async ([url]) => {
+async ([name, url]) => {
+  const serializers = [{json: () => new autobahn.serializer.JSONSerializer(),
+                        msgpack: () => new autobahn.serializer.MsgpackSerializer(),
+                        cbor: () => new autobahn.serializer.CBORSerializer()}[name]()];
   const waitFor = async (check) => {
     for (let i = 0; i < 300 && !check(); i++) await new Promise(r => setTimeout(r, 50));
     return check();
   };
   const out = {};
-  const connection = new autobahn.Connection({url, realm: 'realm1', max_retries: 0});
+  const connection = new autobahn.Connection({url, realm: 'realm1', max_retries: 0, serializers});
   const session = await new Promise((resolve, reject) => {
     connection.onopen = resolve;
     connection.onclose = (reason, details) => { reject(new Error(reason + ' ' + JSON.stringify(details))); };
@@ -89,7 +93,7 @@ async ([url]) => {
   slow.cancel({mode: 'kill'});
   try { await slow; out.canceled = 'no'; } catch (e) { out.canceled = e.error || String(e); }
   const got = {exact: [], prefix: [], wildcard: []};
-  const otherConnection = new autobahn.Connection({url, realm: 'realm1', max_retries: 0});
+  const otherConnection = new autobahn.Connection({url, realm: 'realm1', max_retries: 0, serializers});
   const other = await new Promise((resolve) => { otherConnection.onopen = resolve; otherConnection.open(); });
   await other.subscribe('app.topic.x', (args) => got.exact.push(args[0]));
   await other.subscribe('app.topic', (args) => got.prefix.push(args[0]), {match: 'prefix'});
@@ -101,7 +105,7 @@ async ([url]) => {
   await waitFor(() => got.exact.length && got.prefix.length && got.wildcard.length);
   otherConnection.close();
   out.events = got;
-  const echo = 'app.user.autobahn.echo';
+  const echo = 'app.user.autobahn_' + name + '.echo';
   await session.register(echo, (args) => 'echo:' + args[0]);
   out.echo = await session.call(echo, ['hi']);
   connection.close();
@@ -158,6 +162,8 @@ def test_wampy_features_work_through_the_checked_relay(page: Page, server: Gunic
     assert "protocol_violation" not in server.log()
 
 
-def test_autobahn_features_work_through_the_checked_relay(page: Page, server: GunicornProcess) -> None:  # noqa: F811
-    assert page.evaluate(AUTOBAHN, [server.ws_url("/wamp")]) == EXPECTED
+@pytest.mark.parametrize("serializer", ["json", "msgpack", "cbor"])
+def test_autobahn_features_work_through_the_checked_relay(page: Page, server: GunicornProcess,  # noqa: F811
+                                                          serializer: str) -> None:
+    assert page.evaluate(AUTOBAHN, [serializer, server.ws_url("/wamp")]) == EXPECTED
     assert "protocol_violation" not in server.log()

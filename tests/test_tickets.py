@@ -187,3 +187,5 @@ def test_peer_descriptor_is_crossbars_notation():
     assert tickets.peer_descriptor(("127.0.0.1", 5000)) == "tcp4:127.0.0.1:5000"
     assert tickets.peer_descriptor(("::1", 5000, 0, 0)) == "tcp6:::1:5000"
     assert tickets.peer_descriptor(None) is None
+    # a Unix socket's (unnamed client end): Crossbar names every Unix peer "unix"
+    assert tickets.peer_descriptor("") == "unix" and tickets.peer_descriptor(b"") == "unix"

@@ -209,6 +209,8 @@ class Verdict:
     refused: str | None = None
     #: The forwarded message is a GOODBYE: the session starts closing.
     closing: bool = False
+    #: ``forward`` as decoded for the check (when forwarded unchanged): a translation need not decode it again.
+    decoded: list[t.Any] | None = None
 
 
 class Refusal(enum.Enum):
@@ -497,7 +499,7 @@ class SessionChecks:
             return Verdict(forward=self.serializer.dumps(message), refused="options dropped")
         if self.serializer.carries_tags(data):
             return Verdict(forward=self.serializer.dumps(message))
-        return Verdict(forward=data)
+        return Verdict(forward=data, decoded=message)
 
     def _options(self, rule: Rule, message: list[t.Any], options: dict[t.Any, t.Any]) -> t.Any:
         """None if ``options`` pass as they are; the options to forward; or a refusing Verdict."""

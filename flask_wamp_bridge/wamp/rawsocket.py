@@ -320,6 +320,10 @@ class RawSocket:
     :param serializers: the serializers a router speaks.
     """
 
+    # Slots: one per relayed session (an instance dict costs ~1 KiB more each).
+    __slots__ = ("role", "serializer", "max_length", "_serializers", "handshake", "_incoming", "_outgoing",
+                 "_parser", "_failed")
+
     def __init__(
         self,
         role: Role,
@@ -338,6 +342,16 @@ class RawSocket:
         self._outgoing = bytearray()
         self._parser = FrameParser(max_length)
         self._failed = False
+
+    def limit_incoming(self, max_length: int) -> None:
+        """Refuse frames longer than ``max_length`` from now on (the handshake still announces :attr:`max_length`:
+        a router that would otherwise skip a longer message silently is told the most it may send)."""
+        self._parser.max_length = min(self.max_length, max_length)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received after the handshake and not yet returned as frames."""
+        return self._parser.buffered
 
     def initiate(self) -> bytes:
         """The client's opening octets (send them first)."""
