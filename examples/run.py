@@ -59,11 +59,19 @@ def parse_args(argv: t.Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _free_port() -> int:
+    """A free port whose next port is free too (the router's RawSocket transport: its URL's port + 1)."""
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
 
 
 def _environment(args: argparse.Namespace, run_dir: Path) -> dict[str, str]:

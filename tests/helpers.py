@@ -38,10 +38,22 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port that is free on ``host`` right now, and so is the next one.
+
+    The next one is a router's RawSocket transport when the port is a router's
+    (``WAMP_BRIDGE_RAWSOCKET_PORT`` defaults to the router URL's port + 1).
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no two free ports in a row on {host}")
 
 
 def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:

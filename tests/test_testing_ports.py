@@ -43,6 +43,19 @@ def test_free_port_comes_from_the_configured_range_and_the_environment_wins(monk
     assert all(41100 <= ports.free_port() <= 41109 for _ in range(20))
 
 
+def test_free_port_leaves_the_next_port_free_for_the_routers_rawsocket(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        monkeypatch.setenv(ports.PORTS_ENV, f"{port - 1}-{port + 1}")  # port - 1's next is taken, port itself too
+        with pytest.raises(ports.PortRangeError):
+            ports.free_port()
+    monkeypatch.delenv(ports.PORTS_ENV)
+    for _ in range(20):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", ports.free_port() + 1))  # free: no OSError
+
+
 def test_a_range_without_a_free_port_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

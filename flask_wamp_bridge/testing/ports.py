@@ -48,19 +48,33 @@ def _range() -> tuple[int, int] | None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (from the configured range, if any)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, and so was the one after it.
+
+    The one after it is the router's RawSocket transport when the port is a router's
+    (``WAMP_BRIDGE_RAWSOCKET_PORT`` defaults to the router URL's port + 1). The port
+    comes from the configured range, if any (its last port is never handed out).
+    """
     bounds = _range()
     if bounds is None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-    candidates = list(range(bounds[0], bounds[1] + 1))
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port < 65535 and _is_free(port + 1):
+                return port
+        raise PortRangeError("no free pair of ports on 127.0.0.1")
+    candidates = list(range(bounds[0], bounds[1]))
     random.shuffle(candidates)  # parallel test runs rarely race for the same port
     for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if _is_free(port) and _is_free(port + 1):
             return port
     raise PortRangeError(f"no free port in {bounds[0]}-{bounds[1]} (from ${PORTS_ENV} or wamp_bridge_ports)")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
