@@ -98,3 +98,15 @@ def test_every_other_python_block_runs_in_order(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_is_valid_restructuredtext() -> None:
+    """docutils reads it without a warning (a table row past its column is an error PyPI would show)."""
+    import io
+
+    import docutils.core
+
+    problems = io.StringIO()
+    docutils.core.publish_doctree(README.read_text(encoding="utf-8"),
+                                  settings_overrides={"report_level": 2, "warning_stream": problems})
+    assert problems.getvalue() == ""
