@@ -294,6 +294,16 @@ def _cluster(key: str, value: t.Any) -> None:
         _fail(key, "None or a dict {node name: 'ws://host:port/ws'}", value)
 
 
+def _socket_path(key: str, value: t.Any) -> None:
+    if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
+        _fail(key, "a Unix socket path (or None)", value)
+
+
+def _port(key: str, value: t.Any) -> None:
+    if value is not None and (type(value) is not int or not 1 <= value <= 65535):
+        _fail(key, "a TCP port from 1 to 65535 (or None)", value)
+
+
 def _url_path(key: str, value: t.Any) -> None:
     if value is not None and (not isinstance(value, str) or not value.startswith("/")):
         _fail(key, "a URL path like '/wamp' (or None)", value)
@@ -510,6 +520,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_UPSTREAM_GOODBYE_WAIT", 2.0, "seconds",
             "Wait for the router's GOODBYE reply before closing a browser's upstream", positive_seconds(),
             "endpoint", feeds=("RelaySession.router_goodbye_timeout",)),
+    Setting("WAMP_BRIDGE_UPSTREAM", "rawsocket", "str",
+            "How relays reach the router: ``rawsocket`` (msgpack; CBOR for CBOR browsers) or ``websocket``",
+            one_of("rawsocket", "websocket"), "endpoint", feeds=("RelaySession.upstream", BY_NAME)),
+    Setting("WAMP_BRIDGE_RAWSOCKET_PATH", None, "str | None",
+            "Router's RawSocket Unix socket (same host; else TCP)", _socket_path, "endpoint",
+            feeds=("RelaySession.rawsocket_path", BY_NAME)),
+    Setting("WAMP_BRIDGE_RAWSOCKET_PORT", None, "int | None",
+            "Router's RawSocket TCP port (without a Unix socket)", _port, "endpoint",
+            shown_default="router URL's port + 1", feeds=("RelaySession.rawsocket_port", BY_NAME)),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
             "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket",
             feeds=("accept_websocket.max_message_size", "RelaySession.max_message_size", "Bounds.max_bytes", BY_NAME)),

@@ -75,7 +75,7 @@ def test_node_config_listens_on_its_url_and_links_to_each_earlier_node_once() ->
     for node, config in configs.items():
         assert config["controller"] == {"id": node}
         (worker,) = config["workers"]
-        (transport,) = worker["transports"]
+        transport = worker["transports"][0]
         url = cluster_settings()["WAMP_BRIDGE_CLUSTER"][node]
         assert transport["endpoint"]["interface"] == url.split("//")[1].split(":")[0]
         assert transport["endpoint"]["port"] == int(url.rsplit(":", 1)[1].split("/")[0])

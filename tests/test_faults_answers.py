@@ -97,7 +97,8 @@ def test_a_half_open_link_through_a_proxy_still_answers_every_call(fresh_crossba
     """router->bridge stops: liveness drops the link (router_lost). bridge->router stops, the bridge's pings off
     (a router that pings by itself keeps the bridge from noticing): the call's deadline answers it."""
     proxy = TcpProxy(_router_port(fresh_crossbar_router))
-    server = _start(fresh_crossbar_router, WAMP_BRIDGE_ROUTER_URL=proxy.url(),
+    # the WebSocket upstream's liveness (its pings); a RawSocket upstream has none: its end is its liveness
+    server = _start(fresh_crossbar_router, WAMP_BRIDGE_ROUTER_URL=proxy.url(), WAMP_BRIDGE_UPSTREAM="websocket",
                     WAMP_BRIDGE_UPSTREAM_PING_INTERVAL=2 if direction == "down" else 0,
                     WAMP_BRIDGE_UPSTREAM_PING_TIMEOUT=1,
                     WAMP_BRIDGE_BROWSER_CALL_TIMEOUT=30 if direction == "down" else 3,

@@ -39,7 +39,7 @@ def router(config: dict[str, t.Any]) -> dict[str, t.Any]:
 
 
 def websocket(config: dict[str, t.Any]) -> dict[str, t.Any]:
-    (transport,) = router(config)["transports"]
+    transport = router(config)["transports"][0]
     if transport["type"] == "web":
         (service,) = transport["paths"].values()
         return service
@@ -61,9 +61,12 @@ def test_make_config_defaults_layout() -> None:
     (realm,) = router(config)["realms"]
     assert realm["name"] == "realm1"
     assert realm["options"] == {"enable_meta_api": True}
-    (transport,) = router(config)["transports"]
+    (transport, rawsocket) = router(config)["transports"]
     assert transport["type"] == "web"
     assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 8080, "backlog": 4096}
+    # the relays' upstream: RawSocket on the next port (WAMP_BRIDGE_UPSTREAM = "rawsocket")
+    assert rawsocket["type"] == "rawsocket" and rawsocket["serializers"] == ["msgpack", "cbor", "json"]
+    assert rawsocket["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 8081, "backlog": 4096}
     assert list(transport["paths"]) == ["ws"]
     ws = transport["paths"]["ws"]
     assert ws["type"] == "websocket"
@@ -229,7 +232,7 @@ def test_make_config_transport_options_follow_settings() -> None:
 
 
 def test_make_config_root_path_uses_websocket_transport() -> None:
-    (transport,) = router(make_config(settings(WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:9000")))["transports"]
+    transport = router(make_config(settings(WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:9000")))["transports"][0]
     assert transport["type"] == "websocket"
     assert transport["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 9000, "backlog": 4096}
     assert "auth" in transport and "options" in transport
@@ -522,3 +525,20 @@ def test_defined_roles_are_the_roles_of_the_generated_config() -> None:
     generated = {role["name"] for role in router(make_config(given))["realms"][0]["roles"]}
     assert set(defined_roles(given)) == generated == {"backend", "user", "anonymous", "operator", "editor"}
     assert "anonymous" not in defined_roles(settings(WAMP_BRIDGE_ANONYMOUS_ROLE=None))
+
+
+def test_make_config_rawsocket_transports_follow_the_settings() -> None:
+    def rawsockets(**overrides: t.Any) -> list[dict[str, t.Any]]:
+        return [transport["endpoint"] for transport in router(make_config(settings(**overrides)))["transports"]
+                if transport["type"] == "rawsocket"]
+
+    assert rawsockets(WAMP_BRIDGE_UPSTREAM="websocket") == []
+    assert rawsockets(WAMP_BRIDGE_RAWSOCKET_PATH="/run/router.sock") == [
+        {"type": "unix", "path": "/run/router.sock", "backlog": 4096}]
+    assert rawsockets(WAMP_BRIDGE_RAWSOCKET_PORT=9999) == [
+        {"type": "tcp", "interface": "127.0.0.1", "port": 9999, "backlog": 4096}]
+    assert len(rawsockets(WAMP_BRIDGE_RAWSOCKET_PATH="/run/router.sock", WAMP_BRIDGE_RAWSOCKET_PORT=9999)) == 2
+    with pytest.raises(ConfigError, match="WAMP_BRIDGE_RAWSOCKET_PORT"):
+        make_config(settings(WAMP_BRIDGE_ROUTER_URL="ws://127.0.0.1:65535/ws"))
+    with pytest.raises(ConfigError, match="WAMP_BRIDGE_UPSTREAM"):
+        make_config(settings(WAMP_BRIDGE_UPSTREAM="tcp"))

@@ -61,7 +61,8 @@ def router(tmp_path_factory: pytest.TempPathFactory, crossbar_executable: str) -
     cbdir = tmp_path_factory.mktemp("rawsocket")
     unix = str(cbdir / "rs.sock")
     port = free_port()
-    config = with_rawsocket(make_config(router_settings(free_port())), path=unix, port=port)
+    config = with_rawsocket(make_config(router_settings(free_port(), WAMP_BRIDGE_UPSTREAM="websocket")),
+                            path=unix, port=port)
     process = CrossbarProcess(config, cbdir, crossbar=crossbar_executable)
     process.start(timeout=90)
     try:
@@ -77,7 +78,7 @@ def joined(address: str | tuple[str, int], serializer: str) -> RawSocketClient:
 
 
 def test_with_rawsocket_config_keeps_websocket_and_logins() -> None:
-    base = make_config(router_settings(8080))
+    base = make_config(router_settings(8080, WAMP_BRIDGE_UPSTREAM="websocket"))
     config = with_rawsocket(base, path="/run/router.sock", port=8081)
     transports = config["workers"][0]["transports"]
     assert transports[0] == base["workers"][0]["transports"][0]  # unchanged, and base not modified

@@ -52,6 +52,7 @@ from .identity import coerce_identity
 from .relay import Relay
 from .relay_events import RouterRefusal
 from .tickets import browser_policy
+from .upstream_codec import upstream_serializer
 
 __all__ = ["Endpoint", "ENDPOINT"]
 
@@ -91,6 +92,7 @@ class Endpoint:
         self._relay_arguments = _settings.arguments_for("Relay", settings)
         self._relay_arguments["call_timeout"] = self._relay_arguments["call_timeout"] or None  # 0: off
         self._session_arguments = _settings.arguments_for("RelaySession", settings)
+        self._rawsocket = _settings.get(settings, "WAMP_BRIDGE_UPSTREAM") == "rawsocket"
         for off in ("max_message_size", "ping_interval"):  # 0: off
             self._session_arguments[off] = self._session_arguments[off] or None
         # the browser's socket may have no send timeout; the upstream always has one
@@ -166,9 +168,11 @@ class Endpoint:
 
         now = time.monotonic()
         admission = self.budgets.admit(identity.authid if identity is not None else None, remote, now)
+        serializer = serializer_for(subprotocol)
         relay = Relay(
             identity,
-            serializer=serializer_for(subprotocol),
+            serializer=serializer,
+            upstream_serializer=upstream_serializer(serializer) if self._rawsocket else None,
             ticket_signer=self.sign,
             now=now,
             expires_at=now + self.session_life(),

@@ -115,6 +115,7 @@ import typing as t
 from ..errors import BridgeError
 from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
+from ..errors import PayloadOutOfBounds
 from ..errors import ProtocolError
 from ..errors import RemoteProtocolError
 from ..errors import TransportError
@@ -123,6 +124,7 @@ from ..wamp.heads import PEEKERS
 from ..wamp.heads import head_of
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
+from ..wamp.translate import decode
 from . import faults
 from .call_deadlines import CANCEL_MODE
 from .call_deadlines import CallDeadlines
@@ -146,15 +148,19 @@ from .relay_events import State
 from .router_text import sanitized
 from .router_text import welcome_details
 from .tickets import peer_descriptor
+from .upstream_codec import UpstreamCodec
 
 __all__ = [
     "Relay",
     "CALLS_IN_FLIGHT_ERROR",
     "TOO_MANY_SESSIONS",
+    "UNTRANSLATABLE",
 ]
 
 #: The ERROR URI a CALL over the in-flight limit gets (the call never reached the router).
 CALLS_IN_FLIGHT_ERROR = LIMIT_ERROR
+#: The ERROR URI of a message one leg's serializer cannot carry (as a message past its bounds).
+UNTRANSLATABLE = "wamp.error.invalid_argument"
 #: The ABORT URI of a HELLO past the sessions a user or an address may hold in a worker.
 TOO_MANY_SESSIONS = "wamp_bridge.error.too_many_sessions"
 
@@ -168,6 +174,10 @@ _ERROR = int(MessageType.ERROR)
 _CALL = int(MessageType.CALL)
 _CANCEL = int(MessageType.CANCEL)
 _RESULT = int(MessageType.RESULT)
+_EVENT = int(MessageType.EVENT)
+_INVOCATION = int(MessageType.INVOCATION)
+_PUBLISH = int(MessageType.PUBLISH)
+_YIELD = int(MessageType.YIELD)
 #: Types that end or restart a session: handled specially after WELCOME.
 _SESSION_TYPES = frozenset({_HELLO, _WELCOME, _ABORT, _CHALLENGE, _AUTHENTICATE, _GOODBYE})
 
@@ -178,7 +188,10 @@ class Relay:
     :param identity: who the browser is (frozen in the upgrade request), or
         ``None`` to refuse its HELLO with ``wamp.error.not_authorized``.
     :param realm: the only realm a HELLO may name.
-    :param serializer: the serializer of the negotiated subprotocol (both legs).
+    :param serializer: the serializer of the negotiated subprotocol (the browser's leg).
+    :param upstream_serializer: the serializer spoken to the router (default: the browser's); messages are
+        translated between the two (:mod:`~flask_wamp_bridge.bridge.upstream_codec`): the relay's rules see
+        every message in the browser's serializer.
     :param ticket_signer: ``signer(identity, peer) -> ticket``
         (:meth:`~flask_wamp_bridge.bridge.tickets.Tickets.sign`), called when the router challenges, with
         ``peer`` the bridge's end of the upstream in Crossbar's notation (None before :meth:`router_connected`);
@@ -222,6 +235,7 @@ class Relay:
         refusal: str | None = None,
         debug: bool = False,
         call_timeout: float | None = 60.0,
+        upstream_serializer: Serializer | None = None,
     ) -> None:
         if limits is None:
             limits = Limits(max_calls_in_flight=max_calls_in_flight)
@@ -231,6 +245,9 @@ class Relay:
         self.identity = identity
         self.realm = realm
         self.serializer = serializer
+        #: The serializer spoken to the router.
+        self.upstream_serializer = upstream_serializer or serializer
+        self._codec = UpstreamCodec(serializer, self.upstream_serializer)
         self._ticket_signer = ticket_signer
         self._router_peer: str | None = None  # the bridge's end of the upstream, once connected
         self._now = now
@@ -306,7 +323,22 @@ class Relay:
         raise self._closed_error()
 
     def from_router(self, data: Data) -> list[Action]:
-        """Handle one message from the router."""
+        """Handle one message from the router (in the upstream's serializer)."""
+        if not self._codec.same and self._state is not State.CLOSED:
+            if isinstance(data, str) is self._codec.upstream.binary:
+                return self._fail_router(RemoteProtocolError(
+                    f"the router sent a {'text' if isinstance(data, str) else 'binary'} frame on "
+                    f"{self._codec.upstream.subprotocol}"))
+            try:
+                data = self._codec.to_browser(data)
+            except PayloadOutOfBounds as exc:
+                return self._router_untranslatable(data, exc)
+            except RemoteProtocolError as exc:
+                return self._fail_router(exc)
+        return self._router_message(data)
+
+    def _router_message(self, data: Data) -> list[Action]:
+        """A router message in the browser's serializer."""
         state = self._state
         if state is State.ESTABLISHED:
             if isinstance(data, str) is self._binary:
@@ -485,8 +517,8 @@ class Relay:
         if self._refusal is not None:
             return self._abort_client(TOO_MANY_SESSIONS, self._refusal, 1008)
         try:
-            hello = self._send_router(rewrite_hello(message, self.identity))
-        except LocalProtocolError as exc:  # decodable, yet not encodable (NaN, nesting at the limit)
+            hello = self._forward(self.serializer.dumps(rewrite_hello(message, self.identity)))
+        except (LocalProtocolError, PayloadOutOfBounds) as exc:  # decodable, yet not encodable (NaN, nesting)
             return self._fail_client(RemoteProtocolError(f"the HELLO cannot be passed on: {exc}"))
         self._state = State.AUTHENTICATING
         if self._router_timeout is not None:
@@ -499,7 +531,7 @@ class Relay:
         except RemoteProtocolError as exc:
             return self._fail_client(exc)
         if message[0] == _ABORT:
-            return [SendToRouter(data), *self._close(1000, "browser aborted the login")]
+            return [self._forward_ending(_ABORT, data), *self._close(1000, "browser aborted the login")]
         name = MessageType(message[0]).name
         return self._fail_client(RemoteProtocolError(f"{name} sent before WELCOME"))
 
@@ -554,11 +586,15 @@ class Relay:
         """The relay's side of a :class:`~flask_wamp_bridge.bridge.checks.Verdict` on a browser message."""
         forward = verdict.forward
         if forward is not None:
+            try:
+                to_router = self._forward(forward)
+            except PayloadOutOfBounds as exc:
+                return self._client_untranslatable(forward, exc)
             if verdict.closing:
                 self._start_closing(from_client=True)
             if verdict.refused is None:
-                return [SendToRouter(forward)]
-            return [SendToRouter(forward), Notice("refused", verdict.refused)]
+                return [to_router]
+            return [to_router, Notice("refused", verdict.refused)]
         if verdict.reply is not None:
             return [self._send_client(verdict.reply), Notice("refused", t.cast(str, verdict.refused))]
         if verdict.upstream is not None:
@@ -582,9 +618,9 @@ class Relay:
     def _client_session_message(self, kind: int, data: Data) -> list[Action]:
         if kind == _GOODBYE:
             self._start_closing(from_client=True)
-            return [SendToRouter(data)]
+            return [self._forward_ending(kind, data)]
         if kind == _ABORT:
-            return [SendToRouter(data), *self._close(1000, "browser aborted the session")]
+            return [self._forward_ending(kind, data), *self._close(1000, "browser aborted the session")]
         name = MessageType(kind).name
         return self._fail_client(RemoteProtocolError(f"{name} sent after WELCOME"))
 
@@ -611,7 +647,7 @@ class Relay:
     def _client_while_closing(self, data: Data) -> list[Action]:
         head = self._peek(data) if isinstance(data, str) is not self._binary else None
         if head is not None and not self._goodbye_from_client and head[0] in (_GOODBYE, _ABORT):
-            return [SendToRouter(data), *self._close(1000, "session closed")]
+            return [self._forward_ending(head[0], data), *self._close(1000, "session closed")]
         return []
 
     def _router_while_closing(self, data: Data) -> list[Action]:
@@ -631,7 +667,68 @@ class Relay:
         return SendToClient(self.serializer.dumps(message))
 
     def _send_router(self, message: list[t.Any]) -> SendToRouter:
-        return SendToRouter(self.serializer.dumps(message))
+        """A message of the relay's own (plain values) for the router."""
+        return SendToRouter(self.upstream_serializer.dumps(message))
+
+    def _forward(self, data: Data) -> SendToRouter:
+        """The browser's message (checked) for the router, in the upstream's serializer.
+
+        :raises PayloadOutOfBounds: a value the upstream's serializer cannot carry.
+        """
+        return SendToRouter(self._codec.to_router(data))
+
+    def _forward_ending(self, kind: int, data: Data) -> SendToRouter:
+        """The browser's GOODBYE or ABORT for the router (a plain one if its own cannot be translated)."""
+        try:
+            return self._forward(data)
+        except PayloadOutOfBounds:
+            return self._send_router([kind, {}, "wamp.close.normal" if kind == _GOODBYE else "wamp.error.canceled"])
+
+    def _client_untranslatable(self, data: Data, exc: PayloadOutOfBounds) -> list[Action]:
+        """A checked browser message the upstream's serializer cannot carry: answered like one past its bounds."""
+        text = f"the message cannot be passed to the router: {exc}"
+        head = self._peek(data) or (None, None, None)
+        kind, first, second = head
+        checks = self._checks
+        notice = Notice("refused", text)
+        if kind == _CALL and first is not None:
+            checks.calls.discard(first)
+            checks.started_call = None
+            return [self._send_client([_ERROR, _CALL, first, {}, UNTRANSLATABLE, [text]]), notice]
+        if kind == _PUBLISH and first is not None:
+            pending = checks.pending[_PUBLISH]
+            if first in pending:  # acknowledged: the browser waits for an answer
+                pending.discard(first)
+                return [self._send_client([_ERROR, _PUBLISH, first, {}, UNTRANSLATABLE, [text]]), notice]
+            return [notice]
+        invocation = first if kind == _YIELD else (second if kind == _ERROR and first == _INVOCATION else None)
+        if invocation is not None:
+            checks.invocations.discard(invocation)
+            return [self._send_router([_ERROR, _INVOCATION, invocation, {}, UNTRANSLATABLE, [text]]), notice]
+        return self._fail_client(RemoteProtocolError(text))
+
+    def _router_untranslatable(self, data: Data, exc: PayloadOutOfBounds) -> list[Action]:
+        """A router message the browser's serializer cannot carry: an EVENT is dropped, a RESULT or an ERROR
+        becomes an ERROR for the call, an INVOCATION is answered with an ERROR to the router."""
+        text = f"the router's message cannot be passed to the browser: {exc}"
+        kind, first, second = PEEKERS[self.upstream_serializer.name](data) or (None, None, None)
+        if self._state is State.ESTABLISHED:
+            if kind == _EVENT:
+                return [Notice("router_text", f"an EVENT dropped: {exc}")]
+            if kind == _INVOCATION and first is not None:
+                return [self._send_router([_ERROR, _INVOCATION, first, {}, UNTRANSLATABLE, [text]]),
+                        Notice("router_text", f"an INVOCATION refused: {exc}")]
+            if kind == _RESULT and first is not None:
+                return [*self._router_message(self.serializer.dumps([_ERROR, _CALL, first, {}, UNTRANSLATABLE,
+                                                                     [text]])),
+                        Notice("router_text", f"a RESULT replaced by an ERROR: {exc}")]
+            if kind == _ERROR and first is not None:
+                message = decode(self.upstream_serializer.name, data)
+                if len(message) > 4 and isinstance(message[4], str):
+                    return [*self._router_message(self.serializer.dumps([_ERROR, first, message[2], {}, message[4],
+                                                                         [text]])),
+                            Notice("router_text", f"an ERROR without its arguments: {exc}")]
+        return self._fail_router(exc)
 
     def _abort_client(self, uri: str, message: str, code: int, *, notice: bool = True) -> list[Action]:
         actions: list[Action] = [Notice("abort", f"{uri}: {message}")] if notice else []

@@ -24,6 +24,12 @@ pings, pongs), and the process ticker looks at that. An upstream silent for
 by itself, so an idle healthy router is heard before the bridge ever pings);
 silent for ``ping_interval + ping_timeout`` it is a lost router.
 
+A RawSocket upstream (``upstream="rawsocket"``, :mod:`~flask_wamp_bridge.wamp.rawsocket_connection`) has no
+ping: Crossbar knows no RawSocket PING (it drops the connection on one) and answers no WAMP message that would
+not reach the browser's session. Its liveness is the connection's end: a Unix socket reads EOF as soon as the
+router's process is gone, a TCP one has kernel keepalives (``ping_interval`` idle, then probes); a router that
+is up but stalled is noticed by the relay's own deadlines (login, calls, GOODBYE).
+
 The wait for a pong follows the link: at least ``ping_timeout``, or three
 smoothed round trips (measured on the connect and on each ping) when longer.
 A ``Close`` after the relay said GOODBYE upstream reads the upstream (up to
@@ -43,6 +49,7 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
+import urllib.parse
 import weakref
 
 import gevent
@@ -55,6 +62,9 @@ from ..signals import browser_session_opened
 from ..signals import message_refused
 from ..signals import send as send_signal
 from ..wamp.heads import peek_head
+from ..wamp.rawsocket_connection import Address
+from ..wamp.rawsocket_connection import RawSocketConnection
+from ..wamp.rawsocket_connection import connect_rawsocket
 from ..wamp.router_urls import in_order_from
 from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
@@ -141,6 +151,11 @@ class RelaySession:
     :param login_queue_timeout: seconds a login may wait for its turn (then the router is unavailable).
     :param router_goodbye_timeout: seconds to wait for the router's reply to the relay's GOODBYE before closing
         the upstream (the router detaches the session first, so other subscribers lose no event meanwhile).
+    :param upstream: ``"rawsocket"`` (the relay's upstream serializer, over the router's RawSocket transport:
+        ``rawsocket_path``, else TCP on the router URL's host and ``rawsocket_port``) or ``"websocket"``
+        (the router URL, the browser's subprotocol).
+    :param rawsocket_path: the router's RawSocket Unix socket (a router on this host).
+    :param rawsocket_port: the router's RawSocket TCP port (None: the router URL's port + 1).
     :param remote: the browser's address, for the log.
     :param signal_sender: the sender of this session's :mod:`~flask_wamp_bridge.signals` (the Flask app).
     """
@@ -162,6 +177,9 @@ class RelaySession:
         max_logins: int = 64,
         login_queue_timeout: float = 30.0,
         router_goodbye_timeout: float = 2.0,
+        upstream: str = "rawsocket",
+        rawsocket_path: str | None = None,
+        rawsocket_port: int | None = None,
         remote: str | None = None,
         signal_sender: object | None = None,
     ) -> None:
@@ -193,6 +211,9 @@ class RelaySession:
         self._max_logins = max_logins
         self._login_queue_timeout = login_queue_timeout
         self._turn: Turn | None = None  # this login's place in the process's queue, until the router answers
+        self._rawsocket = upstream == "rawsocket"
+        self._rawsocket_path = rawsocket_path
+        self._rawsocket_port = rawsocket_port
 
     # --- running ------------------------------------------------------------
 
@@ -349,7 +370,10 @@ class RelaySession:
                 self._send_signal(message_refused, reason=notice.reason)
 
     def _open_upstream(self) -> None:
-        connect = self._connect if self._connect is not None else t.cast(Connector, default_connect)
+        connect = self._connect
+        if connect is None:
+            connect = self._connect_rawsocket if self._rawsocket else t.cast(Connector, default_connect)
+        wanted = self.relay.upstream_serializer.subprotocol
         if not self._wait_for_turn():
             return
         upstream = None
@@ -361,7 +385,7 @@ class RelaySession:
                 self.router_url = url
                 started = time.monotonic()
                 try:
-                    upstream = connect(url, subprotocols=[self.subprotocol],
+                    upstream = connect(url, subprotocols=[wanted],
                                        timeout=self._connect_timeout, max_message_size=self._max_message_size)
                 except _LEG_ERRORS as exc:
                     error = exc
@@ -396,20 +420,34 @@ class RelaySession:
         if self._closed:  # ended while connecting (deadline, shutdown)
             self._close_quietly(upstream, 1000, "session ended")
             return
-        chosen = getattr(upstream, "subprotocol", self.subprotocol)
-        if chosen != self.subprotocol:
+        chosen = getattr(upstream, "subprotocol", wanted)
+        if chosen != wanted:
             self._close_quietly(upstream, 1000, "wrong subprotocol")
             self._execute(self.relay.router_closed(
-                None, f"the router chose subprotocol {chosen!r}, not {self.subprotocol!r}; enable "
+                None, f"the router chose subprotocol {chosen!r}, not {wanted!r}; enable "
                       "the json, msgpack and cbor serializers on the router's transport"))
             return
         configure = getattr(upstream, "configure", None)
         if configure is not None:  # a router that stops reading must not block this relay forever
             configure(max_message_size=self._max_message_size, send_timeout=self._send_timeout)
+        if not hasattr(upstream, "ping"):  # RawSocket: its end is its liveness (see the module docs)
+            self._ping_interval = None
         self.upstream = upstream
         self.relay.router_connected(getattr(upstream, "local_address", None))
         self._heard = time.monotonic()
         self._await_router()
+
+    def _connect_rawsocket(self, url: str, *, subprotocols: t.Sequence[str], timeout: float,
+                           max_message_size: int | None) -> RawSocketConnection:
+        """Open the router's RawSocket transport: its Unix socket, else TCP on ``url``'s host."""
+        address: Address
+        if self._rawsocket_path:
+            address = self._rawsocket_path
+        else:
+            parts = urllib.parse.urlsplit(url)
+            address = (parts.hostname or "127.0.0.1", self._rawsocket_port or (parts.port or 80) + 1)
+        return connect_rawsocket(address, subprotocols[0].rpartition(".")[2], timeout=timeout,
+                                 max_message_size=max_message_size, keepalive=self._ping_interval)
 
     def _wait_for_turn(self) -> bool:
         """Take this login's turn (queued first come, first served); False if the session ended meanwhile."""
@@ -485,7 +523,7 @@ class RelaySession:
             log.debug("wamp relay %s: no GOODBYE reply from the router: %r", self.name, exc)
 
     def _is_goodbye(self, data: t.Any) -> bool:
-        head = peek_head(self.relay.serializer.name, data)
+        head = peek_head(self.relay.upstream_serializer.name, data)
         return head is not None and head[0] in (_GOODBYE, _ABORT)
 
     def _send_quietly(self, ws: WebSocketLike, data: str | bytes) -> None:

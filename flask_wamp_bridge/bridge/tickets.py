@@ -182,7 +182,14 @@ def browser_policy(config: t.Mapping[str, t.Any]) -> BrowserPolicy:
 
 
 def peer_descriptor(address: t.Any) -> str | None:
-    """Crossbar's name for a TCP peer (``tcp4:HOST:PORT``, ``tcp6:HOST:PORT``) from a ``getsockname()``."""
+    """Crossbar's name for a TCP peer (``tcp4:HOST:PORT``, ``tcp6:HOST:PORT``) from a ``getsockname()``.
+
+    A Unix socket's (a ``str`` or ``bytes`` name) is ``unix``: Crossbar names every Unix peer so, so a ticket
+    bound to it is bound to the router's Unix socket, not to one connection; the socket file's permissions
+    decide who may connect there (keep it in a directory only the app's and the router's users can enter).
+    """
+    if isinstance(address, (str, bytes)):
+        return "unix"
     if not isinstance(address, tuple) or len(address) < 2:
         return None
     host, port = address[0], address[1]

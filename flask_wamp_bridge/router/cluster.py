@@ -117,7 +117,7 @@ def node_config(config: t.Mapping[str, t.Any], settings: t.Mapping[str, t.Any], 
         "uri": "", "match": "prefix", "allow": {a: True for a in ("call", "register", "publish", "subscribe")},
         "disclose": {"caller": True, "publisher": True}, "cache": True,
     }]})
-    (transport,) = worker["transports"]
+    transport = worker["transports"][0]  # the WebSocket one (RawSocket ones follow)
     principals = {
         _authid(other): {"realm": realm["name"], "role": RLINK_ROLE,
                          "authorized_keys": [_public_key_hex(_seed(settings, other))]}

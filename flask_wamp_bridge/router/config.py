@@ -483,6 +483,15 @@ def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dic
             }
         ],
     }
+    path_setting = _get(settings, "WAMP_BRIDGE_RAWSOCKET_PATH")
+    port_setting = _get(settings, "WAMP_BRIDGE_RAWSOCKET_PORT")
+    if path_setting is None and port_setting is None and _get(settings, "WAMP_BRIDGE_UPSTREAM") == "rawsocket":
+        port_setting = port + 1
+        if port_setting > 65535:
+            raise ConfigError(f"the router URL's port {port} leaves no port + 1 for the RawSocket transport: set "
+                              "WAMP_BRIDGE_RAWSOCKET_PORT or WAMP_BRIDGE_RAWSOCKET_PATH")
+    if path_setting is not None or port_setting is not None:
+        config = with_rawsocket(config, path=path_setting, port=port_setting, interface=interface)
     return config if node is None else node_config(config, settings, node)
 
 

@@ -339,6 +339,16 @@ class RawSocket:
         self._parser = FrameParser(max_length)
         self._failed = False
 
+    def limit_incoming(self, max_length: int) -> None:
+        """Refuse frames longer than ``max_length`` from now on (the handshake still announces :attr:`max_length`:
+        a router that would otherwise skip a longer message silently is told the most it may send)."""
+        self._parser.max_length = min(self.max_length, max_length)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received after the handshake and not yet returned as frames."""
+        return self._parser.buffered
+
     def initiate(self) -> bytes:
         """The client's opening octets (send them first)."""
         if self.role is not Role.CLIENT:
