@@ -431,12 +431,13 @@ def test_peer_stop_says_goodbye(
         peer.call("wamp.session.count")
 
 
+@pytest.mark.parametrize("kind", ["websocket", "rawsocket"])
 def test_peer_reconnects_after_router_restart(
     peer_factory: t.Callable[..., Peer], fresh_crossbar_router: CrossbarProcess,
-    uri: t.Callable[[str], str],
+    uri: t.Callable[[str], str], kind: str,
 ) -> None:
     router = fresh_crossbar_router
-    peer = peer_factory(router, reconnect_initial=0.2, reconnect_max=1.0, call_timeout=60)
+    peer = peer_factory(router, reconnect_initial=0.2, reconnect_max=1.0, call_timeout=60, upstream=kind)
     release = gevent.event.Event()
     peer.register(uri("add"), lambda a, b: a + b)
     peer.register(uri("hang"), lambda: release.wait(120))
