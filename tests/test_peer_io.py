@@ -24,6 +24,7 @@ from pair_router import YIELD
 from pair_router import PairRouter
 
 from flask_wamp_bridge.errors import CallTimeout
+from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.errors import ConnectionClosed
 from flask_wamp_bridge.errors import NotConnected
 from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
@@ -237,3 +238,10 @@ def test_peer_io_a_transport_with_pings_is_not_probed(router: PairRouter,
     gevent.sleep(0.6)  # silent for longer than ping_interval: the WebSocket pings, no CALL
     assert peer.call("app.ping") == "pong"
     assert [m[0] for m in router.ends[0].received] == [HELLO, CALL]
+
+
+def test_peer_io_refuses_rawsocket_tcp_for_a_tls_router_url() -> None:
+    with pytest.raises(ConfigError, match="wss://"):  # RawSocket over TCP here is plain text
+        Peer(["ws://a.example/ws", "wss://b.example/ws"], "realm1", AnonymousAuth(), upstream="rawsocket")
+    Peer("wss://b.example/ws", "realm1", AnonymousAuth(), upstream="rawsocket", rawsocket_path="/run/router.sock")
+    Peer("wss://b.example/ws", "realm1", AnonymousAuth())

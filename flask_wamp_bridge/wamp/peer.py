@@ -183,6 +183,10 @@ class Peer:
         #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
         self.urls = router_urls(url)
         self.url = self.urls[0]
+        if upstream == "rawsocket" and not rawsocket_path and any(u.startswith("wss://") for u in self.urls):
+            raise ConfigError("the app's peer over RawSocket TCP would leave the TLS of a wss:// router URL behind: "
+                              "use WAMP_BRIDGE_RAWSOCKET_PATH (a router on this host) or WAMP_BRIDGE_PEER_UPSTREAM "
+                              '= "websocket"')
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
