@@ -10,8 +10,13 @@ wampy`` monkey-patches, so nothing shares a process with it):
   cannot: it has one queue and no request-id matching, so concurrent calls get
   each other's results; it is run sequentially only).
 
-Every call sends a distinct number and checks its own answer. Prints calls/s
-and the ratios ours/autobahn and ours/wampy. Run from the repository root::
+Our peer runs three times, by its upstream: ``ours`` over a WebSocket (JSON,
+the default), ``ours-rawsocket`` over RawSocket on TCP and ``ours-unix`` over
+RawSocket on the router's Unix socket (both msgpack).
+
+Every call sends a distinct number and checks its own answer. Prints calls/s,
+the caller's and the router's CPU per call, and the ratios of each of ours to
+autobahn, wampy and ours over a WebSocket. Run from the repository root::
 
     .venv/bin/python bench/bench_rpc.py [--seq 2000] [--total 10000] [--inflight 1000]
 
@@ -41,6 +46,8 @@ BENCH_SECRET = "bench-secret-not-for-production"
 PEER_SECRET = "bench-peer-secret-not-for-production"
 PROCEDURE = "bench.echo"
 CALLER_TIMEOUT = 180.0  # seconds per caller process, a hard bound
+#: Our peer by its upstream: WebSocket (JSON), RawSocket on TCP, RawSocket on the Unix socket (msgpack).
+OURS = ("ours", "ours-rawsocket", "ours-unix")
 
 
 # --- callers and callee, each run as ``bench_rpc.py --role ...`` in its own process --------------
@@ -53,7 +60,12 @@ def run_ours(url: str, realm: str, args: argparse.Namespace) -> dict[str, t.Any]
     from flask_wamp_bridge.wamp.client_auth import WampCraAuth
     from flask_wamp_bridge.wamp.peer import Peer
 
-    peer = Peer(url, realm, WampCraAuth(BENCH_AUTHID, BENCH_SECRET), call_timeout=60)
+    upstream: dict[str, t.Any] = {}
+    if args.lib == "ours-rawsocket":
+        upstream = {"upstream": "rawsocket"}
+    elif args.lib == "ours-unix":
+        upstream = {"upstream": "rawsocket", "rawsocket_path": args.rawsocket_path}
+    peer = Peer(url, realm, WampCraAuth(BENCH_AUTHID, BENCH_SECRET), call_timeout=60, **upstream)
     if not peer.wait_ready(30):
         raise SystemExit("our peer could not join")
     call = peer.call
@@ -228,7 +240,7 @@ def run_callee(url: str, realm: str, lib: str) -> None:
 def _spawn(role: str, lib: str, url: str, args: argparse.Namespace) -> subprocess.Popen[str]:
     argv = [sys.executable, __file__, "--role", role, "--lib", lib, "--url", url,
             "--seq", str(args.seq), "--seq-wampy", str(args.seq_wampy), "--total", str(args.total),
-            "--inflight", str(args.inflight)]
+            "--inflight", str(args.inflight), "--rawsocket-path", args.rawsocket_path]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
@@ -251,13 +263,16 @@ def orchestrate(args: argparse.Namespace) -> None:
 
     with socket_port() as port:
         pass
-    settings = {
-        "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{port}/ws",
-        "WAMP_BRIDGE_PEER_SECRET": PEER_SECRET,
-        "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
-        "WAMP_BRIDGE_ROUTER_PING_INTERVAL": 0,
-    }
     with tempfile.TemporaryDirectory(prefix="bench-crossbar-") as cbdir:
+        args.rawsocket_path = os.path.join(cbdir, "router.sock")
+        settings = {
+            "WAMP_BRIDGE_ROUTER_URL": f"ws://127.0.0.1:{port}/ws",
+            "WAMP_BRIDGE_PEER_SECRET": PEER_SECRET,
+            "WAMP_BRIDGE_SERVICES": {BENCH_AUTHID: {"secret": BENCH_SECRET, "role": "backend"}},
+            "WAMP_BRIDGE_ROUTER_PING_INTERVAL": 0,
+            "WAMP_BRIDGE_RAWSOCKET_PATH": args.rawsocket_path,
+            "WAMP_BRIDGE_RAWSOCKET_PORT": port + 1,
+        }
         router = CrossbarProcess(settings, cbdir, crossbar=find_crossbar())
         print(f"starting Crossbar on {router.url} ...", flush=True)
         router.start(120)
@@ -273,7 +288,7 @@ def orchestrate(args: argparse.Namespace) -> None:
             if callee.stdout.readline().strip() != "ready":
                 raise SystemExit("the callee did not start")
             results: dict[str, dict[str, t.Any]] = {}
-            for lib in ("ours", "autobahn", "wampy"):
+            for lib in (*OURS, "autobahn", "wampy"):
                 router_cpu = _tree_cpu(router.pid)
                 proc = _spawn("caller", lib, router.url, args)
                 try:
@@ -397,26 +412,29 @@ def report_validation(results: dict[str, dict[str, t.Any]], args: argparse.Names
 def report(results: dict[str, dict[str, t.Any]], args: argparse.Namespace) -> None:
     print(f"\ncallee: {args.callee}; sequential: {args.seq} calls (wampy {args.seq_wampy}); "
           f"in flight: {args.total} calls, {args.inflight} at once")
-    print(f"{'client':<10} {'sequential/s':>13} {'in-flight/s':>12} {'wrong':>6} {'client CPU us/call':>19}"
+    print(f"{'client':<14} {'sequential/s':>13} {'in-flight/s':>12} {'wrong':>6} {'client CPU us/call':>19}"
           f" {'router CPU us/call':>19}")
     for lib, r in results.items():
         conc = f"{r['inflight']:12.0f}" if r["inflight"] else f"{'n/a':>12}"
-        print(f"{lib:<10} {r['sequential']:13.0f} {conc} {r['wrong']:6d} {r['cpu_us']:19.0f}"
+        print(f"{lib:<14} {r['sequential']:13.0f} {conc} {r['wrong']:6d} {r['cpu_us']:19.0f}"
               f" {r['router_us']:19.0f}")
     print("(client CPU: the caller process, sequential part; router CPU: Crossbar, whole run)")
-    ours = results.get("ours")
-    if not ours:
-        return
-    for other in ("autobahn", "wampy"):
-        r = results.get(other)
-        if not r:
+    for name in OURS:
+        ours = results.get(name)
+        if not ours:
             continue
-        parts = [f"sequential {ours['sequential'] / r['sequential']:.2f}x"]
-        if r["inflight"]:
-            parts.append(f"in flight {ours['inflight'] / r['inflight']:.2f}x")
-        elif other == "wampy":
-            parts.append(f"in flight (vs wampy sequential) {ours['inflight'] / r['sequential']:.2f}x")
-        print(f"ours/{other}: " + ", ".join(parts))
+        for other in ("autobahn", "wampy", "ours"):
+            r = results.get(other)
+            if not r or other == name:
+                continue
+            parts = [f"sequential {ours['sequential'] / r['sequential']:.2f}x"]
+            if r["inflight"]:
+                parts.append(f"in flight {ours['inflight'] / r['inflight']:.2f}x")
+            elif other == "wampy":
+                parts.append(f"in flight (vs wampy sequential) {ours['inflight'] / r['sequential']:.2f}x")
+            if other == "ours":
+                parts.append(f"router CPU per call {ours['router_us'] / r['router_us']:.2f}x")
+            print(f"{name}/{other}: " + ", ".join(parts))
 
 
 def _tree_cpu(pid: int | None) -> float:
@@ -464,6 +482,7 @@ def main() -> None:
     parser.add_argument("--role", choices=("orchestrate", "caller", "callee"), default="orchestrate")
     parser.add_argument("--lib", default="")
     parser.add_argument("--url", default="")
+    parser.add_argument("--rawsocket-path", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name in ("seq", "seq_wampy", "total", "inflight"):
         if not 1 <= getattr(args, name) <= 100_000:
@@ -473,7 +492,7 @@ def main() -> None:
     elif args.role == "callee":
         run_callee(args.url, "realm1", args.lib)
     else:
-        runner = {"ours": run_ours, "autobahn": run_autobahn, "wampy": run_wampy}[args.lib]
+        runner = {**dict.fromkeys(OURS, run_ours), "autobahn": run_autobahn, "wampy": run_wampy}[args.lib]
         print(json.dumps(runner(args.url, "realm1", args)), flush=True)
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "INVOKE_POLICIES",
     "PEER_AUTHMETHODS",
     "VALIDATION_MODES",
+    "UPSTREAMS",
     "SETTINGS",
     "DEFAULTS",
     "GROUPS",
@@ -408,6 +409,8 @@ def _invoke_policies(key: str, value: t.Any) -> None:
         _fail(key, f"a list of invoke policies ({', '.join(INVOKE_POLICIES)})", value)
 #: How annotated handlers' arguments are checked (``WAMP_BRIDGE_VALIDATION``).
 VALIDATION_MODES = ("lax", "strict", "off")
+#: How the relays and the app's peer reach the router (``WAMP_BRIDGE_UPSTREAM``, ``WAMP_BRIDGE_PEER_UPSTREAM``).
+UPSTREAMS = ("rawsocket", "websocket")
 
 _ROLE = "a role name"
 
@@ -522,13 +525,14 @@ SETTINGS: tuple[Setting, ...] = (
             "endpoint", feeds=("RelaySession.router_goodbye_timeout",)),
     Setting("WAMP_BRIDGE_UPSTREAM", "rawsocket", "str",
             "How relays reach the router: ``rawsocket`` (msgpack; CBOR for CBOR browsers) or ``websocket``",
-            one_of("rawsocket", "websocket"), "endpoint", feeds=("RelaySession.upstream", BY_NAME)),
+            one_of(*UPSTREAMS), "endpoint", feeds=("RelaySession.upstream", BY_NAME)),
     Setting("WAMP_BRIDGE_RAWSOCKET_PATH", None, "str | None",
             "Router's RawSocket Unix socket (same host; else TCP)", _socket_path, "endpoint",
-            feeds=("RelaySession.rawsocket_path", BY_NAME)),
+            feeds=("RelaySession.rawsocket_path", "Peer.rawsocket_path", BY_NAME)),
     Setting("WAMP_BRIDGE_RAWSOCKET_PORT", None, "int | None",
             "Router's RawSocket TCP port (without a Unix socket)", _port, "endpoint",
-            shown_default="router URL's port + 1", feeds=("RelaySession.rawsocket_port", BY_NAME)),
+            shown_default="router URL's port + 1",
+            feeds=("RelaySession.rawsocket_port", "Peer.rawsocket_port", BY_NAME)),
     Setting("WAMP_BRIDGE_WS_MAX_MESSAGE_SIZE", 1 << 20, "int",
             "Largest WebSocket message, bytes (close 1009)", _message_size, "websocket",
             feeds=("accept_websocket.max_message_size", "RelaySession.max_message_size", "Bounds.max_bytes", BY_NAME)),
@@ -611,6 +615,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAMP_BRIDGE_HEALING_INTERVAL", 10.0, "seconds",
             "How often the elected worker checks every procedure's callees", positive_seconds(), "peer",
             feeds=(BY_NAME,)),
+    Setting("WAMP_BRIDGE_PEER_UPSTREAM", "websocket", "str",
+            "How the peer reaches the router: ``websocket`` or ``rawsocket`` (msgpack; no stalled-peer drop)",
+            one_of(*UPSTREAMS), "peer", feeds=("Peer.upstream",)),
     Setting("WAMP_BRIDGE_AUTHENTICATOR", "wamp_bridge.authenticate", "str",
             "URI of the dynamic ticket authenticator", text(), "endpoint", feeds=(BY_NAME,)),
     Setting("WAMP_BRIDGE_AUTHORIZER", None, "str | None",

@@ -17,6 +17,7 @@ from flask_wamp_bridge.router.cluster import node_key_file
 from flask_wamp_bridge.router.config import make_config
 from flask_wamp_bridge.wamp.router_urls import in_order_from
 from flask_wamp_bridge.wamp.router_urls import next_url
+from flask_wamp_bridge.wamp.router_urls import rawsocket_address
 from flask_wamp_bridge.wamp.router_urls import router_urls
 
 N1, N2, N3 = "ws://10.0.0.1:8080/ws", "ws://10.0.0.2:8080/ws", "ws://10.0.0.3:9000/ws"
@@ -58,6 +59,14 @@ def test_next_url_wraps_and_in_order_from_starts_at_the_last_good_one() -> None:
     assert next_url((N1,), N1) == N1
     assert in_order_from(urls, N2) == [N2, N3, N1]
     assert in_order_from(urls, "") == [N1, N2, N3]
+
+
+def test_rawsocket_address_of_each_node() -> None:
+    assert [rawsocket_address(u) for u in (N1, N2, N3)] == [("10.0.0.1", 8081), ("10.0.0.2", 8081),
+                                                            ("10.0.0.3", 9001)]
+    assert rawsocket_address(N3, port=7000) == ("10.0.0.3", 7000)
+    assert rawsocket_address(N3, "/run/router.sock", 7000) == "/run/router.sock"  # a router on this host
+    assert rawsocket_address("ws://router/ws") == ("router", 81)
 
 
 def test_extension_accepts_a_router_url_list_and_refuses_a_bad_one() -> None:

@@ -288,14 +288,16 @@ def make_app(crossbar_router: CrossbarProcess) -> t.Iterator[t.Callable[..., Fla
 
 
 @pytest.mark.timeout(120)
-def test_extension_views_call_through_g_wampy_starting_the_peer_lazily(make_app: t.Callable[..., Flask]) -> None:
+@pytest.mark.parametrize("upstream", ["websocket", "rawsocket"])
+def test_extension_views_call_through_g_wampy_starting_the_peer_lazily(make_app: t.Callable[..., Flask],
+                                                                       upstream: str) -> None:
     bridge = WampBridge()
 
     @bridge.register()
     def double(x: int) -> int:
         return 2 * x
 
-    app = make_app(bridge)
+    app = make_app(bridge, WAMP_BRIDGE_PEER_UPSTREAM=upstream)
 
     @app.route("/double/<int:x>")
     def view(x: int) -> dict[str, t.Any]:
@@ -308,6 +310,8 @@ def test_extension_views_call_through_g_wampy_starting_the_peer_lazily(make_app:
     assert state.peer.started and state.peer.is_connected
     with app.app_context():
         assert bridge.call(state.prefix + "double", 21) == 42
+        transport = bridge.call("wamp.session.get", state.peer.session_id)["transport"]
+    assert transport["channel_framing"] == upstream, transport  # WAMP_BRIDGE_PEER_UPSTREAM, as the router sees it
 
 
 @pytest.mark.timeout(120)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
+import tempfile
 import typing as t
 import uuid
+from pathlib import Path
 
 import gevent
 import gevent.event
@@ -28,6 +32,8 @@ from flask_wamp_bridge.testing import TEST_PEER_SECRET
 from flask_wamp_bridge.testing import TESTER_AUTHID
 from flask_wamp_bridge.testing import TESTER_SECRET
 from flask_wamp_bridge.testing import WampClient
+from flask_wamp_bridge.testing import free_port
+from flask_wamp_bridge.testing import start_router
 from flask_wamp_bridge.wamp.client_auth import WampCraAuth
 from flask_wamp_bridge.wamp.peer import Peer
 from flask_wamp_bridge.wamp.peer import current_details
@@ -425,12 +431,13 @@ def test_peer_stop_says_goodbye(
         peer.call("wamp.session.count")
 
 
+@pytest.mark.parametrize("kind", ["websocket", "rawsocket"])
 def test_peer_reconnects_after_router_restart(
     peer_factory: t.Callable[..., Peer], fresh_crossbar_router: CrossbarProcess,
-    uri: t.Callable[[str], str],
+    uri: t.Callable[[str], str], kind: str,
 ) -> None:
     router = fresh_crossbar_router
-    peer = peer_factory(router, reconnect_initial=0.2, reconnect_max=1.0, call_timeout=60)
+    peer = peer_factory(router, reconnect_initial=0.2, reconnect_max=1.0, call_timeout=60, upstream=kind)
     release = gevent.event.Event()
     peer.register(uri("add"), lambda a, b: a + b)
     peer.register(uri("hang"), lambda: release.wait(120))
@@ -467,11 +474,13 @@ def nested(depth: int) -> t.Any:
     return value
 
 
+@pytest.mark.parametrize("kind", ["rawsocket", "websocket"])
 def test_peer_survives_payloads_past_its_bounds(
-    peer: Peer, crossbar_router: CrossbarProcess, wamp_client: t.Callable[..., WampClient],
-    uri: t.Callable[[str], str],
+    peer_factory: t.Callable[..., Peer], crossbar_router: CrossbarProcess,
+    wamp_client: t.Callable[..., WampClient], uri: t.Callable[[str], str], kind: str,
 ) -> None:
     """A payload the peer cannot take ends only its invocation, event or call: the session stays."""
+    peer = peer_factory(upstream=kind)
     events: list[t.Any] = []
     peer.register(uri("echo"), lambda value: value)
     peer.subscribe(uri("news"), lambda value: events.append(value))
@@ -487,9 +496,13 @@ def test_peer_survives_payloads_past_its_bounds(
     with pytest.raises(ApplicationError) as failed:  # a RESULT past the bounds: that call fails
         peer.call(uri("deep"))
     assert failed.value.error == "wamp.error.invalid_argument"
-    with pytest.raises(ApplicationError) as bignum:  # a value no serializer should build: refused alike
-        in_thread(client.call, uri("echo"), 2**70)
-    assert bignum.value.error == "wamp.error.invalid_argument"
+    if kind == "websocket":  # JSON: a value no serializer should build reaches the peer, refused alike
+        with pytest.raises(ApplicationError) as bignum:
+            in_thread(client.call, uri("echo"), 2**70)
+        assert bignum.value.error == "wamp.error.invalid_argument"
+    else:  # msgpack cannot carry it: Crossbar drops the INVOCATION, the caller's own timeout ends the call
+        with pytest.raises(CallTimeout):
+            in_thread(client.call, uri("echo"), 2**70, timeout=2)
 
     assert in_thread(client.call, uri("echo"), nested(10)) == nested(10)
     in_thread(client.publish, uri("news"), "fine")
@@ -533,3 +546,92 @@ def test_the_test_client_survives_payloads_past_its_bounds(
         raw.close()
     assert wait_until(lambda: events == ["fine"])
     assert client.connected and client.session_id == session_id
+
+
+# -- the upstream: WebSocket (the default), or RawSocket on a Unix socket or TCP ------------------------------
+
+
+@pytest.fixture(scope="module")
+def rawsocket_router() -> t.Iterator[CrossbarProcess]:
+    """A router of its own (free to stall) with RawSocket on a Unix socket and on TCP."""
+    cbdir = Path(tempfile.mkdtemp(prefix="rs"))  # short: a Unix socket path holds at most 107 bytes
+    router = start_router(cbdir, WAMP_BRIDGE_RAWSOCKET_PATH=str(cbdir / "router.sock"),
+                          WAMP_BRIDGE_RAWSOCKET_PORT=free_port())
+    try:
+        yield router
+    finally:
+        router.stop()
+        shutil.rmtree(cbdir, ignore_errors=True)
+
+
+def upstream(router: CrossbarProcess, kind: str) -> dict[str, t.Any]:
+    """The peer's options for reaching ``router`` by ``kind``: unix, tcp or websocket."""
+    assert router.settings is not None
+    if kind == "unix":
+        return {"upstream": "rawsocket", "rawsocket_path": router.settings["WAMP_BRIDGE_RAWSOCKET_PATH"]}
+    if kind == "tcp":
+        return {"upstream": "rawsocket", "rawsocket_port": router.settings["WAMP_BRIDGE_RAWSOCKET_PORT"]}
+    return {"upstream": "websocket"}
+
+
+UPSTREAM_KINDS = ["unix", "tcp", "websocket"]
+
+
+@pytest.mark.parametrize("kind", UPSTREAM_KINDS)
+def test_peer_reaches_the_router_over_its_upstream(
+    peer_factory: t.Callable[..., Peer], rawsocket_router: CrossbarProcess, uri: t.Callable[[str], str], kind: str,
+) -> None:
+    peer = peer_factory(rawsocket_router, **upstream(rawsocket_router, kind))
+    events: list[t.Any] = []
+    peer.register(uri("add"), lambda a, b: a + b)
+    peer.subscribe(uri("evt"), events.append)
+    assert peer.wait_ready(20)
+    assert peer.call(uri("add"), 2, 3) == 5
+    peer.publish(uri("evt"), "news")
+    assert wait_until(lambda: events == ["news"])
+    transport = peer.call("wamp.session.get", peer.session_id)["transport"]  # as the router sees the peer
+    if kind == "websocket":
+        assert transport["channel_framing"] == "websocket", transport
+        return
+    assert transport["channel_framing"] == "rawsocket", transport
+    assert transport["channel_serializer"] == "msgpack", transport
+    expected_peer = "unix" if kind == "unix" else "tcp4:127.0.0.1:"
+    assert transport["peer"].startswith(expected_peer), transport
+
+
+@pytest.mark.parametrize("kind", UPSTREAM_KINDS)
+def test_peer_notices_a_stalled_router(
+    peer_factory: t.Callable[..., Peer], rawsocket_router: CrossbarProcess, uri: t.Callable[[str], str], kind: str,
+) -> None:
+    """A stalled router keeps its sockets open: a ping (WebSocket) or a probe CALL (RawSocket) goes unanswered."""
+    peer = peer_factory(rawsocket_router, ping_interval=1.0, ping_timeout=1.0, call_timeout=120,
+                        reconnect_initial=0.2, reconnect_max=1.0, **upstream(rawsocket_router, kind))
+    release = gevent.event.Event()
+    peer.register(uri("hang"), lambda: release.wait(120))
+    assert peer.wait_ready(20)
+    pending = gevent.spawn(peer.call, uri("hang"))
+    gevent.sleep(0.2)
+    assert rawsocket_router.pid is not None
+    os.killpg(rawsocket_router.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ConnectionClosed):  # not after call_timeout: once the router is taken as lost
+            pending.get(timeout=30)
+    finally:
+        os.killpg(rawsocket_router.pid, signal.SIGCONT)
+        release.set()
+    assert peer.wait_ready(30)  # and back when the router is
+
+
+def test_peer_fails_over_to_the_next_router_url(crossbar_router: CrossbarProcess) -> None:
+    """Over RawSocket each URL's node is its host and port + 1: a dead first node, the peer joins the second."""
+    with socket.socket() as bound:  # bound, never listening: a connection to it is refused
+        bound.bind(("127.0.0.1", 0))
+        dead = f"ws://127.0.0.1:{bound.getsockname()[1] - 1}/ws"
+        peer = Peer([dead, crossbar_router.url], crossbar_router.realm,
+                    WampCraAuth(TEST_PEER_AUTHID, TEST_PEER_SECRET), reconnect_initial=0.1, upstream="rawsocket")
+        try:
+            assert peer.wait_ready(20)
+            assert peer.url == crossbar_router.url
+            assert peer.call("wamp.session.get", peer.session_id)["transport"]["channel_framing"] == "rawsocket"
+        finally:
+            peer.stop()

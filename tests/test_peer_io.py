@@ -1,7 +1,8 @@
 """The peer's IO loop in process: socket pairs and a scripted router (no Crossbar).
 
 Reconnect with re-registration, the join and call timeouts, cancel (a killed
-caller, an INTERRUPT from the router) and shutdown, each over real frames.
+caller, an INTERRUPT from the router), shutdown, and the probe of a silent
+router over a transport without pings, each over real frames.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from pair_router import YIELD
 from pair_router import PairRouter
 
 from flask_wamp_bridge.errors import CallTimeout
+from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.errors import ConnectionClosed
 from flask_wamp_bridge.errors import NotConnected
 from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
 from flask_wamp_bridge.wamp.peer import Peer
+from flask_wamp_bridge.wamp.peer_connection import PROBE_PROCEDURE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,8 +47,8 @@ def make_peer() -> t.Iterator[t.Callable[..., Peer]]:
 
     def make(router: PairRouter, **options: t.Any) -> Peer:
         options = {"connect_timeout": 2.0, "call_timeout": 5.0, "reconnect_initial": 0.01,
-                   "reconnect_max": 0.05, **options}
-        peer = Peer("ws://scripted.invalid/ws", "realm1", AnonymousAuth(), connect=router.connect, **options)
+                   "reconnect_max": 0.05, "connect": router.connect, **options}
+        peer = Peer("ws://scripted.invalid/ws", "realm1", AnonymousAuth(), **options)
         peers.append(peer)
         return peer
 
@@ -174,3 +177,71 @@ def test_peer_io_stop_says_goodbye_and_closes(router: PairRouter, make_peer: t.C
     with pytest.raises(NotConnected):
         peer.call("app.ping")
     assert len(router.ends) == 1  # no reconnect after stop
+
+
+class NoPings:
+    """A transport without pings (as RawSocket is): the scripted router's WebSocket, ``ping`` hidden."""
+
+    def __init__(self, ws: t.Any) -> None:
+        self.ws = ws
+        self.subprotocol = ws.subprotocol
+
+    def receive(self) -> str | bytes | None:
+        return t.cast("str | bytes | None", self.ws.receive())
+
+    def send(self, message: str | bytes) -> None:
+        self.ws.send(message)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.ws.close(code, reason)
+
+
+def without_pings(router: PairRouter) -> t.Callable[..., NoPings]:
+    return lambda url, **options: NoPings(router.connect(url, **options))
+
+
+def test_peer_io_probes_a_silent_router_with_a_call_it_answers(make_peer: t.Callable[..., Peer]) -> None:
+    router = PairRouter(answers={PROBE_PROCEDURE: 3, "app.ping": "pong"})
+    try:
+        peer = make_peer(router, connect=without_pings(router), ping_interval=0.2, ping_timeout=0.5)
+        assert peer.wait_ready(5)
+        end = router.ends[0]
+        for _ in range(2):  # probed again and again while silent; answered, the connection stays
+            assert end.expect(CALL)[3] == PROBE_PROCEDURE
+        assert peer.call("app.ping") == "pong"
+        assert len(router.ends) == 1
+    finally:
+        router.close()
+
+
+def test_peer_io_a_router_that_answers_no_probe_is_lost(make_peer: t.Callable[..., Peer]) -> None:
+    router = PairRouter(answers={"app.ping": "pong"})  # a stalled router: its socket open, nothing answered
+    try:
+        peer = make_peer(router, connect=without_pings(router), ping_interval=0.2, ping_timeout=0.3,
+                         call_timeout=None)
+        assert peer.wait_ready(5)
+        caller = gevent.spawn(peer.call, "app.silent")
+        first = router.next_connection()
+        first.expect(CALL)
+        assert first.expect(CALL)[3] == PROBE_PROCEDURE
+        with pytest.raises(ConnectionClosed):
+            caller.get(timeout=5)  # not after call_timeout (none here): when the probe went unanswered
+        router.next_connection().expect(HELLO)  # and the peer connects again
+    finally:
+        router.close()
+
+
+def test_peer_io_a_transport_with_pings_is_not_probed(router: PairRouter,
+                                                      make_peer: t.Callable[..., Peer]) -> None:
+    peer = make_peer(router, ping_interval=0.2, ping_timeout=0.5)
+    assert peer.wait_ready(5)
+    gevent.sleep(0.6)  # silent for longer than ping_interval: the WebSocket pings, no CALL
+    assert peer.call("app.ping") == "pong"
+    assert [m[0] for m in router.ends[0].received] == [HELLO, CALL]
+
+
+def test_peer_io_refuses_rawsocket_tcp_for_a_tls_router_url() -> None:
+    with pytest.raises(ConfigError, match="wss://"):  # RawSocket over TCP here is plain text
+        Peer(["ws://a.example/ws", "wss://b.example/ws"], "realm1", AnonymousAuth(), upstream="rawsocket")
+    Peer("wss://b.example/ws", "realm1", AnonymousAuth(), upstream="rawsocket", rawsocket_path="/run/router.sock")
+    Peer("wss://b.example/ws", "realm1", AnonymousAuth())

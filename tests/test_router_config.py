@@ -533,6 +533,8 @@ def test_make_config_rawsocket_transports_follow_the_settings() -> None:
                 if transport["type"] == "rawsocket"]
 
     assert rawsockets(WAMP_BRIDGE_UPSTREAM="websocket") == []
+    assert [e["port"] for e in rawsockets(WAMP_BRIDGE_UPSTREAM="websocket", WAMP_BRIDGE_PEER_UPSTREAM="rawsocket")] \
+        == [8081]  # the app's peer alone over RawSocket
     assert rawsockets(WAMP_BRIDGE_RAWSOCKET_PATH="/run/router.sock") == [
         {"type": "unix", "path": "/run/router.sock", "backlog": 4096}]
     assert rawsockets(WAMP_BRIDGE_RAWSOCKET_PORT=9999) == [

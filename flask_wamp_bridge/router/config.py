@@ -485,7 +485,8 @@ def make_config(settings: t.Mapping[str, t.Any], node: str | None = None) -> dic
     }
     path_setting = _get(settings, "WAMP_BRIDGE_RAWSOCKET_PATH")
     port_setting = _get(settings, "WAMP_BRIDGE_RAWSOCKET_PORT")
-    if path_setting is None and port_setting is None and _get(settings, "WAMP_BRIDGE_UPSTREAM") == "rawsocket":
+    rawsocket = "rawsocket" in (_get(settings, "WAMP_BRIDGE_UPSTREAM"), _get(settings, "WAMP_BRIDGE_PEER_UPSTREAM"))
+    if path_setting is None and port_setting is None and rawsocket:
         port_setting = port + 1
         if port_setting > 65535:
             raise ConfigError(f"the router URL's port {port} leaves no port + 1 for the RawSocket transport: set "

@@ -21,6 +21,16 @@ Subscribers run in *every* worker process (each has its own session): work
 that must happen exactly once belongs in a procedure (a shared registration
 gives each call to one worker).
 
+The peer reaches the router over a WebSocket (``upstream="websocket"``, the
+default), or over WAMP RawSocket as the relays do (``"rawsocket"``): msgpack,
+on the router's Unix socket (``rawsocket_path``) or else TCP (each node's
+address from its URL: :func:`~flask_wamp_bridge.wamp.router_urls.rawsocket_address`).
+Crossbar knows no RawSocket PING, so over RawSocket a silent router is probed
+with a WAMP CALL it answers (see :mod:`~flask_wamp_bridge.wamp.peer_connection`);
+the other way round, Crossbar cannot tell a stalled worker's peer from an idle
+one and keeps its registrations (calls routed to it wait until it resumes),
+where over a WebSocket its ping timeout drops the session.
+
 This module is the peer's public face and its reconnect loop; each transport
 and the session on it is a :class:`~flask_wamp_bridge.wamp.peer_connection.PeerConnection`.
 Both are gevent code, imported lazily by the extension, never by
@@ -45,6 +55,7 @@ from ..errors import NotConnected
 from ..errors import ProtocolError
 from ..settings import CANCEL_MODES
 from ..settings import DEFAULTS
+from ..settings import UPSTREAMS
 from ..websocket.client import connect as default_connect
 from .bounds import PEER_BOUNDS
 from .bounds import Bounds
@@ -58,7 +69,10 @@ from .peer_connection import PeerConnection
 from .peer_connection import Stream
 from .peer_connection import WebSocketLike
 from .peer_connection import current
+from .rawsocket_connection import RawSocketConnection
+from .rawsocket_connection import connect_rawsocket
 from .router_urls import next_url
+from .router_urls import rawsocket_address
 from .router_urls import router_urls
 from .session import backoff_delay
 from .session_events import EventDetails
@@ -67,9 +81,12 @@ from .session_events import InvocationDetails
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client_auth import ClientAuth
 
-__all__ = ["Peer", "current_details", "DEFAULT", "Connector"]
+__all__ = ["Peer", "current_details", "DEFAULT", "Connector", "RAWSOCKET_SUBPROTOCOL"]
 
 log = logging.getLogger(__name__)
+
+#: What the peer speaks over RawSocket when offered: the router's cheapest serializer.
+RAWSOCKET_SUBPROTOCOL = "wamp.2.msgpack"
 
 
 class _Default:
@@ -82,7 +99,7 @@ DEFAULT: t.Any = _Default()
 
 
 #: ``connect(url, *, subprotocols, timeout, max_message_size)``: opens the peer's transport
-#: (default :func:`flask_wamp_bridge.websocket.client.connect`).
+#: (default: the router's RawSocket transport, or :func:`flask_wamp_bridge.websocket.client.connect`).
 Connector = t.Callable[..., WebSocketLike]
 
 
@@ -95,7 +112,8 @@ class Peer:
     """A WAMP client session for one worker process, kept up for the life of the process.
 
     :param url: the router's WebSocket URL, or several (router nodes): after a failed
-        attempt the peer tries the next one.
+        attempt the peer tries the next one. Over RawSocket a node's TCP address is
+        its URL's host and ``rawsocket_port`` (default: the URL's port + 1).
     :param realm: the realm to join.
     :param auth: how to log in (see :mod:`flask_wamp_bridge.wamp.client_auth`).
     :param call_timeout: default seconds a call waits for its result before it is canceled.
@@ -111,15 +129,21 @@ class Peer:
         up to ``reconnect_max``, with jitter (each delay lies between half and all of it). The low
         cap brings the peer back within seconds of the router's return, even after a long outage.
     :param debug: send exception type, message and traceback to callers (never in production).
-    :param subprotocols: serializers to offer, in order of preference.
+    :param subprotocols: serializers to offer, in order of preference (over RawSocket: msgpack
+        if among them, else the first).
     :param max_message_size: largest message accepted from the router (bytes), None for the transport's default.
     :param ping_interval: seconds of silence from the router before the peer
         pings it (None: never); after ``ping_timeout`` more the connection is
-        taken as lost (pending calls fail, the peer reconnects).
+        taken as lost (pending calls fail, the peer reconnects). Over RawSocket
+        the ping is a WAMP CALL to ``wamp.session.count`` (any answer will do).
     :param bounds: payload bounds for what the router delivers; a message past them (or not
         decodable) ends only its invocation (ERROR ``wamp.error.invalid_argument``), event or call.
+    :param upstream: ``"websocket"`` (``url`` itself) or ``"rawsocket"`` (WAMP RawSocket:
+        ``rawsocket_path``, else TCP on ``rawsocket_port``; see the module docs).
+    :param rawsocket_path: the router's RawSocket Unix socket (a router on this host).
+    :param rawsocket_port: the router's RawSocket TCP port (None: each URL's port + 1).
     :param connect: ``connect(url, *, subprotocols, timeout[, max_message_size])`` opening the
-        transport (default :func:`flask_wamp_bridge.websocket.client.connect`).
+        transport instead (a seam for tests; ``upstream`` is then not used).
     """
 
     def __init__(
@@ -143,6 +167,9 @@ class Peer:
         ping_interval: float | None = 12.0,
         ping_timeout: float = 3.0,
         bounds: Bounds = PEER_BOUNDS,
+        upstream: str = "websocket",
+        rawsocket_path: str | None = None,
+        rawsocket_port: int | None = None,
         connect: Connector | None = None,
     ) -> None:
         if cancel_mode not in CANCEL_MODES:
@@ -151,9 +178,15 @@ class Peer:
             raise ConfigError("concurrency must be at least 1 and backlog at least 0")
         for subprotocol in subprotocols:
             serializer_for(subprotocol)
+        if upstream not in UPSTREAMS:
+            raise ConfigError(f"upstream {upstream!r} is not one of {', '.join(UPSTREAMS)}")
         #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
         self.urls = router_urls(url)
         self.url = self.urls[0]
+        if upstream == "rawsocket" and not rawsocket_path and any(u.startswith("wss://") for u in self.urls):
+            raise ConfigError("the app's peer over RawSocket TCP would leave the TLS of a wss:// router URL behind: "
+                              "use WAMP_BRIDGE_RAWSOCKET_PATH (a router on this host) or WAMP_BRIDGE_PEER_UPSTREAM "
+                              '= "websocket"')
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout
@@ -171,6 +204,10 @@ class Peer:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.bounds = bounds
+        #: How the peer reaches the router: ``"rawsocket"`` or ``"websocket"``.
+        self.upstream = upstream
+        self.rawsocket_path = rawsocket_path
+        self.rawsocket_port = rawsocket_port
         self._open = connect
         #: Where invocations and events run (a registration may have a pool of its own).
         self.handlers = HandlerPool(concurrency, backlog)
@@ -513,7 +550,9 @@ class Peer:
             self._wakeup.wait(delay)
 
     def _connect(self) -> PeerConnection:
-        connect = self._open or t.cast(Connector, default_connect)
+        connect = self._open
+        if connect is None:
+            connect = t.cast(Connector, self._connect_rawsocket if self.upstream == "rawsocket" else default_connect)
         if self.max_message_size:
             ws = connect(self.url, subprotocols=self.subprotocols, timeout=self.connect_timeout,
                          max_message_size=self.max_message_size)
@@ -526,12 +565,23 @@ class Peer:
             raise ConnectionClosed(f"the router at {self.url} chose no WAMP subprotocol "
                                    f"(offered {', '.join(self.subprotocols)})") from None
         configure = getattr(ws, "configure", None)
-        if self.ping_interval and configure is not None:  # a stalled router: ping, then lost after the timeout
+        pings = hasattr(ws, "ping")  # a WebSocket: a stalled router is pinged, then lost after the timeout
+        if self.ping_interval and pings and configure is not None:
             configure(ping_interval=self.ping_interval, idle_timeout=self.ping_interval + self.ping_timeout)
         config = ConnectionConfig(url=self.url, realm=self.realm, auth=self.auth, serializer=serializer,
                                   connect_timeout=self.connect_timeout, cancel_mode=self.cancel_mode,
-                                  bounds=self.bounds, debug=self.debug)
+                                  bounds=self.bounds, debug=self.debug,
+                                  probe_interval=None if pings else self.ping_interval,
+                                  probe_timeout=self.ping_timeout)
         return PeerConnection(config, self, ws)
+
+    def _connect_rawsocket(self, url: str, *, subprotocols: t.Sequence[str], timeout: float,
+                           max_message_size: int | None = None) -> RawSocketConnection:
+        """Open the RawSocket transport of the router node at ``url`` (msgpack when offered)."""
+        wanted = RAWSOCKET_SUBPROTOCOL if RAWSOCKET_SUBPROTOCOL in subprotocols else subprotocols[0]
+        return connect_rawsocket(rawsocket_address(url, self.rawsocket_path, self.rawsocket_port),
+                                 serializer_for(wanted).name, timeout=timeout, max_message_size=max_message_size,
+                                 keepalive=self.ping_interval)
 
     # -- the connection's owner (a peer_connection.ConnectionOwner): called by the connection --
 

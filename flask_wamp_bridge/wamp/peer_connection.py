@@ -11,6 +11,14 @@ and events run in the owner's
 :class:`~flask_wamp_bridge.wamp.handler_pool.HandlerPool` (or the registration's
 own). A connection never reconnects: when it ends, the peer makes a new one.
 
+Liveness over a transport without pings (RawSocket: Crossbar drops the
+connection on a RawSocket PING): once the session is up, a router silent for
+``probe_interval`` gets a WAMP CALL to :data:`PROBE_PROCEDURE`, which Crossbar
+answers itself (a RESULT, or an ERROR if the role may not call it: any answer
+will do); nothing from the router for ``probe_timeout`` more and the
+connection is taken as lost (a stalled router: its socket stays open). One
+greenlet per connection, asleep while the router is heard.
+
 The tokens the core hands back with answers are :class:`ResultToken`\\s:
 gevent's ``AsyncResult`` for a plain call, a :class:`Stream` for a call with
 progressive results, and the :class:`~flask_wamp_bridge.wamp.handles.Registration`
@@ -22,6 +30,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import time
 import traceback
 import typing as t
 
@@ -78,7 +87,7 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from .handles import Registration
 
 __all__ = ["PeerConnection", "ConnectionConfig", "ConnectionOwner", "ResultToken", "Stream", "WebSocketLike",
-           "current", "QUIET_CLOSE_REASONS"]
+           "current", "QUIET_CLOSE_REASONS", "PROBE_PROCEDURE"]
 
 log = logging.getLogger("flask_wamp_bridge.wamp.peer")
 
@@ -91,6 +100,10 @@ current: contextvars.ContextVar[InvocationDetails | EventDetails | None] = conte
 QUIET_CLOSE_REASONS = frozenset(
     ("wamp.close.system_shutdown", "wamp.close.goodbye_and_out", "wamp.close.normal", "wamp.close.close_realm")
 )
+
+
+#: What a silent router is asked over a transport without pings: a meta procedure the router answers itself.
+PROBE_PROCEDURE = "wamp.session.count"
 
 
 class ResultToken(t.Protocol):
@@ -133,6 +146,10 @@ class ConnectionConfig:
     bounds: Bounds
     #: Send exception type, message and traceback to callers.
     debug: bool = False
+    #: Seconds of silence before the router is probed with a CALL (None: never; a WebSocket pings instead).
+    probe_interval: float | None = None
+    #: Then, seconds without anything from the router before the connection is taken as lost.
+    probe_timeout: float = 3.0
 
 
 class ConnectionOwner(t.Protocol):
@@ -182,7 +199,8 @@ class Stream:
 class PeerConnection:
     """One transport to the router and the WAMP session on it."""
 
-    __slots__ = ("config", "owner", "ws", "core", "serializer", "joined", "closed", "_dumps", "_running")
+    __slots__ = ("config", "owner", "ws", "core", "serializer", "joined", "closed", "_dumps", "_running", "_heard",
+                 "_prober")
 
     def __init__(self, config: ConnectionConfig, owner: ConnectionOwner, ws: WebSocketLike) -> None:
         self.config = config
@@ -195,6 +213,8 @@ class PeerConnection:
         self.closed = gevent.event.Event()
         # invocation request id -> the greenlet running it (for INTERRUPT)
         self._running: dict[int, gevent.Greenlet] = {}
+        self._heard = time.monotonic()  # when the router last sent anything
+        self._prober: gevent.Greenlet | None = None
 
     # -- sending --------------------------------------------------------------------------
 
@@ -273,6 +293,8 @@ class PeerConnection:
             self._read()
         finally:
             deadline.kill(block=False)
+            if self._prober is not None:
+                self._prober.kill(block=False)
         return bool(self.joined.is_set())
 
     def _join_deadline(self) -> None:
@@ -284,6 +306,7 @@ class PeerConnection:
     def _read(self) -> None:
         receive = self.ws.receive
         act = self.act
+        clock = time.monotonic
         while True:
             try:
                 data = receive()
@@ -291,6 +314,7 @@ class PeerConnection:
                 return
             if data is None:
                 return
+            self._heard = clock()
             try:
                 message = self.decode(data)
                 if isinstance(message, Undecodable):
@@ -307,6 +331,40 @@ class PeerConnection:
                 act(action)
             if self.closed.is_set():
                 return
+
+    def _probe_router(self, interval: float, timeout: float) -> None:
+        """Probe a router silent for ``interval``; nothing heard ``timeout`` after: close (see the module docs)."""
+        while self.core.is_established:
+            silent = time.monotonic() - self._heard
+            if silent < interval:
+                gevent.sleep(interval - silent)
+                continue
+            asked = time.monotonic()
+            answer = gevent.event.AsyncResult()
+            request_id = None
+            timer = gevent.Timeout(timeout)  # a send blocked by a router that reads nothing counts too
+            timer.start()
+            try:
+                request_id, message = self.core.call(answer, PROBE_PROCEDURE)
+                self.send(message)
+                answer.wait()
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+            except BridgeError:  # the session or the transport ended meanwhile: the reader sees it
+                return
+            finally:
+                timer.close()
+            if answer.ready():
+                continue
+            if self._heard >= asked:  # busy, but alive
+                if request_id is not None:
+                    self.core.forget(request_id)
+                continue
+            log.warning("WAMP peer: the router at %s sent nothing for %.1f s, not even an answer to a probe; "
+                        "taking the connection as lost", self.config.url, time.monotonic() - self._heard)
+            self.close_transport(1000)
+            return
 
     def decode(self, data: str | bytes) -> list[t.Any] | Undecodable:
         """The one place a message from the router is decoded, within the peer's bounds.
@@ -409,6 +467,8 @@ class PeerConnection:
                  details.get("authid"), details.get("authrole"), action.session_id)
         self.joined.set()
         rejoin = self.owner.connection_joined(self)
+        if self.config.probe_interval:
+            self._prober = gevent.spawn(self._probe_router, self.config.probe_interval, self.config.probe_timeout)
         send_signal(self.owner, peer_joined, session_id=action.session_id, authid=details.get("authid"),
                               authrole=details.get("authrole"))
         gevent.spawn(self._restore, rejoin)

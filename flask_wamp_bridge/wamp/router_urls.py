@@ -5,16 +5,20 @@ URLs separated by commas or spaces). The peer and the relays connect to the
 first that answers and move on to the next one when a connection attempt
 fails, so a host attached to a router node that died reconnects to another
 node of the cluster.
+
+Over RawSocket (``WAMP_BRIDGE_UPSTREAM = "rawsocket"``) each node's address
+is derived from its URL: :func:`rawsocket_address`.
 """
 
 from __future__ import annotations
 
 import re
 import typing as t
+import urllib.parse
 
 from ..errors import ConfigError
 
-__all__ = ["router_urls", "next_url", "in_order_from"]
+__all__ = ["router_urls", "next_url", "in_order_from", "rawsocket_address"]
 
 _SEPARATORS = re.compile(r"[\s,]+")
 
@@ -53,3 +57,12 @@ def in_order_from(urls: t.Sequence[str], first: str) -> list[str]:
     except ValueError:
         start = 0
     return [*urls[start:], *urls[:start]]
+
+
+def rawsocket_address(url: str, path: str | None = None, port: int | None = None) -> str | tuple[str, int]:
+    """The RawSocket address of the router node at ``url``: the Unix socket ``path`` (a router on this host),
+    else TCP on ``url``'s host and ``port`` (None: the URL's port + 1, as the generated config has it)."""
+    if path:
+        return path
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "127.0.0.1", port or (parts.port or 80) + 1
