@@ -459,3 +459,22 @@ def test_endpoint_ticket_replayed_on_a_second_connection_is_refused(server: Guni
     assert welcome[0] == 2, welcome
     abort, _ = _direct_ticket_login(crossbar_router.url, ann, bind_to=first_peer)
     assert abort[0] == 3 and abort[2] == "wamp.error.authentication_failed", abort
+
+
+def test_endpoint_refuses_rawsocket_over_tcp_for_a_wss_router() -> None:
+    """The relays' RawSocket on TCP would be plain text where the router URL asks for TLS: refused at init_app."""
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge.errors import ConfigError
+
+    def app(**config: t.Any) -> Flask:
+        made = Flask(__name__)
+        made.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_PEER_AUTOSTART=False,
+                           WAMP_BRIDGE_ROUTER_URL="wss://router.example/ws", **config)
+        return made
+
+    with pytest.raises(ConfigError, match="wss://"):
+        WampBridge(app())
+    WampBridge(app(WAMP_BRIDGE_RAWSOCKET_PATH="/run/router.sock"))  # a Unix socket stays on this host
+    WampBridge(app(WAMP_BRIDGE_UPSTREAM="websocket"))

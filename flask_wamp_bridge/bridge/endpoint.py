@@ -37,6 +37,8 @@ from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
 from ..wamp.messages import serializer_for
 from ..wamp.meta_api import TopicSet
+from ..wamp.router_urls import check_rawsocket_keeps_tls
+from ..wamp.router_urls import router_urls
 from ..websocket.routes import accept_websocket
 from ..websocket.routes import check_origin
 from ..websocket.routes import handle_websocket_mismatch
@@ -93,6 +95,10 @@ class Endpoint:
         self._relay_arguments["call_timeout"] = self._relay_arguments["call_timeout"] or None  # 0: off
         self._session_arguments = _settings.arguments_for("RelaySession", settings)
         self._rawsocket = _settings.get(settings, "WAMP_BRIDGE_UPSTREAM") == "rawsocket"
+        if self._rawsocket:
+            check_rawsocket_keeps_tls(router_urls(_settings.get(settings, "WAMP_BRIDGE_ROUTER_URL")),
+                                      self._session_arguments["rawsocket_path"], "the browsers' relays",
+                                      "WAMP_BRIDGE_UPSTREAM")
         for off in ("max_message_size", "ping_interval"):  # 0: off
             self._session_arguments[off] = self._session_arguments[off] or None
         # the browser's socket may have no send timeout; the upstream always has one

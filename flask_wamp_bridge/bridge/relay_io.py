@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 import time
 import typing as t
-import urllib.parse
 import weakref
 
 import gevent
@@ -62,10 +61,10 @@ from ..signals import browser_session_opened
 from ..signals import message_refused
 from ..signals import send as send_signal
 from ..wamp.heads import peek_head
-from ..wamp.rawsocket_connection import Address
 from ..wamp.rawsocket_connection import RawSocketConnection
 from ..wamp.rawsocket_connection import connect_rawsocket
 from ..wamp.router_urls import in_order_from
+from ..wamp.router_urls import rawsocket_address
 from ..wamp.router_urls import router_urls
 from ..websocket.client import connect as default_connect
 from ..websocket.connection import WOULD_BLOCK
@@ -449,12 +448,7 @@ class RelaySession:
     def _connect_rawsocket(self, url: str, *, subprotocols: t.Sequence[str], timeout: float,
                            max_message_size: int | None) -> RawSocketConnection:
         """Open the router's RawSocket transport: its Unix socket, else TCP on ``url``'s host."""
-        address: Address
-        if self._rawsocket_path:
-            address = self._rawsocket_path
-        else:
-            parts = urllib.parse.urlsplit(url)
-            address = (parts.hostname or "127.0.0.1", self._rawsocket_port or (parts.port or 80) + 1)
+        address = rawsocket_address(url, self._rawsocket_path, self._rawsocket_port)
         return connect_rawsocket(address, subprotocols[0].rpartition(".")[2], timeout=timeout,
                                  max_message_size=max_message_size, keepalive=self._ping_interval)
 

@@ -71,6 +71,7 @@ from .peer_connection import WebSocketLike
 from .peer_connection import current
 from .rawsocket_connection import RawSocketConnection
 from .rawsocket_connection import connect_rawsocket
+from .router_urls import check_rawsocket_keeps_tls
 from .router_urls import next_url
 from .router_urls import rawsocket_address
 from .router_urls import router_urls
@@ -183,10 +184,8 @@ class Peer:
         #: The router nodes to try, in order; :attr:`url` is the one in use (or tried next).
         self.urls = router_urls(url)
         self.url = self.urls[0]
-        if upstream == "rawsocket" and not rawsocket_path and any(u.startswith("wss://") for u in self.urls):
-            raise ConfigError("the app's peer over RawSocket TCP would leave the TLS of a wss:// router URL behind: "
-                              "use WAMP_BRIDGE_RAWSOCKET_PATH (a router on this host) or WAMP_BRIDGE_PEER_UPSTREAM "
-                              '= "websocket"')
+        if upstream == "rawsocket":
+            check_rawsocket_keeps_tls(self.urls, rawsocket_path, "the app's peer", "WAMP_BRIDGE_PEER_UPSTREAM")
         self.realm = realm
         self.auth = auth
         self.call_timeout = call_timeout

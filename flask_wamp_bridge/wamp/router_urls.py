@@ -66,3 +66,16 @@ def rawsocket_address(url: str, path: str | None = None, port: int | None = None
         return path
     parts = urllib.parse.urlsplit(url)
     return parts.hostname or "127.0.0.1", port or (parts.port or 80) + 1
+
+
+def check_rawsocket_keeps_tls(urls: t.Sequence[str], path: str | None, who: str, setting: str) -> None:
+    """Refuse RawSocket over TCP for a ``wss://`` router URL: it would leave the URL's TLS behind.
+
+    A Unix socket (``path``) stays on this host and is fine. ``who`` and ``setting`` name the side and the
+    setting that chooses its upstream, for the message.
+
+    :raises ConfigError: a ``wss://`` URL and no ``path``.
+    """
+    if not path and any(url.startswith("wss://") for url in urls):
+        raise ConfigError(f"{who} over RawSocket TCP would leave the TLS of a wss:// router URL behind: use "
+                          f'WAMP_BRIDGE_RAWSOCKET_PATH (a router on this host) or {setting} = "websocket"')
