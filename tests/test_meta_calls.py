@@ -8,6 +8,7 @@ from test_checks import Forward
 from test_checks import Reply
 from test_checks import Rewritten
 from test_checks import Row
+from test_checks import Violation
 from test_checks import client
 from test_checks import router
 
@@ -42,6 +43,8 @@ ROWS = [
     Row("the rest of the meta API", [48, 2, {}, "wamp.session.list", []], Reply(DENIED), SUBSCRIBED, META),
     Row("the bridge's meta procedures directly", [48, 2, {}, "wamp_bridge.meta.get_events", [500]],
         Reply(DENIED), SUBSCRIBED, META),
+    Row("a meta call reusing the id of a call in flight (its refusal would be a second answer)",
+        [48, 1, {}, "wamp.session.list", []], Violation(), (client([48, 1, {}, "app.slow"]),), META),
     Row("an ordinary call is untouched", [48, 2, {}, "app.x", [500]], Forward(), SUBSCRIBED, META),
     Row("retain on an allowed topic", [16, 1, {"retain": True, "acknowledge": True}, "app.board.posts"],
         Forward(), limits=Limits(retain_topics=TopicSet(["app.board."]))),

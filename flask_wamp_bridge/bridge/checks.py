@@ -457,6 +457,9 @@ class SessionChecks:
         rule = RULES.get(kind)
         if rule is None:
             return Verdict(violation=f"{MessageType(kind).name} may not be sent by a browser after WELCOME")
+        if rule.rated and self._in_flight(kind, message[1], message[2].get("acknowledge") is True):
+            # before any refusal: an ERROR for an id in flight would be a second answer to it
+            return Verdict(violation=f"{MessageType(kind).name} request id {message[1]} is already in flight")
         if rule.rated and self.limits.message_rate is not None:
             if self._tokens < 1.0:
                 return self._refuse(rule, message, LIMIT_ERROR, "too many requests on this session; slow down",
@@ -501,6 +504,15 @@ class SessionChecks:
             return Verdict(forward=self.serializer.dumps(message))
         return Verdict(forward=data, decoded=message)
 
+    def _in_flight(self, kind: int, request_id: t.Any, acknowledged: bool) -> bool:
+        """A request (CALL, PUBLISH, SUBSCRIBE, REGISTER) reuses the id of one still waiting for its answer."""
+        if kind == _CALL:
+            return request_id in self.calls and request_id not in self._call_inputs  # not a progressive input
+        if kind == _PUBLISH and not acknowledged:  # no answer comes: unacknowledged publishes may share an id
+            return False
+        pending = self.pending.get(kind)
+        return pending is not None and request_id in pending
+
     def _options(self, rule: Rule, message: list[t.Any], options: dict[t.Any, t.Any]) -> t.Any:
         """None if ``options`` pass as they are; the options to forward; or a refusing Verdict."""
         allowed = rule.options
@@ -536,9 +548,7 @@ class SessionChecks:
         request_id = message[1]
         progress = message[2].get("progress") is True
         calls = self.calls
-        if request_id in calls:
-            if request_id not in self._call_inputs:
-                return Verdict(violation=f"CALL request id {request_id} is already in flight")
+        if request_id in calls:  # a progressive call's next input (an id in flight otherwise: check())
             if not progress:
                 self._call_inputs.discard(request_id)
             return None
@@ -709,11 +719,14 @@ class SessionChecks:
         request_id = second if kind == _ERROR else first
         if rule is None or request_id is None or (kind == _ERROR and first != _INVOCATION):
             return Verdict(violation=str(exc))
+        acknowledged = kind == _PUBLISH and self._ack in data  # type: ignore[operator]
+        if rule.rated and self._in_flight(kind, request_id, acknowledged):
+            return Verdict(violation=f"{exc}; and its request id {request_id} is already in flight")
         self._strikes += 1.0
         if self._strikes > self.limits.max_strikes:
             return Verdict(abuse=f"too many refused messages ({exc})")
         return self._answer(rule, kind, request_id, _INVALID_ARGUMENT, f"the message is past its bounds: {exc}",
-                            None, acknowledged=kind == _PUBLISH and self._ack in data)  # type: ignore[operator]
+                            None, acknowledged=acknowledged)
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._stamp)
