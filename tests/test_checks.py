@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import typing as t
 
@@ -329,6 +330,38 @@ ROWS = [
     Row("goodbye", [6, {}, "wamp.close.close_realm"], Forward()),
     *COST_ROWS,
 ]
+
+
+def binary(text: str) -> str:
+    """``text`` as a JSON page writes binary (the WAMP spec's ``"\\u0000"`` + base64): bytes to the router."""
+    return "\x00" + base64.b64encode(text.encode()).decode()
+
+
+# JSON: a string starting with U+0000 is binary; the router would see bytes where the checks saw a string
+BINARY_TEXT_ROWS = [
+    Row("call to a URI written as binary", [48, 1, {}, binary("app.x"), []], Reply("wamp.error.invalid_uri")),
+    Row("call of the meta API written as binary", [48, 1, {}, binary("wamp.session.kill_by_authid"), ["bob"]],
+        Reply("wamp.error.invalid_uri")),
+    Row("register of the app's procedure written as binary", [64, 1, {}, binary("app.serve")],
+        Reply("wamp.error.invalid_uri"), shared=APP_OWNS),
+    Row("prefix subscription written as binary", [32, 1, {"match": "prefix"}, binary("app.")],
+        Reply("wamp.error.invalid_uri")),
+    Row("error for an invocation with a URI written as binary", [8, 68, 5, {}, binary("app.error.x")],
+        Upstream([8, 68, 5, {}, "wamp.error.invalid_uri"]), INVOKED),
+    Row("a string option written as binary", [48, 1, {"ppt_scheme": binary("x_custom")}, "app.x"],
+        Reply("wamp.error.invalid_argument")),
+    Row("an authid list written as binary", [16, 1, {"acknowledge": True, "exclude_authid": [binary("bob")]}, "app.t"],
+        Reply("wamp.error.invalid_argument"), limits=Limits(targeted_publish=True)),
+    Row("a yield's string option written as binary is dropped", [70, 5, {"ppt_scheme": binary("x")}, ["x"]],
+        Rewritten([70, 5, {}, ["x"]]), INVOKED),
+    Row("binary in the payload stays binary", [48, 1, {}, "app.x", [binary("bytes")], {"k": binary("b")}],
+        Forward()),
+]
+
+
+@pytest.mark.parametrize("row", BINARY_TEXT_ROWS, ids=[row.name for row in BINARY_TEXT_ROWS])
+def test_json_binary_strings_are_no_uris_or_option_values(row: Row) -> None:
+    test_rule(row, "wamp.2.json")
 
 
 # [32, 1, {"match": "prefix", "get_retained": undefined}, "app."] as wampy.js's encoders write it

@@ -129,3 +129,15 @@ def test_the_event_cache_is_bounded_in_entries_and_bytes() -> None:
     assert len(upstream_codec._event_cache) == upstream_codec.EVENT_CACHE_SIZE
     big = pack([EVENT, 5, 99, {}, [b"x" * (upstream_codec.EVENT_CACHE_MAX_BYTES + 1)]])
     assert codec.to_browser(big) is not codec.to_browser(big)  # past the bound: translated each time
+
+
+def test_a_json_uri_written_as_binary_never_reaches_the_router_as_bytes() -> None:
+    """The checks judge a string; translated, a string starting with U+0000 would be bytes upstream."""
+    pair = established()
+    sent = len(pair.at_router)
+    pair.client_sends('[48,2,{},"\\u0000YXBwLng=",[]]')  # "app.x" as binary
+    pair.client_sends('[48,3,{},"\\u0000d2FtcC5zZXNzaW9uLmtpbGxfYnlfYXV0aGlk",["bob"]]')  # wamp.session.kill_by_authid
+    assert len(pair.at_router) == sent
+    assert [message[:5] for message in pair.client_messages()[-2:]] == [
+        [ERROR, CALL, 2, {}, "wamp.error.invalid_uri"], [ERROR, CALL, 3, {}, "wamp.error.invalid_uri"]]
+    assert pair.closed is None

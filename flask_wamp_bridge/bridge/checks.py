@@ -14,7 +14,9 @@ and checked against its row of :data:`RULES`:
   this session is a protocol violation (the relay ABORTs the browser, says
   GOODBYE upstream and closes 1002);
 - URIs must be loose WAMP URIs (strict with ``Limits.strict_uris``); a pattern
-  (empty components) only with ``match`` ``prefix``/``wildcard``;
+  (empty components) only with ``match`` ``prefix``/``wildcard``. In JSON a
+  string starting with U+0000 is binary (the WAMP spec's ``"\\u0000"`` + base64,
+  bytes to the router): never a URI or a string option value (payloads keep it);
 - options are allow-listed per type with a check of each value. A null or
   ``undefined`` value is dropped (wampy.js sends unset options as ``undefined``
   over msgpack and CBOR), as is an unknown key. A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose
@@ -322,6 +324,23 @@ REFUSED_OPTIONS = frozenset({
     "authmethod", "authprovider", "session", "trustlevel", "transport",
 })
 
+
+def _binary_text(value: t.Any) -> bool:
+    """A JSON string the WAMP spec reads as binary (``"\\u0000"`` + base64), or a list holding one."""
+    if type(value) is str:
+        return value[:1] == "\x00"
+    return type(value) is list and any(type(item) is str and item[:1] == "\x00" for item in value)
+
+
+def _text_only(check: Check) -> Check:
+    return lambda value: check(value) and not _binary_text(value)
+
+
+#: Each type's option checks, and for JSON sessions the same refusing binary strings (bytes to the router).
+_OPTION_CHECKS = {kind: rule.options for kind, rule in RULES.items()}
+_JSON_OPTION_CHECKS = {kind: {key: _text_only(check) for key, check in rule.options.items()}
+                       for kind, rule in RULES.items()}
+
 #: PUBLISH options that pick the receivers: off unless ``Limits.targeted_publish`` (a user could plant
 #: targeted notifications in the app's topics). ``retain`` has its own allow-list, ``Limits.retain_topics``.
 TARGETING_OPTIONS = frozenset({"eligible", "eligible_authid", "eligible_authrole", "exclude_authid",
@@ -331,6 +350,10 @@ _LOOSE = re.compile(r"([^\s.#]+\.)*[^\s.#]+\Z")
 _LOOSE_PATTERN = re.compile(r"([^\s.#]*\.)*[^\s.#]*\Z")
 _STRICT = re.compile(r"([0-9a-z_]+\.)*[0-9a-z_]+\Z")
 _STRICT_PATTERN = re.compile(r"([0-9a-z_]*\.)*[0-9a-z_]*\Z")
+# JSON: a string starting with U+0000 is binary ("\u0000" + base64, the WAMP spec's convention), bytes to the
+# router: never a URI (the strict ones hold no U+0000 at all)
+_LOOSE_TEXT = re.compile("(?!\x00)" + _LOOSE.pattern)
+_LOOSE_TEXT_PATTERN = re.compile("(?!\x00)" + _LOOSE_PATTERN.pattern)
 
 # A router message's kind -> the browser request kind it answers (the request id is its first field).
 _ANSWERS = {int(MessageType.PUBLISHED): _PUBLISH, int(MessageType.SUBSCRIBED): _SUBSCRIBE,
@@ -398,9 +421,9 @@ class SessionChecks:
     """
 
     __slots__ = ("serializer", "limits", "_shared", "_user_bytes", "_bytes", "_pending_uri", "_held_uri",
-                 "_uri_total", "_bounds", "_uri", "_uri_pattern", "pending", "calls", "_call_inputs", "started_call",
-                 "invocations", "subscriptions", "registrations", "_tokens", "_strikes", "_stamp", "_ack",
-                 "_undefined", "_scrub", "_splicer", "_scrubbed", "__weakref__")
+                 "_uri_total", "_bounds", "_uri", "_uri_pattern", "_option_checks", "pending", "calls",
+                 "_call_inputs", "started_call", "invocations", "subscriptions", "registrations", "_tokens",
+                 "_strikes", "_stamp", "_ack", "_undefined", "_scrub", "_splicer", "_scrubbed", "__weakref__")
 
     def __init__(self, serializer: Serializer, limits: Limits, now: float, shared: Shared = Shared()) -> None:
         self.serializer = serializer
@@ -413,8 +436,10 @@ class SessionChecks:
         self._held_uri: dict[tuple[int, t.Any], int] = {}
         self._uri_total = 0
         self._bounds = limits.bounds
-        self._uri = _STRICT if limits.strict_uris else _LOOSE
-        self._uri_pattern = _STRICT_PATTERN if limits.strict_uris else _LOOSE_PATTERN
+        json = serializer.name == "json"
+        self._uri = _STRICT if limits.strict_uris else _LOOSE_TEXT if json else _LOOSE
+        self._uri_pattern = _STRICT_PATTERN if limits.strict_uris else _LOOSE_TEXT_PATTERN if json else _LOOSE_PATTERN
+        self._option_checks = _JSON_OPTION_CHECKS if json else _OPTION_CHECKS
         #: CALL request ids in flight.
         self.calls: set[int] = set()
         #: Request ids in flight of the other request types (PUBLISH with ``acknowledge``, SUBSCRIBE ...): a set
@@ -515,7 +540,7 @@ class SessionChecks:
 
     def _options(self, rule: Rule, message: list[t.Any], options: dict[t.Any, t.Any]) -> t.Any:
         """None if ``options`` pass as they are; the options to forward; or a refusing Verdict."""
-        allowed = rule.options
+        allowed = self._option_checks[message[0]]
         undefined = self._undefined
         drop = None
         fixed: dict[str, t.Any] | None = None
