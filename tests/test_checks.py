@@ -7,6 +7,7 @@ import dataclasses
 import typing as t
 
 import cbor2
+import msgpack
 import pytest
 from relay_pair import RelayPair
 
@@ -373,6 +374,26 @@ UNDEFINED_SUBSCRIBE: dict[str, str | bytes] = {
     "wamp.2.cbor": bytes.fromhex("84182001b90002656d61746368667072656669786c6765745f72657461696e6564f76461707"
                                  "02e"),
 }
+
+
+UNDEFINED = {"wamp.2.msgpack": msgpack.ExtType(0, b"\x00"), "wamp.2.cbor": cbor2.undefined}
+
+
+@pytest.mark.parametrize("subprotocol", sorted(UNDEFINED))
+@pytest.mark.parametrize(("message", "expected"), [
+    (lambda u: [48, 1, {}, "app.x", [u, 1, [u]], {"k": u, "j": {"n": u}}], [48, 1, {}, "app.x", [None, 1, [None]],
+                                                                             {"j": {}}]),
+    (lambda u: [16, 1, {"exclude_me": u}, "app.t", [u]], [16, 1, {}, "app.t", [None]]),
+    (lambda u: [70, 5, {}, [u], {"k": u}], [70, 5, {}, [None], {}]),
+], ids=["call", "publish", "yield"])
+def test_undefined_in_a_payload_goes_up_as_json_stringify_makes_it(
+        subprotocol: str, message: t.Callable[[t.Any], list[t.Any]], expected: list[t.Any]) -> None:
+    """wampy.js over msgpack (msgpackr's ext 0) or CBOR (cbor-x's undefined): as its JSON would be."""
+    pair = _run(Row("undefined", [], Forward(), INVOKED), subprotocol)
+    at_router, at_client = len(pair.at_router), len(pair.at_client)
+    pair.client_sends(pair.serializer._dumps(message(UNDEFINED[subprotocol])))
+    assert pair.router_messages()[at_router:] == [expected]
+    assert pair.closed is None and len(pair.at_client) == at_client
 
 
 def _run(row: Row, subprotocol: str) -> RelayPair:

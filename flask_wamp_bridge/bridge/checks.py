@@ -19,9 +19,11 @@ and checked against its row of :data:`RULES`:
   bytes to the router): never a URI or a string option value (payloads keep it);
 - options are allow-listed per type with a check of each value. A null or
   ``undefined`` value is dropped (wampy.js sends unset options as ``undefined``
-  over msgpack and CBOR), as is an unknown key. A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose
-  first entry Crossbar takes as the caller's or publisher's identity, the
-  router's own identity keys, ``force_reregister``) gets ERROR
+  over msgpack and CBOR), as is an unknown key; ``undefined`` in a payload
+  becomes what ``JSON.stringify`` makes of it (null in an array, no key in an
+  object). A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose first entry
+  Crossbar takes as the caller's or publisher's identity, the router's own
+  identity keys, ``force_reregister``) gets ERROR
   ``wamp.error.not_authorized`` on a request and is dropped from a YIELD, ERROR
   or CANCEL. Where something was dropped the message is re-encoded; otherwise the
   browser's bytes go upstream unchanged;
@@ -401,6 +403,8 @@ def _undefined(codec: str) -> t.Any:
 
     wampy.js sends unset options as ``undefined``: msgpackr encodes it as ext type 0, cbor-x as CBOR's
     ``undefined``. Crossbar cannot take either (it closes the session with 1002), so they count as null.
+    Nor in a payload: it hands the msgpack one to a JSON or CBOR peer as ``[0, b"\\x00"]`` and drops a call
+    holding the CBOR one for a JSON or msgpack callee (no answer).
     """
     if codec == "msgpack":
         import msgpack
@@ -411,6 +415,34 @@ def _undefined(codec: str) -> t.Any:
 
         return cbor2.undefined
     return None
+
+
+#: Bytes every frame holding ``undefined`` holds (a frame without them is not walked for it).
+_UNDEFINED_MARKS = {"msgpack": b"\xd4\x00\x00", "cbor": b"\xf7"}
+
+
+def _without_undefined(message: list[t.Any], start: int, undefined: t.Any) -> bool:
+    """``undefined`` in the payload from ``message[start]`` on made what ``JSON.stringify`` makes of it, in place:
+    null in an array, no key in an object. Whether there was any."""
+    kind = type(undefined)
+    found = False
+    stack = [value for value in message[start:] if type(value) is list or type(value) is dict]
+    while stack:
+        container = stack.pop()
+        if type(container) is dict:
+            gone = [key for key, value in container.items() if type(value) is kind and value == undefined]
+            for key in gone:
+                del container[key]
+            found = found or bool(gone)
+            values: t.Iterable[t.Any] = container.values()
+        else:
+            values = container
+            for index, value in enumerate(container):
+                if type(value) is kind and value == undefined:
+                    container[index] = None
+                    found = True
+        stack.extend(value for value in values if type(value) is list or type(value) is dict)
+    return found
 
 
 class SessionChecks:
@@ -518,6 +550,9 @@ class SessionChecks:
             if options is not None:
                 message[rule.options_at] = options
                 changed = True
+        undefined, payload_at = self._undefined, rule.options_at
+        nulled = (undefined is not None and payload_at is not None and _UNDEFINED_MARKS[self.serializer.name] in data
+                  and _without_undefined(message, payload_at + 1, undefined))
         verdict = _TRACK[kind](self, rule, message)
         if verdict is not None:
             return verdict
@@ -525,7 +560,7 @@ class SessionChecks:
             return Verdict(forward=self.serializer.dumps(message) if changed else data, closing=True)
         if changed:
             return Verdict(forward=self.serializer.dumps(message), refused="options dropped")
-        if self.serializer.carries_tags(data):
+        if nulled or self.serializer.carries_tags(data):
             return Verdict(forward=self.serializer.dumps(message))
         return Verdict(forward=data, decoded=message)
 
