@@ -765,8 +765,25 @@ def check(config: t.Mapping[str, t.Any], groups: t.Iterable[str] | None = None) 
 
     :raises ConfigError: a value is invalid (the message names the key).
     """
-    for setting in _selected(groups):
+    chosen = _selected(groups)
+    for setting in chosen:
         setting.check(setting.key, config.get(setting.key, setting.default))
+    keys = {setting.key for setting in chosen}
+    if {"WAMP_BRIDGE_RAWSOCKET_PATH", "WAMP_BRIDGE_ROUTER_URL"} <= keys:
+        _one_router_per_socket(config)
+
+
+def _one_router_per_socket(config: t.Mapping[str, t.Any]) -> None:
+    """A Unix socket is one router on this host: failover over several router URLs would retry that one."""
+    if get(config, "WAMP_BRIDGE_RAWSOCKET_PATH") is None:
+        return
+    value = get(config, "WAMP_BRIDGE_ROUTER_URL")
+    urls = dict.fromkeys(value.replace(",", " ").split() if isinstance(value, str) else value)
+    if len(urls) > 1:
+        raise ConfigError(f"WAMP_BRIDGE_RAWSOCKET_PATH is one router's Unix socket, but WAMP_BRIDGE_ROUTER_URL "
+                          f"names {len(urls)} routers: every relay would reach the same one; unset "
+                          "WAMP_BRIDGE_RAWSOCKET_PATH (relays then use each router's RawSocket TCP port) or "
+                          "name one router URL")
 
 
 def unknown_keys(config: t.Mapping[str, t.Any]) -> list[str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import typing as t
 
 import cbor2
+import msgpack
 import pytest
 from relay_pair import RelayPair
 
@@ -271,6 +273,14 @@ ROWS = [
         (*CALLED, router([50, 1, {"progress": True}, [1]]))),
     Row("progressive call invocation: more input", [48, 1, {"progress": True}, "app.up", [2]], Forward(),
         (client([48, 1, {"progress": True}, "app.up", [1]]),), Limits(progressive_calls=True)),
+    *[Row(f"call id already in flight, {why} (its refusal would be a second answer)", message, Violation(), CALLED,
+          limits) for why, message, limits in (
+        ("to an invalid URI", [48, 1, {}, "app..x"], Limits()),
+        ("with a refused option", [48, 1, {"forward_for": BOB}, "app.x"], Limits()),
+        ("past the message rate", [48, 1, {}, "app.x"], Limits(message_rate=1.0, message_burst=1)),
+        ("past its bounds", [48, 1, {}, "app.x", [nested(40)]], Limits()))],
+    Row("subscribe id already in flight, past the URI budget", [32, 1, {}, uri(60)], Violation(),
+        (client([32, 1, {}, "app.u"]),), Limits(max_uri_bytes=30)),
     Row("subscribe id already in flight", [32, 1, {}, "app.t"], Violation(), (client([32, 1, {}, "app.u"]),)),
     Row("acknowledged publish id already in flight", [16, 1, {"acknowledge": True}, "app.t"], Violation(),
         (client([16, 1, {"acknowledge": True}, "app.t"]),)),
@@ -323,6 +333,38 @@ ROWS = [
 ]
 
 
+def binary(text: str) -> str:
+    """``text`` as a JSON page writes binary (the WAMP spec's ``"\\u0000"`` + base64): bytes to the router."""
+    return "\x00" + base64.b64encode(text.encode()).decode()
+
+
+# JSON: a string starting with U+0000 is binary; the router would see bytes where the checks saw a string
+BINARY_TEXT_ROWS = [
+    Row("call to a URI written as binary", [48, 1, {}, binary("app.x"), []], Reply("wamp.error.invalid_uri")),
+    Row("call of the meta API written as binary", [48, 1, {}, binary("wamp.session.kill_by_authid"), ["bob"]],
+        Reply("wamp.error.invalid_uri")),
+    Row("register of the app's procedure written as binary", [64, 1, {}, binary("app.serve")],
+        Reply("wamp.error.invalid_uri"), shared=APP_OWNS),
+    Row("prefix subscription written as binary", [32, 1, {"match": "prefix"}, binary("app.")],
+        Reply("wamp.error.invalid_uri")),
+    Row("error for an invocation with a URI written as binary", [8, 68, 5, {}, binary("app.error.x")],
+        Upstream([8, 68, 5, {}, "wamp.error.invalid_uri"]), INVOKED),
+    Row("a string option written as binary", [48, 1, {"ppt_scheme": binary("x_custom")}, "app.x"],
+        Reply("wamp.error.invalid_argument")),
+    Row("an authid list written as binary", [16, 1, {"acknowledge": True, "exclude_authid": [binary("bob")]}, "app.t"],
+        Reply("wamp.error.invalid_argument"), limits=Limits(targeted_publish=True)),
+    Row("a yield's string option written as binary is dropped", [70, 5, {"ppt_scheme": binary("x")}, ["x"]],
+        Rewritten([70, 5, {}, ["x"]]), INVOKED),
+    Row("binary in the payload stays binary", [48, 1, {}, "app.x", [binary("bytes")], {"k": binary("b")}],
+        Forward()),
+]
+
+
+@pytest.mark.parametrize("row", BINARY_TEXT_ROWS, ids=[row.name for row in BINARY_TEXT_ROWS])
+def test_json_binary_strings_are_no_uris_or_option_values(row: Row) -> None:
+    test_rule(row, "wamp.2.json")
+
+
 # [32, 1, {"match": "prefix", "get_retained": undefined}, "app."] as wampy.js's encoders write it
 # (node: msgpackr's pack(), cbor-x's Encoder with wampy's options)
 UNDEFINED_SUBSCRIBE: dict[str, str | bytes] = {
@@ -332,6 +374,26 @@ UNDEFINED_SUBSCRIBE: dict[str, str | bytes] = {
     "wamp.2.cbor": bytes.fromhex("84182001b90002656d61746368667072656669786c6765745f72657461696e6564f76461707"
                                  "02e"),
 }
+
+
+UNDEFINED = {"wamp.2.msgpack": msgpack.ExtType(0, b"\x00"), "wamp.2.cbor": cbor2.undefined}
+
+
+@pytest.mark.parametrize("subprotocol", sorted(UNDEFINED))
+@pytest.mark.parametrize(("message", "expected"), [
+    (lambda u: [48, 1, {}, "app.x", [u, 1, [u]], {"k": u, "j": {"n": u}}], [48, 1, {}, "app.x", [None, 1, [None]],
+                                                                             {"j": {}}]),
+    (lambda u: [16, 1, {"exclude_me": u}, "app.t", [u]], [16, 1, {}, "app.t", [None]]),
+    (lambda u: [70, 5, {}, [u], {"k": u}], [70, 5, {}, [None], {}]),
+], ids=["call", "publish", "yield"])
+def test_undefined_in_a_payload_goes_up_as_json_stringify_makes_it(
+        subprotocol: str, message: t.Callable[[t.Any], list[t.Any]], expected: list[t.Any]) -> None:
+    """wampy.js over msgpack (msgpackr's ext 0) or CBOR (cbor-x's undefined): as its JSON would be."""
+    pair = _run(Row("undefined", [], Forward(), INVOKED), subprotocol)
+    at_router, at_client = len(pair.at_router), len(pair.at_client)
+    pair.client_sends(pair.serializer._dumps(message(UNDEFINED[subprotocol])))
+    assert pair.router_messages()[at_router:] == [expected]
+    assert pair.closed is None and len(pair.at_client) == at_client
 
 
 def _run(row: Row, subprotocol: str) -> RelayPair:

@@ -8,6 +8,7 @@ from test_checks import Forward
 from test_checks import Reply
 from test_checks import Rewritten
 from test_checks import Row
+from test_checks import Violation
 from test_checks import client
 from test_checks import router
 
@@ -31,6 +32,12 @@ ROWS = [
     Row("count_subscribers of a held subscription goes to the bridge's procedure",
         [48, 2, {}, "wamp.subscription.count_subscribers", [500]],
         Rewritten([48, 2, {}, "wamp_bridge.meta.count_subscribers", [500]]), SUBSCRIBED, META),
+    Row("a subscription id past 2**32 sent as a float (msgpackr, cbor-x) goes as an int",
+        [48, 2, {}, "wamp.subscription.count_subscribers", [float(2**53)]],
+        Rewritten([48, 2, {}, "wamp_bridge.meta.count_subscribers", [2**53]]),
+        (client([32, 1, {}, "app.board"]), router([33, 1, 2**53])), META),
+    Row("a subscription id that is not a whole number", [48, 2, {}, "wamp.subscription.get_events", [500.5]],
+        Reply(DENIED), SUBSCRIBED, META),
     Row("get_events of a subscription not held", [48, 2, {}, "wamp.subscription.get_events", [501, 10]],
         Reply(DENIED), SUBSCRIBED, META),
     Row("get_events after unsubscribing", [48, 3, {}, "wamp.subscription.get_events", [500]],
@@ -42,6 +49,8 @@ ROWS = [
     Row("the rest of the meta API", [48, 2, {}, "wamp.session.list", []], Reply(DENIED), SUBSCRIBED, META),
     Row("the bridge's meta procedures directly", [48, 2, {}, "wamp_bridge.meta.get_events", [500]],
         Reply(DENIED), SUBSCRIBED, META),
+    Row("a meta call reusing the id of a call in flight (its refusal would be a second answer)",
+        [48, 1, {}, "wamp.session.list", []], Violation(), (client([48, 1, {}, "app.slow"]),), META),
     Row("an ordinary call is untouched", [48, 2, {}, "app.x", [500]], Forward(), SUBSCRIBED, META),
     Row("retain on an allowed topic", [16, 1, {"retain": True, "acknowledge": True}, "app.board.posts"],
         Forward(), limits=Limits(retain_topics=TopicSet(["app.board."]))),

@@ -255,3 +255,12 @@ def test_settings_the_feed_checks_catch_a_drifted_default_and_a_missing_paramete
     monkeypatch.setattr(sys.modules[__name__], "SETTINGS", settings.SETTINGS)
     with pytest.raises(AssertionError, match=r"Peer\(connect_timeout=...\) defaults to 5.0, the table to 60.0"):
         test_settings_feed_parameters_that_exist_with_the_table_default()
+
+
+@pytest.mark.parametrize("urls", [["ws://a:8080/ws", "ws://b:8080/ws"], "ws://a:8080/ws, ws://b:8080/ws"])
+def test_a_unix_socket_with_several_router_urls_is_refused(urls: t.Any) -> None:
+    config = {"WAMP_BRIDGE_RAWSOCKET_PATH": "/run/router.sock", "WAMP_BRIDGE_ROUTER_URL": urls}
+    with pytest.raises(ConfigError, match="WAMP_BRIDGE_RAWSOCKET_PATH .* WAMP_BRIDGE_ROUTER_URL names 2 routers"):
+        settings.check(config)
+    settings.check({**config, "WAMP_BRIDGE_ROUTER_URL": ["ws://a:8080/ws", "ws://a:8080/ws"]})  # one router
+    settings.check({**config, "WAMP_BRIDGE_RAWSOCKET_PATH": None})  # TCP: each router's own port

@@ -15,6 +15,7 @@ from flask_wamp_bridge.bridge.identity import Identity
 from flask_wamp_bridge.bridge.relay import UNTRANSLATABLE
 from flask_wamp_bridge.bridge.upstream_codec import UpstreamCodec
 from flask_wamp_bridge.bridge.upstream_codec import upstream_serializer
+from flask_wamp_bridge.errors import MessageTooBig
 from flask_wamp_bridge.wamp.messages import serializer_for
 
 ANN = Identity("ann", "user")
@@ -129,3 +130,28 @@ def test_the_event_cache_is_bounded_in_entries_and_bytes() -> None:
     assert len(upstream_codec._event_cache) == upstream_codec.EVENT_CACHE_SIZE
     big = pack([EVENT, 5, 99, {}, [b"x" * (upstream_codec.EVENT_CACHE_MAX_BYTES + 1)]])
     assert codec.to_browser(big) is not codec.to_browser(big)  # past the bound: translated each time
+
+
+def test_a_json_uri_written_as_binary_never_reaches_the_router_as_bytes() -> None:
+    """The checks judge a string; translated, a string starting with U+0000 would be bytes upstream."""
+    pair = established()
+    sent = len(pair.at_router)
+    pair.client_sends('[48,2,{},"\\u0000YXBwLng=",[]]')  # "app.x" as binary
+    pair.client_sends('[48,3,{},"\\u0000d2FtcC5zZXNzaW9uLmtpbGxfYnlfYXV0aGlk",["bob"]]')  # wamp.session.kill_by_authid
+    assert len(pair.at_router) == sent
+    assert [message[:5] for message in pair.client_messages()[-2:]] == [
+        [ERROR, CALL, 2, {}, "wamp.error.invalid_uri"], [ERROR, CALL, 3, {}, "wamp.error.invalid_uri"]]
+    assert pair.closed is None
+
+
+def test_a_message_the_upstream_will_not_take_is_answered_for_its_request_alone() -> None:
+    """The IO layer's RawSocket refuses a message past the router's maximum (nothing sent, the connection stays)."""
+    pair = established()
+    too_big = MessageTooBig("a message of 2000000 bytes is longer than the router accepts (1048576)")
+    pair.client_sends(json.dumps([16, 4, {"acknowledge": True}, "app.t", ["big"]]))
+    pair._run(pair.relay.too_big_for_router(pair.at_router[-1], too_big))
+    assert pair.client_messages()[-1][:5] == [ERROR, 16, 4, {}, UNTRANSLATABLE]
+    pair.router_says([INVOCATION, 9, 3, {}, []])
+    pair._run(pair.relay.too_big_for_router(pack([YIELD, 9, {}, ["big"]]), too_big))
+    assert unpack(t.cast(bytes, pair.at_router[-1]))[:5] == [ERROR, INVOCATION, 9, {}, UNTRANSLATABLE]
+    assert pair.closed is None and pair.relay.calls_in_flight == 0

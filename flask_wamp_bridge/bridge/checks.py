@@ -14,12 +14,16 @@ and checked against its row of :data:`RULES`:
   this session is a protocol violation (the relay ABORTs the browser, says
   GOODBYE upstream and closes 1002);
 - URIs must be loose WAMP URIs (strict with ``Limits.strict_uris``); a pattern
-  (empty components) only with ``match`` ``prefix``/``wildcard``;
+  (empty components) only with ``match`` ``prefix``/``wildcard``. In JSON a
+  string starting with U+0000 is binary (the WAMP spec's ``"\\u0000"`` + base64,
+  bytes to the router): never a URI or a string option value (payloads keep it);
 - options are allow-listed per type with a check of each value. A null or
   ``undefined`` value is dropped (wampy.js sends unset options as ``undefined``
-  over msgpack and CBOR), as is an unknown key. A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose
-  first entry Crossbar takes as the caller's or publisher's identity, the
-  router's own identity keys, ``force_reregister``) gets ERROR
+  over msgpack and CBOR), as is an unknown key; ``undefined`` in a payload
+  becomes what ``JSON.stringify`` makes of it (null in an array, no key in an
+  object). A key in :data:`REFUSED_OPTIONS` (``forward_for``, whose first entry
+  Crossbar takes as the caller's or publisher's identity, the router's own
+  identity keys, ``force_reregister``) gets ERROR
   ``wamp.error.not_authorized`` on a request and is dropped from a YIELD, ERROR
   or CANCEL. Where something was dropped the message is re-encoded; otherwise the
   browser's bytes go upstream unchanged;
@@ -322,6 +326,23 @@ REFUSED_OPTIONS = frozenset({
     "authmethod", "authprovider", "session", "trustlevel", "transport",
 })
 
+
+def _binary_text(value: t.Any) -> bool:
+    """A JSON string the WAMP spec reads as binary (``"\\u0000"`` + base64), or a list holding one."""
+    if type(value) is str:
+        return value[:1] == "\x00"
+    return type(value) is list and any(type(item) is str and item[:1] == "\x00" for item in value)
+
+
+def _text_only(check: Check) -> Check:
+    return lambda value: check(value) and not _binary_text(value)
+
+
+#: Each type's option checks, and for JSON sessions the same refusing binary strings (bytes to the router).
+_OPTION_CHECKS = {kind: rule.options for kind, rule in RULES.items()}
+_JSON_OPTION_CHECKS = {kind: {key: _text_only(check) for key, check in rule.options.items()}
+                       for kind, rule in RULES.items()}
+
 #: PUBLISH options that pick the receivers: off unless ``Limits.targeted_publish`` (a user could plant
 #: targeted notifications in the app's topics). ``retain`` has its own allow-list, ``Limits.retain_topics``.
 TARGETING_OPTIONS = frozenset({"eligible", "eligible_authid", "eligible_authrole", "exclude_authid",
@@ -331,6 +352,10 @@ _LOOSE = re.compile(r"([^\s.#]+\.)*[^\s.#]+\Z")
 _LOOSE_PATTERN = re.compile(r"([^\s.#]*\.)*[^\s.#]*\Z")
 _STRICT = re.compile(r"([0-9a-z_]+\.)*[0-9a-z_]+\Z")
 _STRICT_PATTERN = re.compile(r"([0-9a-z_]*\.)*[0-9a-z_]*\Z")
+# JSON: a string starting with U+0000 is binary ("\u0000" + base64, the WAMP spec's convention), bytes to the
+# router: never a URI (the strict ones hold no U+0000 at all)
+_LOOSE_TEXT = re.compile("(?!\x00)" + _LOOSE.pattern)
+_LOOSE_TEXT_PATTERN = re.compile("(?!\x00)" + _LOOSE_PATTERN.pattern)
 
 # A router message's kind -> the browser request kind it answers (the request id is its first field).
 _ANSWERS = {int(MessageType.PUBLISHED): _PUBLISH, int(MessageType.SUBSCRIBED): _SUBSCRIBE,
@@ -378,6 +403,8 @@ def _undefined(codec: str) -> t.Any:
 
     wampy.js sends unset options as ``undefined``: msgpackr encodes it as ext type 0, cbor-x as CBOR's
     ``undefined``. Crossbar cannot take either (it closes the session with 1002), so they count as null.
+    Nor in a payload: it hands the msgpack one to a JSON or CBOR peer as ``[0, b"\\x00"]`` and drops a call
+    holding the CBOR one for a JSON or msgpack callee (no answer).
     """
     if codec == "msgpack":
         import msgpack
@@ -390,6 +417,36 @@ def _undefined(codec: str) -> t.Any:
     return None
 
 
+#: The first byte of ``undefined`` (msgpack fixext 1, CBOR simple 23): a frame without it is not walked for one.
+#: One byte: found at memory speed (a longer needle costs ~0.5 us per KiB); a stray one costs a walk of the
+#: decoded payload, linear in its items as the decoding was.
+_UNDEFINED_MARKS = {"msgpack": b"\xd4", "cbor": b"\xf7"}
+
+
+def _without_undefined(message: list[t.Any], start: int, undefined: t.Any) -> bool:
+    """``undefined`` in the payload from ``message[start]`` on made what ``JSON.stringify`` makes of it, in place:
+    null in an array, no key in an object. Whether there was any."""
+    kind = type(undefined)
+    found = False
+    stack = [value for value in message[start:] if type(value) is list or type(value) is dict]
+    while stack:
+        container = stack.pop()
+        if type(container) is dict:
+            gone = [key for key, value in container.items() if type(value) is kind and value == undefined]
+            for key in gone:
+                del container[key]
+            found = found or bool(gone)
+            values: t.Iterable[t.Any] = container.values()
+        else:
+            values = container
+            for index, value in enumerate(container):
+                if type(value) is kind and value == undefined:
+                    container[index] = None
+                    found = True
+        stack.extend(value for value in values if type(value) is list or type(value) is dict)
+    return found
+
+
 class SessionChecks:
     """The per-message rules of one browser session (see the module docs).
 
@@ -398,9 +455,9 @@ class SessionChecks:
     """
 
     __slots__ = ("serializer", "limits", "_shared", "_user_bytes", "_bytes", "_pending_uri", "_held_uri",
-                 "_uri_total", "_bounds", "_uri", "_uri_pattern", "pending", "calls", "_call_inputs", "started_call",
-                 "invocations", "subscriptions", "registrations", "_tokens", "_strikes", "_stamp", "_ack",
-                 "_undefined", "_scrub", "_splicer", "_scrubbed", "__weakref__")
+                 "_uri_total", "_bounds", "_uri", "_uri_pattern", "_option_checks", "pending", "calls",
+                 "_call_inputs", "started_call", "invocations", "subscriptions", "registrations", "_tokens",
+                 "_strikes", "_stamp", "_ack", "_undefined", "_scrub", "_splicer", "_scrubbed", "__weakref__")
 
     def __init__(self, serializer: Serializer, limits: Limits, now: float, shared: Shared = Shared()) -> None:
         self.serializer = serializer
@@ -413,8 +470,10 @@ class SessionChecks:
         self._held_uri: dict[tuple[int, t.Any], int] = {}
         self._uri_total = 0
         self._bounds = limits.bounds
-        self._uri = _STRICT if limits.strict_uris else _LOOSE
-        self._uri_pattern = _STRICT_PATTERN if limits.strict_uris else _LOOSE_PATTERN
+        json = serializer.name == "json"
+        self._uri = _STRICT if limits.strict_uris else _LOOSE_TEXT if json else _LOOSE
+        self._uri_pattern = _STRICT_PATTERN if limits.strict_uris else _LOOSE_TEXT_PATTERN if json else _LOOSE_PATTERN
+        self._option_checks = _JSON_OPTION_CHECKS if json else _OPTION_CHECKS
         #: CALL request ids in flight.
         self.calls: set[int] = set()
         #: Request ids in flight of the other request types (PUBLISH with ``acknowledge``, SUBSCRIBE ...): a set
@@ -457,6 +516,9 @@ class SessionChecks:
         rule = RULES.get(kind)
         if rule is None:
             return Verdict(violation=f"{MessageType(kind).name} may not be sent by a browser after WELCOME")
+        if rule.rated and self._in_flight(kind, message[1], message[2].get("acknowledge") is True):
+            # before any refusal: an ERROR for an id in flight would be a second answer to it
+            return Verdict(violation=f"{MessageType(kind).name} request id {message[1]} is already in flight")
         if rule.rated and self.limits.message_rate is not None:
             if self._tokens < 1.0:
                 return self._refuse(rule, message, LIMIT_ERROR, "too many requests on this session; slow down",
@@ -490,6 +552,9 @@ class SessionChecks:
             if options is not None:
                 message[rule.options_at] = options
                 changed = True
+        undefined, payload_at = self._undefined, rule.options_at
+        nulled = (undefined is not None and payload_at is not None and _UNDEFINED_MARKS[self.serializer.name] in data
+                  and _without_undefined(message, payload_at + 1, undefined))
         verdict = _TRACK[kind](self, rule, message)
         if verdict is not None:
             return verdict
@@ -497,13 +562,22 @@ class SessionChecks:
             return Verdict(forward=self.serializer.dumps(message) if changed else data, closing=True)
         if changed:
             return Verdict(forward=self.serializer.dumps(message), refused="options dropped")
-        if self.serializer.carries_tags(data):
+        if nulled or self.serializer.carries_tags(data):
             return Verdict(forward=self.serializer.dumps(message))
         return Verdict(forward=data, decoded=message)
 
+    def _in_flight(self, kind: int, request_id: t.Any, acknowledged: bool) -> bool:
+        """A request (CALL, PUBLISH, SUBSCRIBE, REGISTER) reuses the id of one still waiting for its answer."""
+        if kind == _CALL:
+            return request_id in self.calls and request_id not in self._call_inputs  # not a progressive input
+        if kind == _PUBLISH and not acknowledged:  # no answer comes: unacknowledged publishes may share an id
+            return False
+        pending = self.pending.get(kind)
+        return pending is not None and request_id in pending
+
     def _options(self, rule: Rule, message: list[t.Any], options: dict[t.Any, t.Any]) -> t.Any:
         """None if ``options`` pass as they are; the options to forward; or a refusing Verdict."""
-        allowed = rule.options
+        allowed = self._option_checks[message[0]]
         undefined = self._undefined
         drop = None
         fixed: dict[str, t.Any] | None = None
@@ -536,9 +610,7 @@ class SessionChecks:
         request_id = message[1]
         progress = message[2].get("progress") is True
         calls = self.calls
-        if request_id in calls:
-            if request_id not in self._call_inputs:
-                return Verdict(violation=f"CALL request id {request_id} is already in flight")
+        if request_id in calls:  # a progressive call's next input (an id in flight otherwise: check())
             if not progress:
                 self._call_inputs.discard(request_id)
             return None
@@ -709,11 +781,14 @@ class SessionChecks:
         request_id = second if kind == _ERROR else first
         if rule is None or request_id is None or (kind == _ERROR and first != _INVOCATION):
             return Verdict(violation=str(exc))
+        acknowledged = kind == _PUBLISH and self._ack in data  # type: ignore[operator]
+        if rule.rated and self._in_flight(kind, request_id, acknowledged):
+            return Verdict(violation=f"{exc}; and its request id {request_id} is already in flight")
         self._strikes += 1.0
         if self._strikes > self.limits.max_strikes:
             return Verdict(abuse=f"too many refused messages ({exc})")
         return self._answer(rule, kind, request_id, _INVALID_ARGUMENT, f"the message is past its bounds: {exc}",
-                            None, acknowledged=kind == _PUBLISH and self._ack in data)  # type: ignore[operator]
+                            None, acknowledged=acknowledged)
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._stamp)

@@ -24,6 +24,8 @@ from ..wamp.meta_api import META_PREFIX
 
 __all__ = ["MetaRefusal", "rewrite_meta_call", "META_REFUSED"]
 
+#: Largest WAMP id: what every serializer and JavaScript hold.
+_MAX_ID = 2**53
 #: The ERROR URI of a refused meta call or retain.
 META_REFUSED = "wamp.error.not_authorized"
 
@@ -39,6 +41,8 @@ def rewrite_meta_call(procedure: str, args: t.Any, held: t.Container[int],
                       enabled: bool) -> str | MetaRefusal | None:
     """Judge a browser CALL of ``procedure`` with positional ``args``.
 
+    :param args: a subscription id sent as a whole float (msgpackr and cbor-x encode integers past 2**32 as
+        float64) is written back into ``args[0]`` as an int.
     :param held: the subscription ids this session holds.
     :param enabled: whether the app offers history or presence (else every meta call is refused).
     :returns: None for an ordinary procedure (forward it unchanged), the bridge
@@ -52,6 +56,8 @@ def rewrite_meta_call(procedure: str, args: t.Any, held: t.Container[int],
     if not enabled:
         return MetaRefusal(f"{procedure!r} is not offered: the app keeps no event history and shows no presence")
     subscription = args[0] if type(args) is list and args else None
+    if type(subscription) is float and subscription.is_integer() and 0 < subscription <= _MAX_ID:
+        subscription = args[0] = int(subscription)
     if type(subscription) is not int or subscription not in held:
         return MetaRefusal(f"{procedure!r} needs the id of a subscription this session holds, got {subscription!r}")
     return target

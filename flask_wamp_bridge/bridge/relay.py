@@ -18,6 +18,7 @@ input                                 meaning
 ``router_queued(now)``                the upstream connect waits for its turn
 ``router_connecting(now)``            the upstream connect starts (its turn came)
 ``router_connected(local_address)``   the upstream is open: the bridge's end of it
+``too_big_for_router(data, exc)``     the upstream did not take one message: longer than the router accepts
 ``tick(now)``                         time passed: the only clock input
 ``shutdown(code)``                    the worker is stopping (1001) or reloading
 ====================================  =======================================
@@ -115,12 +116,14 @@ import typing as t
 from ..errors import BridgeError
 from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
+from ..errors import MessageTooBig
 from ..errors import PayloadOutOfBounds
 from ..errors import ProtocolError
 from ..errors import RemoteProtocolError
 from ..errors import TransportError
 from ..settings import DEFAULTS
 from ..wamp.heads import PEEKERS
+from ..wamp.heads import Head
 from ..wamp.heads import head_of
 from ..wamp.messages import MessageType
 from ..wamp.messages import Serializer
@@ -430,6 +433,14 @@ class Relay:
         """
         self._router_peer = peer_descriptor(local_address)
 
+    def too_big_for_router(self, data: Data, exc: MessageTooBig) -> list[Action]:
+        """The upstream refused to send ``data`` (a message the relay gave it) as longer than the router accepts;
+        nothing was sent and the connection stays. A browser message can grow so in translation (a JSON float
+        is 9 bytes of msgpack): its request is answered as one past its bounds, the session stays."""
+        if self._state is State.CLOSED:
+            return []
+        return self._client_untranslatable(PEEKERS[self.upstream_serializer.name](data), exc)
+
     def router_silent(self, seconds: float) -> list[Action]:
         """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""
         if self._state is State.CLOSED:
@@ -589,7 +600,7 @@ class Relay:
             try:
                 to_router = self._forward(forward, verdict.decoded)
             except PayloadOutOfBounds as exc:
-                return self._client_untranslatable(forward, exc)
+                return self._client_untranslatable(self._peek(forward), exc)
             if verdict.closing:
                 self._start_closing(from_client=True)
             if verdict.refused is None:
@@ -685,11 +696,11 @@ class Relay:
         except PayloadOutOfBounds:
             return self._send_router([kind, {}, "wamp.close.normal" if kind == _GOODBYE else "wamp.error.canceled"])
 
-    def _client_untranslatable(self, data: Data, exc: PayloadOutOfBounds) -> list[Action]:
-        """A checked browser message the upstream's serializer cannot carry: answered like one past its bounds."""
+    def _client_untranslatable(self, head: Head | None, exc: RemoteProtocolError) -> list[Action]:
+        """A checked browser message (``head``: its type and ids) the upstream cannot carry: answered like one past
+        its bounds."""
         text = f"the message cannot be passed to the router: {exc}"
-        head = self._peek(data) or (None, None, None)
-        kind, first, second = head
+        kind, first, second = head or (None, None, None)
         checks = self._checks
         notice = Notice("refused", text)
         if kind == _CALL and first is not None:

@@ -55,6 +55,7 @@ import gevent
 
 from .. import metrics_sink
 from ..errors import BridgeError
+from ..errors import MessageTooBig
 from ..settings import DEFAULTS
 from ..signals import browser_session_closed
 from ..signals import browser_session_opened
@@ -342,6 +343,8 @@ class RelaySession:
                 if upstream is not None and not self._closed:
                     try:
                         upstream.send(action.data)
+                    except MessageTooBig as exc:  # nothing was sent, the connection stays (RawSocket)
+                        self._execute(self.relay.too_big_for_router(action.data, exc))
                     except _LEG_ERRORS as exc:
                         self._leg_failed("router", exc)
             elif kind is SendToClient:
