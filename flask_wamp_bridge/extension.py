@@ -70,6 +70,7 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from .bridge.nodes import NodeSessions
     from .component.authorizer import AuthorizerService
     from .component.meta_service import MetaService
+    from .wamp.handler_pool import HandlerPool
     from .wamp.peer import Peer
 
 __all__ = ["WampBridge", "BridgeState", "Wampy"]
@@ -311,11 +312,15 @@ class BridgeState:
             options = dict(handler.options)
             pool = options.pop("pool", None)
             if pool is not None:
-                concurrency, backlog = _OWN_POOLS[pool]
-                options["pool"] = peer.pool(f"{pool} handlers", self.settings[concurrency], self.settings[backlog])
+                options["pool"] = self.own_pool(peer, pool)
             peer.register(uri, fn, **options)
         else:
             peer.subscribe(uri, fn, **handler.options)
+
+    def own_pool(self, peer: Peer, name: str) -> HandlerPool:
+        """The peer's pool ``name`` of :data:`_OWN_POOLS`, sized by its settings (made on first use)."""
+        concurrency, backlog = (self.settings[size] if isinstance(size, str) else size for size in _OWN_POOLS[name])
+        return peer.pool(f"{name} handlers", concurrency, backlog)
 
     @property
     def tasks(self) -> t.Any:
@@ -690,10 +695,12 @@ class _FirstRequestCheck:
 
 
 #: The library's procedures that the router calls on the way to a browser's login or action run in pools of their
-#: own (size and backlog settings by pool name): a storm of them never queues the app's procedures, nor the reverse.
-_OWN_POOLS: dict[str, tuple[str, str]] = {
+#: own (size and backlog by pool name: a setting's name or a number): a storm of them never queues the app's
+#: procedures, nor the reverse.
+_OWN_POOLS: dict[str, tuple[str | int, str | int]] = {
     "authenticator": ("WAMP_BRIDGE_AUTH_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
-    "authorizer": ("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
+    # no backlog: a decision past the pool is refused at once (the router denies the action), never queued
+    "authorizer": ("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", 0),
 }
 
 

@@ -123,3 +123,22 @@ def test_the_extension_gives_the_authenticator_its_own_pool_and_the_app_procedur
     assert login_pool is not None and (login_pool.concurrency, login_pool.backlog) == (3, 7)
     assert login_pool is not peer.handlers
     assert pools["app.echo"] is None  # the peer's own pool
+
+
+def test_the_authorizer_s_pool_has_no_backlog_a_decision_past_it_is_refused_at_once() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_AUTHORIZER="app.authorize",
+                      WAMP_BRIDGE_AUTHORIZER_CONCURRENCY=2)
+    WampBridge(app)
+    peer = app.extensions["wamp_bridge"].peer
+    pool = {reg.uri: reg.pool for reg in peer.handles()}["app.authorize"]
+    assert pool is not None and (pool.concurrency, pool.backlog) == (2, 0)
+    ran: list[int] = []
+    assert pool.submit(ran.append, 1) and pool.submit(ran.append, 2)
+    assert not pool.submit(ran.append, 3)  # refused: the peer answers the router's INVOCATION with an ERROR
+    gevent.sleep(0)
+    assert ran == [1, 2] and pool.active == 0 and pool.submit(ran.append, 4)
