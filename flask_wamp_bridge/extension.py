@@ -344,7 +344,8 @@ class BridgeState:
             if healing:
                 healer = Healer(self.peer, self.settings["WAMP_BRIDGE_HEALING_INTERVAL"])
                 jobs.append(healer.job())
-            scheduler = self._scheduler = Scheduler(self.peer, self.tasks, jobs, self.prefix)
+            scheduler = self._scheduler = Scheduler(self.peer, self.tasks, jobs, self.prefix,
+                                                    pool=self.own_pool(self.peer, "election"))
             if healer is not None:
                 healer.extra_uris = scheduler.uris
                 healer.elected = functools.partial(scheduler.holds, JOB_NAME)
@@ -701,6 +702,10 @@ _OWN_POOLS: dict[str, tuple[str | int, str | int]] = {
     "authenticator": ("WAMP_BRIDGE_AUTH_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
     # no backlog: a decision past the pool is refused at once (the router denies the action), never queued
     "authorizer": ("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", 0),
+    # the pages' history and presence calls: as many as the app's procedures, apart from them
+    "meta": ("WAMP_BRIDGE_PEER_CONCURRENCY", "WAMP_BRIDGE_PEER_BACKLOG"),
+    # a job's runner proving its election before each run (one call per job at a time, each answered at once)
+    "election": (4, 100),
 }
 
 
@@ -737,9 +742,9 @@ def _wire_authorizer_and_meta(state: BridgeState) -> None:
         return live().meta.list_subscribers_of(subscription)
 
     # get_events: the worker that joined first (the longest history) answers
-    state.register_internal(BROWSER_META_CALLS[GET_EVENTS], get_events, invoke="first")
-    state.register_internal(BROWSER_META_CALLS[COUNT_SUBSCRIBERS], count_subscribers)
-    state.register_internal(BROWSER_META_CALLS[LIST_SUBSCRIBERS], list_subscribers)
+    state.register_internal(BROWSER_META_CALLS[GET_EVENTS], get_events, invoke="first", pool="meta")
+    state.register_internal(BROWSER_META_CALLS[COUNT_SUBSCRIBERS], count_subscribers, pool="meta")
+    state.register_internal(BROWSER_META_CALLS[LIST_SUBSCRIBERS], list_subscribers, pool="meta")
     def recorder(key: tuple[str, str]) -> t.Callable[..., None]:
         def record(*args: t.Any, **kwargs: t.Any) -> None:
             live().meta.record(key, args, kwargs)

@@ -142,3 +142,37 @@ def test_the_authorizer_s_pool_has_no_backlog_a_decision_past_it_is_refused_at_o
     assert not pool.submit(ran.append, 3)  # refused: the peer answers the router's INVOCATION with an ERROR
     gevent.sleep(0)
     assert ran == [1, 2] and pool.active == 0 and pool.submit(ran.append, 4)
+
+
+def test_the_pages_meta_calls_and_the_election_proofs_never_wait_behind_the_app_s_procedures() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge.component.schedule import Job
+    from flask_wamp_bridge.component.schedule import Scheduler
+    from flask_wamp_bridge.wamp.handler_pool import HandlerPool
+    from flask_wamp_bridge.wamp.meta_api import BROWSER_META_CALLS
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_PRESENCE_TOPICS=["app.room."])
+    WampBridge(app)
+    peer = app.extensions["wamp_bridge"].peer
+    pools = {reg.uri: reg.pool for reg in peer.handles()}
+    meta = {pools[uri] for uri in BROWSER_META_CALLS.values()}
+    assert len(meta) == 1 and None not in meta and peer.handlers not in meta
+
+    registered: list[dict[str, t.Any]] = []
+
+    class ScriptedPeer:
+        is_connected = True
+
+        def register(self, uri: str, fn: t.Any, **options: t.Any) -> t.Any:
+            registered.append(options)
+            raise RuntimeError("enough")
+
+    pool = HandlerPool(1, 1, "election handlers")
+    job = Job("tick", 1.0, lambda: None)
+    scheduler = Scheduler(t.cast(t.Any, ScriptedPeer()), t.cast(t.Any, None), [job], "", pool=pool)
+    with pytest.raises(RuntimeError, match="enough"):
+        scheduler._elect(job)
+    assert registered[0]["pool"] is pool
