@@ -318,8 +318,8 @@ class BridgeState:
             peer.subscribe(uri, fn, **handler.options)
 
     def own_pool(self, peer: Peer, name: str) -> HandlerPool:
-        """The peer's pool ``name`` of :data:`_OWN_POOLS`, sized by its settings (made on first use)."""
-        concurrency, backlog = (self.settings[size] if isinstance(size, str) else size for size in _OWN_POOLS[name])
+        """The peer's pool ``name`` of :data:`_OWN_POOLS`, sized by the settings (made on first use)."""
+        concurrency, backlog = _OWN_POOLS[name](self.settings)
         return peer.pool(f"{name} handlers", concurrency, backlog)
 
     @property
@@ -696,16 +696,18 @@ class _FirstRequestCheck:
 
 
 #: The library's procedures that the router calls on the way to a browser's login or action run in pools of their
-#: own (size and backlog by pool name: a setting's name or a number): a storm of them never queues the app's
-#: procedures, nor the reverse.
-_OWN_POOLS: dict[str, tuple[str | int, str | int]] = {
-    "authenticator": ("WAMP_BRIDGE_AUTH_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
-    # no backlog: a decision past the pool is refused at once (the router denies the action), never queued
-    "authorizer": ("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", 0),
+#: own (size and backlog by pool name, from the settings): a storm of them never queues the app's procedures, nor
+#: the reverse.
+_OWN_POOLS: dict[str, t.Callable[[t.Mapping[str, t.Any]], tuple[int, int]]] = {
+    "authenticator": lambda s: (s["WAMP_BRIDGE_AUTH_CONCURRENCY"], s["WAMP_BRIDGE_AUTH_BACKLOG"]),
+    # The app's function runs at most WAMP_BRIDGE_AUTHORIZER_CONCURRENCY at once, beyond denied at once (the
+    # authorizer's own gate); as many slots again answer what the static rules or the cache decide, so that a burst
+    # (a page subscribing to 40 topics) waits only behind answers given at once, never behind the app's function.
+    "authorizer": lambda s: (2 * s["WAMP_BRIDGE_AUTHORIZER_CONCURRENCY"], s["WAMP_BRIDGE_AUTH_BACKLOG"]),
     # the pages' history and presence calls: as many as the app's procedures, apart from them
-    "meta": ("WAMP_BRIDGE_PEER_CONCURRENCY", "WAMP_BRIDGE_PEER_BACKLOG"),
+    "meta": lambda s: (s["WAMP_BRIDGE_PEER_CONCURRENCY"], s["WAMP_BRIDGE_PEER_BACKLOG"]),
     # a job's runner proving its election before each run (one call per job at a time, each answered at once)
-    "election": (4, 100),
+    "election": lambda s: (4, 100),
 }
 
 

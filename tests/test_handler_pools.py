@@ -16,6 +16,7 @@ import typing as t
 from pathlib import Path
 
 import gevent
+import gevent.event
 import pytest
 from test_peer import make_peer
 
@@ -125,23 +126,44 @@ def test_the_extension_gives_the_authenticator_its_own_pool_and_the_app_procedur
     assert pools["app.echo"] is None  # the peer's own pool
 
 
-def test_the_authorizer_s_pool_has_no_backlog_a_decision_past_it_is_refused_at_once() -> None:
+def test_a_burst_of_decisions_waits_only_behind_answers_given_at_once_never_behind_the_app_s_function() -> None:
     from flask import Flask
 
     from flask_wamp_bridge import WampBridge
 
+    bridge = WampBridge()
+    release = gevent.event.Event()
+
+    @bridge.authorizer
+    def authorize(caller: t.Any, uri: str, action: str) -> bool:
+        release.wait(10)
+        return True
+
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_AUTHORIZER="app.authorize",
-                      WAMP_BRIDGE_AUTHORIZER_CONCURRENCY=2)
-    WampBridge(app)
-    peer = app.extensions["wamp_bridge"].peer
-    pool = {reg.uri: reg.pool for reg in peer.handles()}["app.authorize"]
-    assert pool is not None and (pool.concurrency, pool.backlog) == (2, 0)
-    ran: list[int] = []
-    assert pool.submit(ran.append, 1) and pool.submit(ran.append, 2)
-    assert not pool.submit(ran.append, 3)  # refused: the peer answers the router's INVOCATION with an ERROR
-    gevent.sleep(0)
-    assert ran == [1, 2] and pool.active == 0 and pool.submit(ran.append, 4)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_AUTHORIZER="wamp_bridge.authorize",
+                      WAMP_BRIDGE_AUTHORIZER_CONCURRENCY=1)
+    bridge.init_app(app)
+    state = app.extensions["wamp_bridge"]
+    pool = {reg.uri: reg.pool for reg in state.peer.handles()}["wamp_bridge.authorize"]
+    assert pool is not None and pool is not state.peer.handlers
+    alice = {"authid": "alice", "authrole": "user", "session": 1}
+    answers: list[tuple[str, bool]] = []
+
+    def decide(name: str, session: t.Any, uri: str) -> None:  # what the peer runs for the router's INVOCATION
+        answers.append((name, state.authorizer.decide(session, uri, "subscribe").allow))
+
+    assert pool.submit(decide, "asks the app", alice, "team.a")  # no static rule: the app's function decides
+    gevent.sleep(0)  # running, waiting on the app's function
+    for n in range(20):  # a page's burst that the static rules answer at once
+        assert pool.submit(decide, f"at once {n}", alice, f"app.b{n}")
+    assert pool.submit(decide, "past the concurrency", alice, "team.c")
+    gevent.sleep(0.05)
+    assert len(answers) == 21 and ("past the concurrency", False) in answers  # denied at once, not queued
+    assert ("asks the app", True) not in answers
+    assert all(allow for name, allow in answers if name.startswith("at once"))
+    release.set()
+    gevent.sleep(0.05)
+    assert answers[-1] == ("asks the app", True)
 
 
 def test_the_pages_meta_calls_and_the_election_proofs_never_wait_behind_the_app_s_procedures() -> None:
