@@ -70,6 +70,7 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from .bridge.nodes import NodeSessions
     from .component.authorizer import AuthorizerService
     from .component.meta_service import MetaService
+    from .wamp.handler_pool import HandlerPool
     from .wamp.peer import Peer
 
 __all__ = ["WampBridge", "BridgeState", "Wampy"]
@@ -311,11 +312,15 @@ class BridgeState:
             options = dict(handler.options)
             pool = options.pop("pool", None)
             if pool is not None:
-                concurrency, backlog = _OWN_POOLS[pool]
-                options["pool"] = peer.pool(f"{pool} handlers", self.settings[concurrency], self.settings[backlog])
+                options["pool"] = self.own_pool(peer, pool)
             peer.register(uri, fn, **options)
         else:
             peer.subscribe(uri, fn, **handler.options)
+
+    def own_pool(self, peer: Peer, name: str) -> HandlerPool:
+        """The peer's pool ``name`` of :data:`_OWN_POOLS`, sized by the settings (made on first use)."""
+        concurrency, backlog = _OWN_POOLS[name](self.settings)
+        return peer.pool(f"{name} handlers", concurrency, backlog)
 
     @property
     def tasks(self) -> t.Any:
@@ -339,7 +344,8 @@ class BridgeState:
             if healing:
                 healer = Healer(self.peer, self.settings["WAMP_BRIDGE_HEALING_INTERVAL"])
                 jobs.append(healer.job())
-            scheduler = self._scheduler = Scheduler(self.peer, self.tasks, jobs, self.prefix)
+            scheduler = self._scheduler = Scheduler(self.peer, self.tasks, jobs, self.prefix,
+                                                    pool=self.own_pool(self.peer, "election"))
             if healer is not None:
                 healer.extra_uris = scheduler.uris
                 healer.elected = functools.partial(scheduler.holds, JOB_NAME)
@@ -690,10 +696,18 @@ class _FirstRequestCheck:
 
 
 #: The library's procedures that the router calls on the way to a browser's login or action run in pools of their
-#: own (size and backlog settings by pool name): a storm of them never queues the app's procedures, nor the reverse.
-_OWN_POOLS: dict[str, tuple[str, str]] = {
-    "authenticator": ("WAMP_BRIDGE_AUTH_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
-    "authorizer": ("WAMP_BRIDGE_AUTHORIZER_CONCURRENCY", "WAMP_BRIDGE_AUTH_BACKLOG"),
+#: own (size and backlog by pool name, from the settings): a storm of them never queues the app's procedures, nor
+#: the reverse.
+_OWN_POOLS: dict[str, t.Callable[[t.Mapping[str, t.Any]], tuple[int, int]]] = {
+    "authenticator": lambda s: (s["WAMP_BRIDGE_AUTH_CONCURRENCY"], s["WAMP_BRIDGE_AUTH_BACKLOG"]),
+    # The app's function runs at most WAMP_BRIDGE_AUTHORIZER_CONCURRENCY at once, beyond denied at once (the
+    # authorizer's own gate); as many slots again answer what the static rules or the cache decide, so that a burst
+    # (a page subscribing to 40 topics) waits only behind answers given at once, never behind the app's function.
+    "authorizer": lambda s: (2 * s["WAMP_BRIDGE_AUTHORIZER_CONCURRENCY"], s["WAMP_BRIDGE_AUTH_BACKLOG"]),
+    # the pages' history and presence calls: as many as the app's procedures, apart from them
+    "meta": lambda s: (s["WAMP_BRIDGE_PEER_CONCURRENCY"], s["WAMP_BRIDGE_PEER_BACKLOG"]),
+    # a job's runner proving its election before each run (one call per job at a time, each answered at once)
+    "election": lambda s: (4, 100),
 }
 
 
@@ -730,9 +744,9 @@ def _wire_authorizer_and_meta(state: BridgeState) -> None:
         return live().meta.list_subscribers_of(subscription)
 
     # get_events: the worker that joined first (the longest history) answers
-    state.register_internal(BROWSER_META_CALLS[GET_EVENTS], get_events, invoke="first")
-    state.register_internal(BROWSER_META_CALLS[COUNT_SUBSCRIBERS], count_subscribers)
-    state.register_internal(BROWSER_META_CALLS[LIST_SUBSCRIBERS], list_subscribers)
+    state.register_internal(BROWSER_META_CALLS[GET_EVENTS], get_events, invoke="first", pool="meta")
+    state.register_internal(BROWSER_META_CALLS[COUNT_SUBSCRIBERS], count_subscribers, pool="meta")
+    state.register_internal(BROWSER_META_CALLS[LIST_SUBSCRIBERS], list_subscribers, pool="meta")
     def recorder(key: tuple[str, str]) -> t.Callable[..., None]:
         def record(*args: t.Any, **kwargs: t.Any) -> None:
             live().meta.record(key, args, kwargs)

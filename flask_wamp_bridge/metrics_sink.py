@@ -31,7 +31,8 @@ class Sink:
         """A browser's CALL went to the router (``owner``: its session's checks)."""
 
     def call_ended(self, owner: object, request_id: int, outcome: str) -> None:
-        """That call got its final RESULT (``outcome`` ``"result"``) or ERROR (``"error"``)."""
+        """That call got its final RESULT (``outcome`` ``"result"``) or ERROR (``"error"``), or the bridge gave
+        up on it (``"canceled"``: past its deadline, untranslatable, or its session ended)."""
 
 
 #: The sink in use in this process.

@@ -16,6 +16,7 @@ import typing as t
 from pathlib import Path
 
 import gevent
+import gevent.event
 import pytest
 from test_peer import make_peer
 
@@ -123,3 +124,77 @@ def test_the_extension_gives_the_authenticator_its_own_pool_and_the_app_procedur
     assert login_pool is not None and (login_pool.concurrency, login_pool.backlog) == (3, 7)
     assert login_pool is not peer.handlers
     assert pools["app.echo"] is None  # the peer's own pool
+
+
+def test_a_burst_of_decisions_waits_only_behind_answers_given_at_once_never_behind_the_app_s_function() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+
+    bridge = WampBridge()
+    release = gevent.event.Event()
+
+    @bridge.authorizer
+    def authorize(caller: t.Any, uri: str, action: str) -> bool:
+        release.wait(10)
+        return True
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_AUTHORIZER="wamp_bridge.authorize",
+                      WAMP_BRIDGE_AUTHORIZER_CONCURRENCY=1)
+    bridge.init_app(app)
+    state = app.extensions["wamp_bridge"]
+    pool = {reg.uri: reg.pool for reg in state.peer.handles()}["wamp_bridge.authorize"]
+    assert pool is not None and pool is not state.peer.handlers
+    alice = {"authid": "alice", "authrole": "user", "session": 1}
+    answers: list[tuple[str, bool]] = []
+
+    def decide(name: str, session: t.Any, uri: str) -> None:  # what the peer runs for the router's INVOCATION
+        answers.append((name, state.authorizer.decide(session, uri, "subscribe").allow))
+
+    assert pool.submit(decide, "asks the app", alice, "team.a")  # no static rule: the app's function decides
+    gevent.sleep(0)  # running, waiting on the app's function
+    for n in range(20):  # a page's burst that the static rules answer at once
+        assert pool.submit(decide, f"at once {n}", alice, f"app.b{n}")
+    assert pool.submit(decide, "past the concurrency", alice, "team.c")
+    gevent.sleep(0.05)
+    assert len(answers) == 21 and ("past the concurrency", False) in answers  # denied at once, not queued
+    assert ("asks the app", True) not in answers
+    assert all(allow for name, allow in answers if name.startswith("at once"))
+    release.set()
+    gevent.sleep(0.05)
+    assert answers[-1] == ("asks the app", True)
+
+
+def test_the_pages_meta_calls_and_the_election_proofs_never_wait_behind_the_app_s_procedures() -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge.component.schedule import Job
+    from flask_wamp_bridge.component.schedule import Scheduler
+    from flask_wamp_bridge.wamp.handler_pool import HandlerPool
+    from flask_wamp_bridge.wamp.meta_api import BROWSER_META_CALLS
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="s", WAMP_BRIDGE_PRESENCE_TOPICS=["app.room."])
+    WampBridge(app)
+    peer = app.extensions["wamp_bridge"].peer
+    pools = {reg.uri: reg.pool for reg in peer.handles()}
+    meta = {pools[uri] for uri in BROWSER_META_CALLS.values()}
+    assert len(meta) == 1 and None not in meta and peer.handlers not in meta
+
+    registered: list[dict[str, t.Any]] = []
+
+    class ScriptedPeer:
+        is_connected = True
+
+        def register(self, uri: str, fn: t.Any, **options: t.Any) -> t.Any:
+            registered.append(options)
+            raise RuntimeError("enough")
+
+    pool = HandlerPool(1, 1, "election handlers")
+    job = Job("tick", 1.0, lambda: None)
+    scheduler = Scheduler(t.cast(t.Any, ScriptedPeer()), t.cast(t.Any, None), [job], "", pool=pool)
+    with pytest.raises(RuntimeError, match="enough"):
+        scheduler._elect(job)
+    assert registered[0]["pool"] is pool

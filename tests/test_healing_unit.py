@@ -82,3 +82,30 @@ def test_a_callee_whose_id_is_no_session_is_removed_by_that_id() -> None:
     healer = Healer(t.cast(t.Any, router), interval=10)
     assert [(r.callee, r.session) for r in healer.check()] == [(3, 3)]
     assert removals(router) == [3] and router.callees == [1]
+
+
+def test_a_ghost_no_id_that_left_removes_costs_a_bounded_number_of_tries_per_check_and_one_log(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_wamp_bridge.component import healing
+
+    monkeypatch.setattr(healing, "MAX_TRIES", 10)
+    router = ScriptedRouter([1, None], zombies=set(), live={1})
+    healer = Healer(t.cast(t.Any, router), interval=10)
+    for session in range(100, 125):  # browsers that left cleanly: none is the ghost
+        healer._on_leave(session)
+    with caplog.at_level(logging.INFO, logger="flask_wamp_bridge.healing"):
+        tried = []
+        for _ in range(4):
+            router.calls.clear()
+            assert healer.check() == []
+            tried.append(len(removals(router)))
+    assert tried == [10, 10, 5, 0]  # every id tried once, at most 10 a check; then no more tries
+    assert caplog.text.count("no session that left is it") == 1
+    router.callees.append(None)  # another ghost: 7 left since, and it is one of them
+    router.zombies.add(7)
+    healer._on_leave(7)
+    router.calls.clear()
+    with caplog.at_level(logging.INFO, logger="flask_wamp_bridge.healing"):
+        assert [(r.callee, r.session) for r in healer.check()] == [(None, 7)]
+    assert removals(router) == [7]  # the ghost reported before is not tried again, nor logged
+    assert caplog.text.count("no session that left is it") == 1

@@ -230,3 +230,35 @@ def value_of(name: str, **labels: str) -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_the_master_prepares_the_workers_metrics_folder_only_when_metrics_are_asked_for(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: t.Any) -> None:
+    import logging
+
+    from flask_wamp_bridge.websocket import metrics_dir
+
+    class Config:
+        def __init__(self) -> None:
+            self.child_exit = lambda arbiter, worker: None
+
+        def set(self, name: str, value: t.Any) -> None:
+            setattr(self, name, value)
+
+    log = logging.getLogger("test")
+    monkeypatch.delenv(metrics_dir.ENV, raising=False)
+    monkeypatch.delenv(metrics_dir.METRICS_ENV, raising=False)
+    cfg = Config()
+    original = cfg.child_exit
+    assert metrics_dir.prepare(cfg, log) is None  # an app without metrics: its own prometheus_client untouched
+    assert metrics_dir.ENV not in os.environ and cfg.child_exit is original
+    stale = tmp_path / "counter_1.db"
+    stale.write_bytes(b"")
+    monkeypatch.setenv(metrics_dir.ENV, str(tmp_path))  # the operator's folder
+    assert metrics_dir.prepare(cfg, log) == str(tmp_path)
+    assert not stale.exists() and cfg.child_exit is not original
+    monkeypatch.delenv(metrics_dir.ENV)
+    monkeypatch.setenv(metrics_dir.METRICS_ENV, "/metrics")  # the app's setting, from the environment
+    path = metrics_dir.prepare(Config(), log)
+    assert path is not None and os.environ[metrics_dir.ENV] == path and os.path.isdir(path)
+    os.rmdir(path)

@@ -336,3 +336,39 @@ def test_a_protocol_violation_answers_the_calls_in_flight_before_its_abort() -> 
     assert messages[2][0] == ABORT and len(messages) == 3
     assert pair.router_messages()[-1][0] == GOODBYE
     assert pair.closed is not None and pair.closed.code == 1002
+
+
+def test_the_metrics_forget_every_call_the_bridge_gives_up_on_or_its_session_takes_along() -> None:
+    pytest.importorskip("prometheus_client")
+    import prometheus_client
+
+    from flask_wamp_bridge import metrics_sink
+    from flask_wamp_bridge.ops.metrics import Metrics
+    from flask_wamp_bridge.ops.metrics import PrometheusSink
+
+    class Recording(PrometheusSink):
+        def __init__(self) -> None:
+            super().__init__(Metrics(prometheus_client.CollectorRegistry()))
+            self.open: set[tuple[int, int]] = set()
+
+        def call_started(self, owner: object, request_id: int) -> None:
+            super().call_started(owner, request_id)
+            self.open.add((id(owner), request_id))
+
+        def call_ended(self, owner: object, request_id: int, outcome: str) -> None:
+            super().call_ended(owner, request_id, outcome)  # "canceled" too: no timing, no KeyError
+            self.open.discard((id(owner), request_id))
+
+    sink = Recording()
+    previous = metrics_sink.install(sink)
+    try:
+        pair = with_calls(1, 2, call_timeout=30)
+        pair.tick(NOW + 30)  # both given up on at their deadline
+        assert pair.relay.calls_in_flight == 0 and sink.open == set()
+        pair.client_sends([CALL, 3, {}, "app.slow"])
+        pair.client_sends([CALL, 4, {}, "app.slow"])
+        assert len(sink.open) == 2
+        pair.router_sends([GOODBYE, {}, "wamp.close.system_shutdown"])  # the session ends with them pending
+        assert sink.open == set()
+    finally:
+        metrics_sink.install(previous)

@@ -113,6 +113,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from .. import metrics_sink
 from ..errors import BridgeError
 from ..errors import ConnectionClosed
 from ..errors import LocalProtocolError
@@ -483,6 +484,7 @@ class Relay:
         calls = self._checks.calls
         for request_id, seconds in due:
             calls.discard(request_id)
+            metrics_sink.sink.call_ended(self._checks, request_id, "canceled")
             actions.append(self._send_client(call_deadline_error(request_id, seconds)))
             actions.append(self._send_router([_CANCEL, request_id, {"mode": CANCEL_MODE}]))
         ids = ", ".join(str(request_id) for request_id, _ in due[:5]) + (" ..." if len(due) > 5 else "")
@@ -706,6 +708,7 @@ class Relay:
         if kind == _CALL and first is not None:
             checks.calls.discard(first)
             checks.started_call = None
+            metrics_sink.sink.call_ended(checks, first, "canceled")
             return [self._send_client([_ERROR, _CALL, first, {}, UNTRANSLATABLE, [text]]), notice]
         if kind == _PUBLISH and first is not None:
             pending = checks.pending[_PUBLISH]
@@ -790,7 +793,7 @@ class Relay:
         """The router ended the session (GOODBYE, ABORT): each pending CALL gets an ERROR with its reason."""
         answers: list[Action] = [self._send_client(error) for error in
                                  faults.router_ended(self.serializer, data, self._checks.calls)]
-        self._checks.calls.clear()
+        self._calls_canceled()
         return answers
 
     def _goodbye_upstream(self, fault: faults.Fault | None, uri: str = "") -> SendToRouter:
@@ -802,10 +805,17 @@ class Relay:
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self._state = State.CLOSED
-        self._checks.calls.clear()
+        self._calls_canceled()
         close = Close(code, reason, self._router_owes_goodbye)
         self.closed_with = close
         return [close]
+
+    def _calls_canceled(self) -> None:
+        """The session's calls in flight end here (answered by the bridge, or by no one)."""
+        checks = self._checks
+        for request_id in checks.calls:
+            metrics_sink.sink.call_ended(checks, request_id, "canceled")
+        checks.calls.clear()
 
     def _closed_error(self) -> LocalProtocolError:
         why = f" ({self.closed_with.code} {self.closed_with.reason})" if self.closed_with else ""

@@ -76,7 +76,7 @@ class AuthorizerService:
         cached = self.cache.get(caller, uri, action, now)
         if cached is not None:
             return cached
-        if self.pool.full():
+        if self.pool.full():  # the gate: beyond ``concurrency`` running, denied at once (never queued)
             log.warning("authorizer: denied %s %r for %r: %d decisions already running in this worker "
                         "(WAMP_BRIDGE_AUTHORIZER_CONCURRENCY)", action, uri, caller.authid, self.pool.size)
             return DENY

@@ -15,6 +15,10 @@ worker (a job of :mod:`~flask_wamp_bridge.component.schedule`) checks every
 leaves, that each callee of the app's procedures is a live session, removing
 the dead ones through the router and logging what it did and why. A check costs
 two meta calls per procedure and one per distinct callee (the workers' peers).
+A ``null`` callee is removed by trying the ids that left, former callees first,
+at most :data:`MAX_TRIES` per check (the rest at the next checks; an id that left
+cleanly is tried once); one that none of them removes is logged once, and not
+tried again unless the procedure gets another one.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .schedule import Job
 if t.TYPE_CHECKING:  # pragma: no cover
     from ..wamp.peer import Peer
 
-__all__ = ["Healer", "Repair", "JOB_NAME", "MAX_LEFT", "SETTLE"]
+__all__ = ["Healer", "Repair", "JOB_NAME", "MAX_LEFT", "MAX_TRIES", "SETTLE"]
 
 log = logging.getLogger("flask_wamp_bridge.healing")
 
@@ -41,6 +45,8 @@ log = logging.getLogger("flask_wamp_bridge.healing")
 JOB_NAME = "wamp_bridge.healing"
 #: Session ids that left, remembered per worker (the newest; 16 bytes or so each).
 MAX_LEFT = 10_000
+#: ``remove_callee`` tries of ids that left, per check (mostly browsers: the rest wait for the next checks).
+MAX_TRIES = 100
 #: Seconds after a leave before the elected worker checks (the router finishes the detach meanwhile).
 SETTLE = 1.0
 
@@ -76,6 +82,8 @@ class Healer:
         self.repairs = 0  #: dead callees removed by this worker
         self._left: collections.OrderedDict[int, float] = collections.OrderedDict()
         self._seen_callees: set[int] = set()  # the live callees the last check saw
+        self._unhealed: dict[int, int] = {}  # registration: its null callees no id that left removed (logged)
+        self._tries = MAX_TRIES  # left in this check
         self._prompt: gevent.Greenlet | None = None
 
     def attach(self) -> None:
@@ -124,6 +132,8 @@ class Healer:
         repairs: list[Repair] = []
         alive: dict[int, bool] = {}
         seen: set[int] = set()
+        self._tries = MAX_TRIES
+        reported, self._unhealed = self._unhealed, {}
         for uri, options in self.watched():
             registration = self.peer.call("wamp.registration.lookup", uri, options) if options else \
                 self.peer.call("wamp.registration.lookup", uri)
@@ -135,10 +145,20 @@ class Healer:
                 if exc.error == _NOT_ON_IT:  # deleted in the meantime
                     continue
                 raise
-            for callee in callees or ():
+            callees = list(callees or ())
+            nulls = callees.count(None)
+            unhealed = min(nulls, reported.get(registration, 0))  # reported: no id that left was one
+            if unhealed:
+                self._unhealed[registration] = unhealed
+            to_try = nulls - unhealed
+            for callee in callees:
                 if callee is not None and self._alive(callee, alive):
                     seen.add(callee)
                     continue
+                if callee is None:
+                    if to_try == 0:
+                        continue
+                    to_try -= 1
                 repair = self._remove(uri, registration, callee)
                 if repair is not None:
                     repairs.append(repair)
@@ -164,7 +184,13 @@ class Healer:
             seen = self._seen_callees
             candidates = [c for c in newest if c in seen] + [c for c in newest if c not in seen]
         before = self._callees(registration)
-        for session_id in candidates:
+        for tried, session_id in enumerate(candidates):
+            if callee is None:
+                if self._tries <= 0:
+                    log.info("healing: %r (registration %s) has a null callee; %d ids that left are left to try "
+                             "at the next check", uri, registration, len(candidates) - tried)
+                    return None
+                self._tries -= 1
             try:
                 self.peer.call("wamp.registration.remove_callee", registration, session_id,
                                reason="wamp_bridge.healing.dead_callee")
@@ -188,6 +214,8 @@ class Healer:
         log.error("healing: %r (registration %s) has a callee %s that is no live session, and no session that "
                   "left is it; calls routed to it are not answered until the router restarts", uri, registration,
                   "null" if callee is None else callee)
+        if callee is None:  # logged once: tried again only when the procedure gets another one
+            self._unhealed[registration] = self._unhealed.get(registration, 0) + 1
         return None
 
     def _callees(self, registration: int) -> list[t.Any] | None:

@@ -34,6 +34,7 @@ from ..errors import ApplicationError
 from ..errors import BridgeError
 
 if t.TYPE_CHECKING:  # pragma: no cover
+    from ..wamp.handler_pool import HandlerPool
     from ..wamp.handles import Registration
     from ..wamp.peer import Peer
     from .tasks import Tasks
@@ -61,9 +62,12 @@ class Job:
 class Scheduler:
     """Elects and runs this process's share of the jobs (one greenlet per job, spawned as tasks)."""
 
-    def __init__(self, peer: Peer, tasks: Tasks, jobs: t.Sequence[Job], prefix: str) -> None:
+    def __init__(self, peer: Peer, tasks: Tasks, jobs: t.Sequence[Job], prefix: str,
+                 pool: HandlerPool | None = None) -> None:
         self.pid = os.getpid()
         self.peer = peer
+        #: Where the router's proof calls run (None: the peer's pool, behind the app's procedures).
+        self.pool = pool
         self.tasks = tasks
         self.jobs = list(jobs)
         self.prefix = prefix
@@ -97,7 +101,7 @@ class Scheduler:
                 gevent.sleep(RETRY)
                 continue
             try:
-                reg = peer.register(uri, self._holder_info(job), invoke="single", report=False)
+                reg = peer.register(uri, self._holder_info(job), invoke="single", report=False, pool=self.pool)
             except BridgeError as exc:  # held by another session (or no answer)
                 log.debug("job %r: not elected (%s)", job.name, exc)
                 self._forget(uri)
@@ -138,7 +142,8 @@ class Scheduler:
             callees = peer.call("wamp.registration.list_callees", registration) or []
             if not callees or any(callee is not None and _alive(peer, callee) for callee in callees):
                 return None
-            reg = peer.register(uri, self._holder_info(job), invoke="single", force_reregister=True, report=False)
+            reg = peer.register(uri, self._holder_info(job), invoke="single", force_reregister=True, report=False,
+                                pool=self.pool)
         except BridgeError as exc:
             log.debug("job %r: could not check its holder (%s)", job.name, exc)
             self._forget(uri)

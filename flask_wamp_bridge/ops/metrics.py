@@ -142,8 +142,9 @@ class PrometheusSink(metrics_sink.Sink):
     def call_ended(self, owner: object, request_id: int, outcome: str) -> None:
         calls = self._calls.get(owner)
         started = calls.pop(request_id, None) if calls is not None else None
-        if started is not None:
-            self._latency[outcome](time.perf_counter() - started)
+        observe = self._latency.get(outcome)  # "canceled": the bridge gave up on it, not timed
+        if started is not None and observe is not None:
+            observe(time.perf_counter() - started)
 
 
 class _Process:

@@ -7,7 +7,14 @@ sets it up (:func:`prepare`, from the worker class's ``check_config``): the
 operator's folder, emptied of a previous run's files, or a private temporary
 folder removed when the master exits. When a worker dies (even by SIGKILL) the
 master marks it dead, so its live gauges (open sessions ...) stop counting.
-Nothing happens when prometheus_client is not installed.
+
+Only when metrics are asked for: the master cannot read the app's settings
+(without ``--preload`` it has no app; with it, the app imported prometheus_client
+before any folder could be set), so it goes by the environment: the operator's
+``PROMETHEUS_MULTIPROC_DIR``, or ``FLASK_WAMP_BRIDGE_METRICS_PATH`` (the app's
+setting through Flask's ``from_prefixed_env``). Otherwise nothing happens: an
+app's own prometheus_client metrics stay in their single-process mode. Nothing
+happens either when prometheus_client is not installed.
 """
 
 from __future__ import annotations
@@ -20,18 +27,22 @@ import shutil
 import tempfile
 import typing as t
 
-__all__ = ["ENV", "prepare", "mark_dead"]
+__all__ = ["ENV", "METRICS_ENV", "prepare", "mark_dead"]
 
 #: prometheus_client's variable naming the folder.
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: ``WAMP_BRIDGE_METRICS_PATH`` as Flask's ``app.config.from_prefixed_env()`` reads it.
+METRICS_ENV = "FLASK_WAMP_BRIDGE_METRICS_PATH"
 _PREFIX = "wamp-bridge-metrics-"
 
 
 def prepare(cfg: t.Any, log: t.Any) -> str | None:
-    """In the master, before it forks: the folder every worker writes to (None: no prometheus_client)."""
+    """In the master, before it forks: the workers' folder (None: not asked for, or no prometheus_client)."""
+    path = os.environ.get(ENV)
+    if not path and os.environ.get(METRICS_ENV, "null") in ("", "null"):
+        return None
     if importlib.util.find_spec("prometheus_client") is None:
         return None
-    path = os.environ.get(ENV)
     if path and not os.path.basename(path).startswith(_PREFIX):
         os.makedirs(path, exist_ok=True)
         for stale in glob.glob(os.path.join(path, "*.db")):  # a previous run's values
