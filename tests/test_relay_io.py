@@ -180,10 +180,8 @@ def test_relay_io_a_router_that_never_answers_goodbye_is_closed_after_the_bound(
     assert h.login() is not None
     end = h.router.ends[0]
     end.greenlet.kill()  # the router reads nothing more: no GOODBYE reply will come
-    started = time.monotonic()
     h.browser.abort(1006, "the browser tab closed")
-    assert h.ended()
-    assert time.monotonic() - started < 8  # the wait is bounded (and the close handshake too)
+    assert h.ended()  # all the same (ended() gives up after 10 s: an unbounded wait would hang here)
 
 
 def test_relay_io_out_of_descriptors_at_connect_says_so_and_aborts_1013(
