@@ -237,7 +237,13 @@ def _connect_signals(process: _Process) -> None:
 
 
 def _is_app_peer(sender: t.Any, process: _Process) -> bool:
-    return any(state.app is sender for state in process.apps)
+    for state in list(process.apps):
+        try:
+            if state.app is sender:
+                return True
+        except RuntimeError:  # that app is gone (its state outlived it): stop watching it
+            process.apps.discard(state)
+    return False
 
 
 def _sample(process: _Process, *, leaving: bool = False) -> None:
