@@ -75,6 +75,7 @@ def test_router_lost_ends_a_relay_without_pings_with_the_router_silent_fault(
     assert h.receive() is None
     assert h.browser.close_code == 1011
     assert h.ended()
+    assert "the app's peer lost it" in str(h.relay.error)  # the log says why
 
 
 def test_router_lost_spares_other_nodes_other_apps_and_relays_that_heard_the_router_since(

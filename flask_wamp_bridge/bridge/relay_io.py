@@ -591,7 +591,7 @@ class RelaySession:
         silent = time.monotonic() - self._heard
         log.warning("wamp relay %s: the app's peer lost the router at %s and this relay heard nothing from it "
                     "for %.1f s; taking it as lost", self.name, self.router_url, silent)
-        return self.relay.router_silent(round(silent, 1))
+        return self.relay.router_silent(round(silent, 1), "and the app's peer lost it")
 
     def _check_router(self) -> list[t.Any]:
         """Ping a router silent for ``ping_interval``; past :meth:`pong_wait` more, it is lost."""
