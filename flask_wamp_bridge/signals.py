@@ -21,6 +21,7 @@ from blinker import Namespace
 __all__ = [
     "peer_joined",
     "peer_left",
+    "router_lost",
     "peer_reregistered",
     "registration_failed",
     "call_timed_out",
@@ -38,6 +39,10 @@ _signals = Namespace()
 peer_joined = _signals.signal("wamp-peer-joined")
 #: The peer's session ended (closed, aborted or the connection was lost): ``reason``, ``message``.
 peer_left = _signals.signal("wamp-peer-left")
+#: The peer's connection to a router node ended while its session was open (the router went away, or stopped
+#: answering the peer's liveness check), after ``peer_left``: ``url`` (the node), ``message``. Not sent when the
+#: session ended by GOODBYE or ABORT, nor when a (re)join fails.
+router_lost = _signals.signal("wamp-router-lost")
 #: After a rejoin, every registration and subscription was made again: ``session_id``, ``uris``.
 peer_reregistered = _signals.signal("wamp-peer-reregistered")
 #: The router refused (or did not answer) a REGISTER or SUBSCRIBE: ``uri``, ``kind``

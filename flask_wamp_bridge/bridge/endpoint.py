@@ -33,6 +33,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 
 from .. import settings as _settings
 from ..errors import NotAuthenticated
+from ..signals import router_lost
 from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
 from ..wamp.messages import serializer_for
@@ -123,6 +124,13 @@ class Endpoint:
             return
         app.add_url_rule(path, ENDPOINT, self.serve, websocket=True, provide_automatic_options=False)
         app.register_error_handler(WebsocketMismatch, handle_websocket_mismatch)
+        router_lost.connect(self._router_lost, sender=app)
+
+    def _router_lost(self, sender: object, **kwargs: t.Any) -> None:
+        """The app's peer lost a router node: its relays there that cannot tell themselves end (the ticker)."""
+        from . import relay_io  # the peer runs on gevent: importing it costs nothing more
+
+        relay_io.router_lost(sender, **kwargs)
 
     def load_identity(self) -> Identity | None:
         """The frozen identity of the current request: the loader's, else anonymous, else None.

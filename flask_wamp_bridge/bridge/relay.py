@@ -442,12 +442,12 @@ class Relay:
             return []
         return self._client_untranslatable(PEEKERS[self.upstream_serializer.name](data), exc)
 
-    def router_silent(self, seconds: float) -> list[Action]:
-        """The upstream has been silent for ``seconds`` past its ping: take the router as lost."""
+    def router_silent(self, seconds: float, why: str = "not even a pong") -> list[Action]:
+        """The upstream has been silent for ``seconds`` past its ping (``why``: what else tells): the router is lost."""
         if self._state is State.CLOSED:
             return []
         self._router_owes_goodbye = False
-        self.error = TransportError(f"the router sent nothing for {seconds:g} s, not even a pong")
+        self.error = TransportError(f"the router sent nothing for {seconds:g} s, {why}")
         if self._state is State.AUTHENTICATING:
             return self._end(faults.ROUTER_UNREACHABLE, tell_router=False)
         if self._state is State.CLOSING:

@@ -27,8 +27,13 @@ silent for ``ping_interval + ping_timeout`` it is a lost router.
 A RawSocket upstream (``upstream="rawsocket"``, :mod:`~flask_wamp_bridge.wamp.rawsocket_connection`) has no
 ping: Crossbar knows no RawSocket PING (it drops the connection on one) and answers no WAMP message that would
 not reach the browser's session. Its liveness is the connection's end: a Unix socket reads EOF as soon as the
-router's process is gone, a TCP one has kernel keepalives (``ping_interval`` idle, then probes); a router that
-is up but stalled is noticed by the relay's own deadlines (login, calls, GOODBYE).
+router's process is gone, a TCP one has kernel keepalives (``ping_interval`` idle, then probes). A router that
+is up but stalled is noticed by the app's peer, which keeps a liveness check of its own: when it sends
+:data:`~flask_wamp_bridge.signals.router_lost` for a node, :func:`router_lost` notes it and the ticker's next
+pass ends every relay of that app to that node that keeps no liveness check of its own (no ping) and has heard
+nothing from the router since, with the router-silent fault. Relays that heard the router since stay (it is
+alive for them), and so do relays to other nodes; a peer that is down for another reason (its login refused, a
+GOODBYE) sends no such signal.
 
 The wait for a pong follows the link: at least ``ping_timeout``, or three
 smoothed round trips (measured on the connect and on each ping) when longer.
@@ -88,6 +93,7 @@ from .relay_events import State
 __all__ = [
     "RelaySession",
     "live_sessions",
+    "router_lost",
     "TICK_INTERVAL",
 ]
 
@@ -558,15 +564,31 @@ class RelaySession:
 
     # --- inputs from outside --------------------------------------------------
 
-    def tick(self, now: float) -> None:
-        """Advance the relay's clock (called by the process ticker)."""
+    def tick(self, now: float, lost: t.Mapping[tuple[object, str], float] | None = None) -> None:
+        """Advance the relay's clock (called by the process ticker).
+
+        :param lost: when the app's peer lost a router node, by (signal sender, URL), since the last tick.
+        """
         if self._closed:
             return
         actions = self.relay.tick(now)
-        if not actions and self._ping_interval and self.upstream is not None:
-            actions = self._check_router()
+        if not actions and self.upstream is not None:
+            if self._ping_interval:
+                actions = self._check_router()
+            elif lost:
+                actions = self._check_peer_news(lost)
         if actions:
             gevent.spawn(self._execute, actions)
+
+    def _check_peer_news(self, lost: t.Mapping[tuple[object, str], float]) -> list[t.Any]:
+        """End the session if the app's peer lost this relay's router node and it heard nothing from it since."""
+        lost_at = lost.get((self._signal_sender, self.router_url))
+        if lost_at is None or self._heard >= lost_at or self.relay.state is not State.ESTABLISHED:
+            return []
+        silent = time.monotonic() - self._heard
+        log.warning("wamp relay %s: the app's peer lost the router at %s and this relay heard nothing from it "
+                    "for %.1f s; taking it as lost", self.name, self.router_url, silent)
+        return self.relay.router_silent(round(silent, 1), "and the app's peer lost it")
 
     def _check_router(self) -> list[t.Any]:
         """Ping a router silent for ``ping_interval``; past :meth:`pong_wait` more, it is lost."""
@@ -647,6 +669,8 @@ def warn_limited(kind: str, message: str, *args: t.Any) -> None:
 
 _sessions: weakref.WeakSet[RelaySession] = weakref.WeakSet()
 _ticker: list[gevent.Greenlet] = []
+# Router nodes the app's peer lost since the last tick: (signal sender, URL) -> when (time.monotonic()).
+_lost_routers: dict[tuple[object, str], float] = {}
 
 
 def live_sessions() -> list[RelaySession]:
@@ -664,12 +688,23 @@ def _unregister(session: RelaySession) -> None:
     _sessions.discard(session)
 
 
+def router_lost(sender: object, *, url: str, **_: t.Any) -> None:
+    """A :data:`~flask_wamp_bridge.signals.router_lost` receiver: the app's peer (of ``sender``) lost ``url``.
+
+    Only noted here; the ticker's next pass ends the relays it concerns (see the module docs).
+    """
+    if _sessions:
+        _lost_routers[(sender, url)] = time.monotonic()
+
+
 def _tick_forever() -> None:
     while _sessions:
         gevent.sleep(TICK_INTERVAL)
         now = time.monotonic()
+        lost = dict(_lost_routers)
+        _lost_routers.clear()
         for session in list(_sessions):
             try:
-                session.tick(now)
+                session.tick(now, lost)
             except Exception:
                 log.exception("wamp relay %s: tick failed", session.name)

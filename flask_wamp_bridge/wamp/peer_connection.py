@@ -51,6 +51,7 @@ from ..signals import peer_joined
 from ..signals import peer_left
 from ..signals import peer_reregistered
 from ..signals import registration_failed
+from ..signals import router_lost
 from ..signals import send as send_from
 from .hints import JOIN_TIMEOUT_HINT
 from .hints import PEER_JOIN_HINTS
@@ -404,6 +405,7 @@ class PeerConnection:
             self.closed.set()
             if self.joined.is_set():
                 send_signal(self.owner, peer_left, reason=closed.reason, message=closed.message)
+                send_signal(self.owner, router_lost, url=self.config.url, message=message)
             _fail_pending(closed.pending, closed.reason, closed.message)
 
     # -- the core's actions, one handler each ---------------------------------------------
