@@ -4,7 +4,7 @@
 
     with bridge.connected(app) as wamp:          # or bridge.connected() in an app context
         wamp.publish("app.news", "maintenance at 22:00")
-        print(wamp.call("app.add", 2, 3))
+        total = wamp.call("app.add", 2, 3)
 
 The session logs in with the app's own peer credentials (``WAMP_BRIDGE_PEER_*``),
 registers nothing, and says GOODBYE on leaving the block. It runs on gevent
