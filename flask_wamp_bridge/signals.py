@@ -22,6 +22,7 @@ __all__ = [
     "peer_joined",
     "peer_left",
     "router_lost",
+    "peer_refused",
     "peer_reregistered",
     "registration_failed",
     "call_timed_out",
@@ -43,6 +44,10 @@ peer_left = _signals.signal("wamp-peer-left")
 #: answering the peer's liveness check), after ``peer_left``: ``url`` (the node), ``message``. Not sent when the
 #: session ended by GOODBYE or ABORT, nor when a (re)join fails.
 router_lost = _signals.signal("wamp-router-lost")
+#: The router refused the peer's join (ABORT before WELCOME: a wrong secret or role, an unknown realm):
+#: ``reason`` (the ABORT's URI), ``message``. Until the next ``peer_joined``, this worker cannot register its
+#: ticket authenticator.
+peer_refused = _signals.signal("wamp-peer-refused")
 #: After a rejoin, every registration and subscription was made again: ``session_id``, ``uris``.
 peer_reregistered = _signals.signal("wamp-peer-reregistered")
 #: The router refused (or did not answer) a REGISTER or SUBSCRIBE: ``uri``, ``kind``

@@ -478,3 +478,29 @@ def test_endpoint_refuses_rawsocket_over_tcp_for_a_wss_router() -> None:
         WampBridge(app())
     WampBridge(app(WAMP_BRIDGE_RAWSOCKET_PATH="/run/router.sock"))  # a Unix socket stays on this host
     WampBridge(app(WAMP_BRIDGE_UPSTREAM="websocket"))
+
+
+def test_endpoint_knows_while_the_router_refuses_its_apps_peer(caplog: pytest.LogCaptureFixture) -> None:
+    from flask import Flask
+
+    from flask_wamp_bridge import WampBridge
+    from flask_wamp_bridge import signals
+    from flask_wamp_bridge.bridge.identity import Identity
+    from flask_wamp_bridge.bridge.relay_events import RouterRefusal
+
+    app, other = Flask(__name__), Flask(__name__)
+    for one in (app, other):
+        one.config.update(SECRET_KEY="k", WAMP_BRIDGE_PEER_SECRET="p")
+        WampBridge(one)
+    endpoint = _endpoint(app)
+    assert not endpoint.peer_is_refused(app)
+    signals.send(signals.peer_refused, app, reason="wamp.error.not_authorized", message="")
+    assert endpoint.peer_is_refused(app) and not _endpoint(other).peer_is_refused(other)
+    with caplog.at_level("WARNING", logger="flask_wamp_bridge"):
+        endpoint._log_refusal(Identity("ann", "user"), RouterRefusal("wamp.error.no_such_procedure", None),
+                              peer_refused=endpoint.peer_is_refused(app))
+    logged = caplog.text
+    assert "wamp_bridge.error.server_misconfigured and 1013" in logged
+    assert "WAMP_BRIDGE_PEER_SECRET" in logged and "flask wamp config" in logged
+    signals.send(signals.peer_joined, app, session_id=1, authid="flask-app", authrole="backend")
+    assert not endpoint.peer_is_refused(app)

@@ -12,6 +12,7 @@ import typing as t
 import gevent
 import gevent.event
 import pytest
+from pair_router import ABORT
 from pair_router import CALL
 from pair_router import CANCEL
 from pair_router import ERROR
@@ -20,14 +21,17 @@ from pair_router import HELLO
 from pair_router import INTERRUPT
 from pair_router import INVOCATION
 from pair_router import REGISTER
+from pair_router import WELCOME
 from pair_router import YIELD
 from pair_router import PairRouter
 
+from flask_wamp_bridge import signals
 from flask_wamp_bridge.errors import CallTimeout
 from flask_wamp_bridge.errors import ConfigError
 from flask_wamp_bridge.errors import ConnectionClosed
 from flask_wamp_bridge.errors import NotConnected
 from flask_wamp_bridge.wamp.client_auth import AnonymousAuth
+from flask_wamp_bridge.wamp.messages import serializer_for
 from flask_wamp_bridge.wamp.peer import Peer
 from flask_wamp_bridge.wamp.peer_connection import PROBE_PROCEDURE
 
@@ -245,3 +249,25 @@ def test_peer_io_refuses_rawsocket_tcp_for_a_tls_router_url() -> None:
         Peer(["ws://a.example/ws", "wss://b.example/ws"], "realm1", AnonymousAuth(), upstream="rawsocket")
     Peer("wss://b.example/ws", "realm1", AnonymousAuth(), upstream="rawsocket", rawsocket_path="/run/router.sock")
     Peer("wss://b.example/ws", "realm1", AnonymousAuth())
+
+
+def test_peer_io_signals_a_refused_join(make_peer: t.Callable[..., Peer]) -> None:
+    json = serializer_for("wamp.2.json")
+    answers = [json.dumps([ABORT, {"message": "WAMP-CRA signature is invalid"}, "wamp.error.not_authorized"]),
+               json.dumps([WELCOME, 77, {"authid": "peer", "authrole": "backend", "roles": {"dealer": {}}}])]
+    router = PairRouter(login=lambda frame: [answers.pop(0)] if answers else [])
+    peer = make_peer(router)
+    refused: list[dict[str, t.Any]] = []
+
+    def heard(sender: object, **kwargs: t.Any) -> None:
+        refused.append({"sender": sender, **kwargs})
+
+    signals.peer_refused.connect(heard, sender=peer)
+    try:
+        assert peer.wait_ready(5)  # joined at the second attempt
+    finally:
+        signals.peer_refused.disconnect(heard, sender=peer)
+        router.close()
+    assert refused == [{"sender": peer, "reason": "wamp.error.not_authorized",
+                        "message": "WAMP-CRA signature is invalid"}]
+    assert peer.session_id == 77

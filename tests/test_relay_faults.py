@@ -372,3 +372,34 @@ def test_the_metrics_forget_every_call_the_bridge_gives_up_on_or_its_session_tak
         assert sink.open == set()
     finally:
         metrics_sink.install(previous)
+
+
+@pytest.mark.parametrize("peer_refused", [True, False])
+def test_a_missing_authenticator_while_the_router_refuses_the_app_peer_is_a_misconfiguration(
+        peer_refused: bool) -> None:
+    from flask_wamp_bridge.errors import ApplicationError
+
+    def authenticate(*args: t.Any) -> t.NoReturn:
+        raise ApplicationError("wamp.error.no_such_procedure", "no callee registered for procedure")
+
+    asked: list[bool] = []
+
+    def refused() -> bool:
+        asked.append(peer_refused)
+        return peer_refused
+
+    pair = RelayPair(ANN, peer_refused=refused)
+    pair.router.authenticate = authenticate
+    abort = pair.login()
+    fault = faults.PEER_REFUSED if peer_refused else faults.AUTHENTICATOR_MISSING
+    assert abort[0] == ABORT and abort[2] == fault.uri and abort[1] == {"message": fault.message}
+    assert abort[2] == ("wamp_bridge.error.server_misconfigured" if peer_refused
+                        else "wamp_bridge.error.router_unavailable")
+    assert pair.closed is not None and pair.closed.code == 1013 and pair.closed.reason == fault.reason
+    assert asked == [peer_refused]  # asked at the ABORT, not before
+
+
+def test_a_refused_app_peer_changes_only_the_missing_authenticator() -> None:
+    assert faults.login_fault("wamp.error.no_such_procedure", peer_refused=True) is faults.PEER_REFUSED
+    assert faults.login_fault("wamp.error.unavailable", peer_refused=True) is faults.ROUTER_BUSY
+    assert faults.login_fault("wamp.error.not_authorized", peer_refused=True) is None

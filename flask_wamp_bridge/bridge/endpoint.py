@@ -23,6 +23,7 @@ import os
 import secrets
 import time
 import typing as t
+import weakref
 
 from flask import Flask
 from flask import current_app
@@ -33,6 +34,8 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 
 from .. import settings as _settings
 from ..errors import NotAuthenticated
+from ..signals import peer_joined
+from ..signals import peer_refused
 from ..signals import router_lost
 from ..wamp.bounds import Bounds
 from ..wamp.messages import SUBPROTOCOLS
@@ -48,8 +51,9 @@ from .budgets import Caps
 from .budgets import WorkerBudgets
 from .checks import Limits
 from .checks import Shared
-from .faults import LOGIN_ABORTS
 from .faults import LOGIN_REFUSAL_HINTS
+from .faults import PEER_REFUSED
+from .faults import login_fault
 from .identity import Identity
 from .identity import coerce_identity
 from .relay import Relay
@@ -107,6 +111,7 @@ class Endpoint:
                                                    or _settings.DEFAULTS["WAMP_BRIDGE_WS_SEND_TIMEOUT"])
         self._budgets: WorkerBudgets | None = None
         self._budgets_pid: int | None = None
+        self._refused_apps: weakref.WeakSet[Flask] = weakref.WeakSet()  # whose peer's latest join was refused
 
     @property
     def budgets(self) -> WorkerBudgets:
@@ -125,6 +130,18 @@ class Endpoint:
         app.add_url_rule(path, ENDPOINT, self.serve, websocket=True, provide_automatic_options=False)
         app.register_error_handler(WebsocketMismatch, handle_websocket_mismatch)
         router_lost.connect(self._router_lost, sender=app)
+        peer_refused.connect(self._peer_refused, sender=app)
+        peer_joined.connect(self._peer_joined, sender=app)
+
+    def _peer_refused(self, sender: Flask, **_: t.Any) -> None:
+        self._refused_apps.add(sender)
+
+    def _peer_joined(self, sender: Flask, **_: t.Any) -> None:
+        self._refused_apps.discard(sender)
+
+    def peer_is_refused(self, app: Flask) -> bool:
+        """The router refused the latest join of ``app``'s peer in this worker (cleared when it joins)."""
+        return app in self._refused_apps
 
     def _router_lost(self, sender: object, **kwargs: t.Any) -> None:
         """The app's peer lost a router node: its relays there that cannot tell themselves end (the ticker)."""
@@ -183,6 +200,7 @@ class Endpoint:
         now = time.monotonic()
         admission = self.budgets.admit(identity.authid if identity is not None else None, remote, now)
         serializer = serializer_for(subprotocol)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
         relay = Relay(
             identity,
             serializer=serializer,
@@ -194,6 +212,7 @@ class Endpoint:
             shared=Shared(admission.user_bytes, self.reserved_procedures),
             refusal=admission.refusal,
             debug=bool(current_app.debug),
+            peer_refused=lambda: self.peer_is_refused(app),
             **self._relay_arguments,
         )
         relayed = relay_io.RelaySession(
@@ -201,7 +220,7 @@ class Endpoint:
             relay,
             subprotocol=subprotocol,
             remote=remote,
-            signal_sender=current_app._get_current_object(),  # type: ignore[attr-defined]
+            signal_sender=app,
             **self._session_arguments,
         )
         try:
@@ -209,7 +228,7 @@ class Endpoint:
         finally:
             admission.release()
         if relay.router_refusal is not None and identity is not None:
-            self._log_refusal(identity, relay.router_refusal)
+            self._log_refusal(identity, relay.router_refusal, peer_refused=self.peer_is_refused(app))
         return current_app.response_class(status=204)  # discarded by the worker after the 101
 
     def session_life(self) -> float:
@@ -238,7 +257,7 @@ class Endpoint:
         longest = self.settings["WAMP_BRIDGE_WS_MAX_LIFETIME"]
         return float(min(life, longest) if longest else life)
 
-    def _log_refusal(self, identity: Identity, refusal: RouterRefusal) -> None:
+    def _log_refusal(self, identity: Identity, refusal: RouterRefusal, *, peer_refused: bool) -> None:
         """The router refused a browser's login: say who, why, and (for an unknown role) the fix."""
         why = refusal.reason + (f" ({refusal.message})" if refusal.message else "")
         hint = ""
@@ -252,13 +271,17 @@ class Endpoint:
             )
         if not hint and refusal.reason in LOGIN_REFUSAL_HINTS:
             hint = "; " + LOGIN_REFUSAL_HINTS[refusal.reason]
-        if refusal.reason in LOGIN_ABORTS:  # the server's trouble, hitting every login for a while: a line per 10 s
+        fault = login_fault(refusal.reason, peer_refused=peer_refused)
+        if fault is PEER_REFUSED:
+            hint = ("; the router refuses this worker's WAMP peer (which registers the authenticator): check that "
+                    "WAMP_BRIDGE_PEER_SECRET and WAMP_BRIDGE_PEER_ROLE match the router's config (regenerate it "
+                    "with `flask wamp config`); the peer's own log line says why it was refused")
+        if fault is not None:  # the server's trouble, hitting every login for a while: a line per 10 s
             from .relay_io import warn_limited
 
-            fault = LOGIN_ABORTS[refusal.reason]
-            warn_limited(f"login refused {refusal.reason}", "the router could not log in the WAMP session of authid "
-                         "%r (role %r): %s; the page got ABORT %s and %d (try again)%s", identity.authid, role, why,
-                         fault.uri, fault.close_code, hint)
+            warn_limited(f"login refused {refusal.reason} {fault.uri}", "the router could not log in the WAMP session "
+                         "of authid %r (role %r): %s; the page got ABORT %s and %d (try again)%s", identity.authid,
+                         role, why, fault.uri, fault.close_code, hint)
             return
         log.warning("the router refused the WAMP session of authid %r (role %r): %s%s",
                     identity.authid, role, why, hint)

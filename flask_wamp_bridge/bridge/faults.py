@@ -32,12 +32,14 @@ __all__ = [
     "BROWSER_GONE",
     "AUTHENTICATOR_MISSING",
     "AUTHENTICATOR_FAILED",
+    "PEER_REFUSED",
     "ROUTER_BUSY",
     "OUT_OF_DESCRIPTORS",
     "FAULTS",
     "LOGIN_ABORTS",
     "LOGIN_REFUSAL_HINTS",
     "LOGIN_TIMEOUT_HINTS",
+    "login_fault",
     "pending_errors",
     "last_words",
 ]
@@ -89,6 +91,9 @@ AUTHENTICATOR_MISSING = Fault("wamp_bridge.error.router_unavailable",
 AUTHENTICATOR_FAILED = Fault("wamp_bridge.error.authenticator_failed",
                              "the server could not check this login (its log says why); try again later",
                              1013, False, "authenticator failed")
+PEER_REFUSED = Fault("wamp_bridge.error.server_misconfigured",
+                     "the server cannot log you in: its connection to the router is refused (its log says why); "
+                     "try again later", 1013, False, "app peer refused")
 ROUTER_BUSY = Fault("wamp_bridge.error.router_unavailable", "the router is busy or restarting; try again later",
                     1013, False, "router busy")
 OUT_OF_DESCRIPTORS = Fault("wamp_bridge.error.router_unavailable",
@@ -109,6 +114,7 @@ FAULTS: dict[str, Fault] = {
     "browser_gone": BROWSER_GONE,
     "authenticator_missing": AUTHENTICATOR_MISSING,
     "authenticator_failed": AUTHENTICATOR_FAILED,
+    "peer_refused": PEER_REFUSED,
     "router_busy": ROUTER_BUSY,
     "out_of_descriptors": OUT_OF_DESCRIPTORS,
 }
@@ -128,6 +134,18 @@ LOGIN_ABORTS: dict[str, Fault] = {
     "wamp.error.runtime_error": AUTHENTICATOR_FAILED,  # the authenticator raised
     ROUTER_UNREACHABLE.uri: ROUTER_BUSY,  # the authenticator saw the ticket too late (an overloaded router)
 }
+
+
+def login_fault(reason: str, *, peer_refused: bool) -> Fault | None:
+    """The fault for a router's ABORT of a login (None: the browser's own refusal).
+
+    A missing authenticator while the router refuses this worker's app peer is no passing gap: that peer, which
+    registers the authenticator, cannot join until the deployment is fixed.
+    """
+    fault = LOGIN_ABORTS.get(reason)
+    if fault is AUTHENTICATOR_MISSING and peer_refused:
+        return PEER_REFUSED
+    return fault
 
 
 def pending_errors(pending: c.Iterable[int], uri: str, message: str) -> list[list[t.Any]]:

@@ -219,6 +219,9 @@ class Relay:
     :param call_timeout: the longest a CALL waits for its answer (seconds; a CALL's own ``timeout`` option may
         be shorter); then the bridge answers ERROR ``wamp.error.canceled`` and sends CANCEL upstream
         (:mod:`~flask_wamp_bridge.bridge.call_deadlines`). None: only calls with their own ``timeout``.
+    :param peer_refused: ``peer_refused() -> bool``, asked when the router aborts the login for a missing
+        authenticator: True (the router refuses this worker's app peer) ends it with
+        :data:`~.faults.PEER_REFUSED` instead of :data:`~.faults.AUTHENTICATOR_MISSING`.
     """
 
     def __init__(
@@ -240,6 +243,7 @@ class Relay:
         debug: bool = False,
         call_timeout: float | None = 60.0,
         upstream_serializer: Serializer | None = None,
+        peer_refused: t.Callable[[], bool] = lambda: False,
     ) -> None:
         if limits is None:
             limits = Limits(max_calls_in_flight=max_calls_in_flight)
@@ -253,6 +257,7 @@ class Relay:
         self.upstream_serializer = upstream_serializer or serializer
         self._codec = UpstreamCodec(serializer, self.upstream_serializer)
         self._ticket_signer = ticket_signer
+        self._peer_refused = peer_refused
         self._router_peer: str | None = None  # the bridge's end of the upstream, once connected
         self._now = now
         self._login_deadline = self._login_full_deadline = now + login_timeout
@@ -586,7 +591,8 @@ class Relay:
         if kind == _ABORT:
             text = message[1].get("message") if isinstance(message[1], dict) else None
             self.router_refusal = RouterRefusal(str(message[2]), text if isinstance(text, str) else None)
-            fault = faults.LOGIN_ABORTS.get(self.router_refusal.reason)
+            reason = self.router_refusal.reason
+            fault = faults.login_fault(reason, peer_refused=self._peer_refused())
             if fault is not None:  # the server's trouble, not the browser's: retryable
                 return self._end(fault, tell_router=False)
             return [*self._sanitized(kind, data), *self._close(1008, str(message[2]))]

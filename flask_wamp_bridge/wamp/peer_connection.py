@@ -49,6 +49,7 @@ from ..errors import TransportError
 from ..signals import call_timed_out
 from ..signals import peer_joined
 from ..signals import peer_left
+from ..signals import peer_refused
 from ..signals import peer_reregistered
 from ..signals import registration_failed
 from ..signals import router_lost
@@ -482,6 +483,7 @@ class PeerConnection:
             hint = PEER_JOIN_HINTS.get(action.reason, "")
             log.warning("WAMP peer: the router refused to join realm %r: %s %s%s", self.config.realm, action.reason,
                         action.message, f"; {hint}" if hint else "")
+            send_signal(self.owner, peer_refused, reason=action.reason, message=action.message)
         else:
             level = logging.INFO if action.reason in QUIET_CLOSE_REASONS else logging.WARNING
             log.log(level, "WAMP peer: session closed: %s %s", action.reason, action.message)
